@@ -1,0 +1,53 @@
+/*
+ * Who is calling: the root credential, or a user-scoped temporary credential minted by
+ * POST /carillon/credentials (a session token sealed with the master key that carries the user ARN,
+ * expiry and secret, so verification needs no database round trip).
+ */
+#ifndef CARILLON_AUTH_H
+#define CARILLON_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "carillon/sigv4.h"
+
+enum carillon_principal_kind {
+	CARILLON_PRINCIPAL_NONE,
+	CARILLON_PRINCIPAL_ROOT,     /* the deployment's root key: may act as any bearer */
+	CARILLON_PRINCIPAL_USER,     /* user-scoped: may act only as its own AppInstanceUser */
+};
+
+struct carillon_principal {
+	enum carillon_principal_kind kind;
+	char access_key_id[129];
+	char user_arn[1601];         /* CARILLON_PRINCIPAL_USER only */
+	int64_t expires_ms;          /* CARILLON_PRINCIPAL_USER only */
+};
+
+enum carillon_auth_result {
+	CARILLON_AUTH_OK,
+	CARILLON_AUTH_UNAUTHORIZED,  /* unsigned, bad signature, unknown key, expired */
+};
+
+/* Verify the SigV4 signature of a request and resolve its principal. On failure, `why` says why
+ * (for the error message; never reveals secrets). */
+enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_request *req, int64_t now_ms,
+					       struct carillon_principal *out, char *why, size_t why_len);
+
+/* Mint a temporary credential for `user_arn`, valid for `duration_s` seconds. Writes the strings
+ * into the given buffers; returns 0. */
+struct carillon_temp_credentials {
+	char access_key_id[32];
+	char secret_access_key[64];
+	char session_token[2048];
+	int64_t expires_ms;
+};
+int carillon_auth_mint(const char *user_arn, int64_t now_ms, long duration_s, struct carillon_temp_credentials *out);
+
+/* Seal / open small opaque values with a purpose-bound subkey of the master key
+ * (NextTokens, session tokens). Output is URL-safe base64 without padding. */
+char *carillon_seal(const char *purpose, const void *data, size_t len);
+/* Returns a malloc'd buffer (NUL-terminated for convenience) and its length, or NULL if forged. */
+void *carillon_open(const char *purpose, const char *sealed, size_t *len);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * PostgreSQL, asynchronously, on the process's event loop: a small pool of non-blocking libpq
+ * connections whose sockets are watched by uv_poll handles, a FIFO of waiting queries, and
+ * reconnection with backoff. Nothing here blocks the loop (migrations, which run before the loop
+ * starts, are the exception and live in migrate.c).
+ */
+#ifndef CARILLON_DB_H
+#define CARILLON_DB_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+/* How a query ended. */
+struct carillon_db_result {
+	PGresult *res;           /* the last result (PGRES_TUPLES_OK / COMMAND_OK), or NULL on error */
+	const char *sqlstate;    /* on error: the SQLSTATE ("CH404", "23505", ...) or "08000" when the
+				    connection failed */
+	const char *message;     /* on error: the primary message */
+};
+
+typedef void (*carillon_db_cb)(void *arg, const struct carillon_db_result *r);
+
+int carillon_db_init(uv_loop_t *loop, const char *conninfo, int pool_size);
+void carillon_db_shutdown(void);
+/* Release the pool's memory, once the loop has closed its handles. */
+void carillon_db_free(void);
+
+/* Queue a parameterised statement (text parameters; NULL = SQL NULL). The callback runs on the
+ * loop exactly once; the result is freed after it returns. Returns 0, or -1 when the queue is
+ * full (the caller answers ServiceUnavailable). */
+int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg);
+
+/* At least one connection is up. */
+bool carillon_db_ready(void);
+
+/* Migrations (blocking; before the loop starts): apply every embedded sql/ migration not yet
+ * recorded, each in its own transaction, under an advisory lock so that several nodes starting
+ * together apply each one once. */
+int carillon_db_migrate(const char *conninfo);
+
+#endif

@@ -1,0 +1,44 @@
+/* Small helpers shared by every module: strings, percent-encoding, time, ids. */
+#ifndef CARILLON_UTIL_H
+#define CARILLON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Allocation that aborts on out-of-memory (like h2o_mem_alloc): callers never see NULL. */
+void *carillon_xmalloc(size_t n);
+void *carillon_xcalloc(size_t n, size_t size);
+void *carillon_xrealloc(void *p, size_t n);
+char *carillon_xstrdup(const char *s);
+char *carillon_xstrndup(const char *s, size_t n);
+
+char *carillon_trim(char *s);
+int carillon_mkdir_p(const char *path, mode_t mode);
+
+/* Percent-decoding; returns the decoded length or -1 on a malformed escape or an embedded NUL.
+ * `out` must hold len + 1 bytes. */
+ssize_t carillon_pct_decode(const char *in, size_t len, char *out);
+/* Percent-encode every byte outside A-Za-z0-9-_.~ ; returns a new string. */
+char *carillon_pct_encode(const char *in, size_t len);
+
+/* Wall-clock time in milliseconds since the epoch. */
+int64_t carillon_now_ms(void);
+
+/* A random RFC 4122 version-4 UUID (37 bytes with NUL). */
+void carillon_uuid4(char out[37]);
+
+/* Number of Unicode code points in a UTF-8 string, or -1 when it is not valid UTF-8. */
+long carillon_utf8_length(const char *s, size_t len);
+
+/* Growable byte buffer. */
+struct carillon_buf {
+	char *data;
+	size_t len, cap;
+};
+void carillon_buf_append(struct carillon_buf *b, const void *p, size_t n);
+void carillon_buf_appendf(struct carillon_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void carillon_buf_free(struct carillon_buf *b);
+
+#endif

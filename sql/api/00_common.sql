@@ -1,0 +1,108 @@
+-- Helpers shared by every operation function, and the single entry point carillon_api.invoke().
+-- Errors: raise with SQLSTATE CH400/CH403/CH404/CH409/CH410; the gateway maps them to
+-- BadRequest/Forbidden/NotFound/Conflict/ResourceLimitExceeded exceptions.
+
+create or replace function carillon.fail(code text, msg text) returns void
+language plpgsql as $$
+begin
+    raise exception using errcode = code, message = msg;
+end $$;
+
+-- REST timestamps are epoch seconds with milliseconds.
+create or replace function carillon.ts(t timestamptz) returns numeric
+language sql immutable as $$ select round(extract(epoch from t)::numeric, 3) $$;
+
+create or replace function carillon.req_time(ctx jsonb) returns timestamptz
+language sql immutable as $$ select to_timestamp((ctx->>'now_ms')::bigint / 1000.0) $$;
+
+create or replace function carillon.arn_prefix(ctx jsonb) returns text
+language sql immutable as $$ select 'arn:aws:chime:' || (ctx->>'region') || ':' || (ctx->>'account') || ':' $$;
+
+create or replace function carillon.page_size(input jsonb) returns int
+language sql immutable as $$ select coalesce((input->>'MaxResults')::int, 50) $$;
+
+-- rows: an ordered array of {"k": cursor key, "v": item}, at most lim + 1 long.
+-- Returns extra || {key: the first lim items} || {"__next": the lim-th key} when there are more;
+-- the gateway seals "__next" into an opaque NextToken bound to the listing.
+create or replace function carillon.page(rows jsonb, lim int, key text, extra jsonb default '{}')
+returns jsonb language plpgsql immutable as $$
+declare
+    items jsonb := '[]';
+    n int := coalesce(jsonb_array_length(rows), 0);
+begin
+    for i in 0 .. least(n, lim) - 1 loop
+        items := items || jsonb_build_array(rows->i->'v');
+    end loop;
+    extra := extra || jsonb_build_object(key, items);
+    if n > lim then
+        extra := extra || jsonb_build_object('__next', rows->(lim - 1)->'k');
+    end if;
+    return extra;
+end $$;
+
+create or replace function carillon.app_instance_id(p_arn text) returns text
+language plpgsql stable as $$
+declare v_id text;
+begin
+    select id into v_id from carillon.app_instances where arn = p_arn;
+    if v_id is null then
+        perform carillon.fail('CH404', format('AppInstance %s not found', p_arn));
+    end if;
+    return v_id;
+end $$;
+
+create or replace function carillon.put_tags(p_arn text, p_tags jsonb) returns void
+language plpgsql as $$
+begin
+    if p_tags is null then
+        return;
+    end if;
+    insert into carillon.tags (resource_arn, key, value)
+    select p_arn, t->>'Key', t->>'Value' from jsonb_array_elements(p_tags) t
+    on conflict (resource_arn, key) do update set value = excluded.value;
+    if (select count(*) from carillon.tags where resource_arn = p_arn) > 50 then
+        perform carillon.fail('CH410', 'A resource can have at most 50 tags');
+    end if;
+end $$;
+
+-- Tags of a resource and of everything below it (an AppInstance's users, bots, channels...).
+create or replace function carillon.drop_tags(p_arn text) returns void
+language sql as $$
+    delete from carillon.tags where resource_arn = p_arn or left(resource_arn, length(p_arn) + 1) = p_arn || '/'
+$$;
+
+-- The single entry point: ClientRequestToken idempotency, then the operation's function.
+create or replace function carillon_api.invoke(fn text, ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_proc regprocedure := to_regprocedure(format('carillon_api.%I(jsonb,jsonb)', fn));
+    v_token text := ctx->>'idempotency_token';
+    v_principal text := coalesce(ctx->>'user_arn', ctx->>'principal');
+    v_hash text;
+    v_prev carillon.idempotency%rowtype;
+    v_result jsonb;
+begin
+    if v_proc is null or fn = 'invoke' then
+        perform carillon.fail('CH400', format('The operation (%s) is not implemented by this server', fn));
+    end if;
+    if v_token is not null then
+        v_hash := md5((input - (ctx->>'idempotency_member'))::text);
+        insert into carillon.idempotency (operation, principal, token, input_hash)
+        values (fn, v_principal, v_token, v_hash)
+        on conflict do nothing;
+        if not found then
+            select * into v_prev from carillon.idempotency
+             where operation = fn and principal = v_principal and token = v_token;
+            if v_prev.input_hash <> v_hash then
+                perform carillon.fail('CH409', 'The ClientRequestToken was already used with different parameters');
+            end if;
+            return v_prev.result;
+        end if;
+    end if;
+    execute format('select carillon_api.%I($1, $2)', fn) into v_result using ctx, input;
+    if v_token is not null then
+        update carillon.idempotency set result = v_result
+         where operation = fn and principal = v_principal and token = v_token;
+    end if;
+    return v_result;
+end $$;

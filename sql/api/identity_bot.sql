@@ -1,0 +1,70 @@
+-- AppInstanceBot: a bot identity (Amazon Lex configuration stored, not run), arn = <app>/bot/<uuid>.
+
+create or replace function carillon_api.create_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
+    v_arn text := (input->>'AppInstanceArn') || '/bot/' || gen_random_uuid()::text;
+    v_now timestamptz := carillon.req_time(ctx);
+begin
+    insert into carillon.app_instance_bots (arn, app_instance_id, name, metadata, configuration, created_at, updated_at)
+    values (v_arn, v_app_id, input->>'Name', input->>'Metadata', input->'Configuration', v_now, v_now);
+    perform carillon.put_tags(v_arn, input->'Tags');
+    return jsonb_build_object('AppInstanceBotArn', v_arn);
+end $$;
+
+create or replace function carillon_api.describe_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare r carillon.app_instance_bots%rowtype;
+begin
+    select * into r from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
+    if not found then
+        perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
+    end if;
+    return jsonb_build_object('AppInstanceBot', jsonb_strip_nulls(jsonb_build_object(
+        'AppInstanceBotArn', r.arn, 'Name', r.name, 'Metadata', r.metadata, 'Configuration', r.configuration,
+        'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at))));
+end $$;
+
+create or replace function carillon_api.list_app_instance_bots(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare
+    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
+    v_lim int := carillon.page_size(input);
+    v_rows jsonb;
+begin
+    select jsonb_agg(jsonb_build_object('k', arn, 'v', jsonb_strip_nulls(jsonb_build_object(
+               'AppInstanceBotArn', arn, 'Name', name, 'Metadata', metadata))) order by arn)
+      into v_rows
+      from (select * from carillon.app_instance_bots
+             where app_instance_id = v_app_id and (ctx->>'after' is null or arn > ctx->>'after')
+             order by arn limit v_lim + 1) s;
+    return carillon.page(v_rows, v_lim, 'AppInstanceBots',
+                         jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
+end $$;
+
+create or replace function carillon_api.update_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+begin
+    update carillon.app_instance_bots
+       set name = input->>'Name', metadata = input->>'Metadata',
+           configuration = coalesce(input->'Configuration', configuration),
+           updated_at = carillon.req_time(ctx)
+     where arn = input->>'AppInstanceBotArn';
+    if not found then
+        perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
+    end if;
+    return jsonb_build_object('AppInstanceBotArn', input->>'AppInstanceBotArn');
+end $$;
+
+create or replace function carillon_api.delete_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+begin
+    delete from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
+    if not found then
+        perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
+    end if;
+    delete from carillon.app_instance_admins where admin_arn = input->>'AppInstanceBotArn';
+    perform carillon.drop_tags(input->>'AppInstanceBotArn');
+    return null;
+end $$;

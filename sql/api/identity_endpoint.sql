@@ -1,0 +1,84 @@
+-- AppInstanceUserEndpoint: a push-notification device of a user (stored; delivery is out of scope).
+
+create or replace function carillon.endpoint_row(p_user text, p_id text) returns carillon.app_instance_user_endpoints
+language plpgsql stable as $$
+declare r carillon.app_instance_user_endpoints%rowtype;
+begin
+    select * into r from carillon.app_instance_user_endpoints where user_arn = p_user and endpoint_id = p_id;
+    if not found then
+        perform carillon.fail('CH404', format('Endpoint %s of %s not found', p_id, p_user));
+    end if;
+    return r;
+end $$;
+
+create or replace function carillon_api.register_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_user carillon.app_instance_users := carillon.user_row(input->>'AppInstanceUserArn');
+    v_id text := gen_random_uuid()::text;
+    v_now timestamptz := carillon.req_time(ctx);
+begin
+    insert into carillon.app_instance_user_endpoints
+        (user_arn, endpoint_id, name, type, resource_arn, endpoint_attributes, allow_messages, created_at, updated_at)
+    values (v_user.arn, v_id, input->>'Name', input->>'Type', input->>'ResourceArn', input->'EndpointAttributes',
+            coalesce(input->>'AllowMessages', 'ALL'), v_now, v_now);
+    return jsonb_build_object('AppInstanceUserArn', v_user.arn, 'EndpointId', v_id);
+end $$;
+
+create or replace function carillon.endpoint_summary(r carillon.app_instance_user_endpoints) returns jsonb
+language sql immutable as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'AppInstanceUserArn', r.user_arn, 'EndpointId', r.endpoint_id, 'Name', r.name, 'Type', r.type,
+        'AllowMessages', r.allow_messages, 'EndpointState', jsonb_build_object('Status', 'ACTIVE')))
+$$;
+
+create or replace function carillon_api.describe_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare r carillon.app_instance_user_endpoints :=
+    carillon.endpoint_row(input->>'AppInstanceUserArn', input->>'EndpointId');
+begin
+    return jsonb_build_object('AppInstanceUserEndpoint', carillon.endpoint_summary(r) || jsonb_build_object(
+        'ResourceArn', r.resource_arn, 'EndpointAttributes', r.endpoint_attributes,
+        'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at)));
+end $$;
+
+create or replace function carillon_api.list_app_instance_user_endpoints(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare
+    v_user carillon.app_instance_users := carillon.user_row(input->>'AppInstanceUserArn');
+    v_lim int := carillon.page_size(input);
+    v_rows jsonb;
+begin
+    select jsonb_agg(jsonb_build_object('k', endpoint_id, 'v', carillon.endpoint_summary(s)) order by endpoint_id)
+      into v_rows
+      from (select * from carillon.app_instance_user_endpoints
+             where user_arn = v_user.arn and (ctx->>'after' is null or endpoint_id > ctx->>'after')
+             order by endpoint_id limit v_lim + 1) s;
+    return carillon.page(v_rows, v_lim, 'AppInstanceUserEndpoints');
+end $$;
+
+create or replace function carillon_api.update_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+begin
+    update carillon.app_instance_user_endpoints
+       set name = coalesce(input->>'Name', name), allow_messages = coalesce(input->>'AllowMessages', allow_messages),
+           updated_at = carillon.req_time(ctx)
+     where user_arn = input->>'AppInstanceUserArn' and endpoint_id = input->>'EndpointId';
+    if not found then
+        perform carillon.fail('CH404', format('Endpoint %s of %s not found', input->>'EndpointId',
+                                              input->>'AppInstanceUserArn'));
+    end if;
+    return jsonb_build_object('AppInstanceUserArn', input->>'AppInstanceUserArn', 'EndpointId', input->>'EndpointId');
+end $$;
+
+create or replace function carillon_api.deregister_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+begin
+    delete from carillon.app_instance_user_endpoints
+     where user_arn = input->>'AppInstanceUserArn' and endpoint_id = input->>'EndpointId';
+    if not found then
+        perform carillon.fail('CH404', format('Endpoint %s of %s not found', input->>'EndpointId',
+                                              input->>'AppInstanceUserArn'));
+    end if;
+    return null;
+end $$;

@@ -1,0 +1,112 @@
+/*
+ * Carillon's own routes, outside the AWS models:
+ *   GET  /healthz               200 once the database is reachable (no auth)
+ *   POST /carillon/credentials  user-scoped temporary credentials, for root only
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "carillon/api.h"
+#include "carillon/auth.h"
+#include "carillon/db.h"
+#include "carillon/model.h"
+#include "../http/http_internal.h"
+
+#define MIN_DURATION 900
+#define MAX_DURATION 43200
+#define DEFAULT_DURATION 3600
+
+struct mint_state {
+	char user_arn[1601];
+	long duration;
+};
+
+static void healthz(struct carillon_req *r)
+{
+	if (carillon_db_ready())
+		carillon_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+	else
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The database is not reachable");
+}
+
+static void credentials_user_found(void *arg, const struct carillon_db_result *res)
+{
+	struct carillon_req *r = arg;
+	struct mint_state *st = r->handler_state;
+	r->handler_state = NULL;
+	if (!res->res) {
+		carillon_api_reply_db_error(r, res->sqlstate, res->message);
+	} else if (PQntuples(res->res) != 1) {
+		carillon_reply_error(r, CARILLON_ERR_NOT_FOUND, "AppInstanceUser %s not found", st->user_arn);
+	} else {
+		struct carillon_temp_credentials c;
+		if (carillon_auth_mint(st->user_arn, r->t_ms, st->duration, &c))
+			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Cannot mint credentials");
+		else
+			carillon_reply_json(r, 200,
+					    json_pack("{s:{s:s,s:s,s:s,s:f}}", "Credentials", "AccessKeyId",
+						      c.access_key_id, "SecretAccessKey", c.secret_access_key,
+						      "SessionToken", c.session_token, "Expiration",
+						      (double)c.expires_ms / 1000.0));
+	}
+	free(st);
+}
+
+static void credentials(struct carillon_req *r)
+{
+	struct carillon_sigv4_request sr = {r->method, "/carillon/credentials", r->raw_query, carillon_req_header, r,
+					    (const unsigned char *)r->body.data, r->body.len};
+	char why[512];
+	if (carillon_auth_verify(&sr, r->t_ms, &r->principal, why, sizeof(why)) != CARILLON_AUTH_OK) {
+		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
+		return;
+	}
+	if (r->principal.kind != CARILLON_PRINCIPAL_ROOT) {
+		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential may mint user credentials");
+		return;
+	}
+	json_t *in = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
+	json_t *arn = json_object_get(in, "AppInstanceUserArn");
+	json_t *dur = json_object_get(in, "DurationSeconds");
+	long duration = dur ? (long)json_integer_value(dur) : DEFAULT_DURATION;
+	int bad = !json_is_object(in) || !arn ||
+		  carillon_model_validate("identity", "ChimeArn", arn, "AppInstanceUserArn", why, sizeof(why)) ||
+		  (dur && (!json_is_integer(dur) || duration < MIN_DURATION || duration > MAX_DURATION));
+	if (bad) {
+		if (!json_is_object(in))
+			snprintf(why, sizeof(why), "The request body must be a JSON object");
+		else if (!arn)
+			snprintf(why, sizeof(why), "AppInstanceUserArn is required");
+		else if (dur && (!json_is_integer(dur) || duration < MIN_DURATION || duration > MAX_DURATION))
+			snprintf(why, sizeof(why), "DurationSeconds must be an integer in %d..%d", MIN_DURATION,
+				 MAX_DURATION);
+		json_decref(in);
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "%s", why);
+		return;
+	}
+	struct mint_state *st = carillon_xcalloc(1, sizeof(*st));
+	snprintf(st->user_arn, sizeof(st->user_arn), "%s", json_string_value(arn));
+	st->duration = duration;
+	json_decref(in);
+	r->handler_state = st;
+	const char *params[1] = {st->user_arn};
+	if (carillon_db_query("select 1 from carillon.app_instance_users where arn = $1", 1, params,
+			      credentials_user_found, r)) {
+		free(st);
+		r->handler_state = NULL;
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
+	}
+}
+
+bool carillon_api_extra_route(struct carillon_req *r, const char *method, const char *path)
+{
+	if (!strcmp(path, "/healthz") && (!strcmp(method, "GET") || !strcmp(method, "HEAD"))) {
+		healthz(r);
+		return true;
+	}
+	if (!strcmp(path, "/carillon/credentials") && !strcmp(method, "POST")) {
+		credentials(r);
+		return true;
+	}
+	return false;
+}

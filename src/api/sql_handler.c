@@ -1,0 +1,183 @@
+/*
+ * The generic operation handler: one round trip to PostgreSQL, where carillon_api.invoke() runs
+ * the operation's function in a single transaction (idempotency, business rules, the write and,
+ * later, its event). Pagination cursors are sealed into NextTokens bound to the listing, so a client
+ * can neither forge one nor replay it against another listing.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "carillon/api.h"
+#include "carillon/auth.h"
+#include "carillon/config.h"
+#include "carillon/db.h"
+#include "carillon/log.h"
+#include "carillon/util.h"
+#include "../http/http_internal.h"
+
+#define NEXT_TOKEN_PURPOSE "carillon next token v1"
+
+/* The listing a NextToken belongs to: the operation and every input member but the paging ones. */
+static void listing_scope(const struct carillon_req *r, char out[33])
+{
+	json_t *copy = json_deep_copy(r->input);
+	json_object_del(copy, "NextToken");
+	json_object_del(copy, "MaxResults");
+	char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(copy);
+	unsigned char h[16];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)r->match.op->name, strlen(r->match.op->name) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)text, strlen(text));
+	crypto_generichash_final(&st, h, sizeof(h));
+	free(text);
+	sodium_bin2hex(out, 33, h, sizeof(h));
+}
+
+/* NextToken -> cursor; -1 when it is not one of ours for this listing. */
+static int open_next_token(struct carillon_req *r, json_t *ctx)
+{
+	const char *token = json_string_value(json_object_get(r->input, "NextToken"));
+	if (!token)
+		return 0;
+	size_t len;
+	char *text = carillon_open(NEXT_TOKEN_PURPOSE, token, &len);
+	json_t *claims = text ? json_loads(text, 0, NULL) : NULL;
+	free(text);
+	char scope[33];
+	listing_scope(r, scope);
+	const char *s = json_string_value(json_object_get(claims, "s"));
+	json_t *after = json_object_get(claims, "c");
+	int rc = -1;
+	if (s && after && !strcmp(s, scope)) {
+		json_object_set(ctx, "after", after);
+		rc = 0;
+	}
+	json_decref(claims);
+	return rc;
+}
+
+static void seal_next_token(struct carillon_req *r, json_t *body)
+{
+	json_t *next = json_object_get(body, "__next");
+	if (!next)
+		return;
+	char scope[33];
+	listing_scope(r, scope);
+	json_t *claims = json_pack("{s:s,s:O}", "s", scope, "c", next);
+	char *text = json_dumps(claims, JSON_COMPACT);
+	json_decref(claims);
+	char *token = carillon_seal(NEXT_TOKEN_PURPOSE, text, strlen(text));
+	free(text);
+	json_object_del(body, "__next");
+	json_object_set_new(body, "NextToken", json_string(token));
+	free(token);
+}
+
+static json_t *make_ctx(struct carillon_req *r)
+{
+	const struct carillon_principal *p = &r->principal;
+	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
+				carillon_cfg.account_id, "principal",
+				p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : "user", "now_ms", (json_int_t)r->t_ms,
+				"request_id", r->id);
+	if (p->kind == CARILLON_PRINCIPAL_USER)
+		json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
+	const char *idem = r->match.op->idempotency_member;
+	json_t *token = idem ? json_object_get(r->input, idem) : NULL;
+	if (token) {
+		json_object_set_new(ctx, "idempotency_member", json_string(idem));
+		json_object_set(ctx, "idempotency_token", token);
+	}
+	return ctx;
+}
+
+static void sql_done(void *arg, const struct carillon_db_result *res)
+{
+	struct carillon_req *r = arg;
+	if (!res->res) {
+		carillon_api_reply_db_error(r, res->sqlstate, res->message);
+		return;
+	}
+	json_t *body = NULL;
+	if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
+		json_error_t jerr;
+		body = json_loads(PQgetvalue(res->res, 0, 0), JSON_DECODE_ANY, &jerr);
+		if (!body) {
+			log_err("%s: unparsable result from %s: %s", r->id, r->match.op->sql_function, jerr.text);
+			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
+			return;
+		}
+	}
+	if (json_is_object(body))
+		seal_next_token(r, body);
+	if (!r->match.op->has_output) {
+		json_decref(body);
+		body = NULL;
+	}
+	carillon_reply_json(r, 0, body);
+}
+
+void carillon_api_sql_handler(struct carillon_req *r)
+{
+	json_t *ctx = make_ctx(r);
+	if (open_next_token(r, ctx)) {
+		json_decref(ctx);
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid NextToken");
+		return;
+	}
+	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
+	char *in_text = json_dumps(r->input, JSON_COMPACT);
+	json_decref(ctx);
+	const char *params[3] = {r->match.op->sql_function, ctx_text, in_text};
+	if (carillon_db_query("select carillon_api.invoke($1, $2::jsonb, $3::jsonb)::text", 3, params, sql_done, r))
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
+	free(ctx_text);
+	free(in_text);
+}
+
+void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, const char *message)
+{
+	static const struct {
+		const char *state;
+		enum carillon_err err;
+	} map[] = {
+		{"CH400", CARILLON_ERR_BAD_REQUEST},  {"CH403", CARILLON_ERR_FORBIDDEN},
+		{"CH404", CARILLON_ERR_NOT_FOUND},    {"CH409", CARILLON_ERR_CONFLICT},
+		{"CH410", CARILLON_ERR_RESOURCE_LIMIT}, {"23505", CARILLON_ERR_CONFLICT},
+		{"22001", CARILLON_ERR_BAD_REQUEST},  {"22P02", CARILLON_ERR_BAD_REQUEST},
+		{"22003", CARILLON_ERR_BAD_REQUEST},  {"22008", CARILLON_ERR_BAD_REQUEST},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (!strcmp(map[i].state, sqlstate)) {
+			bool ours = sqlstate[0] == 'C' && sqlstate[1] == 'H';
+			carillon_reply_error(r, map[i].err, "%s", ours ? message : "The request conflicts with the current state");
+			return;
+		}
+	}
+	if (!strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "57P01") || !strcmp(sqlstate, "40001") ||
+	    !strcmp(sqlstate, "40P01") || !strcmp(sqlstate, "53300")) {
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The database is unavailable; retry later");
+		return;
+	}
+	log_err("%s %s: database error %s: %s", r->id, r->match.op ? r->match.op->name : r->path, sqlstate, message);
+	carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error (request %s)", r->id);
+}
+
+void carillon_api_register_sql(const char *const *op_names)
+{
+	for (; *op_names; op_names++) {
+		struct carillon_op *op = carillon_model_op(*op_names);
+		if (!op) {
+			log_err("api: no operation %s in the models", *op_names);
+			abort();
+		}
+		op->handler = carillon_api_sql_handler;
+	}
+}
+
+void carillon_api_init(void) { carillon_api_identity_init(); }

@@ -1,0 +1,125 @@
+/*
+ * Resolving a request's principal: SigV4 with the root key, or with a user-scoped temporary
+ * credential whose session token is sealed with the master key and carries everything needed to
+ * verify it (access key id, secret, user ARN, expiry) — no database round trip.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "carillon/auth.h"
+#include "carillon/config.h"
+#include "carillon/util.h"
+
+#define TOKEN_PURPOSE "carillon session token v1"
+
+static void random_chars(char *out, size_t n, const char *alphabet)
+{
+	size_t al = strlen(alphabet);
+	for (size_t i = 0; i < n; i++)
+		out[i] = alphabet[randombytes_uniform((uint32_t)al)];
+	out[n] = '\0';
+}
+
+int carillon_auth_mint(const char *user_arn, int64_t now_ms, long duration_s, struct carillon_temp_credentials *out)
+{
+	memcpy(out->access_key_id, "ASIA", 4);
+	random_chars(out->access_key_id + 4, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
+	random_chars(out->secret_access_key, 40,
+		     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+	out->expires_ms = now_ms + (int64_t)duration_s * 1000;
+	json_t *claims = json_pack("{s:s,s:s,s:s,s:I}", "a", out->access_key_id, "s", out->secret_access_key, "u",
+				   user_arn, "e", (json_int_t)out->expires_ms);
+	char *text = json_dumps(claims, JSON_COMPACT);
+	json_decref(claims);
+	char *token = carillon_seal(TOKEN_PURPOSE, text, strlen(text));
+	sodium_memzero(text, strlen(text));
+	free(text);
+	int rc = snprintf(out->session_token, sizeof(out->session_token), "%s", token) <
+			 (int)sizeof(out->session_token) ? 0 : -1;
+	free(token);
+	return rc;
+}
+
+/* Open a session token; fills the user principal and its secret. */
+static int open_session_token(const char *token, const char *akid, struct carillon_principal *p,
+			      char *secret, size_t secret_len)
+{
+	size_t len;
+	char *text = carillon_open(TOKEN_PURPOSE, token, &len);
+	if (!text)
+		return -1;
+	json_t *claims = json_loads(text, 0, NULL);
+	sodium_memzero(text, len);
+	free(text);
+	const char *a = json_string_value(json_object_get(claims, "a"));
+	const char *s = json_string_value(json_object_get(claims, "s"));
+	const char *u = json_string_value(json_object_get(claims, "u"));
+	json_t *e = json_object_get(claims, "e");
+	int rc = -1;
+	if (a && s && u && json_is_integer(e) && !strcmp(a, akid) && strlen(u) < sizeof(p->user_arn) &&
+	    strlen(s) < secret_len) {
+		p->kind = CARILLON_PRINCIPAL_USER;
+		snprintf(p->access_key_id, sizeof(p->access_key_id), "%s", a);
+		snprintf(p->user_arn, sizeof(p->user_arn), "%s", u);
+		p->expires_ms = (int64_t)json_integer_value(e);
+		snprintf(secret, secret_len, "%s", s);
+		rc = 0;
+	}
+	json_decref(claims);
+	return rc;
+}
+
+static enum carillon_auth_result deny(char *why, size_t why_len, const char *msg)
+{
+	snprintf(why, why_len, "%s", msg);
+	return CARILLON_AUTH_UNAUTHORIZED;
+}
+
+enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_request *req, int64_t now_ms,
+					       struct carillon_principal *out, char *why, size_t why_len)
+{
+	static struct carillon_sigv4_auth auth; /* large; the loop is single-threaded */
+	memset(out, 0, sizeof(*out));
+	switch (carillon_sigv4_parse(req, &auth)) {
+	case CARILLON_SIGV4_OK:
+		break;
+	case CARILLON_SIGV4_MISSING:
+		return deny(why, why_len, "Missing Authentication Token: the request must be signed with SigV4");
+	default:
+		return deny(why, why_len, "The authorization information in the request is malformed");
+	}
+	if (strcmp(auth.service, "chime"))
+		return deny(why, why_len, "Credential should be scoped to the correct service: 'chime'");
+	if (strcmp(auth.region, carillon_cfg.region))
+		return deny(why, why_len, "Credential should be scoped to this server's region");
+	if (carillon_sigv4_check_time(&auth, (time_t)(now_ms / 1000), carillon_cfg.clock_skew_seconds) !=
+	    CARILLON_SIGV4_OK)
+		return deny(why, why_len, "Signature expired: the request time is outside the allowed window");
+	char secret[128];
+	if (auth.security_token[0]) {
+		if (open_session_token(auth.security_token, auth.access_key_id, out, secret, sizeof(secret)))
+			return deny(why, why_len, "The security token included in the request is invalid");
+		if (out->expires_ms <= now_ms) {
+			memset(out, 0, sizeof(*out));
+			return deny(why, why_len, "The security token included in the request is expired");
+		}
+	} else if (!strcmp(auth.access_key_id, carillon_cfg.root_access_key_id)) {
+		out->kind = CARILLON_PRINCIPAL_ROOT;
+		snprintf(out->access_key_id, sizeof(out->access_key_id), "%s", auth.access_key_id);
+		snprintf(secret, sizeof(secret), "%s", carillon_cfg.root_secret_access_key);
+	} else {
+		return deny(why, why_len, "The security token included in the request is invalid");
+	}
+	enum carillon_sigv4_status st = carillon_sigv4_verify(req, &auth, secret);
+	sodium_memzero(secret, sizeof(secret));
+	if (st != CARILLON_SIGV4_OK) {
+		memset(out, 0, sizeof(*out));
+		return deny(why, why_len,
+			    "The request signature we calculated does not match the signature you provided");
+	}
+	return CARILLON_AUTH_OK;
+}

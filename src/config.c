@@ -1,0 +1,290 @@
+/* Settings table, parsing and defaults. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "carillon/config.h"
+#include "carillon/log.h"
+#include "carillon/util.h"
+
+struct carillon_config carillon_cfg;
+
+enum cfg_type { CFG_STR, CFG_LONG };
+
+struct cfg_key {
+	const char *env;      /* CARILLON_LISTEN; the flag is --listen */
+	enum cfg_type type;
+	size_t offset;
+	const char *def;
+	long min, max;
+	const char *help;
+};
+
+#define STR(field, env, def, help) {env, CFG_STR, offsetof(struct carillon_config, field), def, 0, 0, help}
+#define NUM(field, env, def, lo, hi, help) \
+	{env, CFG_LONG, offsetof(struct carillon_config, field), def, lo, hi, help}
+
+static const struct cfg_key cfg_keys[] = {
+	STR(listen, "CARILLON_LISTEN", "127.0.0.1:8080", "address to serve REST and websocket on (host:port)"),
+	STR(database_url, "CARILLON_DATABASE_URL", "", "libpq connection string or URL; empty: embedded PostgreSQL"),
+	STR(data_dir, "CARILLON_DATA_DIR", "carillon-data", "directory for the embedded PostgreSQL and generated keys"),
+	STR(region, "CARILLON_REGION", "us-east-1", "AWS region in ARNs and in the SigV4 scope"),
+	STR(account_id, "CARILLON_ACCOUNT_ID", "123456789012", "12-digit account id in ARNs"),
+	STR(root_access_key_id, "CARILLON_ROOT_ACCESS_KEY_ID", "", "root access key id (generated when unset)"),
+	STR(root_secret_access_key, "CARILLON_ROOT_SECRET_ACCESS_KEY", "", "root secret access key"),
+	STR(master_key_hex, "CARILLON_MASTER_KEY", "", "64 hex chars sealing tokens and secrets (same on every node)"),
+	STR(master_key_file, "CARILLON_MASTER_KEY_FILE", "", "file holding the master key in hex"),
+	STR(public_endpoint, "CARILLON_PUBLIC_ENDPOINT", "", "host[:port] clients use for websocket sessions (default: listen address)"),
+	STR(log_level, "CARILLON_LOG_LEVEL", "notice", "error, warn, notice, info or debug"),
+	NUM(max_body_bytes, "CARILLON_MAX_BODY_BYTES", "1048576", 1024, 64L << 20, "largest request body accepted (413 above)"),
+	NUM(db_pool_size, "CARILLON_DB_POOL_SIZE", "4", 1, 64, "database connections per process"),
+	NUM(clock_skew_seconds, "CARILLON_CLOCK_SKEW_SECONDS", "300", 1, 3600, "SigV4 X-Amz-Date tolerance"),
+	NUM(max_connections, "CARILLON_MAX_CONNECTIONS", "19000", 16, 1000000, "connections per process"),
+	NUM(http_keepalive_seconds, "CARILLON_HTTP_KEEPALIVE_SECONDS", "60", 1, 3600, "idle HTTP keep-alive"),
+	NUM(shutdown_grace_seconds, "CARILLON_SHUTDOWN_GRACE_SECONDS", "10", 0, 600, "time to finish requests on SIGTERM"),
+};
+
+#define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+static void flag_name(const struct cfg_key *k, char *out, size_t len)
+{
+	size_t i = 0;
+	const char *s = k->env + strlen("CARILLON_");
+	for (; *s && i + 1 < len; s++)
+		out[i++] = *s == '_' ? '-' : (char)tolower((unsigned char)*s);
+	out[i] = '\0';
+}
+
+static int cfg_set(const struct cfg_key *k, const char *value, const char *origin)
+{
+	char *base = (char *)&carillon_cfg;
+	if (k->type == CFG_STR) {
+		char **slot = (char **)(base + k->offset);
+		free(*slot);
+		*slot = carillon_xstrdup(value);
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long v = strtol(value, &end, 10);
+	if (errno || end == value || *end || v < k->min || v > k->max) {
+		fprintf(stderr, "carillon: %s from %s must be a number in %ld..%ld\n", k->env, origin, k->min, k->max);
+		return -1;
+	}
+	*(long *)(base + k->offset) = v;
+	return 0;
+}
+
+static const struct cfg_key *cfg_find_env(const char *env)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(cfg_keys[i].env, env))
+			return &cfg_keys[i];
+	return NULL;
+}
+
+/* KEY=VALUE lines, '#' comments; keys are the environment names. */
+static int cfg_load_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "carillon: cannot read config file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char line[4096];
+	int rc = 0, lineno = 0;
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *s = carillon_trim(line);
+		if (!*s || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(stderr, "carillon: %s:%d: expected KEY=VALUE\n", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		const struct cfg_key *k = cfg_find_env(carillon_trim(s));
+		if (!k) {
+			fprintf(stderr, "carillon: %s:%d: unknown setting %s\n", path, lineno, s);
+			rc = -1;
+			break;
+		}
+		rc = cfg_set(k, carillon_trim(eq + 1), path);
+	}
+	fclose(f);
+	return rc;
+}
+
+static const char *cfg_flag_value(int *argc, char **argv, const char *flag)
+{
+	size_t fl = strlen(flag);
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+		int consumed = 0;
+		if (strncmp(a, "--", 2) || strncmp(a + 2, flag, fl))
+			continue;
+		if (a[2 + fl] == '=') {
+			val = a + 3 + fl;
+			consumed = 1;
+		} else if (a[2 + fl] == '\0' && i + 1 < *argc) {
+			val = argv[i + 1];
+			consumed = 2;
+		} else {
+			continue;
+		}
+		memmove(&argv[i], &argv[i + consumed], sizeof(char *) * (size_t)(*argc - i - consumed + 1));
+		*argc -= consumed;
+		return val;
+	}
+	return NULL;
+}
+
+int carillon_config_load(int *argc, char **argv)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (cfg_set(&cfg_keys[i], cfg_keys[i].def, "defaults"))
+			return -1;
+	const char *file = cfg_flag_value(argc, argv, "config");
+	if (!file)
+		file = getenv("CARILLON_CONFIG");
+	if (file && *file && cfg_load_file(file))
+		return -1;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const char *v = getenv(cfg_keys[i].env);
+		if (v && cfg_set(&cfg_keys[i], v, "the environment"))
+			return -1;
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		char flag[64];
+		flag_name(&cfg_keys[i], flag, sizeof(flag));
+		const char *v = cfg_flag_value(argc, argv, flag);
+		if (v && cfg_set(&cfg_keys[i], v, "the command line"))
+			return -1;
+	}
+	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
+	for (int i = 0; i < 5; i++)
+		if (!strcmp(carillon_cfg.log_level, levels[i]))
+			carillon_log_set_level((enum carillon_log_level)i);
+	return 0;
+}
+
+void carillon_config_usage(void)
+{
+	printf("Settings (environment variable / flag, default):\n");
+	for (size_t i = 0; i < N_KEYS; i++) {
+		char flag[64];
+		flag_name(&cfg_keys[i], flag, sizeof(flag));
+		printf("  %-34s --%-24s %s\n      default: %s\n", cfg_keys[i].env, flag, cfg_keys[i].help,
+		       *cfg_keys[i].def ? cfg_keys[i].def : "(none)");
+	}
+	printf("  CARILLON_CONFIG                    --config                   file of KEY=VALUE lines\n");
+}
+
+static int master_key_from_hex(const char *hex, const char *origin)
+{
+	size_t bin_len = 0;
+	const char *end = NULL;
+	char buf[129];
+	snprintf(buf, sizeof(buf), "%s", hex);
+	char *t = carillon_trim(buf);
+	if (strlen(t) != 64 ||
+	    sodium_hex2bin(carillon_cfg.master_key, 32, t, 64, NULL, &bin_len, &end) || bin_len != 32) {
+		fprintf(stderr, "carillon: the master key from %s must be 64 hex characters\n", origin);
+		return -1;
+	}
+	return 0;
+}
+
+static int master_key_generated(void)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/master.key", carillon_cfg.data_dir);
+	char buf[130] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		return master_key_from_hex(buf, path);
+	}
+	randombytes_buf(carillon_cfg.master_key, 32);
+	char hex[65];
+	sodium_bin2hex(hex, sizeof(hex), carillon_cfg.master_key, 32);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, hex, 64) != 64) {
+		fprintf(stderr, "carillon: cannot write %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	log_notice("generated a master key in %s", path);
+	return 0;
+}
+
+int carillon_config_finish(bool embedded)
+{
+	if (embedded && carillon_mkdir_p(carillon_cfg.data_dir, 0700)) {
+		fprintf(stderr, "carillon: cannot create %s: %s\n", carillon_cfg.data_dir, strerror(errno));
+		return -1;
+	}
+	if (*carillon_cfg.master_key_hex) {
+		if (master_key_from_hex(carillon_cfg.master_key_hex, "CARILLON_MASTER_KEY"))
+			return -1;
+	} else if (*carillon_cfg.master_key_file) {
+		char buf[130] = "";
+		FILE *f = fopen(carillon_cfg.master_key_file, "r");
+		if (!f || !fgets(buf, sizeof(buf), f)) {
+			fprintf(stderr, "carillon: cannot read %s\n", carillon_cfg.master_key_file);
+			if (f)
+				fclose(f);
+			return -1;
+		}
+		fclose(f);
+		if (master_key_from_hex(buf, carillon_cfg.master_key_file))
+			return -1;
+	} else if (embedded) {
+		if (master_key_generated())
+			return -1;
+	} else {
+		fprintf(stderr, "carillon: CARILLON_MASTER_KEY (or _FILE) is required with CARILLON_DATABASE_URL:\n"
+				"every node of a deployment must share it\n");
+		return -1;
+	}
+	if (!*carillon_cfg.root_access_key_id || !*carillon_cfg.root_secret_access_key) {
+		if (*carillon_cfg.root_access_key_id || *carillon_cfg.root_secret_access_key) {
+			fprintf(stderr, "carillon: set both CARILLON_ROOT_ACCESS_KEY_ID and _SECRET_ACCESS_KEY\n");
+			return -1;
+		}
+		/* Derived from the master key, so a restarted quickstart keeps the same credential. */
+		unsigned char d[64];
+		crypto_generichash(d, sizeof(d), (const unsigned char *)"carillon-root-key", 17,
+				   carillon_cfg.master_key, 32);
+		static const char up[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		char id[21] = "AKIA", secret[41];
+		for (int i = 0; i < 16; i++)
+			id[4 + i] = up[d[i] & 31];
+		id[20] = '\0';
+		for (int i = 0; i < 40; i++)
+			secret[i] = b64[d[16 + i] & 63];
+		secret[40] = '\0';
+		free(carillon_cfg.root_access_key_id);
+		free(carillon_cfg.root_secret_access_key);
+		carillon_cfg.root_access_key_id = carillon_xstrdup(id);
+		carillon_cfg.root_secret_access_key = carillon_xstrdup(secret);
+		carillon_cfg.root_key_generated = true;
+	}
+	return 0;
+}

@@ -1,0 +1,324 @@
+/* The connection pool: non-blocking libpq connections driven by uv_poll on the event loop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "carillon/db.h"
+#include "carillon/log.h"
+#include "carillon/util.h"
+
+#define MAX_QUEUED 20000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct db_query {
+	struct db_query *next;
+	char *sql;
+	int nparams;
+	char **params;
+	carillon_db_cb cb;
+	void *arg;
+};
+
+enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+
+struct db_conn {
+	PGconn *pg;
+	enum conn_state state;
+	uv_poll_t *poll;          /* reallocated when libpq's socket changes */
+	int fd;
+	uv_timer_t retry;
+	int backoff_ms;
+	struct db_query *cur;
+	PGresult *last;           /* last result of the current query */
+	char *err_state, *err_msg;
+};
+
+static uv_loop_t *db_loop;
+static char *db_conninfo;
+static struct db_conn *conns;
+static int n_conns;
+static struct db_query *q_head, *q_tail;
+static int q_len;
+static bool shutting_down;
+
+static void conn_start(struct db_conn *c);
+static void conn_poll_cb(uv_poll_t *h, int status, int events);
+static void pump(void);
+
+static void query_free(struct db_query *q)
+{
+	for (int i = 0; i < q->nparams; i++)
+		free(q->params[i]);
+	free(q->params);
+	free(q->sql);
+	free(q);
+}
+
+static void query_finish(struct db_query *q, PGresult *res, const char *state, const char *msg)
+{
+	struct carillon_db_result r = {res, state, msg};
+	q->cb(q->arg, &r);
+	query_free(q);
+}
+
+static void poll_closed(uv_handle_t *h) { free(h); }
+
+static void conn_unwatch(struct db_conn *c)
+{
+	if (c->poll) {
+		uv_poll_stop(c->poll);
+		uv_close((uv_handle_t *)c->poll, poll_closed);
+		c->poll = NULL;
+	}
+	c->fd = -1;
+}
+
+static void conn_watch(struct db_conn *c, int events)
+{
+	int fd = PQsocket(c->pg);
+	if (c->poll && fd != c->fd)
+		conn_unwatch(c);
+	if (!c->poll) {
+		c->poll = carillon_xmalloc(sizeof(*c->poll));
+		if (uv_poll_init(db_loop, c->poll, fd)) {
+			free(c->poll);
+			c->poll = NULL;
+			return;
+		}
+		c->poll->data = c;
+		c->fd = fd;
+	}
+	uv_poll_start(c->poll, events, conn_poll_cb);
+}
+
+static void retry_cb(uv_timer_t *t) { conn_start(t->data); }
+
+/* The connection failed: fail its query, drop it, and try again after a backoff. */
+static void conn_fail(struct db_conn *c, const char *why)
+{
+	if (c->state != CONN_DOWN)
+		log_warn("database connection lost: %s", why);
+	conn_unwatch(c);
+	if (c->pg)
+		PQfinish(c->pg);
+	c->pg = NULL;
+	c->state = CONN_DOWN;
+	if (c->last)
+		PQclear(c->last);
+	c->last = NULL;
+	if (c->cur) {
+		struct db_query *q = c->cur;
+		c->cur = NULL;
+		query_finish(q, NULL, "08000", "the database connection was lost");
+	}
+	if (shutting_down)
+		return;
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (c->backoff_ms > BACKOFF_MAX_MS)
+		c->backoff_ms = BACKOFF_MAX_MS;
+	uv_timer_start(&c->retry, retry_cb, (uint64_t)c->backoff_ms, 0);
+}
+
+static void conn_connect_step(struct db_conn *c)
+{
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_READING:
+		conn_watch(c, UV_READABLE);
+		break;
+	case PGRES_POLLING_WRITING:
+		conn_watch(c, UV_WRITABLE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(c->pg, 1)) {
+			conn_fail(c, "cannot make the connection non-blocking");
+			return;
+		}
+		c->state = CONN_IDLE;
+		c->backoff_ms = 0;
+		conn_watch(c, UV_READABLE);
+		log_info("database connection up");
+		pump();
+		break;
+	default:
+		conn_fail(c, PQerrorMessage(c->pg));
+	}
+}
+
+static void conn_start(struct db_conn *c)
+{
+	if (shutting_down)
+		return;
+	c->pg = PQconnectStart(db_conninfo);
+	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	c->state = CONN_CONNECTING;
+	conn_watch(c, UV_WRITABLE);
+}
+
+static void conn_flush(struct db_conn *c)
+{
+	int f = PQflush(c->pg);
+	if (f < 0)
+		conn_fail(c, PQerrorMessage(c->pg));
+	else
+		conn_watch(c, f ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void conn_send(struct db_conn *c, struct db_query *q)
+{
+	c->cur = q;
+	c->state = CONN_BUSY;
+	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0)) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	conn_flush(c);
+}
+
+static void conn_read(struct db_conn *c)
+{
+	if (!PQconsumeInput(c->pg)) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	while (c->cur && !PQisBusy(c->pg)) {
+		PGresult *res = PQgetResult(c->pg);
+		if (res) {
+			if (c->last)
+				PQclear(c->last);
+			c->last = res;
+			continue;
+		}
+		struct db_query *q = c->cur;
+		PGresult *last = c->last;
+		c->cur = NULL;
+		c->last = NULL;
+		c->state = CONN_IDLE;
+		ExecStatusType st = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+			query_finish(q, last, NULL, NULL);
+		} else {
+			const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+			const char *msg = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			query_finish(q, NULL, state ? state : "XX000", msg ? msg : PQerrorMessage(c->pg));
+		}
+		if (last)
+			PQclear(last);
+	}
+	/* Notifications are for the realtime listener; the pool connections do not LISTEN. */
+	PGnotify *n;
+	while ((n = PQnotifies(c->pg)))
+		PQfreemem(n);
+	if (PQstatus(c->pg) == CONNECTION_BAD)
+		conn_fail(c, PQerrorMessage(c->pg));
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct db_conn *c = h->data;
+	if (status < 0 && c->state != CONN_CONNECTING) {
+		conn_fail(c, uv_strerror(status));
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		conn_connect_step(c);
+		return;
+	}
+	if (events & UV_WRITABLE)
+		conn_flush(c);
+	if (c->pg && (events & UV_READABLE))
+		conn_read(c);
+	if (c->state == CONN_IDLE)
+		pump();
+}
+
+static void pump(void)
+{
+	for (int i = 0; i < n_conns && q_head; i++) {
+		struct db_conn *c = &conns[i];
+		if (c->state != CONN_IDLE)
+			continue;
+		struct db_query *q = q_head;
+		q_head = q->next;
+		if (!q_head)
+			q_tail = NULL;
+		q_len--;
+		conn_send(c, q);
+	}
+}
+
+int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+{
+	if (q_len >= MAX_QUEUED || shutting_down)
+		return -1;
+	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
+	q->sql = carillon_xstrdup(sql);
+	q->nparams = nparams;
+	q->params = carillon_xcalloc((size_t)(nparams ? nparams : 1), sizeof(char *));
+	for (int i = 0; i < nparams; i++)
+		q->params[i] = params[i] ? carillon_xstrdup(params[i]) : NULL;
+	q->cb = cb;
+	q->arg = arg;
+	if (q_tail)
+		q_tail->next = q;
+	else
+		q_head = q;
+	q_tail = q;
+	q_len++;
+	pump();
+	return 0;
+}
+
+bool carillon_db_ready(void)
+{
+	for (int i = 0; i < n_conns; i++)
+		if (conns[i].state == CONN_IDLE || conns[i].state == CONN_BUSY)
+			return true;
+	return false;
+}
+
+int carillon_db_init(uv_loop_t *loop, const char *conninfo, int pool_size)
+{
+	db_loop = loop;
+	db_conninfo = carillon_xstrdup(conninfo);
+	n_conns = pool_size;
+	conns = carillon_xcalloc((size_t)pool_size, sizeof(*conns));
+	for (int i = 0; i < n_conns; i++) {
+		conns[i].fd = -1;
+		uv_timer_init(loop, &conns[i].retry);
+		conns[i].retry.data = &conns[i];
+		conn_start(&conns[i]);
+	}
+	return 0;
+}
+
+static void timer_closed(uv_handle_t *h) { (void)h; }
+
+void carillon_db_shutdown(void)
+{
+	shutting_down = true;
+	for (int i = 0; i < n_conns; i++) {
+		struct db_conn *c = &conns[i];
+		uv_timer_stop(&c->retry);
+		uv_close((uv_handle_t *)&c->retry, timer_closed);
+		conn_fail(c, "shutting down");
+	}
+	while (q_head) {
+		struct db_query *q = q_head;
+		q_head = q->next;
+		query_finish(q, NULL, "57P01", "the server is shutting down");
+	}
+	q_tail = NULL;
+	q_len = 0;
+}
+
+void carillon_db_free(void)
+{
+	free(conns);
+	conns = NULL;
+	n_conns = 0;
+	free(db_conninfo);
+	db_conninfo = NULL;
+}

@@ -1,0 +1,44 @@
+/* The request object, private to the http layer and the dispatcher. */
+#ifndef CARILLON_HTTP_INTERNAL_H
+#define CARILLON_HTTP_INTERNAL_H
+
+#include "carillon/auth.h"
+#include "carillon/http.h"
+#include "carillon/model.h"
+#include "carillon/util.h"
+
+#define CARILLON_MAX_HEADER_CACHE 24
+
+enum carillon_req_state { REQ_READING, REQ_DISPATCHED, REQ_REPLIED, REQ_HEADERS_SENT };
+
+struct carillon_req {
+	struct lws *wsi;                 /* NULL once the client is gone */
+	enum carillon_req_state state;
+	char id[37];
+	int64_t t_ms;
+	char method[8];
+	char *path;                      /* percent-decoded by lws */
+	struct carillon_kv *query;       /* decoded pairs */
+	size_t n_query;
+	char *raw_query;                 /* re-encoded, for SigV4 */
+	struct carillon_kv hdr[CARILLON_MAX_HEADER_CACHE];
+	int n_hdr;
+	size_t content_length;
+	struct carillon_buf body;
+
+	struct carillon_route_match match;
+	json_t *input;
+	struct carillon_principal principal;
+	void *handler_state;             /* owned by the handler while dispatched */
+
+	int status;
+	const char *error_type;
+	char *resp;                      /* LWS_PRE headroom + body */
+	size_t resp_len, resp_off;
+	bool close_after;
+};
+
+/* Header lookup usable as carillon_header_fn / carillon_sigv4_header_fn. */
+const char *carillon_req_header(void *ctx, const char *lower_name);
+
+#endif

@@ -1,0 +1,378 @@
+/*
+ * HTTP request assembly and response writing on libwebsockets.
+ *
+ * Flow: LWS_CALLBACK_HTTP (headers complete) -> bounded body in LWS_CALLBACK_HTTP_BODY ->
+ * dispatch at BODY_COMPLETION (or at once without a body) -> a handler replies later ->
+ * LWS_CALLBACK_HTTP_WRITEABLE writes the headers, then the body, one lws_write per callback.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "carillon/config.h"
+#include "carillon/http.h"
+#include "carillon/log.h"
+#include "carillon/util.h"
+#include "http_internal.h"
+
+#define WRITE_CHUNK 65536
+
+struct http_pss {
+	struct carillon_req *req;
+};
+
+static unsigned in_flight;
+
+unsigned carillon_http_in_flight(void) { return in_flight; }
+size_t carillon_http_pss_size(void) { return sizeof(struct http_pss); }
+
+const struct carillon_op *carillon_req_op(const struct carillon_req *r) { return r->match.op; }
+json_t *carillon_req_input(const struct carillon_req *r) { return r->input; }
+const struct carillon_principal *carillon_req_principal(const struct carillon_req *r) { return &r->principal; }
+const char *carillon_req_id(const struct carillon_req *r) { return r->id; }
+int64_t carillon_req_time_ms(const struct carillon_req *r) { return r->t_ms; }
+
+static void req_free(struct carillon_req *r)
+{
+	if (!r)
+		return;
+	free(r->path);
+	for (size_t i = 0; i < r->n_query; i++) {
+		free(r->query[i].name);
+		free(r->query[i].value);
+	}
+	free(r->query);
+	free(r->raw_query);
+	for (int i = 0; i < r->n_hdr; i++) {
+		free(r->hdr[i].name);
+		free(r->hdr[i].value);
+	}
+	carillon_buf_free(&r->body);
+	carillon_route_match_free(&r->match);
+	json_decref(r->input);
+	free(r->resp);
+	free(r);
+}
+
+/* Map lower-case header names to lws's token indexes once. */
+static int header_token(const char *lower_name)
+{
+	size_t n = strlen(lower_name);
+	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+		const char *s = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+		if (s && strlen(s) == n + 1 && s[n] == ':' && !strncmp(s, lower_name, n))
+			return t;
+	}
+	return -1;
+}
+
+const char *carillon_req_header(void *ctx, const char *lower_name)
+{
+	struct carillon_req *r = ctx;
+	for (int i = 0; i < r->n_hdr; i++)
+		if (!strcmp(r->hdr[i].name, lower_name))
+			return r->hdr[i].value;
+	if (!r->wsi || r->n_hdr == CARILLON_MAX_HEADER_CACHE)
+		return NULL;
+	char *value = NULL;
+	int tok = header_token(lower_name);
+	if (tok >= 0 && tok != WSI_TOKEN_GET_URI && tok != WSI_TOKEN_POST_URI) {
+		int len = lws_hdr_total_length(r->wsi, (enum lws_token_indexes)tok);
+		if (len > 0) {
+			value = carillon_xmalloc((size_t)len + 1);
+			if (lws_hdr_copy(r->wsi, value, len + 1, (enum lws_token_indexes)tok) < 0) {
+				free(value);
+				value = NULL;
+			}
+		}
+	} else if (tok < 0) {
+		char name[128];
+		int nlen = snprintf(name, sizeof(name), "%s:", lower_name);
+		int len = nlen < (int)sizeof(name) ? lws_hdr_custom_length(r->wsi, name, nlen) : -1;
+		if (len >= 0) {
+			value = carillon_xmalloc((size_t)len + 1);
+			if (lws_hdr_custom_copy(r->wsi, value, len + 1, name, nlen) < 0) {
+				free(value);
+				value = NULL;
+			}
+		}
+	}
+	if (!value)
+		return NULL;
+	r->hdr[r->n_hdr].name = carillon_xstrdup(lower_name);
+	r->hdr[r->n_hdr].value = value;
+	return r->hdr[r->n_hdr++].value;
+}
+
+static const char *method_of(struct lws *wsi)
+{
+	static const struct {
+		enum lws_token_indexes tok;
+		const char *name;
+	} methods[] = {
+		{WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},   {WSI_TOKEN_PUT_URI, "PUT"},
+		{WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_PATCH_URI, "PATCH"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+		{WSI_TOKEN_HEAD_URI, "HEAD"},
+	};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
+			return methods[i].name;
+	return NULL;
+}
+
+/* Query pairs, decoded by lws into one fragment per pair; the raw form is rebuilt with the
+ * RFC 3986 encoding the SDKs use, for the signature. */
+static void read_query(struct carillon_req *r, struct lws *wsi)
+{
+	char frag[8192];
+	struct carillon_buf raw = {0};
+	for (int i = 0; i < 256; i++) {
+		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (n < 0)
+			break;
+		char *eq = strchr(frag, '=');
+		const char *value = eq ? eq + 1 : "";
+		if (eq)
+			*eq = '\0';
+		r->query = carillon_xrealloc(r->query, sizeof(*r->query) * (r->n_query + 1));
+		r->query[r->n_query].name = carillon_xstrdup(frag);
+		r->query[r->n_query].value = carillon_xstrdup(value);
+		r->n_query++;
+		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
+		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
+		free(en);
+		free(ev);
+	}
+	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
+}
+
+static void req_schedule_write(struct carillon_req *r)
+{
+	if (r->wsi)
+		lws_callback_on_writable(r->wsi);
+	else
+		req_free(r);
+}
+
+static void req_set_response(struct carillon_req *r, int status, const char *error_type, const char *body,
+			     size_t len)
+{
+	r->status = status;
+	r->error_type = error_type;
+	r->resp = carillon_xmalloc(LWS_PRE + len + 1);
+	memcpy(r->resp + LWS_PRE, body, len);
+	r->resp_len = len;
+	if (r->state == REQ_DISPATCHED)
+		in_flight--;
+	r->state = REQ_REPLIED;
+}
+
+void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
+{
+	if (r->state >= REQ_REPLIED) {
+		json_decref(body);
+		return;
+	}
+	if (!status)
+		status = r->match.op ? r->match.op->response_code : 200;
+	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+	json_decref(body);
+	req_set_response(r, status, NULL, s ? s : "", s ? strlen(s) : 0);
+	free(s);
+	req_schedule_write(r);
+}
+
+static const struct {
+	const char *type;
+	int status;
+	const char *code;
+} err_table[] = {
+	[CARILLON_ERR_BAD_REQUEST] = {"BadRequestException", 400, "BadRequest"},
+	[CARILLON_ERR_UNAUTHORIZED] = {"UnauthorizedClientException", 401, "Unauthorized"},
+	[CARILLON_ERR_FORBIDDEN] = {"ForbiddenException", 403, "Forbidden"},
+	[CARILLON_ERR_NOT_FOUND] = {"NotFoundException", 404, "NotFound"},
+	[CARILLON_ERR_CONFLICT] = {"ConflictException", 409, "Conflict"},
+	[CARILLON_ERR_RESOURCE_LIMIT] = {"ResourceLimitExceededException", 400, "ResourceLimitExceeded"},
+	[CARILLON_ERR_THROTTLED] = {"ThrottledClientException", 429, "Throttled"},
+	[CARILLON_ERR_SERVICE_FAILURE] = {"ServiceFailureException", 500, "ServiceFailure"},
+	[CARILLON_ERR_SERVICE_UNAVAILABLE] = {"ServiceUnavailableException", 503, "ServiceUnavailable"},
+	[CARILLON_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", 404, "NotFound"},
+	[CARILLON_ERR_PAYLOAD_TOO_LARGE] = {"BadRequestException", 413, "BadRequest"},
+};
+
+void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
+{
+	if (r->state >= REQ_REPLIED)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *body = json_pack("{s:s,s:s}", "Code", err_table[e].code, "Message", msg);
+	char *s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	req_set_response(r, err_table[e].status, err_table[e].type, s, strlen(s));
+	free(s);
+	if (err_table[e].status >= 500 || e == CARILLON_ERR_UNAUTHORIZED)
+		log_info("%s %s %s -> %s: %s", r->id, r->method, r->path ? r->path : "", err_table[e].type, msg);
+	req_schedule_write(r);
+}
+
+static void req_dispatch(struct carillon_req *r)
+{
+	r->state = REQ_DISPATCHED;
+	in_flight++;
+	carillon_api_dispatch(r);
+}
+
+static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
+{
+	struct carillon_req *r = carillon_xcalloc(1, sizeof(*r));
+	pss->req = r;
+	r->wsi = wsi;
+	r->t_ms = carillon_now_ms();
+	carillon_uuid4(r->id);
+	const char *method = method_of(wsi);
+	snprintf(r->method, sizeof(r->method), "%s", method ? method : "?");
+	r->path = carillon_xstrdup(path && *path ? path : "/");
+	read_query(r, wsi);
+	r->state = REQ_READING;
+
+	if (!method) {
+		r->close_after = true;
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Unsupported HTTP method");
+		return 0;
+	}
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+		r->close_after = true;
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Chunked request bodies are not supported: send Content-Length");
+		return 0;
+	}
+	const char *cl = carillon_req_header(r, "content-length");
+	if (cl) {
+		char *end;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (end == cl || *end || cl[0] == '-') {
+			r->close_after = true;
+			carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid Content-Length");
+			return 0;
+		}
+		if (n > (unsigned long long)carillon_cfg.max_body_bytes) {
+			r->close_after = true;
+			carillon_reply_error(r, CARILLON_ERR_PAYLOAD_TOO_LARGE,
+					     "Request body of %llu bytes exceeds the limit of %ld bytes", n,
+					     carillon_cfg.max_body_bytes);
+			return 0;
+		}
+		r->content_length = (size_t)n;
+	}
+	/* Without Content-Length lws never completes a body: there is none. */
+	if (!r->content_length)
+		req_dispatch(r);
+	return 0;
+}
+
+static int on_body(struct carillon_req *r, const void *in, size_t len)
+{
+	if (!r || r->state != REQ_READING)
+		return 0;
+	if (r->body.len + len > r->content_length) {
+		r->close_after = true;
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Request body longer than its Content-Length");
+		return 0;
+	}
+	carillon_buf_append(&r->body, in, len);
+	return 0;
+}
+
+static int on_writeable(struct lws *wsi, struct http_pss *pss)
+{
+	struct carillon_req *r = pss->req;
+	if (!r || r->state < REQ_REPLIED)
+		return 0;
+	if (r->state == REQ_REPLIED) {
+		unsigned char hbuf[LWS_PRE + 2048], *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
+		if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end) ||
+		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json",
+						 16, &p, end) ||
+		    (r->status != 204 && lws_add_http_header_content_length(wsi, r->resp_len, &p, end)) ||
+		    lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-RequestId:",
+						(const unsigned char *)r->id, (int)strlen(r->id), &p, end) ||
+		    (r->error_type &&
+		     lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-ErrorType:",
+						 (const unsigned char *)r->error_type, (int)strlen(r->error_type), &p, end)) ||
+		    (r->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+								    (const unsigned char *)"close", 5, &p, end)) ||
+		    lws_finalize_write_http_header(wsi, start, &p, end))
+			return -1;
+		r->state = REQ_HEADERS_SENT;
+		if (r->resp_len) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	} else {
+		size_t left = r->resp_len - r->resp_off, n = left > WRITE_CHUNK ? WRITE_CHUNK : left;
+		bool last = n == left;
+		/* Writing in place: the LWS_PRE bytes before each chunk are scratch space for lws. */
+		unsigned char *chunk = (unsigned char *)r->resp + LWS_PRE + r->resp_off;
+		unsigned char save[LWS_PRE] = {0};
+		if (r->resp_off)
+			memcpy(save, chunk - LWS_PRE, LWS_PRE);
+		int w = lws_write(wsi, chunk, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+		if (r->resp_off)
+			memcpy(chunk - LWS_PRE, save, LWS_PRE);
+		if (w < (int)n)
+			return -1;
+		r->resp_off += n;
+		if (!last) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	}
+	bool close_after = r->close_after;
+	req_free(r);
+	pss->req = NULL;
+	if (close_after || lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+}
+
+static void on_closed(struct http_pss *pss)
+{
+	struct carillon_req *r = pss->req;
+	pss->req = NULL;
+	if (!r)
+		return;
+	if (r->state == REQ_DISPATCHED)
+		r->wsi = NULL; /* orphaned: freed when its handler replies */
+	else
+		req_free(r);
+}
+
+int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct http_pss *pss = user;
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		if (pss->req)
+			on_closed(pss);
+		return on_http(wsi, pss, in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return on_body(pss->req, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (pss->req && pss->req->state == REQ_READING)
+			req_dispatch(pss->req);
+		return 0;
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return on_writeable(wsi, pss);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		on_closed(pss);
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}

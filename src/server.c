@@ -1,0 +1,224 @@
+/*
+ * One process = one libuv event loop. libwebsockets runs on it (LWS_SERVER_OPTION_LIBUV with a
+ * foreign loop), the listening socket is ours (SO_REUSEPORT, so several processes can share a port
+ * on Debian's lws 4.1.6, whose listen-share option does not set it) and accepted sockets are
+ * adopted into the lws vhost. libpq sockets are watched on the same loop (db/pool.c).
+ *
+ * SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by the grace period),
+ * then close everything and return.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "carillon/config.h"
+#include "carillon/db.h"
+#include "carillon/http.h"
+#include "carillon/log.h"
+#include "carillon/server.h"
+#include "carillon/util.h"
+
+static struct {
+	uv_loop_t loop;
+	struct lws_context *ctx;
+	struct lws_vhost *vh;
+	int listen_fd;
+	uv_poll_t listen_poll;
+	uv_signal_t sig_term, sig_int;
+	uv_timer_t drain;
+	int64_t drain_deadline_ms;
+	bool stopping;
+	int exit_status;
+} srv = {.listen_fd = -1};
+
+static struct lws_protocols protocols[] = {
+	{"http", carillon_http_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_log_emit(int level, const char *line)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", line);
+	char *s = carillon_trim(buf);
+	carillon_log(level & LLL_ERR ? CARILLON_LOG_ERR : level & LLL_WARN ? CARILLON_LOG_WARN : CARILLON_LOG_INFO,
+		     "lws: %s", s);
+}
+
+static int split_host_port(const char *addr, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *colon = strrchr(addr, ':');
+	if (!colon || !colon[1])
+		return -1;
+	const char *h = addr;
+	size_t n = (size_t)(colon - addr);
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	if (n >= hlen || strlen(colon + 1) >= plen)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
+
+static int open_listener(const char *addr)
+{
+	char host[256], port[16];
+	if (split_host_port(addr, host, sizeof(host), port, sizeof(port))) {
+		log_err("CARILLON_LISTEN must be host:port, not '%s'", addr);
+		return -1;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	if (rc) {
+		log_err("cannot resolve %s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 4096)) {
+		log_err("cannot listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+	for (int i = 0; i < 256 && !srv.stopping; i++) {
+		int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!lws_adopt_socket_vhost(srv.vh, fd))
+			log_warn("could not adopt a connection (connection limit?)");
+	}
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void finish_shutdown(void)
+{
+	uv_timer_stop(&srv.drain);
+	uv_close((uv_handle_t *)&srv.drain, close_cb);
+	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
+	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
+	carillon_db_shutdown();
+	lws_context_destroy(srv.ctx);
+	srv.ctx = NULL;
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+	static int quiet_ticks;
+	quiet_ticks = carillon_http_in_flight() ? 0 : quiet_ticks + 1;
+	/* Two quiet ticks: the last replies have been written. */
+	if (quiet_ticks >= 2 || carillon_now_ms() >= srv.drain_deadline_ms)
+		finish_shutdown();
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	if (srv.stopping)
+		return;
+	srv.stopping = true;
+	log_notice("received %s: stopping (in flight: %u)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+		   carillon_http_in_flight());
+	uv_poll_stop(&srv.listen_poll);
+	uv_close((uv_handle_t *)&srv.listen_poll, close_cb);
+	close(srv.listen_fd);
+	srv.listen_fd = -1;
+	srv.drain_deadline_ms = carillon_now_ms() + carillon_cfg.shutdown_grace_seconds * 1000;
+	uv_timer_start(&srv.drain, drain_tick, 50, 50);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int create_lws_context(void)
+{
+	void *foreign_loops[1] = {&srv.loop};
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	protocols[0].per_session_data_size = carillon_http_pss_size();
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
+	info.foreign_loops = foreign_loops;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.vhost_name = "carillon";
+	info.max_http_header_data = 16384;
+	info.max_http_header_pool = 256;
+	info.keepalive_timeout = (int)carillon_cfg.http_keepalive_seconds;
+	info.timeout_secs = 30;
+	info.fd_limit_per_thread = (unsigned)carillon_cfg.max_connections + 64;
+	srv.ctx = lws_create_context(&info);
+	if (!srv.ctx) {
+		log_err("cannot create the libwebsockets context (is libwebsockets-evlib-uv installed?)");
+		return -1;
+	}
+	srv.vh = lws_get_vhost_by_name(srv.ctx, "carillon");
+	if (!srv.vh) {
+		log_err("no vhost");
+		return -1;
+	}
+	return 0;
+}
+
+int carillon_server_run(const char *conninfo)
+{
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	uv_loop_init(&srv.loop);
+	srv.listen_fd = open_listener(carillon_cfg.listen);
+	if (srv.listen_fd < 0 || create_lws_context())
+		return 1;
+	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
+	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);
+	uv_poll_start(&srv.listen_poll, UV_READABLE, on_accept);
+	uv_signal_init(&srv.loop, &srv.sig_term);
+	uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
+	uv_signal_init(&srv.loop, &srv.sig_int);
+	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+	uv_timer_init(&srv.loop, &srv.drain);
+	log_notice("serving on http://%s", carillon_cfg.listen);
+	uv_run(&srv.loop, UV_RUN_DEFAULT);
+	/* lws closes its handles asynchronously on a foreign loop: let them finish. */
+	while (uv_run(&srv.loop, UV_RUN_NOWAIT))
+		;
+	if (uv_loop_close(&srv.loop))
+		log_warn("event loop closed with handles still open");
+	carillon_db_free();
+	log_notice("stopped");
+	return srv.exit_status;
+}

@@ -1,0 +1,318 @@
+// Bad input never crashes or wedges the server: malformed JSON, oversized bodies, broken framing,
+// garbage on the socket, odd paths and queries, keep-alive framing, and concurrent requests.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { test } from 'node:test';
+import {
+  CreateAppInstanceUserCommand,
+  DescribeAppInstanceCommand,
+  DescribeAppInstanceUserCommand,
+  ListAppInstancesCommand,
+  ListAppInstanceUsersCommand,
+} from '@aws-sdk/client-chime-sdk-identity';
+import { rawFetch, signRequest, signedFetch } from './lib/clients.mjs';
+import { useCarillon } from './lib/fixture.mjs';
+import { rawExchange, serializeRequest } from './lib/rawsocket.mjs';
+import { ERRORS, assertRawError, assertRejects, uniq } from './lib/util.mjs';
+
+const ctx = useCarillon();
+
+async function assertHealthy(what) {
+  assert.ok(ctx.srv.alive(), `${what}: the carillon process exited (${JSON.stringify(ctx.srv.exitInfo)})`);
+  const res = await rawFetch(ctx.srv, { path: '/healthz', timeoutMs: 5000 });
+  assert.equal(res.status, 200, `${what}: /healthz answered ${res.status}`);
+  const out = await ctx.id.send(new ListAppInstancesCommand({ MaxResults: 1 }));
+  assert.equal(out.$metadata.httpStatusCode, 200, `${what}: API no longer answers`);
+}
+
+/** Any 4xx with an AWS-shaped error (x-amzn-ErrorType header and a JSON object body). */
+function assertAwsClientError(res, what) {
+  assert.ok(res.status >= 400 && res.status < 500, `${what}: expected a 4xx, got ${res.status} ${String(res.body).slice(0, 300)}`);
+  const type = String(res.headers['x-amzn-errortype'] ?? '').split(':')[0];
+  assert.ok(type, `${what}: x-amzn-ErrorType header missing`);
+  assert.ok(res.json && typeof res.json === 'object', `${what}: error body must be JSON, got ${JSON.stringify(String(res.body).slice(0, 200))}`);
+  if (ERRORS[type]) assert.equal(res.status, ERRORS[type].status, `${what}: ${type} must come with ${ERRORS[type].status}`);
+}
+
+function postAppInstances(body, extra = {}) {
+  return signedFetch(ctx.srv, {
+    method: 'POST',
+    path: '/app-instances',
+    headers: { 'content-type': 'application/json' },
+    body,
+    ...extra,
+  });
+}
+
+test('GET /healthz answers 200 without authentication', async () => {
+  const res = await rawFetch(ctx.srv, { path: '/healthz' });
+  assert.equal(res.status, 200);
+});
+
+test('malformed or mistyped JSON bodies are 400 BadRequestException', async () => {
+  const bodies = {
+    'truncated object': '{"Name": "x"',
+    'not JSON': 'Name=x',
+    'array': '[]',
+    'string': '"Name"',
+    'number': '42',
+    'null': 'null',
+    'Name as number': '{"Name": 123}',
+    'Name as array': '{"Name": ["x"]}',
+    'Name as object': '{"Name": {"x": 1}}',
+    'Metadata as object': '{"Name": "ok", "Metadata": {}}',
+    'Tags as object': '{"Name": "ok", "Tags": {"Key": "k", "Value": "v"}}',
+    'Tags with a non-object': '{"Name": "ok", "Tags": ["k"]}',
+    'trailing garbage': '{"Name": "ok"} xyz',
+    'invalid UTF-8': Buffer.concat([Buffer.from('{"Name": "'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]),
+    'NUL byte in the middle': Buffer.from('{"Name": "a\u0000b"}'),
+    'lone surrogate escape': '{"Name": "\\ud800"}',
+    'deeply nested': '{"Name": "ok", "Metadata": ' + '['.repeat(100000) + ']'.repeat(100000) + '}',
+    'empty body': '',
+  };
+  for (const [what, body] of Object.entries(bodies)) {
+    const res = await postAppInstances(body, { query: undefined });
+    assertRawError(res, 'BadRequestException', what);
+  }
+  await assertHealthy('after malformed JSON');
+});
+
+test('MaxResults that is not an integer in range is 400', async () => {
+  for (const v of ['abc', '1e3', '-1', '2.5', '99999999999999999999', '0x10']) {
+    const res = await signedFetch(ctx.srv, { path: '/app-instances', query: { 'max-results': v } });
+    assertRawError(res, 'BadRequestException', `max-results=${JSON.stringify(v)}`);
+  }
+});
+
+test('header names are matched case-insensitively (botocore capitalises them)', async () => {
+  const ai = await ctx.newAppInstance();
+  const signed = await signRequest(ctx.srv, { path: `/app-instances/${encodeURIComponent(ai)}` });
+  const headers = {};
+  for (const [k, v] of Object.entries(signed.headers)) {
+    const cap = k.replace(/(^|-)([a-z])/g, (_, d, c) => d + c.toUpperCase());
+    headers[cap] = v;
+  }
+  const { response } = await rawExchange(ctx.srv, serializeRequest({ ...signed, headers }));
+  assert.ok(response, 'no response');
+  assert.equal(response.status, 200, response.body);
+  assert.equal(JSON.parse(response.body).AppInstance.AppInstanceArn, ai);
+});
+
+test('odd paths and routes get AWS-shaped 4xx errors, never a crash', async () => {
+  const ai = await ctx.newAppInstance();
+  const cases = [
+    ['GET', '/no-such-route'],
+    ['GET', '/app-instances/%ZZ'],
+    ['GET', `/app-instances/${encodeURIComponent(ai)}%00`],
+    ['GET', '/app-instances/' + encodeURIComponent('arn:aws:chime:us-east-1:111122223333:app-instance/' + 'x'.repeat(1700))],
+    ['GET', '/app-instances//admins'],
+    ['GET', '/app-instance-users/' + encodeURIComponent('arn:aws:chime:us-east-1:111122223333:app-instance/../../etc/passwd')],
+    ['PATCH', '/app-instances'],
+    ['DELETE', '/app-instances'],
+    ['GET', '/tags'],
+    ['POST', '/tags?operation=bogus'],
+  ];
+  for (const [method, p] of cases) {
+    const [path, qs] = p.split('?');
+    const query = qs ? Object.fromEntries(new URLSearchParams(qs)) : undefined;
+    const res = await signedFetch(ctx.srv, { method, path, query, body: method === 'POST' ? '{}' : undefined });
+    assertAwsClientError(res, `${method} ${p.slice(0, 80)}`);
+  }
+  await assertHealthy('after odd paths');
+});
+
+test('a body over 1 MiB is refused (413 or connection closed); the server keeps serving', async () => {
+  const big = JSON.stringify({ Name: uniq('big'), Metadata: 'x'.repeat(1536 * 1024), ClientRequestToken: randomUUID() });
+  let res = null;
+  let netErr = null;
+  try {
+    res = await postAppInstances(big, { timeoutMs: 10000 });
+  } catch (e) {
+    netErr = e;
+  }
+  if (res) {
+    assert.equal(res.status, 413, `expected 413, got ${res.status} ${res.body.slice(0, 300)}`);
+    assert.ok(res.headers['x-amzn-errortype'], '413 must carry x-amzn-ErrorType');
+  } else {
+    assert.ok(['ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(netErr.code) || /socket hang up/.test(netErr.message), `unexpected error: ${netErr}`);
+  }
+  await assertHealthy('after a 1.5 MiB body');
+
+  // a Content-Length claiming 5 GB must be refused at once, not waited for
+  const signed = await signRequest(ctx.srv, { method: 'POST', path: '/app-instances', headers: { 'content-type': 'application/json' }, body: '{}' });
+  signed.headers['content-length'] = '5000000000';
+  const r = await rawExchange(ctx.srv, serializeRequest(signed), { timeoutMs: 5000 });
+  assert.ok(!r.timedOut, 'the server waited for a 5 GB body instead of refusing it');
+  if (r.response) assert.equal(r.response.status, 413, `Content-Length 5000000000: got ${r.response.status}`);
+  await assertHealthy('after Content-Length 5 GB');
+});
+
+test('POST with a body but no Content-Length does not hang the server', async () => {
+  const body = JSON.stringify({ Name: uniq('nolen'), ClientRequestToken: randomUUID() });
+  const signed = await signRequest(ctx.srv, { method: 'POST', path: '/app-instances', headers: { 'content-type': 'application/json' }, body, contentLength: false });
+  const r = await rawExchange(ctx.srv, serializeRequest(signed, { omit: ['content-length'] }), { timeoutMs: 5000 });
+  assert.ok(!r.timedOut, 'no response and no close within 5 s');
+  if (r.response) assert.ok(r.response.status >= 200 && r.response.status < 500, `status ${r.response.status}`);
+  await assertHealthy('after a POST without Content-Length');
+});
+
+test('chunked request bodies get an answer (accepted or refused), not a hang', async () => {
+  const body = JSON.stringify({ Name: uniq('chunked'), ClientRequestToken: randomUUID() });
+  const signed = await signRequest(ctx.srv, { method: 'POST', path: '/app-instances', headers: { 'content-type': 'application/json' }, body, contentLength: false });
+  signed.headers['transfer-encoding'] = 'chunked';
+  const half = Math.floor(body.length / 2);
+  const chunked = `${half.toString(16)}\r\n${body.slice(0, half)}\r\n${(body.length - half).toString(16)}\r\n${body.slice(half)}\r\n0\r\n\r\n`;
+  const [head] = serializeRequest({ ...signed, body: undefined });
+  const r = await rawExchange(ctx.srv, [head, chunked], { timeoutMs: 5000 });
+  assert.ok(!r.timedOut, 'no response and no close within 5 s');
+  if (r.response) {
+    assert.ok([201, 400, 401, 411, 413, 501].includes(r.response.status), `chunked: unexpected status ${r.response.status} ${r.response.body}`);
+  }
+  await assertHealthy('after a chunked body');
+});
+
+test('garbage, truncated and oversized requests on the socket', async () => {
+  const cases = {
+    'binary garbage': [Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0d, 0x0a, 0x0d, 0x0a])],
+    'not HTTP': ['HELLO WORLD\r\n\r\n'],
+    'bad request line': ['GET\r\n\r\n'],
+    'huge header': [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(200 * 1024)}\r\n\r\n`],
+    'many headers': [`GET /healthz HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 2000 }, (_, i) => `X-H${i}: v`).join('\r\n')}\r\n\r\n`],
+    'huge URL': [`GET /app-instances/${'a'.repeat(200 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+    'negative Content-Length': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}'],
+    'two Content-Lengths': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 20\r\n\r\n{}'],
+    'Content-Length and chunked': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    'bad chunk size': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
+  };
+  for (const [what, chunks] of Object.entries(cases)) {
+    const r = await rawExchange(ctx.srv, chunks, { timeoutMs: 5000 });
+    assert.ok(!r.timedOut || (r.response && r.response.complete), `${what}: no response and no close within 5 s`);
+    if (r.response && r.response.complete && Number.isFinite(r.response.status)) {
+      assert.ok(r.response.status < 500 || r.response.status === 505 || r.response.status === 501, `${what}: server error ${r.response.status}`);
+    }
+    assert.ok(ctx.srv.alive(), `${what}: the server died`);
+  }
+  // truncated request, then the client goes away
+  for (const partial of ['GET /app-instances HTTP/1.1\r\nHost: x\r\n', 'POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"Na']) {
+    const r = await rawExchange(ctx.srv, [partial], { timeoutMs: 300 });
+    assert.ok(r.timedOut || r.closed);
+  }
+  await assertHealthy('after garbage');
+});
+
+test('a client that stalls mid-request does not block others', async () => {
+  const stalled = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await rawExchange(ctx.srv, ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"Name'], {
+      timeoutMs: 50,
+      keepOpen: true,
+    });
+    stalled.push(r.socket);
+  }
+  try {
+    const started = Date.now();
+    const out = await ctx.id.send(new ListAppInstancesCommand({ MaxResults: 1 }));
+    assert.equal(out.$metadata.httpStatusCode, 200);
+    assert.ok(Date.now() - started < 5000, 'the API was blocked by stalled clients');
+  } finally {
+    for (const s of stalled) s?.destroy();
+  }
+  await assertHealthy('after stalled clients');
+});
+
+test('keep-alive: mixed responses (201, 204, 4xx, 200) are framed correctly on one connection', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const go = (opts) => signedFetch(ctx.srv, { ...opts, agent });
+  try {
+    const created = await go({ method: 'POST', path: '/app-instances', body: { Name: uniq('ka'), ClientRequestToken: randomUUID() } });
+    assert.equal(created.status, 201, created.body);
+    const arn = created.json.AppInstanceArn;
+    ctx.appInstances.add(arn);
+    const user = await go({ method: 'POST', path: '/app-instance-users', body: { AppInstanceArn: arn, AppInstanceUserId: 'ka1', Name: 'ka', ClientRequestToken: randomUUID() } });
+    assert.equal(user.status, 201, user.body);
+    const del = await go({ method: 'DELETE', path: `/app-instance-users/${encodeURIComponent(user.json.AppInstanceUserArn)}` });
+    assert.equal(del.status, 204);
+    assert.equal(del.body, '', '204 must have no body');
+    const nf = await go({ path: `/app-instance-users/${encodeURIComponent(user.json.AppInstanceUserArn)}` });
+    assertRawError(nf, 'NotFoundException', 'after delete');
+    const bad = await go({ method: 'POST', path: '/app-instances', headers: { 'content-type': 'application/json' }, body: '{oops' });
+    assertRawError(bad, 'BadRequestException', 'malformed JSON on a kept-alive connection');
+    const desc = await go({ path: `/app-instances/${encodeURIComponent(arn)}` });
+    assert.equal(desc.status, 200);
+    assert.equal(desc.json.AppInstance.AppInstanceArn, arn);
+    const tag = await go({ method: 'POST', path: '/tags', query: { operation: 'tag-resource' }, body: { ResourceARN: arn, Tags: [{ Key: 'k', Value: 'v' }] } });
+    assert.equal(tag.status, 204);
+    assert.equal(tag.body, '');
+    const tags = await go({ path: '/tags', query: { arn } });
+    assert.equal(tags.status, 200);
+    assert.deepEqual(tags.json.Tags, [{ Key: 'k', Value: 'v' }]);
+    const health = await go({ path: '/healthz' });
+    assert.equal(health.status, 200);
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('every response carries Content-Length or closes, and errors carry x-amzn-RequestId', async () => {
+  const res = await signedFetch(ctx.srv, { path: `/app-instances/${encodeURIComponent('not-an-arn')}` });
+  assertRawError(res, 'BadRequestException');
+  assert.ok(res.headers['x-amzn-requestid'], 'x-amzn-RequestId on errors');
+  assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), 'Content-Length matches the body');
+});
+
+test('50 concurrent requests all succeed with the right answers', async () => {
+  const ai = await ctx.newAppInstance({ Name: uniq('conc') });
+  const results = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      i % 2
+        ? ctx.id.send(new DescribeAppInstanceCommand({ AppInstanceArn: ai }))
+        : ctx.id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ai, AppInstanceUserId: `c${i}`, Name: `Conc ${i}` })),
+    ),
+  );
+  results.forEach((r, i) => {
+    if (i % 2) assert.equal(r.AppInstance.AppInstanceArn, ai);
+    else assert.equal(r.AppInstanceUserArn, `${ai}/user/c${i}`);
+  });
+  const all = [];
+  let tok;
+  do {
+    const page = await ctx.id.send(new ListAppInstanceUsersCommand({ AppInstanceArn: ai, MaxResults: 50, NextToken: tok }));
+    all.push(...page.AppInstanceUsers);
+    tok = page.NextToken;
+  } while (tok);
+  assert.equal(all.length, 25);
+});
+
+test('racing creates of the same AppInstanceUserId: exactly one wins, the rest are Conflict', async () => {
+  const ai = await ctx.newAppInstance();
+  const id = uniq('race');
+  const settled = await Promise.allSettled(
+    Array.from({ length: 20 }, (_, i) => ctx.id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ai, AppInstanceUserId: id, Name: `racer ${i}` }))),
+  );
+  const ok = settled.filter((s) => s.status === 'fulfilled');
+  const bad = settled.filter((s) => s.status === 'rejected');
+  assert.equal(ok.length, 1, `exactly one create may succeed, ${ok.length} did`);
+  for (const b of bad) assert.equal(b.reason.name, 'ConflictException', `loser got ${b.reason.name}: ${b.reason.message}`);
+  const d = await ctx.id.send(new DescribeAppInstanceUserCommand({ AppInstanceUserArn: `${ai}/user/${id}` }));
+  assert.match(d.AppInstanceUser.Name, /^racer \d+$/);
+});
+
+test('racing retries with one ClientRequestToken: all get the same user, created once', async () => {
+  const ai = await ctx.newAppInstance();
+  const token = randomUUID();
+  const input = { AppInstanceArn: ai, AppInstanceUserId: uniq('same'), Name: 'Same', ClientRequestToken: token };
+  const results = await Promise.allSettled(Array.from({ length: 10 }, () => ctx.id.send(new CreateAppInstanceUserCommand(input))));
+  const failures = results.filter((r) => r.status === 'rejected').map((r) => `${r.reason.name}: ${r.reason.message}`);
+  assert.deepEqual(failures, [], 'a repeated (operation, token) must return the original result');
+  const arns = new Set(results.map((r) => r.value.AppInstanceUserArn));
+  assert.deepEqual([...arns], [`${ai}/user/${input.AppInstanceUserId}`]);
+  const list = await ctx.id.send(new ListAppInstanceUsersCommand({ AppInstanceArn: ai }));
+  assert.equal(list.AppInstanceUsers.length, 1);
+});
+
+test('the server is still healthy after everything above', async () => {
+  await assertHealthy('end of robustness suite');
+  await assertRejects(ctx.id.send(new DescribeAppInstanceCommand({ AppInstanceArn: 'not-an-arn' })), 'BadRequestException');
+});

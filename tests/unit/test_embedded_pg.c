@@ -1,0 +1,217 @@
+/*
+ * The embedded PostgreSQL, for real: initdb + start in a temporary directory (whose name has a
+ * space and a single quote in it), connect with the returned conninfo, stop, restart, adopt an
+ * orphaned server. Skipped when no PostgreSQL server binaries are installed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "carillon/embedded_pg.h"
+
+static char tmpdir[PATH_MAX];
+
+static bool have_postgres(void)
+{
+	const char *env = getenv("CARILLON_PG_BINDIR");
+	if (env && *env)
+		return true;
+	glob_t g;
+	bool found = glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 ||
+		     glob("/usr/pgsql-*/bin/initdb", 0, NULL, &g) == 0;
+	if (found)
+		globfree(&g);
+	return found;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(tmpdir, sizeof(tmpdir), "%s/carillon pg 'test'.XXXXXX", base);
+	if (!mkdtemp(tmpdir))
+		return -1;
+	/* As root the cluster runs as an unprivileged user, which must be able to get through. */
+	return chmod(tmpdir, 0711);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	carillon_embedded_pg_stop();
+	if (tmpdir[0])
+		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir[0] = '\0';
+	return 0;
+}
+
+static char *query1(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(conn));
+	char *v = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+	PQclear(res);
+	return v;
+}
+
+static void assert_query(PGconn *conn, const char *sql, const char *want)
+{
+	char *got = query1(conn, sql);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static PGconn *connect_ok(const char *conninfo)
+{
+	PGconn *conn = PQconnectdb(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail_msg("connect %s: %s", conninfo, PQerrorMessage(conn));
+	return conn;
+}
+
+static bool server_running(const char *data_dir)
+{
+	char pid[PATH_MAX + 64];
+	snprintf(pid, sizeof(pid), "%s/postgres/data/postmaster.pid", data_dir);
+	return access(pid, F_OK) == 0;
+}
+
+static void test_start_connect_stop_restart(void **state)
+{
+	(void)state;
+	if (!have_postgres())
+		skip();
+	char data_dir[PATH_MAX + 16];
+	snprintf(data_dir, sizeof(data_dir), "%s/data", tmpdir); /* created by start */
+	char conninfo[2 * PATH_MAX];
+
+	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
+	assert_true(server_running(data_dir));
+	assert_non_null(strstr(conninfo, "dbname=carillon"));
+	assert_non_null(strstr(conninfo, "user=carillon"));
+	assert_non_null(strstr(conninfo, "\\'test\\'")); /* the quote in the path is escaped */
+
+	/* A second call while running hands back the same conninfo. */
+	char again[2 * PATH_MAX];
+	assert_int_equal(carillon_embedded_pg_start(data_dir, again, sizeof(again)), 0);
+	assert_string_equal(conninfo, again);
+
+	PGconn *conn = connect_ok(conninfo);
+	assert_query(conn, "SELECT current_database()", "carillon");
+	assert_query(conn, "SELECT current_user", "carillon");
+	assert_query(conn, "SHOW listen_addresses", "");
+	assert_query(conn, "SHOW synchronous_commit", "on");
+	assert_query(conn, "SHOW fsync", "on");
+	assert_query(conn, "SHOW server_encoding", "UTF8");
+	assert_query(conn, "SHOW unix_socket_permissions", "0700");
+	free(query1(conn, "CREATE TABLE t (v text)"));
+	free(query1(conn, "INSERT INTO t VALUES ('kept')"));
+	PQfinish(conn);
+
+	struct stat st;
+	char base[PATH_MAX + 32];
+	snprintf(base, sizeof(base), "%s/postgres", data_dir);
+	assert_int_equal(stat(base, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	if (geteuid() == 0)
+		assert_int_not_equal(st.st_uid, 0); /* the cluster belongs to an unprivileged user */
+
+	carillon_embedded_pg_stop();
+	assert_false(server_running(data_dir));
+	carillon_embedded_pg_stop(); /* no-op */
+
+	/* Restart: no initdb, the data is still there. */
+	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
+	conn = connect_ok(conninfo);
+	assert_query(conn, "SELECT v FROM t", "kept");
+	PQfinish(conn);
+	carillon_embedded_pg_stop();
+	assert_false(server_running(data_dir));
+}
+
+static void test_adopts_orphan(void **state)
+{
+	(void)state;
+	if (!have_postgres())
+		skip();
+	char data_dir[PATH_MAX + 16];
+	snprintf(data_dir, sizeof(data_dir), "%s/orphan", tmpdir);
+	char conninfo[2 * PATH_MAX];
+
+	/* A Carillon that starts the server and dies without stopping it. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)) == 0 ? 0 : 1);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(server_running(data_dir));
+
+	/* The next one reuses the running server, and stops it at the end. */
+	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
+	PGconn *conn = connect_ok(conninfo);
+	assert_query(conn, "SELECT current_database()", "carillon");
+	PQfinish(conn);
+	carillon_embedded_pg_stop();
+	assert_false(server_running(data_dir));
+}
+
+static void test_refuses_unsafe_paths(void **state)
+{
+	(void)state;
+	char conninfo[1024];
+	char bad[PATH_MAX + 16];
+	snprintf(bad, sizeof(bad), "%s/a$b", tmpdir);
+	assert_int_equal(carillon_embedded_pg_start(bad, conninfo, sizeof(conninfo)), -1);
+	snprintf(bad, sizeof(bad), "%s/a\"b", tmpdir);
+	assert_int_equal(carillon_embedded_pg_start(bad, conninfo, sizeof(conninfo)), -1);
+	assert_int_equal(carillon_embedded_pg_start("", conninfo, sizeof(conninfo)), -1);
+
+	/* The unix socket path would not fit in sun_path. */
+	if (!have_postgres())
+		return;
+	char longdir[PATH_MAX];
+	int n = snprintf(longdir, sizeof(longdir), "%s/", tmpdir);
+	memset(longdir + n, 'x', 120);
+	longdir[n + 120] = '\0';
+	assert_int_equal(carillon_embedded_pg_start(longdir, conninfo, sizeof(conninfo)), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_start_connect_stop_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopts_orphan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_unsafe_paths, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
