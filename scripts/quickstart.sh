@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds Carillon and starts it: `scripts/quickstart.sh [serve options]`.
-# With no CARILLON_DATABASE_URL, Carillon runs its own PostgreSQL under its data directory.
-# It prints its endpoint and root credentials itself.
+# Installs what is missing, builds Carillon and starts it: scripts/quickstart.sh [serve options]
+# With no CARILLON_DATABASE_URL, Carillon runs its own PostgreSQL under its data directory
+# (CARILLON_DATA_DIR, by default ./carillon-data). It prints its endpoint and root credentials.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
+
+# As root, the embedded PostgreSQL runs as an unprivileged user, which cannot reach a data directory
+# inside a checkout under /root (mode 0700). Then default to /var/lib/carillon instead.
+if [[ $(id -u) -eq 0 && -z ${CARILLON_DATABASE_URL:-} && -z ${CARILLON_DATA_DIR:-} ]] &&
+	! setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$PWD" 2>/dev/null; then
+	export CARILLON_DATA_DIR=/var/lib/carillon
+	echo "quickstart: $PWD is not reachable by unprivileged users; data directory: $CARILLON_DATA_DIR"
+fi
+
 exec build/carillon serve "$@"

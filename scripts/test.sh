@@ -58,8 +58,8 @@ pg_stop_embedded() {
 	[[ -e $data/postmaster.pid ]] || return 0
 	bindir=$(pg_bindir) || return 0
 	if [[ $(id -u) -eq 0 ]]; then
-		setpriv --reuid="$(stat -c %u "$data")" --regid="$(stat -c %g "$data")" --clear-groups -- \
-			"$bindir/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || true
+		(cd / && exec setpriv --reuid="$(stat -c %u "$data")" --regid="$(stat -c %g "$data")" --clear-groups -- \
+			"$bindir/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null) || true
 	else
 		"$bindir/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || true
 	fi

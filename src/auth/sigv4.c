@@ -18,6 +18,11 @@
  * - Presigned time window: X-Amz-Date may be at most max_skew in the future, and the URL is valid
  *   until X-Amz-Date + X-Amz-Expires + max_skew. (Applying |now - date| <= skew as well would make
  *   every X-Amz-Expires above the skew meaningless.)
+ * - A malformed Authorization header is MALFORMED even when no other credentials are present; a query
+ *   without X-Amz-Algorithm, X-Amz-Credential or X-Amz-Signature is MISSING.
+ * - carillon_sigv4_sign() also signs the presigned form when auth->presigned is set: the canonical
+ *   query is the raw query without X-Amz-Signature, re-encoded the RFC 3986 way; the caller appends
+ *   X-Amz-Signature. On any invalid field it leaves auth->signature empty.
  */
 #include <sodium.h>
 #include <stdint.h>

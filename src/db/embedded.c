@@ -41,6 +41,7 @@
 #include <limits.h>
 #include <locale.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,19 +146,9 @@ static int drop_privileges(void)
 	return 0;
 }
 
-/*
- * Runs argv[0] (an absolute path, or a name looked up in PATH) with stdin from /dev/null and
- * stdout+stderr captured into out (NUL-terminated, truncated to outlen). With drop, as the cluster
- * user. Returns the exit status, or -1 if it could not be run or was killed.
- */
-static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
+/* run_tool's fork, exec and collection of the output. */
+static int run_child(char *const argv[], bool drop, char **envp, int pfd[2], char *out, size_t outlen)
 {
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		log_err("embedded postgres: pipe: %s", strerror(errno));
-		return -1;
-	}
-	char **envp = drop ? pg.env : environ;
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("embedded postgres: fork: %s", strerror(errno));
@@ -170,6 +161,15 @@ static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
 		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
 			_exit(126);
 		close_fds_from(3);
+		/* Ignored signals and the signal mask survive exec: give the tools (and the postmaster
+		 * that pg_ctl starts) a clean slate. */
+		static const int sigs[] = {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2};
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			sigaction(sigs[i], &dfl, NULL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (drop && drop_privileges() < 0) {
 			static const char msg[] = "cannot switch to the cluster user\n";
 			(void)!write(2, msg, sizeof(msg) - 1);
@@ -217,6 +217,29 @@ static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
 		return WEXITSTATUS(status);
 	log_err("embedded postgres: %s killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	return -1;
+}
+
+/*
+ * Runs argv[0] (an absolute path, or a name looked up in PATH) with stdin from /dev/null and
+ * stdout+stderr captured into out (NUL-terminated, truncated to outlen). With drop, as the cluster
+ * user. Returns the exit status, or -1 if it could not be run or was killed.
+ */
+static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		log_err("embedded postgres: pipe: %s", strerror(errno));
+		return -1;
+	}
+	char **envp = drop ? pg.env : environ;
+	/* waitpid needs SIGCHLD not to be ignored (children would be reaped automatically). */
+	struct sigaction chld_dfl = {.sa_handler = SIG_DFL}, chld_saved;
+	bool restore_chld = sigaction(SIGCHLD, NULL, &chld_saved) == 0 && chld_saved.sa_handler == SIG_IGN &&
+			    sigaction(SIGCHLD, &chld_dfl, NULL) == 0;
+	int rc = run_child(argv, drop, envp, pfd, out, outlen);
+	if (restore_chld)
+		sigaction(SIGCHLD, &chld_saved, NULL);
+	return rc;
 }
 
 /* Logs a tool's captured output, line by line. */
@@ -513,9 +536,11 @@ static int check_reachable(const char *data_dir)
 	struct stat st;
 	if (stat(data_dir, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & S_IXOTH)) {
 		if (chmod(data_dir, (st.st_mode & 07777) | S_IXOTH) == 0) {
-			log_notice("embedded postgres: made %s traversable (o+x) for user %s", data_dir, pg.user);
-			if (user_can_use(pg.base))
+			if (user_can_use(pg.base)) {
+				log_notice("embedded postgres: made %s traversable (o+x) for user %s", data_dir, pg.user);
 				return 0;
+			}
+			(void)!chmod(data_dir, st.st_mode & 07777); /* did not help: undo */
 		}
 	}
 	log_err("embedded postgres: user %s cannot reach %s; make its parent directories traversable "
@@ -854,6 +879,8 @@ static int start(const char *data_dir_arg)
 		log_err("embedded postgres: cannot open %s: %s", lock_path, strerror(errno));
 		return -1;
 	}
+	if (pg.drop && fchown(pg.lock_fd, pg.uid, pg.gid) < 0)
+		log_warn("embedded postgres: cannot chown %s: %s", lock_path, strerror(errno));
 	if (flock(pg.lock_fd, LOCK_EX | LOCK_NB) == 0) {
 		pg.owned = true;
 	} else if (errno == EWOULDBLOCK) {

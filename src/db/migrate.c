@@ -29,9 +29,11 @@ static bool is_applied(PGconn *pg, const char *name, const char *checksum)
 {
 	const char *params[2] = {name, checksum};
 	PGresult *r = PQexecParams(pg,
-				   "select 1 from carillon_migrations where name = $1"
+				   "select 1 from public.carillon_migrations where name = $1"
 				   " and (name like 'migrations/%' or checksum = $2)",
 				   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		log_err("migration bookkeeping: %s", PQresultErrorMessage(r));
 	bool yes = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 	PQclear(r);
 	return yes;
@@ -51,7 +53,7 @@ static int apply_one(PGconn *pg, const struct carillon_migration *m, const char 
 		rc = exec_ok(pg, sql, m->name);
 	if (!rc) {
 		PGresult *r = PQexecParams(pg,
-					   "insert into carillon_migrations(name, checksum) values ($1, $2)"
+					   "insert into public.carillon_migrations(name, checksum) values ($1, $2)"
 					   " on conflict (name) do update set checksum = $2, applied_at = now()",
 					   2, NULL, params, NULL, NULL, 0);
 		rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
@@ -90,7 +92,7 @@ int carillon_db_migrate(const char *conninfo)
 		rc = exec_ok(pg, "select pg_advisory_lock(x'" MIGRATION_LOCK_KEY "'::bigint)", "lock");
 	if (!rc)
 		rc = exec_ok(pg,
-			     "create table if not exists carillon_migrations ("
+			     "create table if not exists public.carillon_migrations ("
 			     " name text primary key, checksum text, applied_at timestamptz not null default now())",
 			     "bookkeeping");
 	if (!rc)

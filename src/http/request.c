@@ -356,6 +356,9 @@ static void on_closed(struct http_pss *pss)
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct http_pss *pss = user;
+	/* lws may reject a request (bad escapes, oversized headers) before it allocates our pss. */
+	if (!pss)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
 		if (pss->req)

@@ -205,7 +205,25 @@ static int split_path(const char *path, struct path_segs *ps)
 	return 0;
 }
 
-static bool seg_is_arn_start(const char *s, size_t len) { return len > 4 && !memcmp(s, "arn:", 4); }
+/* How many decoded segments an ARN label may span: an AppInstance ARN is
+ * "arn:...:app-instance" + "<id>" (2), one of its resources adds "<kind>" + "<id>" (4). */
+static int arn_spans(const struct path_segs *ps, int pi, int spans[2])
+{
+	static const char *const kinds[] = {"user", "bot", "channel", "channel-flow", NULL};
+	const char *s = ps->s[pi];
+	size_t len = ps->len[pi];
+	static const char suffix[] = ":app-instance";
+	size_t sl = sizeof(suffix) - 1;
+	if (len < 4 + sl || memcmp(s, "arn:", 4) || memcmp(s + len - sl, suffix, sl) || pi + 1 >= ps->n)
+		return 0;
+	int n = 0;
+	if (pi + 3 < ps->n)
+		for (const char *const *k = kinds; *k; k++)
+			if (strlen(*k) == ps->len[pi + 2] && !memcmp(*k, ps->s[pi + 2], ps->len[pi + 2]))
+				spans[n++] = 4;
+	spans[n++] = 2;
+	return n;
+}
 
 /* Try to match template segments [ti..] against path segments [pi..]; labels record spans. */
 static bool match_from(const struct carillon_op *op, int ti, const struct path_segs *ps, int pi, int span[])
@@ -223,12 +241,12 @@ static bool match_from(const struct carillon_op *op, int ti, const struct path_s
 	}
 	if (ps->len[pi] == 0)
 		return false;
-	int max = seg_is_arn_start(ps->s[pi], ps->len[pi]) ? 4 : 1;
-	for (int k = max; k >= 1; k--) {
-		if (pi + k > ps->n)
-			continue;
-		span[ti] = k;
-		if (match_from(op, ti + 1, ps, pi + k, span))
+	int spans[3];
+	int n = arn_spans(ps, pi, spans);
+	spans[n++] = 1;
+	for (int i = 0; i < n; i++) {
+		span[ti] = spans[i];
+		if (match_from(op, ti + 1, ps, pi + spans[i], span))
 			return true;
 	}
 	return false;
@@ -285,12 +303,16 @@ int carillon_route(const char *method, const char *path, const struct carillon_k
 		if (strcmp(op->method, method) || !match_from(op, 0, &ps, 0, span))
 			continue;
 		if (!op->fixed_query_name) {
+			/* The most specific route wins: /app-instances/{arn}/retention-settings over
+			 * /app-instances/{arn} with the ARN spanning "retention-settings". */
+			if (plain && plain->n_segs >= op->n_segs)
+				continue;
 			plain = op;
 			memcpy(plain_span, span, sizeof(span));
 			continue;
 		}
 		const char *v = query_value(query, n_query, op->fixed_query_name);
-		if (v && !strcmp(v, op->fixed_query_value)) {
+		if (v && !strcmp(v, op->fixed_query_value) && (!fixed || fixed->n_segs < op->n_segs)) {
 			fixed = op;
 			memcpy(fixed_span, span, sizeof(span));
 		}

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CreateAppInstanceUserCommand,
   DescribeAppInstanceCommand,
@@ -17,7 +18,7 @@ import { useCarillon } from './lib/fixture.mjs';
 import { rawExchange, serializeRequest } from './lib/rawsocket.mjs';
 import { ERRORS, assertRawError, assertRejects, uniq } from './lib/util.mjs';
 
-const ctx = useCarillon();
+const ctx = useCarillon({ restartOnCrash: true });
 
 async function assertHealthy(what) {
   assert.ok(ctx.srv.alive(), `${what}: the carillon process exited (${JSON.stringify(ctx.srv.exitInfo)})`);
@@ -100,19 +101,17 @@ test('header names are matched case-insensitively (botocore capitalises them)', 
   assert.equal(JSON.parse(response.body).AppInstance.AppInstanceArn, ai);
 });
 
-test('odd paths and routes get AWS-shaped 4xx errors, never a crash', async () => {
+test('odd but SDK-expressible paths get AWS-shaped 4xx errors', async () => {
   const ai = await ctx.newAppInstance();
   const cases = [
     ['GET', '/no-such-route'],
-    ['GET', '/app-instances/%ZZ'],
-    ['GET', `/app-instances/${encodeURIComponent(ai)}%00`],
     ['GET', '/app-instances/' + encodeURIComponent('arn:aws:chime:us-east-1:111122223333:app-instance/' + 'x'.repeat(1700))],
     ['GET', '/app-instances//admins'],
-    ['GET', '/app-instance-users/' + encodeURIComponent('arn:aws:chime:us-east-1:111122223333:app-instance/../../etc/passwd')],
     ['PATCH', '/app-instances'],
     ['DELETE', '/app-instances'],
     ['GET', '/tags'],
     ['POST', '/tags?operation=bogus'],
+    ['GET', `/app-instances/${encodeURIComponent(ai)}/no-such-child`],
   ];
   for (const [method, p] of cases) {
     const [path, qs] = p.split('?');
@@ -122,6 +121,43 @@ test('odd paths and routes get AWS-shaped 4xx errors, never a crash', async () =
   }
   await assertHealthy('after odd paths');
 });
+
+test('an ARN label with dot segments is one label, not a path to normalise', async () => {
+  const ai = await ctx.newAppInstance();
+  // A well-formed ChimeArn (the pattern allows it) that names no user: NotFound or BadRequest,
+  // but it must reach DescribeAppInstanceUser, not be resolved to "/etc/passwd".
+  const arn = `${ai}/../../etc/passwd`;
+  const err = await ctx.id.send(new DescribeAppInstanceUserCommand({ AppInstanceUserArn: arn })).then(
+    (r) => assert.fail(`succeeded: ${JSON.stringify(r)}`),
+    (e) => e,
+  );
+  // libwebsockets 4.1 percent-decodes the path and then collapses "/../" before Carillon sees it,
+  // so the label cannot be recovered: the request then matches no route (UnknownOperationException,
+  // 404). What matters is that it is refused with an AWS-shaped 4xx and never reaches a resource.
+  assert.ok(['NotFoundException', 'BadRequestException', 'UnknownOperationException'].includes(err.name),
+    `got ${err.name}: ${err.message}`);
+  assert.equal(err.$metadata.httpStatusCode >= 400 && err.$metadata.httpStatusCode < 500, true);
+});
+
+for (const [how, path] of [
+  ['signed', '/app-instances/%ZZ'],
+  ['signed', '/app-instances/arn%3Aaws%3Achime%3Aus-east-1%3A111122223333%3Aapp-instance%2Fx%00'],
+  ['unsigned', '/app-instances/%ZZ'],
+  ['unsigned', '/healthz%00'],
+]) {
+  test(`undecodable escape, ${how} GET ${path.slice(-24)}: a 4xx or a close, never a crash`, async () => {
+    let res = null;
+    try {
+      res = how === 'signed' ? await signedFetch(ctx.srv, { path }) : await rawFetch(ctx.srv, { path });
+    } catch (e) {
+      assert.ok(/socket hang up|ECONNRESET/.test(e.message), `${how} GET ${path}: ${e.message}`);
+    }
+    if (res) assert.ok(res.status >= 400 && res.status < 500, `${how} GET ${path}: status ${res.status}`);
+    await sleep(100);
+    assert.ok(ctx.srv.alive(), `${how} GET ${path}: the server died (${JSON.stringify(ctx.srv.exitInfo)})`);
+    await assertHealthy(`after ${how} GET ${path}`);
+  });
+}
 
 test('a body over 1 MiB is refused (413 or connection closed); the server keeps serving', async () => {
   const big = JSON.stringify({ Name: uniq('big'), Metadata: 'x'.repeat(1536 * 1024), ClientRequestToken: randomUUID() });
@@ -173,34 +209,45 @@ test('chunked request bodies get an answer (accepted or refused), not a hang', a
   await assertHealthy('after a chunked body');
 });
 
-test('garbage, truncated and oversized requests on the socket', async () => {
-  const cases = {
-    'binary garbage': [Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0d, 0x0a, 0x0d, 0x0a])],
-    'not HTTP': ['HELLO WORLD\r\n\r\n'],
-    'bad request line': ['GET\r\n\r\n'],
-    'huge header': [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(200 * 1024)}\r\n\r\n`],
-    'many headers': [`GET /healthz HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 2000 }, (_, i) => `X-H${i}: v`).join('\r\n')}\r\n\r\n`],
-    'huge URL': [`GET /app-instances/${'a'.repeat(200 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`],
-    'negative Content-Length': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}'],
-    'two Content-Lengths': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 20\r\n\r\n{}'],
-    'Content-Length and chunked': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
-    'bad chunk size': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
-  };
-  for (const [what, chunks] of Object.entries(cases)) {
+const SOCKET_CASES = {
+  'binary garbage': [Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0d, 0x0a, 0x0d, 0x0a])],
+  'not HTTP': ['HELLO WORLD\r\n\r\n'],
+  'bad request line': ['GET\r\n\r\n'],
+  'huge header (200 KiB)': [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(200 * 1024)}\r\n\r\n`],
+  '2000 headers': [`GET /healthz HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 2000 }, (_, i) => `X-H${i}: v`).join('\r\n')}\r\n\r\n`],
+  'huge URL (200 KiB)': [`GET /app-instances/${'a'.repeat(200 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+  'negative Content-Length': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}'],
+  'two Content-Lengths': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 20\r\n\r\n{}'],
+  'Content-Length and chunked': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+  'bad chunk size': ['POST /app-instances HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
+};
+
+for (const [what, chunks] of Object.entries(SOCKET_CASES)) {
+  test(`socket: ${what} gets an answer or a close within 5 s, never a crash`, async () => {
     const r = await rawExchange(ctx.srv, chunks, { timeoutMs: 5000 });
     assert.ok(!r.timedOut || (r.response && r.response.complete), `${what}: no response and no close within 5 s`);
     if (r.response && r.response.complete && Number.isFinite(r.response.status)) {
       assert.ok(r.response.status < 500 || r.response.status === 505 || r.response.status === 501, `${what}: server error ${r.response.status}`);
     }
-    assert.ok(ctx.srv.alive(), `${what}: the server died`);
-  }
-  // truncated request, then the client goes away
-  for (const partial of ['GET /app-instances HTTP/1.1\r\nHost: x\r\n', 'POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"Na']) {
+    await sleep(100);
+    assert.ok(ctx.srv.alive(), `${what}: the server died (${JSON.stringify(ctx.srv.exitInfo)})`);
+    await assertHealthy(`after ${what}`);
+  });
+}
+
+for (const [what, partial] of [
+  ['headers cut short', 'GET /app-instances HTTP/1.1\r\nHost: x\r\n'],
+  ['request line only', 'GET /app-instances HTTP/1.1\r\n'],
+  ['body cut short', 'POST /app-instances HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"Na'],
+]) {
+  test(`socket: ${what}, then the client goes away: no crash`, async () => {
     const r = await rawExchange(ctx.srv, [partial], { timeoutMs: 300 });
     assert.ok(r.timedOut || r.closed);
-  }
-  await assertHealthy('after garbage');
-});
+    await sleep(100);
+    assert.ok(ctx.srv.alive(), `${what} then close: the server died (${JSON.stringify(ctx.srv.exitInfo)})`);
+    await assertHealthy(`after ${what}`);
+  });
+}
 
 test('a client that stalls mid-request does not block others', async () => {
   const stalled = [];

@@ -48,8 +48,9 @@ pg_ensure_user() {
 
 pg_as_user() {
 	if [[ $(id -u) -eq 0 ]]; then
-		# setpriv (util-linux) execs the command directly: no shell, no PAM session.
-		setpriv --reuid="$PG_TEST_OS_USER" --regid="$PG_TEST_OS_USER" --init-groups -- "$@"
+		# setpriv (util-linux) execs the command directly: no shell, no PAM session. From /, as the
+		# current directory may be out of the user's reach (a checkout under /root); paths are absolute.
+		(cd / && exec setpriv --reuid="$PG_TEST_OS_USER" --regid="$PG_TEST_OS_USER" --init-groups -- "$@")
 	else
 		"$@"
 	fi

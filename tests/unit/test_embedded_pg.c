@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <glob.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,13 +177,18 @@ static void test_adopts_orphan(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_true(server_running(data_dir));
 
-	/* The next one reuses the running server, and stops it at the end. */
+	/* The next one reuses the running server, and stops it at the end; a server process may have
+	 * SIGCHLD and SIGPIPE ignored by then. */
+	void (*old_chld)(int) = signal(SIGCHLD, SIG_IGN);
+	void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
 	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
 	PGconn *conn = connect_ok(conninfo);
 	assert_query(conn, "SELECT current_database()", "carillon");
 	PQfinish(conn);
 	carillon_embedded_pg_stop();
 	assert_false(server_running(data_dir));
+	signal(SIGCHLD, old_chld);
+	signal(SIGPIPE, old_pipe);
 }
 
 static void test_refuses_unsafe_paths(void **state)

@@ -1,7 +1,7 @@
 // One Carillon per test file: started in `before`, stopped in `after`.
 
 import assert from 'node:assert/strict';
-import { after, before } from 'node:test';
+import { after, before, beforeEach } from 'node:test';
 import {
   CreateAppInstanceCommand,
   CreateAppInstanceUserCommand,
@@ -18,6 +18,7 @@ export function useCarillon(opts = {}) {
     msg: null, // ChimeSDKMessagingClient with the root key
     appInstances: new Set(),
     extraServers: [],
+    crashes: [],
 
     /** Create an AppInstance (root key), remember it for cleanup, return its ARN. */
     async newAppInstance(input = {}) {
@@ -52,8 +53,23 @@ export function useCarillon(opts = {}) {
     ctx.msg = messagingClient(ctx.srv);
   });
 
+  // With restartOnCrash, a server that died during a test is replaced before the next one, so one
+  // crash does not hide the results of the remaining tests. The crash still fails the file (after).
+  if (opts.restartOnCrash) {
+    beforeEach(async () => {
+      if (!ctx.srv || ctx.srv.alive()) return;
+      ctx.crashes.push(`carillon died during the tests: ${JSON.stringify(ctx.srv.exitInfo)}`);
+      await ctx.srv.stop();
+      ctx.id?.destroy();
+      ctx.msg?.destroy();
+      ctx.srv = await startCarillon({ ...opts, masterKey: ctx.srv.masterKey, rootKey: ctx.srv.rootKey });
+      ctx.id = identityClient(ctx.srv);
+      ctx.msg = messagingClient(ctx.srv);
+    });
+  }
+
   after(async () => {
-    const problems = [];
+    const problems = [...ctx.crashes];
     for (const s of ctx.extraServers) {
       const wasAlive = s.alive();
       const info = await s.stop();

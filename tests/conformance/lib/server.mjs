@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,11 @@ export async function freePort() {
   });
 }
 
+function tail(text, n) {
+  const lines = text.split('\n');
+  return lines.length > n ? [`[... ${lines.length - n} earlier lines]`, ...lines.slice(-n)].join('\n') : text;
+}
+
 function requireEnv(name) {
   const v = process.env[name];
   if (!v) {
@@ -59,14 +64,14 @@ function requireEnv(name) {
 }
 
 // Every server started by this process, so their logs can be shown when the file fails.
-const started = new Set();
+const everyServer = [];
 
 process.on('exit', (code) => {
-  const failed = (code ?? process.exitCode ?? 0) !== 0;
+  const failed = (code || process.exitCode || 0) !== 0;
   if (!failed && !process.env.CARILLON_TEST_SHOW_LOG) return;
-  for (const srv of started) {
+  for (const srv of everyServer) {
     process.stderr.write(
-      `\n----- carillon log (${srv.endpoint}, pid ${srv.proc.pid}) -----\n${srv.log()}\n----- end of carillon log -----\n`,
+      `\n----- carillon log (${srv.endpoint}, pid ${srv.proc.pid}, exit ${JSON.stringify(srv.exitInfo)}) -----\n${tail(srv.log(), 400)}\n----- end of carillon log -----\n`,
     );
   }
 });
@@ -97,6 +102,7 @@ export async function startCarillon(opts = {}) {
     CARILLON_ROOT_SECRET_ACCESS_KEY: rootKey.secretAccessKey,
     CARILLON_MASTER_KEY: masterKey,
     CARILLON_DATA_DIR: dataDir,
+    CARILLON_LOG_LEVEL: process.env.CARILLON_LOG_LEVEL || 'info',
     ...(opts.env ?? {}),
   };
 
@@ -131,7 +137,7 @@ export async function startCarillon(opts = {}) {
     if (!stopping) {
       process.stderr.write(
         `\ncarillon (${endpoint}) exited unexpectedly: ${JSON.stringify({ code: info.code, signal: info.signal, error: info.error?.message })}\n` +
-          `----- carillon log -----\n${log()}\n----- end of carillon log -----\n`,
+          `----- end of the carillon log -----\n${tail(log(), 60)}\n-----\n`,
       );
     }
   });
@@ -153,7 +159,6 @@ export async function startCarillon(opts = {}) {
       return exitInfo === null;
     },
     async stop() {
-      started.delete(srv);
       if (exitInfo === null) {
         stopping = true;
         proc.kill('SIGTERM');
@@ -163,16 +168,13 @@ export async function startCarillon(opts = {}) {
         }, 5000);
         await exited;
         clearTimeout(killer);
-      }
-      // Keep the log of a server that did not shut down cleanly visible.
-      if (exitInfo && (exitInfo.signal === 'SIGKILL' || (exitInfo.code !== 0 && exitInfo.signal !== 'SIGTERM'))) {
-        process.stderr.write(
-          `\ncarillon (${endpoint}) did not exit cleanly on SIGTERM: ${JSON.stringify({ code: exitInfo.code, signal: exitInfo.signal })}\n` +
-            `----- carillon log -----\n${log()}\n----- end of carillon log -----\n`,
-        );
-        try {
-          writeFileSync(path.join(os.tmpdir(), `carillon-conf-${port}.log`), log());
-        } catch {}
+        // Show the end of the log of a server that did not shut down cleanly.
+        if (exitInfo.signal !== 'SIGTERM' && exitInfo.code !== 0) {
+          process.stderr.write(
+            `\ncarillon (${endpoint}) did not exit cleanly on SIGTERM: ${JSON.stringify({ code: exitInfo.code, signal: exitInfo.signal })}\n` +
+              `----- end of the carillon log -----\n${tail(log(), 60)}\n-----\n`,
+          );
+        }
       }
       try {
         rmSync(dataDir, { recursive: true, force: true });
@@ -180,13 +182,13 @@ export async function startCarillon(opts = {}) {
       return exitInfo;
     },
   };
-  started.add(srv);
+  everyServer.push(srv);
 
   const deadline = Date.now() + (opts.startTimeoutMs ?? 20000);
   let lastErr = null;
   for (;;) {
     if (exitInfo !== null) {
-      started.delete(srv);
+      everyServer.splice(everyServer.indexOf(srv), 1);
       throw new Error(
         `carillon exited before becoming healthy (${JSON.stringify({ code: exitInfo.code, signal: exitInfo.signal, error: exitInfo.error?.message })}).\n` +
           `----- carillon log -----\n${log()}\n----- end of carillon log -----`,
@@ -204,7 +206,7 @@ export async function startCarillon(opts = {}) {
       stopping = true;
       proc.kill('SIGKILL');
       await exited;
-      started.delete(srv);
+      everyServer.splice(everyServer.indexOf(srv), 1);
       throw new Error(
         `carillon did not answer GET /healthz with 200 within ${(opts.startTimeoutMs ?? 20000) / 1000} s (last: ${lastErr?.message}).\n` +
           `----- carillon log -----\n${log()}\n----- end of carillon log -----`,
