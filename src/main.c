@@ -9,6 +9,7 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/embedded_pg.h"
+#include "carillon/keys.h"
 #include "carillon/log.h"
 #include "carillon/model.h"
 #include "carillon/server.h"
@@ -18,6 +19,8 @@ static void usage(void)
 	printf("Carillon %s: a self-hosted gateway speaking the Amazon Chime SDK Messaging and Identity APIs.\n\n"
 	       "Usage: carillon serve     run the gateway (applies migrations first)\n"
 	       "       carillon migrate   apply the database migrations and exit\n"
+	       "       carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n"
+	       "                          manage admin access keys (the root key's rights)\n"
 	       "       carillon --help | --version\n\n",
 	       CARILLON_VERSION);
 	carillon_config_usage();
@@ -55,7 +58,9 @@ static void print_banner(bool embedded)
 	fflush(stdout);
 }
 
-static int cmd_serve(bool migrate_only)
+enum serve_mode { MODE_SERVE, MODE_MIGRATE, MODE_KEYS };
+
+static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 {
 	char conninfo[4096];
 	bool embedded;
@@ -66,8 +71,12 @@ static int cmd_serve(bool migrate_only)
 	int rc = 1;
 	if (carillon_db_migrate(conninfo))
 		goto out;
-	if (migrate_only) {
+	if (mode == MODE_MIGRATE) {
 		rc = 0;
+		goto out;
+	}
+	if (mode == MODE_KEYS) {
+		rc = carillon_keys_cli(argc, argv, conninfo);
 		goto out;
 	}
 	if (carillon_model_init())
@@ -99,14 +108,16 @@ int main(int argc, char **argv)
 		printf("carillon %s\n", CARILLON_VERSION);
 		return 0;
 	}
+	if (!strcmp(cmd, "keys"))
+		return cmd_serve(MODE_KEYS, argc - 2, argv + 2);
 	if (argc > 2) {
 		fprintf(stderr, "carillon: unexpected argument '%s' (see --help)\n", argv[2]);
 		return 2;
 	}
 	if (!strcmp(cmd, "serve"))
-		return cmd_serve(false);
+		return cmd_serve(MODE_SERVE, 0, NULL);
 	if (!strcmp(cmd, "migrate"))
-		return cmd_serve(true);
+		return cmd_serve(MODE_MIGRATE, 0, NULL);
 	fprintf(stderr, "carillon: unknown command '%s' (see --help)\n", cmd);
 	return 2;
 }

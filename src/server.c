@@ -25,6 +25,8 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/http.h"
+#include "carillon/janitor.h"
+#include "carillon/keys.h"
 #include "carillon/log.h"
 #include "carillon/server.h"
 #include "carillon/util.h"
@@ -127,6 +129,8 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.drain, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
+	carillon_janitor_stop();
+	carillon_keys_stop();
 	carillon_db_shutdown();
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
@@ -204,6 +208,8 @@ int carillon_server_run(const char *conninfo)
 	if (srv.listen_fd < 0 || create_lws_context())
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
+	carillon_janitor_start(&srv.loop, 60 * 1000);
+	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);
 	uv_poll_start(&srv.listen_poll, UV_READABLE, on_accept);
 	uv_signal_init(&srv.loop, &srv.sig_term);

@@ -1,5 +1,5 @@
 /*
- * Who is calling: the root credential, or a user-scoped temporary credential minted by
+ * Who is calling: the root credential, an admin access key, or a user-scoped temporary credential minted by
  * POST /carillon/credentials (a session token sealed with the master key that carries the user ARN,
  * expiry and secret, so verification needs no database round trip).
  */
@@ -14,6 +14,7 @@
 enum carillon_principal_kind {
 	CARILLON_PRINCIPAL_NONE,
 	CARILLON_PRINCIPAL_ROOT,     /* the deployment's root key: may act as any bearer */
+	CARILLON_PRINCIPAL_ADMIN,    /* an admin access key (carillon keys): the root key's rights */
 	CARILLON_PRINCIPAL_USER,     /* user-scoped: may act only as its own AppInstanceUser */
 };
 

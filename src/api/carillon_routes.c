@@ -1,7 +1,7 @@
 /*
  * Carillon's own routes, outside the AWS models:
  *   GET  /healthz               200 once the database is reachable (no auth)
- *   POST /carillon/credentials  user-scoped temporary credentials, for root only
+ *   POST /carillon/credentials  user-scoped temporary credentials, for the root or an admin key
  */
 #include <stdio.h>
 #include <string.h>
@@ -61,8 +61,8 @@ static void credentials(struct carillon_req *r)
 		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
 		return;
 	}
-	if (r->principal.kind != CARILLON_PRINCIPAL_ROOT) {
-		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential may mint user credentials");
+	if (r->principal.kind != CARILLON_PRINCIPAL_ROOT && r->principal.kind != CARILLON_PRINCIPAL_ADMIN) {
+		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential or an admin key may mint user credentials");
 		return;
 	}
 	json_t *in = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;

@@ -81,9 +81,13 @@ static void seal_next_token(struct carillon_req *r, json_t *body)
 static json_t *make_ctx(struct carillon_req *r)
 {
 	const struct carillon_principal *p = &r->principal;
+	char principal[160];
+	snprintf(principal, sizeof(principal), "%s",
+		 p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : p->kind == CARILLON_PRINCIPAL_ADMIN ? "admin" : "user");
+	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
+		snprintf(principal, sizeof(principal), "admin:%s", p->access_key_id);
 	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
-				carillon_cfg.account_id, "principal",
-				p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : "user", "now_ms", (json_int_t)r->t_ms,
+				carillon_cfg.account_id, "principal", principal, "now_ms", (json_int_t)r->t_ms,
 				"request_id", r->id);
 	if (p->kind == CARILLON_PRINCIPAL_USER)
 		json_object_set_new(ctx, "user_arn", json_string(p->user_arn));

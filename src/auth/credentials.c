@@ -12,6 +12,7 @@
 
 #include "carillon/auth.h"
 #include "carillon/config.h"
+#include "carillon/keys.h"
 #include "carillon/util.h"
 
 #define TOKEN_PURPOSE "carillon session token v1"
@@ -111,6 +112,10 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 		out->kind = CARILLON_PRINCIPAL_ROOT;
 		snprintf(out->access_key_id, sizeof(out->access_key_id), "%s", auth.access_key_id);
 		snprintf(secret, sizeof(secret), "%s", carillon_cfg.root_secret_access_key);
+	} else if (carillon_keys_secret(auth.access_key_id)) {
+		out->kind = CARILLON_PRINCIPAL_ADMIN;
+		snprintf(out->access_key_id, sizeof(out->access_key_id), "%s", auth.access_key_id);
+		snprintf(secret, sizeof(secret), "%s", carillon_keys_secret(auth.access_key_id));
 	} else {
 		return deny(why, why_len, "The security token included in the request is invalid");
 	}

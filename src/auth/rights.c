@@ -1,6 +1,6 @@
 /*
- * What a principal may do, before any business rule: the root key may do anything and act as any
- * bearer; a user-scoped credential may act only as its own AppInstanceUser (x-amz-chime-bearer
+ * What a principal may do, before any business rule: the root key and admin keys may do anything
+ * and act as any bearer; a user-scoped credential may act only as its own AppInstanceUser (x-amz-chime-bearer
  * must be its ARN) and may not call identity or administrative operations.
  */
 #include <stdio.h>
@@ -14,7 +14,7 @@ static const char *const user_no_bearer_ops[] = {"GetMessagingSessionEndpoint", 
 int carillon_rights_check(const struct carillon_op *op, const struct carillon_principal *p, json_t *input,
 			  char *why, size_t why_len)
 {
-	if (p->kind == CARILLON_PRINCIPAL_ROOT)
+	if (p->kind == CARILLON_PRINCIPAL_ROOT || p->kind == CARILLON_PRINCIPAL_ADMIN)
 		return 0;
 	if (p->kind != CARILLON_PRINCIPAL_USER) {
 		snprintf(why, why_len, "Not authorized");

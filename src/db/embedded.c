@@ -146,6 +146,15 @@ static int drop_privileges(void)
 	return 0;
 }
 
+/* waitpid needs SIGCHLD not to be ignored (children would be reaped automatically): set it to the
+ * default if it is. True if `saved` is to be restored afterwards. */
+static bool sigchld_default(struct sigaction *saved)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	return sigaction(SIGCHLD, NULL, saved) == 0 && saved->sa_handler == SIG_IGN &&
+	       sigaction(SIGCHLD, &dfl, NULL) == 0;
+}
+
 /* run_tool's fork, exec and collection of the output. */
 static int run_child(char *const argv[], bool drop, char **envp, int pfd[2], char *out, size_t outlen)
 {
@@ -232,13 +241,11 @@ static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
 		return -1;
 	}
 	char **envp = drop ? pg.env : environ;
-	/* waitpid needs SIGCHLD not to be ignored (children would be reaped automatically). */
-	struct sigaction chld_dfl = {.sa_handler = SIG_DFL}, chld_saved;
-	bool restore_chld = sigaction(SIGCHLD, NULL, &chld_saved) == 0 && chld_saved.sa_handler == SIG_IGN &&
-			    sigaction(SIGCHLD, &chld_dfl, NULL) == 0;
+	struct sigaction saved;
+	bool restore = sigchld_default(&saved);
 	int rc = run_child(argv, drop, envp, pfd, out, outlen);
-	if (restore_chld)
-		sigaction(SIGCHLD, &chld_saved, NULL);
+	if (restore)
+		sigaction(SIGCHLD, &saved, NULL);
 	return rc;
 }
 
@@ -511,19 +518,25 @@ static int choose_user(bool cluster_exists)
 /* In a child as the cluster user: can it use `path`? */
 static bool user_can_use(const char *path)
 {
+	struct sigaction saved;
+	bool restore = sigchld_default(&saved);
+	bool ok = false;
 	pid_t pid = fork();
-	if (pid < 0)
-		return false;
 	if (pid == 0) {
 		if (drop_privileges() < 0)
 			_exit(2);
 		_exit(access(path, R_OK | W_OK | X_OK) == 0 ? 0 : 1);
 	}
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return false;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (pid > 0) {
+		int status;
+		pid_t w;
+		while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+			;
+		ok = w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	}
+	if (restore)
+		sigaction(SIGCHLD, &saved, NULL);
+	return ok;
 }
 
 /* As root: the cluster user must be able to reach <data_dir>/postgres. */

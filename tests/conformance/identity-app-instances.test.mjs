@@ -7,12 +7,14 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CreateAppInstanceCommand,
+  CreateAppInstanceUserCommand,
   DeleteAppInstanceCommand,
   DescribeAppInstanceCommand,
   ListAppInstancesCommand,
   UpdateAppInstanceCommand,
   paginateListAppInstances,
 } from '@aws-sdk/client-chime-sdk-identity';
+import { signedFetch } from './lib/clients.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import {
   APP_INSTANCE_ARN_RE,
@@ -273,4 +275,32 @@ test('ListAppInstances: MaxResults out of range and bad NextTokens are BadReques
     'garbage NextToken',
   );
   await assertRejects(ctx.id.send(new ListAppInstancesCommand({ NextToken: 'A'.repeat(3000) })), 'BadRequestException', '3000-char NextToken');
+});
+
+test('unknown body members, query parameters and headers are ignored', async () => {
+  const name = uniq('conf-ai-unknown');
+  const res = await signedFetch(ctx.srv, {
+    method: 'POST',
+    path: '/app-instances',
+    query: { 'sub-channel-id': 'legacy', bogus: '1' },
+    headers: { 'x-carillon-test-unknown': 'yes' },
+    body: { Name: name, ClientRequestToken: randomUUID(), SubChannelId: 'old-client', Bogus: { nested: [1, 2] } },
+  });
+  assert.equal(res.status, 201, res.body);
+  ctx.appInstances.add(res.json.AppInstanceArn);
+  const d = await ctx.id.send(new DescribeAppInstanceCommand({ AppInstanceArn: res.json.AppInstanceArn }));
+  assert.equal(d.AppInstance.Name, name);
+  const list = await signedFetch(ctx.srv, { path: '/app-instances', query: { 'max-results': '1', whatever: 'x' } });
+  assert.equal(list.status, 200, list.body);
+});
+
+test('ClientRequestToken is scoped to the operation: the same token on CreateAppInstanceUser is a new request', async () => {
+  const token = randomUUID();
+  const a = await ctx.id.send(new CreateAppInstanceCommand({ Name: uniq('conf-ai-tok'), ClientRequestToken: token }));
+  ctx.appInstances.add(a.AppInstanceArn);
+  const u = await ctx.id.send(
+    new CreateAppInstanceUserCommand({ AppInstanceArn: a.AppInstanceArn, AppInstanceUserId: 'tok-user', Name: 'Tok', ClientRequestToken: token }),
+  );
+  assert.equal(u.$metadata.httpStatusCode, 201);
+  assert.equal(u.AppInstanceUserArn, `${a.AppInstanceArn}/user/tok-user`);
 });

@@ -62,10 +62,29 @@ static int setup(void **state)
 	return chmod(tmpdir, 0711);
 }
 
+/* After a failed test: no server may outlive it (SIGQUIT: immediate shutdown). */
+static void kill_leftover(const char *sub)
+{
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/%s/postgres/data/postmaster.pid", tmpdir, sub);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	long pid = 0;
+	if (fscanf(f, "%ld", &pid) == 1 && pid > 1) {
+		kill((pid_t)pid, SIGQUIT);
+		for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++)
+			usleep(50 * 1000);
+	}
+	fclose(f);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
 	carillon_embedded_pg_stop();
+	kill_leftover("data");
+	kill_leftover("orphan");
 	if (tmpdir[0])
 		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	tmpdir[0] = '\0';

@@ -189,6 +189,7 @@ export async function startCarillon(opts = {}) {
   for (;;) {
     if (exitInfo !== null) {
       everyServer.splice(everyServer.indexOf(srv), 1);
+      rmSync(dataDir, { recursive: true, force: true });
       throw new Error(
         `carillon exited before becoming healthy (${JSON.stringify({ code: exitInfo.code, signal: exitInfo.signal, error: exitInfo.error?.message })}).\n` +
           `----- carillon log -----\n${log()}\n----- end of carillon log -----`,
@@ -207,6 +208,7 @@ export async function startCarillon(opts = {}) {
       proc.kill('SIGKILL');
       await exited;
       everyServer.splice(everyServer.indexOf(srv), 1);
+      rmSync(dataDir, { recursive: true, force: true });
       throw new Error(
         `carillon did not answer GET /healthz with 200 within ${(opts.startTimeoutMs ?? 20000) / 1000} s (last: ${lastErr?.message}).\n` +
           `----- carillon log -----\n${log()}\n----- end of carillon log -----`,
