@@ -2,7 +2,8 @@
 # Installs what building and running Carillon needs on Debian 12, and nothing that is already there.
 #
 #   scripts/install-deps.sh          build + run dependencies (compiler, libraries, PostgreSQL 15, haproxy)
-#   scripts/install-deps.sh --node   also Node.js >= 18 and npm, and the conformance tests' npm packages
+#   scripts/install-deps.sh --node   also Node.js (>= 18, or what tests/conformance/package.json
+#                                    asks for) and npm, and the conformance tests' npm packages
 #                                    (npm ci in tests/conformance when its package-lock.json changed)
 #
 # Idempotent; needs no stdin (CI=true is fine). Runs apt-get update only when something is missing.
@@ -17,7 +18,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--node) with_node=1 ;;
 	-h | --help)
-		sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)

@@ -71,8 +71,43 @@ language sql as $$
     delete from carillon.tags where resource_arn = p_arn or left(resource_arn, length(p_arn) + 1) = p_arn || '/'
 $$;
 
--- The single entry point: ClientRequestToken idempotency, then the operation's function.
-create or replace function carillon_api.invoke(fn text, ctx jsonb, input jsonb) returns jsonb
+-- Events. An operation function returns its output document and may add "__events": an array of
+-- {"channel_arn", "app_instance_id", "event_type", "message_type", "payload", "audience", "arns"}.
+-- carillon.flush_events() stores them at the end of the transaction, under the event lock, so that
+-- positions follow commit order, and wakes every gateway with one NOTIFY.
+create or replace function carillon.event(p_channel_arn text, p_app_instance_id text, p_type text,
+                                          p_message_type text, p_payload jsonb,
+                                          p_audience text default 'members', p_arns text[] default '{}')
+returns jsonb language sql immutable as $$
+    select jsonb_build_object('channel_arn', p_channel_arn, 'app_instance_id', p_app_instance_id,
+                              'event_type', p_type, 'message_type', p_message_type, 'payload', p_payload,
+                              'audience', p_audience, 'arns', to_jsonb(p_arns))
+$$;
+
+create or replace function carillon.flush_events(p_events jsonb) returns void
+language plpgsql as $$
+declare v_last bigint;
+begin
+    if p_events is null or jsonb_array_length(p_events) = 0 then
+        return;
+    end if;
+    -- Held until commit: transactions that write events commit one after the other, and the
+    -- positions they take are therefore in commit order.
+    perform pg_advisory_xact_lock(7263, 1);
+    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+                                 audience, arns)
+    select nextval('carillon.event_position'), e->>'app_instance_id', e->>'channel_arn', e->>'event_type',
+           e->>'message_type', e->'payload', e->>'audience',
+           array(select jsonb_array_elements_text(e->'arns'))
+      from jsonb_array_elements(p_events) with ordinality as t(e, n)
+     order by n;
+    v_last := currval('carillon.event_position');
+    perform pg_notify('carillon_events', v_last::text);
+end $$;
+
+-- One operation: ClientRequestToken idempotency, then the operation's function. Returns the output
+-- with "__events" (never stored with the idempotency record, so a retry emits nothing twice).
+create or replace function carillon.run_op(fn text, ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
     v_proc regprocedure := to_regprocedure(format('carillon_api.%I(jsonb,jsonb)', fn));
@@ -82,7 +117,7 @@ declare
     v_prev carillon.idempotency%rowtype;
     v_result jsonb;
 begin
-    if v_proc is null or fn = 'invoke' then
+    if v_proc is null or fn in ('invoke', 'invoke_batch') then
         perform carillon.fail('CH400', format('The operation (%s) is not implemented by this server', fn));
     end if;
     if v_token is not null then
@@ -101,8 +136,43 @@ begin
     end if;
     execute format('select carillon_api.%I($1, $2)', fn) into v_result using ctx, input;
     if v_token is not null then
-        update carillon.idempotency set result = v_result
+        update carillon.idempotency set result = v_result - '__events'
          where operation = fn and principal = v_principal and token = v_token;
     end if;
     return v_result;
+end $$;
+
+-- The entry point for one request: one operation, one transaction.
+create or replace function carillon_api.invoke(fn text, ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare v_result jsonb := carillon.run_op(fn, ctx, input);
+begin
+    perform carillon.flush_events(v_result->'__events');
+    return v_result - '__events';
+end $$;
+
+-- Group commit: many requests in one transaction, one event-lock acquisition and one NOTIFY.
+-- p_items: [{"fn", "ctx", "input"}, ...]. Each item runs in its own subtransaction, so one item's
+-- error rolls back only that item. Returns [{"ok": output} | {"error": {"state", "message"}}, ...]
+-- in item order.
+create or replace function carillon_api.invoke_batch(p_items jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_item jsonb;
+    v_result jsonb;
+    v_out jsonb := '[]';
+    v_events jsonb := '[]';
+begin
+    for v_item in select value from jsonb_array_elements(p_items) loop
+        begin
+            v_result := carillon.run_op(v_item->>'fn', v_item->'ctx', v_item->'input');
+            v_events := v_events || coalesce(v_result->'__events', '[]');
+            v_out := v_out || jsonb_build_array(jsonb_build_object('ok', v_result - '__events'));
+        exception when others then
+            v_out := v_out || jsonb_build_array(jsonb_build_object('error',
+                         jsonb_build_object('state', SQLSTATE, 'message', SQLERRM)));
+        end;
+    end loop;
+    perform carillon.flush_events(v_events);
+    return v_out;
 end $$;

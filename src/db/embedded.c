@@ -778,7 +778,7 @@ static int make_conninfo(char *buf, size_t len, const char *dbname)
 	return 0;
 }
 
-/* Waits until the server accepts connections (for a server another Carillon is starting). */
+/* Waits until the server accepts connections. */
 static int wait_ready(const char *conninfo, int seconds)
 {
 	for (int i = 0; i < seconds * 10; i++) {
@@ -795,8 +795,10 @@ static int create_database(void)
 	char admin[2 * PATH_MAX];
 	if (make_conninfo(admin, sizeof(admin), "postgres") < 0)
 		return -1;
-	if (!pg.owned && wait_ready(admin, 120) < 0) {
-		log_err("embedded postgres: the server shared with another Carillon process is not answering");
+	/* Immediate for a server pg_ctl -w just started; one being started by another Carillon may
+	 * still be in initdb. */
+	if (wait_ready(admin, pg.owned ? 30 : 120) < 0) {
+		log_err("embedded postgres: the server in %s is not answering", pg.data);
 		return -1;
 	}
 	PGconn *conn = PQconnectdb(admin);
