@@ -35,7 +35,8 @@ struct cfg_key {
 static const struct cfg_key cfg_keys[] = {
 	STR(listen, "CARILLON_LISTEN", "127.0.0.1:8080", "address to serve REST and websocket on (host:port)"),
 	STR(database_url, "CARILLON_DATABASE_URL", "", "libpq connection string or URL; empty: embedded PostgreSQL"),
-	STR(data_dir, "CARILLON_DATA_DIR", "carillon-data", "directory for the embedded PostgreSQL and generated keys"),
+	STR(data_dir, "CARILLON_DATA_DIR", "carillon-data",
+	    "directory for the embedded PostgreSQL and generated keys (as root: /var/lib/carillon)"),
 	STR(region, "CARILLON_REGION", "us-east-1", "AWS region in ARNs and in the SigV4 scope"),
 	STR(account_id, "CARILLON_ACCOUNT_ID", "123456789012", "12-digit account id in ARNs"),
 	STR(root_access_key_id, "CARILLON_ROOT_ACCESS_KEY_ID", "", "root access key id (generated when unset)"),
@@ -155,6 +156,10 @@ int carillon_config_load(int *argc, char **argv)
 	for (size_t i = 0; i < N_KEYS; i++)
 		if (cfg_set(&cfg_keys[i], cfg_keys[i].def, "defaults"))
 			return -1;
+	/* As root the embedded PostgreSQL runs as an unprivileged user, which may not reach a directory
+	 * below the caller's home: use the system location instead. */
+	if (geteuid() == 0 && cfg_set(cfg_find_env("CARILLON_DATA_DIR"), "/var/lib/carillon", "defaults"))
+		return -1;
 	const char *file = cfg_flag_value(argc, argv, "config");
 	if (!file)
 		file = getenv("CARILLON_CONFIG");

@@ -20,6 +20,7 @@ void carillon_api_register_sql(const char *const *op_names);
 
 /* Per-service registration (one table per resource file). */
 void carillon_api_identity_init(void);
+void carillon_api_messaging_init(void);
 
 /* Map a database error to the AWS error a client should see, and answer with it. */
 void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, const char *message);

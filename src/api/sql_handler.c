@@ -113,6 +113,8 @@ static json_t *make_ctx(struct carillon_req *r)
 				"request_id", r->id);
 	if (p->kind == CARILLON_PRINCIPAL_USER)
 		json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
+	json_object_set_new(ctx, "public_endpoint",
+			    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
 	const char *idem = r->match.op->idempotency_member;
 	json_t *token = idem ? json_object_get(r->input, idem) : NULL;
 	if (token) {
@@ -304,4 +306,8 @@ void carillon_api_register_sql(const char *const *op_names)
 	}
 }
 
-void carillon_api_init(void) { carillon_api_identity_init(); }
+void carillon_api_init(void)
+{
+	carillon_api_identity_init();
+	carillon_api_messaging_init();
+}

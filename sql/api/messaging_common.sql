@@ -1,0 +1,153 @@
+-- Shared by every messaging operation: who acts, access rules, payload encoders.
+--
+-- Access rules (Chime's, as the issue states them):
+--   * The bearer (x-amz-chime-bearer) acts; it must be an AppInstanceUser or AppInstanceBot of the
+--     channel's AppInstance (ForbiddenException otherwise).
+--   * Moderators of a channel and AppInstanceAdmins of its AppInstance manage it (memberships,
+--     moderators, bans, update, delete, redact/delete messages).
+--   * PRIVATE channels are invisible to non-members (except admins and moderators).
+
+-- The acting identity: the bearer header, or a user credential's own ARN when the header is optional.
+create or replace function carillon.bearer(ctx jsonb, input jsonb) returns text
+language sql immutable as $$ select coalesce(input->>'ChimeBearer', ctx->>'user_arn') $$;
+
+-- ISO-8601 with milliseconds, the timestamp format of websocket payloads.
+create or replace function carillon.iso(t timestamptz) returns text
+language sql immutable as $$ select to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+
+-- A timestamp for a document: epoch seconds (REST) or ISO text (websocket payloads).
+create or replace function carillon.tsv(t timestamptz, iso boolean) returns jsonb
+language sql immutable as $$
+    select case when t is null then null when iso then to_jsonb(carillon.iso(t)) else to_jsonb(carillon.ts(t)) end
+$$;
+
+create or replace function carillon.channel_row(p_arn text) returns carillon.channels
+language plpgsql stable as $$
+declare r carillon.channels%rowtype;
+begin
+    select * into r from carillon.channels where arn = p_arn;
+    if not found then
+        perform carillon.fail('CH404', format('Channel %s not found', p_arn));
+    end if;
+    return r;
+end $$;
+
+-- The bearer must be a user or bot of the AppInstance.
+create or replace function carillon.require_app_identity(p_app_id text, p_bearer text) returns void
+language plpgsql stable as $$
+begin
+    if p_bearer is null then
+        perform carillon.fail('CH400', 'ChimeBearer is required');
+    end if;
+    if not exists (select 1 from carillon.app_instance_users where arn = p_bearer and app_instance_id = p_app_id)
+       and not exists (select 1 from carillon.app_instance_bots where arn = p_bearer and app_instance_id = p_app_id) then
+        perform carillon.fail('CH403', format('%s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_bearer));
+    end if;
+end $$;
+
+create or replace function carillon.is_admin(p_app_id text, p_arn text) returns boolean
+language sql stable as $$
+    select exists (select 1 from carillon.app_instance_admins where app_instance_id = p_app_id and admin_arn = p_arn)
+$$;
+
+create or replace function carillon.is_moderator(p_channel text, p_arn text) returns boolean
+language sql stable as $$
+    select exists (select 1 from carillon.channel_moderators where channel_arn = p_channel and moderator_arn = p_arn)
+$$;
+
+create or replace function carillon.is_member(p_channel text, p_arn text) returns boolean
+language sql stable as $$
+    select exists (select 1 from carillon.channel_memberships where channel_arn = p_channel and member_arn = p_arn)
+$$;
+
+-- Moderator of the channel or admin of its AppInstance.
+create or replace function carillon.can_manage(c carillon.channels, p_arn text) returns boolean
+language sql stable as $$ select carillon.is_moderator(c.arn, p_arn) or carillon.is_admin(c.app_instance_id, p_arn) $$;
+
+-- Resolve the channel named by input.ChannelArn and check that the bearer belongs to its AppInstance.
+create or replace function carillon.channel_for(ctx jsonb, input jsonb) returns carillon.channels
+language plpgsql stable as $$
+declare c carillon.channels := carillon.channel_row(input->>'ChannelArn');
+begin
+    perform carillon.require_app_identity(c.app_instance_id, carillon.bearer(ctx, input));
+    return c;
+end $$;
+
+create or replace function carillon.require_manager(c carillon.channels, p_arn text) returns void
+language plpgsql stable as $$
+begin
+    if not carillon.can_manage(c, p_arn) then
+        perform carillon.fail('CH403', 'Only a channel moderator or an AppInstanceAdmin may do this');
+    end if;
+end $$;
+
+-- Members, moderators and admins see a channel; PUBLIC channels are visible to the whole AppInstance.
+create or replace function carillon.require_visible(c carillon.channels, p_arn text) returns void
+language plpgsql stable as $$
+begin
+    if c.privacy = 'PRIVATE' and not carillon.is_member(c.arn, p_arn) and not carillon.can_manage(c, p_arn) then
+        perform carillon.fail('CH403', 'The channel is private');
+    end if;
+end $$;
+
+-- Documents. iso = true renders the websocket form (ISO timestamps), false the REST form.
+create or replace function carillon.channel_doc(c carillon.channels, iso boolean) returns jsonb
+language sql stable as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'Name', c.name, 'ChannelArn', c.arn, 'Mode', c.mode, 'Privacy', c.privacy, 'Metadata', c.metadata,
+        'CreatedBy', carillon.identity_of(c.created_by),
+        'CreatedTimestamp', carillon.tsv(c.created_at, iso),
+        'LastMessageTimestamp', carillon.tsv(c.last_message_at, iso),
+        'LastUpdatedTimestamp', carillon.tsv(c.updated_at, iso),
+        'ChannelFlowArn', c.flow_arn,
+        'ElasticChannelConfiguration', c.elastic,
+        'ExpirationSettings', carillon.expiration_json(c.expiration_days, c.expiration_criterion)))
+$$;
+
+create or replace function carillon.channel_summary(c carillon.channels, iso boolean) returns jsonb
+language sql stable as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'Name', c.name, 'ChannelArn', c.arn, 'Mode', c.mode, 'Privacy', c.privacy, 'Metadata', c.metadata,
+        'LastMessageTimestamp', carillon.tsv(c.last_message_at, iso)))
+$$;
+
+create or replace function carillon.membership_doc(m carillon.channel_memberships, iso boolean) returns jsonb
+language sql stable as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'InvitedBy', carillon.identity_of(m.invited_by), 'Type', m.type,
+        'Member', carillon.identity_of(m.member_arn), 'ChannelArn', m.channel_arn,
+        'CreatedTimestamp', carillon.tsv(m.created_at, iso),
+        'LastUpdatedTimestamp', carillon.tsv(m.updated_at, iso),
+        'SubChannelId', m.sub_channel_id))
+$$;
+
+-- The membership event: HIDDEN members are not announced, only they themselves hear of it.
+create or replace function carillon.membership_event(c carillon.channels, m carillon.channel_memberships,
+                                                     p_type text) returns jsonb
+language sql stable as $$
+    select carillon.event(c.arn, c.app_instance_id, p_type, 'SYSTEM', carillon.membership_doc(m, true),
+                          case when m.type = 'HIDDEN' then 'only' else 'members' end,
+                          array[m.member_arn])
+$$;
+
+-- Add a member (used by CreateChannel, CreateChannelMembership, BatchCreateChannelMembership, and
+-- joining). Returns the new row; Conflict when already a member; Forbidden when banned.
+create or replace function carillon.add_member(c carillon.channels, p_member text, p_type text, p_by text,
+                                               p_now timestamptz, p_sub text default null)
+returns carillon.channel_memberships language plpgsql as $$
+declare m carillon.channel_memberships%rowtype;
+begin
+    if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = p_member) then
+        perform carillon.fail('CH403', format('%s is banned from this channel', p_member));
+    end if;
+    perform carillon.require_app_identity(c.app_instance_id, p_member);
+    insert into carillon.channel_memberships (channel_arn, member_arn, type, invited_by, sub_channel_id,
+                                              created_at, updated_at)
+    values (c.arn, p_member, coalesce(p_type, 'DEFAULT'), p_by, p_sub, p_now, p_now)
+    on conflict do nothing
+    returning * into m;
+    if not found then
+        perform carillon.fail('CH409', format('%s is already a member of this channel', p_member));
+    end if;
+    return m;
+end $$;
