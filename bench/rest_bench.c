@@ -1,10 +1,14 @@
 /*
- * carillon-rest-bench: a closed-loop HTTP/1.1 keep-alive load generator for one SigV4-signed request.
- * The request is signed once (valid for the server's clock-skew window) and sent over N connections,
- * one thread each, for a fixed time; prints requests/s and latency percentiles.
+ * carillon-rest-bench: a closed-loop HTTP/1.1 keep-alive load generator for SigV4-signed requests,
+ * over N connections (one thread each) for a fixed time; prints requests/s and latency percentiles.
  *
- *   carillon-rest-bench --host 127.0.0.1 --port 8080 --akid AKIA... --secret ... \
- *       --path /app-instance-users/<url-encoded arn> [--connections 16] [--seconds 10]
+ *   GET, signed once (valid for the server's clock-skew window):
+ *     carillon-rest-bench --port 8080 --akid AKIA... --secret ... --path /app-instance-users/<arn>
+ *   POST, signed per request, "{n}" in the body replaced by a unique number (ClientRequestToken):
+ *     carillon-rest-bench ... --method POST --path /channels/<arn>/messages --bearer <user arn> \
+ *         --body '{"Content":"hi","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"t{n}"}' \
+ *         --expect 201
+ *   [--connections 16] [--seconds 10]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,12 +26,13 @@
 #include "carillon/sigv4.h"
 
 struct opts {
-	const char *host, *akid, *secret, *region, *path;
-	int port, connections, seconds;
+	const char *host, *akid, *secret, *region, *path, *method, *body, *bearer;
+	int port, connections, seconds, expect;
 };
 
 struct worker {
 	pthread_t th;
+	int index;
 	const char *req;
 	size_t req_len;
 	double *lat;
@@ -83,17 +88,28 @@ static int read_response(int fd, char *buf, size_t cap)
 	}
 }
 
+static size_t build_request(const struct opts *o, unsigned long n, char *out, size_t cap);
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
-	char buf[65536];
+	char buf[65536], req[16384];
 	int fd = connect_to(w->o);
+	unsigned long n = 0;
 	while (!*w->stop && fd >= 0) {
+		const char *msg = w->req;
+		size_t len = w->req_len;
+		if (!msg) { /* signed per request */
+			len = build_request(w->o, (unsigned long)w->index * 100000000UL + n++, req, sizeof(req));
+			msg = req;
+		}
 		double t0 = now_s();
-		if (send(fd, w->req, w->req_len, 0) != (ssize_t)w->req_len)
+		if (send(fd, msg, len, 0) != (ssize_t)len)
 			break;
 		int status = read_response(fd, buf, sizeof(buf));
-		if (status != 200) {
+		if (status != w->o->expect) {
+			if (w->errors < 3)
+				fprintf(stderr, "status %d: %.300s\n", status, buf);
 			w->errors++;
 			if (status < 0) {
 				close(fd);
@@ -118,19 +134,66 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static const char *host_header;
+static char host_header[128];
+static const char *bearer_header;
+
 static const char *hdr(void *ctx, const char *name)
 {
 	if (!strcmp(name, "host"))
 		return host_header;
 	if (!strcmp(name, "x-amz-date"))
 		return ctx;
+	if (!strcmp(name, "x-amz-chime-bearer"))
+		return bearer_header;
+	if (!strcmp(name, "content-type"))
+		return "application/json";
 	return NULL;
+}
+
+/* A complete signed request; "{n}" in the body template becomes n. */
+static size_t build_request(const struct opts *o, unsigned long n, char *out, size_t cap)
+{
+	char body[8192] = "", amz_date[17];
+	if (o->body) {
+		const char *mark = strstr(o->body, "{n}");
+		if (mark)
+			snprintf(body, sizeof(body), "%.*s%lu%s", (int)(mark - o->body), o->body, n, mark + 3);
+		else
+			snprintf(body, sizeof(body), "%s", o->body);
+	}
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
+	struct carillon_sigv4_request sr = {o->method, o->path, "", hdr, amz_date, (const unsigned char *)body,
+					    strlen(body)};
+	struct carillon_sigv4_auth *a = calloc(1, sizeof(*a));
+	snprintf(a->access_key_id, sizeof(a->access_key_id), "%s", o->akid);
+	memcpy(a->date, amz_date, 8);
+	snprintf(a->region, sizeof(a->region), "%s", o->region);
+	snprintf(a->service, sizeof(a->service), "chime");
+	memcpy(a->amz_date, amz_date, 17);
+	snprintf(a->signed_headers, sizeof(a->signed_headers), "%s",
+		 o->bearer ? (o->body ? "content-type;host;x-amz-chime-bearer;x-amz-date" : "host;x-amz-chime-bearer;x-amz-date")
+			   : (o->body ? "content-type;host;x-amz-date" : "host;x-amz-date"));
+	carillon_sigv4_sign(&sr, a, o->secret);
+	char bearer_line[2048] = "";
+	if (o->bearer)
+		snprintf(bearer_line, sizeof(bearer_line), "x-amz-chime-bearer: %s\r\n", o->bearer);
+	int len = snprintf(out, cap,
+			   "%s %s HTTP/1.1\r\nHost: %s\r\nX-Amz-Date: %s\r\n%s%sContent-Length: %zu\r\n"
+			   "Authorization: AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/chime/aws4_request, SignedHeaders=%s, "
+			   "Signature=%s\r\n\r\n%s",
+			   o->method, o->path, host_header, amz_date, bearer_line,
+			   o->body ? "Content-Type: application/json\r\n" : "", strlen(body), o->akid, amz_date, o->region,
+			   a->signed_headers, a->signature, body);
+	free(a);
+	return len > 0 && (size_t)len < cap ? (size_t)len : 0;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, 8080, 16, 10};
+	struct opts o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, "GET", NULL, NULL, 8080, 16, 10, 0};
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
 		if (!strcmp(k, "--host")) o.host = v;
@@ -141,35 +204,29 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--path")) o.path = v;
 		else if (!strcmp(k, "--connections")) o.connections = atoi(v);
 		else if (!strcmp(k, "--seconds")) o.seconds = atoi(v);
+		else if (!strcmp(k, "--method")) o.method = v;
+		else if (!strcmp(k, "--body")) o.body = v;
+		else if (!strcmp(k, "--bearer")) o.bearer = v;
+		else if (!strcmp(k, "--expect")) o.expect = atoi(v);
 	}
+	if (!o.expect)
+		o.expect = strcmp(o.method, "POST") ? 200 : 201;
+	bearer_header = o.bearer;
 	if (!o.akid || !o.secret || !o.path || sodium_init() < 0) {
 		fprintf(stderr, "usage: %s --akid K --secret S --path /p [--host H --port P --connections N --seconds T]\n", argv[0]);
 		return 2;
 	}
-	char host[128], amz_date[17];
-	snprintf(host, sizeof(host), "%s:%d", o.host, o.port);
-	host_header = host;
-	time_t t = time(NULL);
-	strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", gmtime(&t));
-	struct carillon_sigv4_request sr = {"GET", o.path, "", hdr, amz_date, NULL, 0};
-	static struct carillon_sigv4_auth a;
-	snprintf(a.access_key_id, sizeof(a.access_key_id), "%s", o.akid);
-	memcpy(a.date, amz_date, 8);
-	snprintf(a.region, sizeof(a.region), "%s", o.region);
-	snprintf(a.service, sizeof(a.service), "chime");
-	memcpy(a.amz_date, amz_date, 17);
-	snprintf(a.signed_headers, sizeof(a.signed_headers), "host;x-amz-date");
-	carillon_sigv4_sign(&sr, &a, o.secret);
-	char req[8192];
-	int len = snprintf(req, sizeof(req),
-			   "GET %s HTTP/1.1\r\nHost: %s\r\nX-Amz-Date: %s\r\nAuthorization: AWS4-HMAC-SHA256 "
-			   "Credential=%s/%.8s/%s/chime/aws4_request, SignedHeaders=host;x-amz-date, Signature=%s\r\n\r\n",
-			   o.path, host, amz_date, o.akid, amz_date, o.region, a.signature);
+	snprintf(host_header, sizeof(host_header), "%s:%d", o.host, o.port);
+	/* A request without a unique part is signed once and replayed; otherwise signed per request. */
+	static char fixed[16384];
+	size_t fixed_len = 0;
+	if (!o.body || !strstr(o.body, "{n}"))
+		fixed_len = build_request(&o, 0, fixed, sizeof(fixed));
 	volatile int stop = 0;
 	struct worker *w = calloc((size_t)o.connections, sizeof(*w));
 	double t0 = now_s();
 	for (int i = 0; i < o.connections; i++) {
-		w[i] = (struct worker){.req = req, .req_len = (size_t)len, .stop = &stop, .o = &o};
+		w[i] = (struct worker){.index = i, .req = fixed_len ? fixed : NULL, .req_len = fixed_len, .stop = &stop, .o = &o};
 		pthread_create(&w[i].th, NULL, run, &w[i]);
 	}
 	sleep((unsigned)o.seconds);
