@@ -108,8 +108,15 @@ int main(int argc, char **argv)
 		printf("carillon %s\n", CARILLON_VERSION);
 		return 0;
 	}
-	if (!strcmp(cmd, "keys"))
+	if (!strcmp(cmd, "keys")) {
+		const char *sub = argc > 2 ? argv[2] : "";
+		bool valid = !strcmp(sub, "create") || !strcmp(sub, "list") || (!strcmp(sub, "revoke") && argc > 3);
+		if (!valid) { /* before touching any database */
+			fprintf(stderr, "usage: carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n");
+			return 2;
+		}
 		return cmd_serve(MODE_KEYS, argc - 2, argv + 2);
+	}
 	if (argc > 2) {
 		fprintf(stderr, "carillon: unexpected argument '%s' (see --help)\n", argv[2]);
 		return 2;

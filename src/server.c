@@ -27,6 +27,7 @@
 #include "carillon/http.h"
 #include "carillon/janitor.h"
 #include "carillon/keys.h"
+#include "carillon/realtime.h"
 #include "carillon/log.h"
 #include "carillon/server.h"
 #include "carillon/util.h"
@@ -44,10 +45,19 @@ static struct {
 	int exit_status;
 } srv = {.listen_fd = -1};
 
+/* REST on "http"; websocket upgrades carry no subprotocol, so "carillon-session" is made the
+ * vhost's default protocol (pvo "default"). */
 static struct lws_protocols protocols[] = {
 	{"http", carillon_http_callback, 0, 0, 0, NULL, 0},
+	{"carillon-session", carillon_session_callback, 0, 1024, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+static const struct lws_protocol_vhost_options session_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options session_pvo = {NULL, &session_default, "carillon-session", ""};
+
+/* Ping idle websocket sessions after 30 s; hang up on those silent for 75 s. */
+static const lws_retry_bo_t keepalive = {.secs_since_valid_ping = 30, .secs_since_valid_hangup = 75};
 
 static void lws_log_emit(int level, const char *line)
 {
@@ -131,6 +141,7 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	carillon_janitor_stop();
 	carillon_keys_stop();
+	carillon_listener_stop();
 	carillon_db_shutdown();
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
@@ -175,6 +186,9 @@ static int create_lws_context(void)
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof(info));
 	protocols[0].per_session_data_size = carillon_http_pss_size();
+	protocols[1].per_session_data_size = carillon_session_pss_size();
+	info.pvo = &session_pvo;
+	info.retry_and_idle_policy = &keepalive;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
 	info.foreign_loops = foreign_loops;
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
@@ -208,6 +222,7 @@ int carillon_server_run(const char *conninfo)
 	if (srv.listen_fd < 0 || create_lws_context())
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
+	carillon_listener_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);
 	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);
@@ -225,6 +240,7 @@ int carillon_server_run(const char *conninfo)
 	if (uv_loop_close(&srv.loop))
 		log_warn("event loop closed with handles still open");
 	carillon_db_free();
+	carillon_hub_free();
 	log_notice("stopped");
 	return srv.exit_status;
 }

@@ -32,6 +32,13 @@ void carillon_db_free(void);
  * full (the caller answers ServiceUnavailable). */
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg);
 
+/* A dedicated connection that LISTENs on `channel`: `on_notify` runs for every notification,
+ * `on_up` every time the connection (re)connects and its LISTEN is in place — the moment to catch
+ * up on anything missed while it was down. It takes no queries. Call once, after carillon_db_init. */
+typedef void (*carillon_db_notify_fn)(const char *payload);
+typedef void (*carillon_db_up_fn)(void);
+void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up);
+
 /* At least one connection is up. */
 bool carillon_db_ready(void);
 

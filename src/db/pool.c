@@ -30,18 +30,23 @@ struct db_conn {
 	int backoff_ms;
 	struct db_query *cur;
 	PGresult *last;           /* last result of the current query */
-	char *err_state, *err_msg;
+	bool listener;            /* the dedicated LISTEN connection: takes no queued queries */
 };
 
 static uv_loop_t *db_loop;
 static char *db_conninfo;
 static struct db_conn *conns;
-static int n_conns;
+static int n_conns;          /* query connections, then (optionally) the listener at conns[n_conns] */
+static struct db_conn *listen_conn;
+static char *listen_channel;
+static carillon_db_notify_fn listen_notify;
+static carillon_db_up_fn listen_up;
 static struct db_query *q_head, *q_tail;
 static int q_len;
 static bool shutting_down;
 
 static void conn_start(struct db_conn *c);
+static void listener_subscribe(struct db_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void pump(void);
 
@@ -136,12 +141,40 @@ static void conn_connect_step(struct db_conn *c)
 		c->state = CONN_IDLE;
 		c->backoff_ms = 0;
 		conn_watch(c, UV_READABLE);
-		log_info("database connection up");
-		pump();
+		log_info("database connection up%s", c->listener ? " (listener)" : "");
+		if (c->listener)
+			listener_subscribe(c);
+		else
+			pump();
 		break;
 	default:
 		conn_fail(c, PQerrorMessage(c->pg));
 	}
+}
+
+static void conn_send(struct db_conn *c, struct db_query *q);
+
+static void listener_subscribed(void *arg, const struct carillon_db_result *r)
+{
+	if (!r->res) {
+		log_warn("LISTEN failed: %s", r->message);
+		return;
+	}
+	if (listen_up)
+		listen_up();
+}
+
+static void listener_subscribe(struct db_conn *c)
+{
+	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
+	char *ident = PQescapeIdentifier(c->pg, listen_channel, strlen(listen_channel));
+	struct carillon_buf sql = {0};
+	carillon_buf_appendf(&sql, "LISTEN %s", ident ? ident : "\"carillon\"");
+	PQfreemem(ident);
+	q->sql = sql.data;
+	q->params = carillon_xcalloc(1, sizeof(char *));
+	q->cb = listener_subscribed;
+	conn_send(c, q);
 }
 
 static void conn_start(struct db_conn *c)
@@ -207,10 +240,12 @@ static void conn_read(struct db_conn *c)
 		if (last)
 			PQclear(last);
 	}
-	/* Notifications are for the realtime listener; the pool connections do not LISTEN. */
 	PGnotify *n;
-	while ((n = PQnotifies(c->pg)))
+	while ((n = PQnotifies(c->pg))) {
+		if (c->listener && listen_notify)
+			listen_notify(n->extra);
 		PQfreemem(n);
+	}
 	if (PQstatus(c->pg) == CONNECTION_BAD)
 		conn_fail(c, PQerrorMessage(c->pg));
 }
@@ -230,13 +265,13 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		conn_flush(c);
 	if (c->pg && (events & UV_READABLE))
 		conn_read(c);
-	if (c->state == CONN_IDLE)
+	if (c->state == CONN_IDLE && !c->listener)
 		pump();
 }
 
 static void pump(void)
 {
-	for (int i = 0; i < n_conns && q_head; i++) {
+	for (int i = 0; i < n_conns && q_head; i++) { /* the listener, conns[n_conns], takes none */
 		struct db_conn *c = &conns[i];
 		if (c->state != CONN_IDLE)
 			continue;
@@ -271,6 +306,19 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
 	return 0;
 }
 
+void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up)
+{
+	listen_conn = &conns[n_conns];
+	listen_conn->listener = true;
+	listen_conn->fd = -1;
+	listen_channel = carillon_xstrdup(channel);
+	listen_notify = on_notify;
+	listen_up = on_up;
+	uv_timer_init(db_loop, &listen_conn->retry);
+	listen_conn->retry.data = listen_conn;
+	conn_start(listen_conn);
+}
+
 bool carillon_db_ready(void)
 {
 	for (int i = 0; i < n_conns; i++)
@@ -284,7 +332,7 @@ int carillon_db_init(uv_loop_t *loop, const char *conninfo, int pool_size)
 	db_loop = loop;
 	db_conninfo = carillon_xstrdup(conninfo);
 	n_conns = pool_size;
-	conns = carillon_xcalloc((size_t)pool_size, sizeof(*conns));
+	conns = carillon_xcalloc((size_t)pool_size + 1, sizeof(*conns));
 	for (int i = 0; i < n_conns; i++) {
 		conns[i].fd = -1;
 		uv_timer_init(loop, &conns[i].retry);
@@ -299,7 +347,7 @@ static void timer_closed(uv_handle_t *h) { (void)h; }
 void carillon_db_shutdown(void)
 {
 	shutting_down = true;
-	for (int i = 0; i < n_conns; i++) {
+	for (int i = 0; i < n_conns + (listen_conn ? 1 : 0); i++) {
 		struct db_conn *c = &conns[i];
 		uv_timer_stop(&c->retry);
 		uv_close((uv_handle_t *)&c->retry, timer_closed);
@@ -321,4 +369,7 @@ void carillon_db_free(void)
 	n_conns = 0;
 	free(db_conninfo);
 	db_conninfo = NULL;
+	free(listen_channel);
+	listen_channel = NULL;
+	listen_conn = NULL;
 }

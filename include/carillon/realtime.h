@@ -1,0 +1,76 @@
+/*
+ * Real-time delivery: the websocket endpoint (GET /connect) that amazon-chime-sdk-js's
+ * DefaultMessagingSession speaks, fed from the event log.
+ *
+ *   listener.c  LISTEN carillon_events on a dedicated connection; on every notification (and after
+ *               every reconnect, and once a second as a fallback) read the events after the last
+ *               position seen, in position (= commit) order, and hand them to the hub.
+ *   event.c     one event = one refcounted text frame built once, shared by every recipient.
+ *   hub.c       the indexes: channel -> local sessions, user -> local sessions; routing rules per
+ *               event type (membership changes update the channel index in order).
+ *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), a membership
+ *               snapshot at position P, SESSION_ESTABLISHED, then every event after P that the user
+ *               may see, through a bounded queue (a slow consumer is closed with a retryable code).
+ */
+#ifndef CARILLON_REALTIME_H
+#define CARILLON_REALTIME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+struct carillon_session;
+
+struct carillon_event {
+	unsigned refs;
+	int64_t position;
+	char *channel_arn;
+	char *event_type;
+	bool only;               /* audience 'only': exactly `arns`; else the members plus `arns` */
+	char **arns;
+	int n_arns;
+	char **members;          /* membership events: the members the event adds or removes */
+	int n_members;
+	unsigned char *frame;    /* LWS_PRE bytes of headroom, then the text frame */
+	size_t frame_len;
+};
+
+/* Build an event from a row of carillon.events (payload and arns as JSON text). NULL if malformed. */
+struct carillon_event *carillon_event_new(int64_t position, const char *channel_arn, const char *event_type,
+					  const char *message_type, const char *payload_json, const char *audience,
+					  const char *arns_json);
+struct carillon_event *carillon_event_ref(struct carillon_event *e);
+void carillon_event_unref(struct carillon_event *e);
+
+/* hub */
+void carillon_hub_dispatch(struct carillon_event *e);
+void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);
+void carillon_hub_join(struct carillon_session *s, const char *channel_arn);
+void carillon_hub_detach(struct carillon_session *s);
+/* Route one buffered event to a session that just received its membership snapshot. */
+void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e);
+void carillon_hub_free(void);
+
+/* what the hub needs from a session (session.c) */
+const char *carillon_session_user(const struct carillon_session *s);
+bool carillon_session_active(const struct carillon_session *s);
+int64_t carillon_session_start(const struct carillon_session *s);
+void carillon_session_deliver(struct carillon_session *s, struct carillon_event *e);
+void carillon_session_buffer(struct carillon_session *s, struct carillon_event *e); /* while pending */
+/* the session's channel list, kept by the hub */
+void ***carillon_session_channels(struct carillon_session *s, int **n, int **cap);
+uint64_t *carillon_session_stamp(struct carillon_session *s);
+
+/* listener */
+void carillon_listener_start(uv_loop_t *loop);
+void carillon_listener_stop(void);
+int64_t carillon_listener_position(void);
+
+/* the lws protocol of websocket sessions */
+int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+size_t carillon_session_pss_size(void);
+unsigned carillon_sessions_open(void);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * The hub: which local sessions hear which event.
+ *
+ * Indexes: channel ARN -> sessions of members (kept by membership events, in log order), user ARN ->
+ * sessions. Routing per event, for each candidate session (the channel's sessions, plus the sessions
+ * of the users the event names), in this order:
+ *   1. CREATE_/BATCH_CREATE_CHANNEL_MEMBERSHIP naming the session's user: it joins the channel;
+ *   2. deliver: audience 'only' -> the session's user is in `arns`; otherwise it is in the channel
+ *      or its user is in `arns` (e.g. the member a DELETE_CHANNEL_MEMBERSHIP removes);
+ *   3. DELETE_CHANNEL_MEMBERSHIP naming the session's user, or DELETE_CHANNEL: it leaves.
+ * Sessions still waiting for their membership snapshot get every event buffered and apply the same
+ * rules once they know their channels (session.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "carillon/hmap.h"
+#include "carillon/realtime.h"
+#include "carillon/util.h"
+
+struct session_set {
+	struct carillon_session **s;
+	int n, cap;
+};
+
+struct hub_channel {
+	char *arn;
+	struct session_set members;
+};
+
+static struct carillon_hmap channels;    /* arn -> struct hub_channel */
+static struct carillon_hmap users;       /* arn -> struct session_set */
+static struct session_set pending;
+static uint64_t dispatch_stamp;
+
+static void set_add(struct session_set *set, struct carillon_session *s)
+{
+	for (int i = 0; i < set->n; i++)
+		if (set->s[i] == s)
+			return;
+	if (set->n == set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 4;
+		set->s = carillon_xrealloc(set->s, sizeof(*set->s) * (size_t)set->cap);
+	}
+	set->s[set->n++] = s;
+}
+
+static void set_remove(struct session_set *set, struct carillon_session *s)
+{
+	for (int i = 0; i < set->n; i++)
+		if (set->s[i] == s) {
+			set->s[i] = set->s[--set->n];
+			return;
+		}
+}
+
+static bool named(char **arns, int n, const char *arn)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(arns[i], arn))
+			return true;
+	return false;
+}
+
+void carillon_hub_add_user(struct carillon_session *s, const char *user_arn)
+{
+	struct session_set *set = carillon_hmap_get(&users, user_arn);
+	if (!set) {
+		set = carillon_xcalloc(1, sizeof(*set));
+		carillon_hmap_put(&users, user_arn, set);
+	}
+	set_add(set, s);
+	set_add(&pending, s);
+}
+
+void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
+{
+	struct hub_channel *c = carillon_hmap_get(&channels, channel_arn);
+	if (!c) {
+		c = carillon_xcalloc(1, sizeof(*c));
+		c->arn = carillon_xstrdup(channel_arn);
+		carillon_hmap_put(&channels, channel_arn, c);
+	}
+	int *n, *cap;
+	void ***list = carillon_session_channels(s, &n, &cap);
+	for (int i = 0; i < *n; i++)
+		if ((*list)[i] == c)
+			return;
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 4;
+		*list = carillon_xrealloc(*list, sizeof(void *) * (size_t)*cap);
+	}
+	(*list)[(*n)++] = c;
+	set_add(&c->members, s);
+}
+
+static void channel_drop_if_empty(struct hub_channel *c)
+{
+	if (c->members.n)
+		return;
+	carillon_hmap_del(&channels, c->arn);
+	free(c->members.s);
+	free(c->arn);
+	free(c);
+}
+
+static void hub_leave(struct carillon_session *s, struct hub_channel *c)
+{
+	int *n, *cap;
+	void ***list = carillon_session_channels(s, &n, &cap);
+	for (int i = 0; i < *n; i++)
+		if ((*list)[i] == c) {
+			(*list)[i] = (*list)[--(*n)];
+			break;
+		}
+	set_remove(&c->members, s);
+	channel_drop_if_empty(c);
+}
+
+static bool in_channel(struct carillon_session *s, struct hub_channel *c)
+{
+	int *n, *cap;
+	void ***list = carillon_session_channels(s, &n, &cap);
+	for (int i = 0; c && i < *n; i++)
+		if ((*list)[i] == c)
+			return true;
+	return false;
+}
+
+void carillon_hub_detach(struct carillon_session *s)
+{
+	int *n, *cap;
+	void ***list = carillon_session_channels(s, &n, &cap);
+	while (*n)
+		hub_leave(s, (*list)[*n - 1]);
+	free(*list);
+	*list = NULL;
+	*cap = 0;
+	set_remove(&pending, s);
+	const char *user = carillon_session_user(s);
+	struct session_set *set = user ? carillon_hmap_get(&users, user) : NULL;
+	if (set) {
+		set_remove(set, s);
+		if (!set->n) {
+			carillon_hmap_del(&users, user);
+			free(set->s);
+			free(set);
+		}
+	}
+}
+
+/* The three routing steps for one session (see the header comment). */
+static void route(struct carillon_session *s, struct carillon_event *e)
+{
+	if (e->position <= carillon_session_start(s))
+		return;
+	const char *user = carillon_session_user(s);
+	bool about_user = named(e->members, e->n_members, user);
+	bool joins = about_user && strstr(e->event_type, "CREATE_CHANNEL_MEMBERSHIP");
+	bool leaves = (about_user && !strcmp(e->event_type, "DELETE_CHANNEL_MEMBERSHIP")) ||
+		      !strcmp(e->event_type, "DELETE_CHANNEL");
+	if (joins)
+		carillon_hub_join(s, e->channel_arn);
+	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
+	bool deliver = e->only ? named(e->arns, e->n_arns, user)
+			       : in_channel(s, c) || named(e->arns, e->n_arns, user);
+	if (deliver)
+		carillon_session_deliver(s, e);
+	if (leaves && c && in_channel(s, c))
+		hub_leave(s, c);
+}
+
+/* Route to one candidate once per event. */
+static void consider(struct carillon_session *s, struct carillon_event *e)
+{
+	uint64_t *stamp = carillon_session_stamp(s);
+	if (*stamp == dispatch_stamp || !carillon_session_active(s))
+		return;
+	*stamp = dispatch_stamp;
+	route(s, e);
+}
+
+static void consider_users(char **arns, int n, struct carillon_event *e)
+{
+	for (int i = 0; i < n; i++) {
+		struct session_set *set = carillon_hmap_get(&users, arns[i]);
+		for (int j = 0; set && j < set->n; j++)
+			consider(set->s[j], e);
+	}
+}
+
+void carillon_hub_dispatch(struct carillon_event *e)
+{
+	dispatch_stamp++;
+	/* Candidates: users the event names first (a join must happen before delivery)... */
+	consider_users(e->members, e->n_members, e);
+	consider_users(e->arns, e->n_arns, e);
+	/* ...then the channel's sessions. Copy: routing may remove sessions from the channel. */
+	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
+	if (c && c->members.n) {
+		int n = c->members.n;
+		struct carillon_session **copy = carillon_xmalloc(sizeof(*copy) * (size_t)n);
+		memcpy(copy, c->members.s, sizeof(*copy) * (size_t)n);
+		for (int i = 0; i < n; i++)
+			consider(copy[i], e);
+		free(copy);
+	}
+	for (int i = 0; i < pending.n;) {
+		if (carillon_session_active(pending.s[i])) {
+			pending.s[i] = pending.s[--pending.n];
+			continue;
+		}
+		carillon_session_buffer(pending.s[i], e);
+		i++;
+	}
+}
+
+void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e) { route(s, e); }
+
+static void free_channel(const char *key, void *value, void *arg)
+{
+	struct hub_channel *c = value;
+	free(c->members.s);
+	free(c->arn);
+	free(c);
+}
+
+static void free_set(const char *key, void *value, void *arg)
+{
+	struct session_set *set = value;
+	free(set->s);
+	free(set);
+}
+
+void carillon_hub_free(void)
+{
+	carillon_hmap_each(&channels, free_channel, NULL);
+	carillon_hmap_each(&users, free_set, NULL);
+	carillon_hmap_free(&channels);
+	carillon_hmap_free(&users);
+	free(pending.s);
+	memset(&pending, 0, sizeof(pending));
+}

@@ -1,0 +1,341 @@
+/*
+ * One websocket session (GET /connect), as amazon-chime-sdk-js's DefaultMessagingSession expects:
+ *
+ *   ESTABLISHED  verify the SigV4-presigned query (service chime) and that the credential may act as
+ *                `userArn`; on refusal close with 4401 right after the upgrade (the only refusal the
+ *                client treats as final). Register under the user (pending: every event is buffered).
+ *   snapshot     one query: the user's channels and the log position P in the same snapshot.
+ *   active       send SESSION_ESTABLISHED, then the buffered events after P, then live events, each
+ *                routed by the hub; one frame per WRITEABLE.
+ *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting; beyond that the session is closed
+ *                with 1013 (retryable: the client reconnects and re-syncs through REST).
+ *   close        detach from the hub; a snapshot still in flight finds its ticket orphaned.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "carillon/auth.h"
+#include "carillon/config.h"
+#include "carillon/db.h"
+#include "carillon/log.h"
+#include "carillon/realtime.h"
+#include "carillon/util.h"
+
+#define MAX_QUEUE 1024
+#define MAX_QUEUE_BYTES (4u << 20)
+#define MAX_PENDING 4096
+
+enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
+
+struct snapshot_ticket {
+	struct carillon_session *s; /* NULL once the session is gone */
+};
+
+struct carillon_session {
+	struct lws *wsi;
+	enum session_state state;
+	char *user_arn;
+	int64_t start_pos;
+	uint64_t stamp;
+	void **channels;
+	int n_channels, cap_channels;
+	struct carillon_event **q;  /* ring: frames to write (or, while pending, events to route) */
+	unsigned q_head, q_len, q_cap;
+	size_t q_bytes;
+	struct snapshot_ticket *ticket;
+	bool established_sent;
+	int close_code;
+	const char *close_reason;
+};
+
+static unsigned sessions_open;
+
+unsigned carillon_sessions_open(void) { return sessions_open; }
+size_t carillon_session_pss_size(void) { return sizeof(struct carillon_session); }
+const char *carillon_session_user(const struct carillon_session *s) { return s->user_arn; }
+bool carillon_session_active(const struct carillon_session *s) { return s->state == S_ACTIVE; }
+int64_t carillon_session_start(const struct carillon_session *s) { return s->start_pos; }
+uint64_t *carillon_session_stamp(struct carillon_session *s) { return &s->stamp; }
+
+void ***carillon_session_channels(struct carillon_session *s, int **n, int **cap)
+{
+	*n = &s->n_channels;
+	*cap = &s->cap_channels;
+	return &s->channels;
+}
+
+/* Close from outside the session's own callback: flag it and let WRITEABLE return -1. */
+static void session_fail(struct carillon_session *s, int code, const char *reason)
+{
+	if (s->state == S_CLOSING)
+		return;
+	s->state = S_CLOSING;
+	s->close_code = code;
+	s->close_reason = reason;
+	lws_callback_on_writable(s->wsi);
+}
+
+static void q_push(struct carillon_session *s, struct carillon_event *e)
+{
+	if (s->q_len == s->q_cap) {
+		unsigned cap = s->q_cap ? s->q_cap * 2 : 8;
+		struct carillon_event **q = carillon_xmalloc(sizeof(*q) * cap);
+		for (unsigned i = 0; i < s->q_len; i++)
+			q[i] = s->q[(s->q_head + i) % s->q_cap];
+		free(s->q);
+		s->q = q;
+		s->q_head = 0;
+		s->q_cap = cap;
+	}
+	s->q[(s->q_head + s->q_len++) % s->q_cap] = carillon_event_ref(e);
+	s->q_bytes += e->frame_len;
+}
+
+static struct carillon_event *q_pop(struct carillon_session *s)
+{
+	if (!s->q_len)
+		return NULL;
+	struct carillon_event *e = s->q[s->q_head];
+	s->q_head = (s->q_head + 1) % s->q_cap;
+	s->q_len--;
+	s->q_bytes -= e->frame_len;
+	return e;
+}
+
+static void q_clear(struct carillon_session *s)
+{
+	struct carillon_event *e;
+	while ((e = q_pop(s)))
+		carillon_event_unref(e);
+	free(s->q);
+	s->q = NULL;
+	s->q_cap = 0;
+}
+
+void carillon_session_deliver(struct carillon_session *s, struct carillon_event *e)
+{
+	if (s->state != S_ACTIVE)
+		return;
+	if (s->q_len >= MAX_QUEUE || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES) {
+		log_notice("session of %s is too slow (%u frames queued): closing it", s->user_arn, s->q_len);
+		session_fail(s, 1013, "Too slow");
+		return;
+	}
+	q_push(s, e);
+	lws_callback_on_writable(s->wsi);
+}
+
+void carillon_session_buffer(struct carillon_session *s, struct carillon_event *e)
+{
+	if (s->state != S_PENDING)
+		return;
+	if (s->q_len >= MAX_PENDING) {
+		session_fail(s, 1013, "Busy");
+		return;
+	}
+	q_push(s, e);
+}
+
+/* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
+static void snapshot_done(void *arg, const struct carillon_db_result *r)
+{
+	struct snapshot_ticket *t = arg;
+	struct carillon_session *s = t->s;
+	free(t);
+	if (!s)
+		return;
+	s->ticket = NULL;
+	if (s->state != S_PENDING)
+		return;
+	if (!r->res || PQntuples(r->res) != 1) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {
+		session_fail(s, 4401, "Unauthorized");
+		return;
+	}
+	s->start_pos = strtoll(PQgetvalue(r->res, 0, 2), NULL, 10);
+	json_t *chans = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
+	size_t i;
+	json_t *c;
+	json_array_foreach(chans, i, c) carillon_hub_join(s, json_string_value(c));
+	json_decref(chans);
+	/* Active: replay what arrived while we waited, through the same routing rules. */
+	struct carillon_event **buffered = NULL;
+	unsigned n = s->q_len;
+	if (n) {
+		buffered = carillon_xmalloc(sizeof(*buffered) * n);
+		for (unsigned k = 0; k < n; k++)
+			buffered[k] = q_pop(s);
+	}
+	s->state = S_ACTIVE;
+	for (unsigned k = 0; k < n; k++) {
+		carillon_hub_replay(s, buffered[k]);
+		carillon_event_unref(buffered[k]);
+	}
+	free(buffered);
+	lws_callback_on_writable(s->wsi);
+}
+
+static void request_snapshot(struct carillon_session *s)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	s->ticket = t;
+	const char *params[1] = {s->user_arn};
+	if (carillon_db_query("select exists (select 1 from carillon.app_instance_users where arn = $1),"
+			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
+			      "           where member_arn = $1), '[]')::text,"
+			      " coalesce((select max(position) from carillon.events), 0)",
+			      1, params, snapshot_done, t)) {
+		free(t);
+		s->ticket = NULL;
+		session_fail(s, 1013, "Busy");
+	}
+}
+
+/* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
+static char *connect_query(struct lws *wsi, char *user_arn, size_t user_len)
+{
+	char frag[8192];
+	struct carillon_buf raw = {0};
+	user_arn[0] = '\0';
+	for (int i = 0; i < 64; i++) {
+		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (n < 0)
+			break;
+		char *eq = strchr(frag, '=');
+		const char *value = eq ? eq + 1 : "";
+		if (eq)
+			*eq = '\0';
+		if (!strcmp(frag, "userArn"))
+			snprintf(user_arn, user_len, "%s", value);
+		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
+		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
+		free(en);
+		free(ev);
+	}
+	return raw.data ? raw.data : carillon_xstrdup("");
+}
+
+struct upgrade_headers {
+	struct lws *wsi;
+	char host[256];
+};
+
+static const char *upgrade_header(void *ctx, const char *name)
+{
+	struct upgrade_headers *h = ctx;
+	if (strcmp(name, "host"))
+		return NULL;
+	if (!h->host[0] && lws_hdr_copy(h->wsi, h->host, sizeof(h->host), WSI_TOKEN_HOST) < 0)
+		return NULL;
+	for (char *p = h->host; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return h->host;
+}
+
+static int session_open(struct lws *wsi, struct carillon_session *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->wsi = wsi;
+	sessions_open++;
+	char uri[64] = "";
+	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+	char user[1601];
+	char *query = connect_query(wsi, user, sizeof(user));
+	struct upgrade_headers h = {wsi, ""};
+	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
+	struct carillon_principal p;
+	char why[256];
+	bool ok = !strcmp(uri, "/connect") && user[0] &&
+		  carillon_auth_verify(&sr, carillon_now_ms(), &p, why, sizeof(why)) == CARILLON_AUTH_OK &&
+		  (p.kind != CARILLON_PRINCIPAL_USER || !strcmp(p.user_arn, user));
+	free(query);
+	if (!ok) {
+		log_info("websocket session refused (%s)", user[0] ? why : "no userArn");
+		session_fail(s, 4401, "Unauthorized");
+		return 0;
+	}
+	s->user_arn = carillon_xstrdup(user);
+	s->state = S_PENDING;
+	carillon_hub_add_user(s, s->user_arn);
+	request_snapshot(s);
+	return 0;
+}
+
+static const char established_frame[] =
+	"{\"Headers\":{\"x-amz-chime-event-type\":\"SESSION_ESTABLISHED\",\"x-amz-chime-message-type\":\"SYSTEM\"}}";
+
+static int session_writeable(struct carillon_session *s)
+{
+	if (s->state == S_CLOSING) {
+		/* lws 4.1 defers a lws_close_reason() frame to a writable that never comes when the
+		 * callback returns -1: write the close frame ourselves, then close. */
+		unsigned char buf[LWS_PRE + 2 + 64];
+		size_t rlen = strlen(s->close_reason) < 64 ? strlen(s->close_reason) : 64;
+		buf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+		buf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+		memcpy(buf + LWS_PRE + 2, s->close_reason, rlen);
+		lws_write(s->wsi, buf + LWS_PRE, 2 + rlen, (enum lws_write_protocol)4 /* LWS_WRITE_CLOSE */);
+		return -1;
+	}
+	if (s->state != S_ACTIVE)
+		return 0;
+	if (!s->established_sent) {
+		unsigned char buf[LWS_PRE + sizeof(established_frame)];
+		memcpy(buf + LWS_PRE, established_frame, sizeof(established_frame) - 1);
+		if (lws_write(s->wsi, buf + LWS_PRE, sizeof(established_frame) - 1, LWS_WRITE_TEXT) < 0)
+			return -1;
+		s->established_sent = true;
+	} else {
+		struct carillon_event *e = q_pop(s);
+		if (!e)
+			return 0;
+		int w = lws_write(s->wsi, e->frame + LWS_PRE, e->frame_len, LWS_WRITE_TEXT);
+		carillon_event_unref(e);
+		if (w < 0)
+			return -1;
+	}
+	if (s->q_len)
+		lws_callback_on_writable(s->wsi);
+	return 0;
+}
+
+static void session_closed(struct carillon_session *s)
+{
+	if (!s->wsi)
+		return;
+	if (s->ticket)
+		s->ticket->s = NULL;
+	carillon_hub_detach(s);
+	q_clear(s);
+	free(s->user_arn);
+	s->user_arn = NULL;
+	s->wsi = NULL;
+	sessions_open--;
+}
+
+int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct carillon_session *s = user;
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		return session_open(wsi, s);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return s && s->wsi ? session_writeable(s) : 0;
+	case LWS_CALLBACK_RECEIVE:
+		return 0; /* the client sends no data frames; pings are answered by lws */
+	case LWS_CALLBACK_CLOSED:
+		if (s)
+			session_closed(s);
+		return 0;
+	default:
+		return 0;
+	}
+}
