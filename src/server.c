@@ -150,7 +150,7 @@ static void finish_shutdown(void)
 static void drain_tick(uv_timer_t *t)
 {
 	static int quiet_ticks;
-	quiet_ticks = carillon_http_in_flight() ? 0 : quiet_ticks + 1;
+	quiet_ticks = carillon_http_in_flight() || carillon_sessions_open() ? 0 : quiet_ticks + 1;
 	/* Two quiet ticks: the last replies have been written. */
 	if (quiet_ticks >= 2 || carillon_now_ms() >= srv.drain_deadline_ms)
 		finish_shutdown();
@@ -168,6 +168,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	close(srv.listen_fd);
 	srv.listen_fd = -1;
 	srv.drain_deadline_ms = carillon_now_ms() + carillon_cfg.shutdown_grace_seconds * 1000;
+	carillon_sessions_close_all(1001, "Going away");
 	uv_timer_start(&srv.drain, drain_tick, 50, 50);
 }
 
@@ -188,8 +189,14 @@ static int create_lws_context(void)
 	protocols[0].per_session_data_size = carillon_http_pss_size();
 	protocols[1].per_session_data_size = carillon_session_pss_size();
 	info.pvo = &session_pvo;
+	if (*carillon_cfg.tls_cert) {
+		/* Adopted sockets get TLS from the vhost (lws_adopt_socket_vhost allows SSL). */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = carillon_cfg.tls_cert;
+		info.ssl_private_key_filepath = carillon_cfg.tls_key;
+	}
 	info.retry_and_idle_policy = &keepalive;
-	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
+	info.options |= LWS_SERVER_OPTION_LIBUV;
 	info.foreign_loops = foreign_loops;
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
@@ -216,7 +223,9 @@ int carillon_server_run(const char *conninfo)
 {
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
-	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	/* lws's own notices only at debug level: they are chatty. */
+	lws_set_log_level(LLL_ERR | LLL_WARN | (!strcmp(carillon_cfg.log_level, "debug") ? LLL_NOTICE | LLL_INFO : 0),
+			  lws_log_emit);
 	uv_loop_init(&srv.loop);
 	srv.listen_fd = open_listener(carillon_cfg.listen);
 	if (srv.listen_fd < 0 || create_lws_context())
@@ -232,7 +241,7 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_init(&srv.loop, &srv.sig_int);
 	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
 	uv_timer_init(&srv.loop, &srv.drain);
-	log_notice("serving on http://%s", carillon_cfg.listen);
+	log_notice("serving on %s://%s", *carillon_cfg.tls_cert ? "https" : "http", carillon_cfg.listen);
 	uv_run(&srv.loop, UV_RUN_DEFAULT);
 	/* lws closes its handles asynchronously on a foreign loop: let them finish. */
 	while (uv_run(&srv.loop, UV_RUN_NOWAIT))

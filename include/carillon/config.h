@@ -20,6 +20,8 @@ struct carillon_config {
 	char *master_key_file;
 	char *public_endpoint;        /* host[:port] returned by GetMessagingSessionEndpoint */
 	char *log_level;
+	char *tls_cert;               /* PEM certificate (chain): serve TLS (https/wss) when set */
+	char *tls_key;
 	long max_body_bytes;
 	long db_pool_size;
 	long clock_skew_seconds;

@@ -72,5 +72,7 @@ int64_t carillon_listener_position(void);
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_session_pss_size(void);
 unsigned carillon_sessions_open(void);
+/* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere). */
+void carillon_sessions_close_all(int code, const char *reason);
 
 #endif

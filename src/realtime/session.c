@@ -47,11 +47,15 @@ struct carillon_session {
 	size_t q_bytes;
 	struct snapshot_ticket *ticket;
 	bool established_sent;
+	bool prefetch;              /* prefetch-on=connect */
+	char prefetch_sort[24];     /* prefetch-sort-by */
 	int close_code;
 	const char *close_reason;
+	struct carillon_session *prev, *next; /* every open session, for shutdown */
 };
 
 static unsigned sessions_open;
+static struct carillon_session *all_sessions;
 
 unsigned carillon_sessions_open(void) { return sessions_open; }
 size_t carillon_session_pss_size(void) { return sizeof(struct carillon_session); }
@@ -139,6 +143,47 @@ void carillon_session_buffer(struct carillon_session *s, struct carillon_event *
 	q_push(s, e);
 }
 
+/* CHANNEL_DETAILS frames, one per channel, queued right after SESSION_ESTABLISHED. They are
+ * private to this session: events built here with position 0 never go through the hub. */
+static void prefetch_done(void *arg, const struct carillon_db_result *r)
+{
+	struct snapshot_ticket *t = arg;
+	struct carillon_session *s = t->s;
+	free(t);
+	if (!s)
+		return;
+	s->ticket = NULL;
+	if (s->state != S_ACTIVE || !r->res || PQntuples(r->res) != 1)
+		return;
+	json_t *details = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+	size_t i;
+	json_t *d;
+	json_array_foreach(details, i, d) {
+		char *payload = json_dumps(d, JSON_COMPACT);
+		struct carillon_event *e = payload ? carillon_event_new(0, "", "CHANNEL_DETAILS", "SYSTEM", payload,
+									"only", "[]")
+						   : NULL;
+		free(payload);
+		if (e) {
+			carillon_session_deliver(s, e);
+			carillon_event_unref(e);
+		}
+	}
+	json_decref(details);
+}
+
+static void request_prefetch(struct carillon_session *s)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	s->ticket = t;
+	const char *params[2] = {s->user_arn, s->prefetch_sort[0] ? s->prefetch_sort : "unread"};
+	if (carillon_db_query("select carillon.prefetch($1, $2)::text", 2, params, prefetch_done, t)) {
+		free(t);
+		s->ticket = NULL;
+	}
+}
+
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
 {
@@ -179,6 +224,8 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 	}
 	free(buffered);
 	lws_callback_on_writable(s->wsi);
+	if (s->prefetch)
+		request_prefetch(s);
 }
 
 static void request_snapshot(struct carillon_session *s)
@@ -199,7 +246,7 @@ static void request_snapshot(struct carillon_session *s)
 }
 
 /* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
-static char *connect_query(struct lws *wsi, char *user_arn, size_t user_len)
+static char *connect_query(struct lws *wsi, struct carillon_session *s, char *user_arn, size_t user_len)
 {
 	char frag[8192];
 	struct carillon_buf raw = {0};
@@ -214,6 +261,10 @@ static char *connect_query(struct lws *wsi, char *user_arn, size_t user_len)
 			*eq = '\0';
 		if (!strcmp(frag, "userArn"))
 			snprintf(user_arn, user_len, "%s", value);
+		else if (!strcmp(frag, "prefetch-on"))
+			s->prefetch = !strcmp(value, "connect");
+		else if (!strcmp(frag, "prefetch-sort-by"))
+			snprintf(s->prefetch_sort, sizeof(s->prefetch_sort), "%s", value);
 		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
 		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
 		free(en);
@@ -245,10 +296,14 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	memset(s, 0, sizeof(*s));
 	s->wsi = wsi;
 	sessions_open++;
+	s->next = all_sessions;
+	if (all_sessions)
+		all_sessions->prev = s;
+	all_sessions = s;
 	char uri[64] = "";
 	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 	char user[1601];
-	char *query = connect_query(wsi, user, sizeof(user));
+	char *query = connect_query(wsi, s, user, sizeof(user));
 	struct upgrade_headers h = {wsi, ""};
 	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
 	struct carillon_principal p;
@@ -319,6 +374,18 @@ static void session_closed(struct carillon_session *s)
 	s->user_arn = NULL;
 	s->wsi = NULL;
 	sessions_open--;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		all_sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+}
+
+void carillon_sessions_close_all(int code, const char *reason)
+{
+	for (struct carillon_session *s = all_sessions; s; s = s->next)
+		session_fail(s, code, reason);
 }
 
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)

@@ -1,0 +1,59 @@
+-- Queries of the websocket side (src/realtime/session.c).
+
+-- CHANNEL_DETAILS payloads for a connecting session (prefetch-on=connect): at most 50 channels of
+-- the user, chosen by unread first then latest message (sort 'unread', the default) or by latest
+-- message ('last-message-timestamp'); for each, the 20 newest messages the user may see
+-- (targeted messages of others skipped), whether there are more, 30 members (HIDDEN ones not
+-- listed) and the user's read marker. Timestamps in the websocket (ISO-8601) form.
+create or replace function carillon.prefetch(p_user text, p_sort text) returns jsonb
+language sql stable as $$
+    with mine as (
+        select c as ch, c.arn, m.read_marker_at
+          from carillon.channel_memberships m
+          join carillon.channels c on c.arn = m.channel_arn
+         where m.member_arn = p_user
+         order by case when coalesce(p_sort, 'unread') = 'unread'
+                       then (c.last_message_at is not null
+                             and (m.read_marker_at is null or c.last_message_at > m.read_marker_at))
+                  end desc nulls last,
+                  c.last_message_at desc nulls last, c.arn
+         limit 50
+    )
+    select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+        'Channel', carillon.channel_summary(mine.ch, true),
+        'ChannelMessages', coalesce((
+            select jsonb_agg(v.doc order by v.created_at desc, v.seq desc)
+              from (select msg.created_at, msg.seq, jsonb_strip_nulls(jsonb_build_object(
+                           'MessageId', msg.message_id,
+                           'Content', case when msg.redacted then '' else msg.content end,
+                           'Metadata', case when msg.redacted then null else msg.metadata end,
+                           'Type', msg.type,
+                           'CreatedTimestamp', carillon.iso(msg.created_at),
+                           'LastUpdatedTimestamp', carillon.iso(msg.updated_at),
+                           'LastEditedTimestamp', carillon.iso(msg.edited_at),
+                           'Sender', carillon.identity_of(msg.sender_arn),
+                           'Redacted', msg.redacted,
+                           'Status', jsonb_build_object('Value', msg.status),
+                           'MessageAttributes', msg.attributes,
+                           'ContentType', msg.content_type,
+                           'Target', msg.target)) as doc
+                      from carillon.channel_messages msg
+                     where msg.channel_arn = mine.arn
+                       and (msg.target is null or msg.sender_arn = p_user
+                            or msg.target @> jsonb_build_array(jsonb_build_object('MemberArn', p_user)))
+                     order by msg.created_at desc, msg.seq desc
+                     limit 20) v), '[]'),
+        'ChannelMessagesHasMore', (
+            select count(*) > 20 from (select 1 from carillon.channel_messages msg
+                                        where msg.channel_arn = mine.arn
+                                          and (msg.target is null or msg.sender_arn = p_user
+                                               or msg.target @> jsonb_build_array(jsonb_build_object('MemberArn', p_user)))
+                                        limit 21) x),
+        'ChannelMemberships', coalesce((
+            select jsonb_agg(jsonb_build_object('Member', carillon.identity_of(cm.member_arn)) order by cm.created_at)
+              from (select member_arn, created_at from carillon.channel_memberships
+                     where channel_arn = mine.arn and type = 'DEFAULT'
+                     order by created_at limit 30) cm), '[]'),
+        'ReadMarkerTimestamp', carillon.iso(mine.read_marker_at)))), '[]')
+      from mine
+$$;
