@@ -1,7 +1,7 @@
 -- Periodic maintenance, run by every node's janitor (src/janitor.c); idempotent and cheap.
 --   * AppInstanceUsers whose ExpirationSettings have run out are deleted (with their endpoints,
 --     admin grants and tags), as Chime does.
---   * ClientRequestToken records older than a day are forgotten.
+--   * ClientRequestToken records older than a day are forgotten, and so are events.
 create or replace function carillon.janitor(p_now timestamptz) returns int
 language plpgsql as $$
 declare
@@ -20,5 +20,8 @@ begin
         v_deleted := v_deleted + 1;
     end loop;
     delete from carillon.idempotency where created_at < p_now - interval '1 day';
+    -- The event log is a bounded window: sessions read it live, and resuming clients may catch up
+    -- on the last day (see carillon.resume_window).
+    delete from carillon.events where created_at < p_now - interval '1 day';
     return v_deleted;
 end $$;

@@ -57,3 +57,39 @@ language sql stable as $$
         'ReadMarkerTimestamp', carillon.iso(mine.read_marker_at)))), '[]')
       from mine
 $$;
+
+-- Resuming a session (Carillon's extension to the protocol; the stock clients don't use it): the
+-- events after position p_since that the user would have received, up to p_until (the new
+-- session's snapshot position), in order — or null when p_since is older than the retained log or
+-- the gap holds more than p_max events (the client must re-sync through REST).
+--
+-- Which channels the user belonged to at p_since: its current channels, corrected by the membership
+-- events about it in the gap (a channel whose first such event is a CREATE was joined later; one
+-- whose first is a DELETE was left later). Replaying the gap through the same routing rules as live
+-- delivery then reproduces exactly what a continuously connected session received.
+create or replace function carillon.resume_channels(p_user text, p_since bigint, p_until bigint) returns text[]
+language sql stable as $$
+    with firsts as (
+        select distinct on (e.channel_arn) e.channel_arn, e.event_type
+          from carillon.events e
+         where e.position > p_since and e.position <= p_until
+           and e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
+           and (e.payload #>> '{Member,Arn}' = p_user
+                or e.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
+         order by e.channel_arn, e.position
+    )
+    select coalesce(array_agg(arn), '{}') from (
+        select channel_arn as arn from carillon.channel_memberships
+         where member_arn = p_user
+           and channel_arn not in (select channel_arn from firsts where event_type <> 'DELETE_CHANNEL_MEMBERSHIP')
+        union
+        select channel_arn from firsts where event_type = 'DELETE_CHANNEL_MEMBERSHIP'
+    ) s
+$$;
+
+create or replace function carillon.resume_window(p_since bigint, p_until bigint, p_max int) returns boolean
+language sql stable as $$
+    select p_since <= p_until
+       and p_since >= coalesce((select min(position) from carillon.events), p_until + 1) - 1
+       and p_until - p_since <= p_max
+$$;

@@ -1,4 +1,5 @@
 /* Events as they travel to sessions: the text frame is rendered once and shared by reference. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,9 +65,16 @@ struct carillon_event *carillon_event_new(int64_t position, const char *channel_
 	e->arns = string_array(arns, &e->n_arns);
 	if (is_membership_event(event_type))
 		e->members = event_members(payload, &e->n_members);
-	/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once. */
+	/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once.
+	 * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
+	 * a client may resume from (since-position on /connect); the stock clients ignore it. */
 	json_t *frame = json_pack("{s:{s:s,s:s},s:s}", "Headers", "x-amz-chime-event-type", event_type,
 				  "x-amz-chime-message-type", message_type, "Payload", payload_json);
+	if (frame && position > 0) {
+		char pos[24];
+		snprintf(pos, sizeof(pos), "%lld", (long long)position);
+		json_object_set_new(json_object_get(frame, "Headers"), "x-carillon-event-position", json_string(pos));
+	}
 	char *text = frame ? json_dumps(frame, JSON_COMPACT) : NULL;
 	json_decref(frame);
 	json_decref(payload);

@@ -27,6 +27,7 @@
 #define MAX_QUEUE 1024
 #define MAX_QUEUE_BYTES (4u << 20)
 #define MAX_PENDING 4096
+#define MAX_RESUME 10000   /* events a resuming session may catch up on; beyond: re-sync */
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
@@ -47,7 +48,9 @@ struct carillon_session {
 	size_t q_bytes;
 	struct snapshot_ticket *ticket;
 	bool established_sent;
+	bool resync_required;       /* since-position was older than the retained log */
 	bool prefetch;              /* prefetch-on=connect */
+	int64_t since;              /* since-position=N (resume), or -1 */
 	char prefetch_sort[24];     /* prefetch-sort-by */
 	int close_code;
 	const char *close_reason;
@@ -184,6 +187,9 @@ static void request_prefetch(struct carillon_session *s)
 	}
 }
 
+static void session_activate(struct carillon_session *s);
+static void request_gap(struct carillon_session *s, int64_t until);
+
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
 {
@@ -204,28 +210,115 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 		return;
 	}
 	s->start_pos = strtoll(PQgetvalue(r->res, 0, 2), NULL, 10);
-	json_t *chans = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
+	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t");
+	json_t *chans = json_loads(PQgetvalue(r->res, 0, resume ? 4 : 1), 0, NULL);
 	size_t i;
 	json_t *c;
 	json_array_foreach(chans, i, c) carillon_hub_join(s, json_string_value(c));
 	json_decref(chans);
-	/* Active: replay what arrived while we waited, through the same routing rules. */
-	struct carillon_event **buffered = NULL;
-	unsigned n = s->q_len;
-	if (n) {
-		buffered = carillon_xmalloc(sizeof(*buffered) * n);
-		for (unsigned k = 0; k < n; k++)
-			buffered[k] = q_pop(s);
+	if (resume) {
+		request_gap(s, s->start_pos);
+		return;
 	}
-	s->state = S_ACTIVE;
+	if (s->since >= 0)
+		s->resync_required = true;
+	session_activate(s);
+}
+/* Take the events buffered while pending out of the queue (they still have to be routed). */
+static struct carillon_event **take_buffered(struct carillon_session *s, unsigned *n)
+{
+	*n = s->q_len;
+	if (!*n)
+		return NULL;
+	struct carillon_event **b = carillon_xmalloc(sizeof(*b) * *n);
+	for (unsigned k = 0; k < *n; k++)
+		b[k] = q_pop(s);
+	return b;
+}
+
+/* Route events to the now active session, in order, and release them. */
+static void replay(struct carillon_session *s, struct carillon_event **events, unsigned n)
+{
 	for (unsigned k = 0; k < n; k++) {
-		carillon_hub_replay(s, buffered[k]);
-		carillon_event_unref(buffered[k]);
+		carillon_hub_replay(s, events[k]);
+		carillon_event_unref(events[k]);
 	}
-	free(buffered);
+	free(events);
+}
+
+/* Active: SESSION_ESTABLISHED (written first by session_writeable), an optional re-sync signal,
+ * then what arrived while we waited, through the same routing rules as live events. */
+static void session_activate(struct carillon_session *s)
+{
+	unsigned n;
+	struct carillon_event **buffered = take_buffered(s, &n);
+	s->state = S_ACTIVE;
+	if (s->resync_required) {
+		struct carillon_event *e = carillon_event_new(0, "", "CARILLON_RESYNC_REQUIRED", "SYSTEM", "{}", "only", "[]");
+		if (e) {
+			carillon_session_deliver(s, e);
+			carillon_event_unref(e);
+		}
+	}
+	replay(s, buffered, n);
 	lws_callback_on_writable(s->wsi);
 	if (s->prefetch)
 		request_prefetch(s);
+}
+
+/* A resuming session: the events of (since, P] are routed from the channels as of `since` (joined
+ * in snapshot_done) and queued after SESSION_ESTABLISHED, before anything newer. */
+static void gap_done(void *arg, const struct carillon_db_result *r)
+{
+	struct snapshot_ticket *t = arg;
+	struct carillon_session *s = t->s;
+	free(t);
+	if (!s)
+		return;
+	s->ticket = NULL;
+	if (s->state != S_PENDING)
+		return;
+	if (!r->res) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	unsigned n;
+	struct carillon_event **buffered = take_buffered(s, &n);
+	int64_t snapshot_pos = s->start_pos;
+	s->state = S_ACTIVE;
+	s->start_pos = s->since;
+	for (int i = 0; i < PQntuples(r->res); i++) {
+		struct carillon_event *e = carillon_event_new(
+			strtoll(PQgetvalue(r->res, i, 0), NULL, 10), PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
+			PQgetvalue(r->res, i, 3), PQgetvalue(r->res, i, 4), PQgetvalue(r->res, i, 5), PQgetvalue(r->res, i, 6));
+		if (e) {
+			carillon_hub_replay(s, e);
+			carillon_event_unref(e);
+		}
+	}
+	s->start_pos = snapshot_pos;
+	replay(s, buffered, n);
+	lws_callback_on_writable(s->wsi);
+	if (s->prefetch)
+		request_prefetch(s);
+}
+static void request_gap(struct carillon_session *s, int64_t until)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	s->ticket = t;
+	char since[24], upto[24];
+	snprintf(since, sizeof(since), "%lld", (long long)s->since);
+	snprintf(upto, sizeof(upto), "%lld", (long long)until);
+	const char *params[2] = {since, upto};
+	if (carillon_db_query("select position, channel_arn, event_type, message_type, payload::text, audience,"
+			      " array_to_json(arns)::text from carillon.events"
+			      " where position > $1::bigint and position <= $2::bigint order by position",
+			      2, params, gap_done, t)) {
+		free(t);
+		s->ticket = NULL;
+		session_fail(s, 1013, "Busy");
+	}
 }
 
 static void request_snapshot(struct carillon_session *s)
@@ -233,12 +326,22 @@ static void request_snapshot(struct carillon_session *s)
 	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
 	t->s = s;
 	s->ticket = t;
-	const char *params[1] = {s->user_arn};
-	if (carillon_db_query("select exists (select 1 from carillon.app_instance_users where arn = $1),"
+	char since[24], max_resume[16];
+	snprintf(since, sizeof(since), "%lld", (long long)s->since);
+	snprintf(max_resume, sizeof(max_resume), "%d", MAX_RESUME);
+	const char *params[3] = {s->user_arn, since, max_resume};
+	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
+	 * session whether the gap (since, P] is still in the log and the channels as of `since`. */
+	if (carillon_db_query("with p as (select coalesce(max(position), 0) as pos from carillon.events)"
+			      " select exists (select 1 from carillon.app_instance_users where arn = $1),"
 			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
 			      "           where member_arn = $1), '[]')::text,"
-			      " coalesce((select max(position) from carillon.events), 0)",
-			      1, params, snapshot_done, t)) {
+			      " p.pos,"
+			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::int),"
+			      " case when $2::bigint >= 0 then"
+			      "   array_to_json(carillon.resume_channels($1, $2::bigint, p.pos))::text end"
+			      " from p",
+			      3, params, snapshot_done, t)) {
 		free(t);
 		s->ticket = NULL;
 		session_fail(s, 1013, "Busy");
@@ -263,6 +366,8 @@ static char *connect_query(struct lws *wsi, struct carillon_session *s, char *us
 			snprintf(user_arn, user_len, "%s", value);
 		else if (!strcmp(frag, "prefetch-on"))
 			s->prefetch = !strcmp(value, "connect");
+		else if (!strcmp(frag, "since-position"))
+			s->since = strtoll(value, NULL, 10) >= 0 ? strtoll(value, NULL, 10) : -1;
 		else if (!strcmp(frag, "prefetch-sort-by"))
 			snprintf(s->prefetch_sort, sizeof(s->prefetch_sort), "%s", value);
 		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
@@ -295,6 +400,7 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->wsi = wsi;
+	s->since = -1;
 	sessions_open++;
 	s->next = all_sessions;
 	if (all_sessions)
