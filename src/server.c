@@ -242,6 +242,11 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
 	uv_timer_init(&srv.loop, &srv.drain);
 	log_notice("serving on %s://%s", *carillon_cfg.tls_cert ? "https" : "http", carillon_cfg.listen);
+	if (!*carillon_cfg.public_endpoint &&
+	    (!strncmp(carillon_cfg.listen, "0.0.0.0:", 8) || !strncmp(carillon_cfg.listen, "[::]:", 5)))
+		log_warn("CARILLON_PUBLIC_ENDPOINT is unset: GetMessagingSessionEndpoint will return %s, which clients "
+			 "cannot connect to; set it to the host[:port] of the TLS endpoint clients reach",
+			 carillon_cfg.listen);
 	uv_run(&srv.loop, UV_RUN_DEFAULT);
 	/* lws closes its handles asynchronously on a foreign loop: let them finish. */
 	while (uv_run(&srv.loop, UV_RUN_NOWAIT))
