@@ -8,7 +8,10 @@
  *     carillon-rest-bench ... --method POST --path /channels/<arn>/messages --bearer <user arn> \
  *         --body '{"Content":"hi","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"t{n}"}' \
  *         --expect 201
- *   [--connections 16] [--seconds 10]
+ *   "{t}" in the body becomes the send time in epoch microseconds (carillon-ws-bench measures the
+ *   latency to the receiving sessions from it).
+ *   [--connections 16] [--seconds 10] [--paths FILE: one path per line, used round-robin instead of
+ *   --path] [--rate R: at most R requests/s in total, paced per connection]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,9 +29,13 @@
 #include "carillon/sigv4.h"
 
 struct opts {
-	const char *host, *akid, *secret, *region, *path, *method, *body, *bearer;
+	const char *host, *akid, *secret, *region, *path, *method, *body, *bearer, *paths_file;
 	int port, connections, seconds, expect;
+	double rate;
 };
+
+static char **paths;
+static int n_paths;
 
 struct worker {
 	pthread_t th;
@@ -88,7 +95,8 @@ static int read_response(int fd, char *buf, size_t cap)
 	}
 }
 
-static size_t build_request(const struct opts *o, unsigned long n, char *out, size_t cap);
+static size_t build_request(const struct opts *o, const char *path, unsigned long n, char *out, size_t cap);
+static double now_s(void);
 
 static void *run(void *arg)
 {
@@ -96,11 +104,20 @@ static void *run(void *arg)
 	char buf[65536], req[16384];
 	int fd = connect_to(w->o);
 	unsigned long n = 0;
+	double interval = w->o->rate > 0 ? w->o->connections / w->o->rate : 0, next = now_s();
 	while (!*w->stop && fd >= 0) {
+		if (interval > 0) { /* fixed offered load */
+			double wait = next - now_s();
+			if (wait > 0)
+				usleep((useconds_t)(wait * 1e6));
+			next += interval;
+		}
 		const char *msg = w->req;
 		size_t len = w->req_len;
 		if (!msg) { /* signed per request */
-			len = build_request(w->o, (unsigned long)w->index * 100000000UL + n++, req, sizeof(req));
+			const char *path = n_paths ? paths[(w->index + n) % (unsigned long)n_paths] : w->o->path;
+			len = build_request(w->o, path, (unsigned long)w->index * 100000000UL + n, req, sizeof(req));
+			n++;
 			msg = req;
 		}
 		double t0 = now_s();
@@ -150,22 +167,38 @@ static const char *hdr(void *ctx, const char *name)
 	return NULL;
 }
 
-/* A complete signed request; "{n}" in the body template becomes n. */
-static size_t build_request(const struct opts *o, unsigned long n, char *out, size_t cap)
+/* Replace every "{n}" by n and every "{t}" by the epoch microseconds now. */
+static void expand_body(const char *tpl, unsigned long n, char *out, size_t cap)
+{
+	size_t o = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long long us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	for (const char *p = tpl; *p && o + 32 < cap; p++) {
+		if (!strncmp(p, "{n}", 3)) {
+			o += (size_t)snprintf(out + o, cap - o, "%lu", n);
+			p += 2;
+		} else if (!strncmp(p, "{t}", 3)) {
+			o += (size_t)snprintf(out + o, cap - o, "%lld", us);
+			p += 2;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* A complete signed request for `path`. */
+static size_t build_request(const struct opts *o, const char *path, unsigned long n, char *out, size_t cap)
 {
 	char body[8192] = "", amz_date[17];
-	if (o->body) {
-		const char *mark = strstr(o->body, "{n}");
-		if (mark)
-			snprintf(body, sizeof(body), "%.*s%lu%s", (int)(mark - o->body), o->body, n, mark + 3);
-		else
-			snprintf(body, sizeof(body), "%s", o->body);
-	}
+	if (o->body)
+		expand_body(o->body, n, body, sizeof(body));
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
-	struct carillon_sigv4_request sr = {o->method, o->path, "", hdr, amz_date, (const unsigned char *)body,
+	struct carillon_sigv4_request sr = {o->method, path, "", hdr, amz_date, (const unsigned char *)body,
 					    strlen(body)};
 	struct carillon_sigv4_auth *a = calloc(1, sizeof(*a));
 	snprintf(a->access_key_id, sizeof(a->access_key_id), "%s", o->akid);
@@ -184,7 +217,7 @@ static size_t build_request(const struct opts *o, unsigned long n, char *out, si
 			   "%s %s HTTP/1.1\r\nHost: %s\r\nX-Amz-Date: %s\r\n%s%sContent-Length: %zu\r\n"
 			   "Authorization: AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/chime/aws4_request, SignedHeaders=%s, "
 			   "Signature=%s\r\n\r\n%s",
-			   o->method, o->path, host_header, amz_date, bearer_line,
+			   o->method, path, host_header, amz_date, bearer_line,
 			   o->body ? "Content-Type: application/json\r\n" : "", strlen(body), o->akid, amz_date, o->region,
 			   a->signed_headers, a->signature, body);
 	free(a);
@@ -193,7 +226,7 @@ static size_t build_request(const struct opts *o, unsigned long n, char *out, si
 
 int main(int argc, char **argv)
 {
-	struct opts o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, "GET", NULL, NULL, 8080, 16, 10, 0};
+	struct opts o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, "GET", NULL, NULL, NULL, 8080, 16, 10, 0, 0};
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
 		if (!strcmp(k, "--host")) o.host = v;
@@ -208,6 +241,23 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--body")) o.body = v;
 		else if (!strcmp(k, "--bearer")) o.bearer = v;
 		else if (!strcmp(k, "--expect")) o.expect = atoi(v);
+		else if (!strcmp(k, "--paths")) o.paths_file = v;
+		else if (!strcmp(k, "--rate")) o.rate = atof(v);
+	}
+	if (o.paths_file) {
+		FILE *f = fopen(o.paths_file, "r");
+		char line[4096];
+		while (f && fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\r\n")] = '\0';
+			if (!*line)
+				continue;
+			paths = realloc(paths, sizeof(char *) * (size_t)(n_paths + 1));
+			paths[n_paths++] = strdup(line);
+		}
+		if (f)
+			fclose(f);
+		if (!o.path && n_paths)
+			o.path = paths[0];
 	}
 	if (!o.expect)
 		o.expect = strcmp(o.method, "POST") ? 200 : 201;
@@ -220,8 +270,8 @@ int main(int argc, char **argv)
 	/* A request without a unique part is signed once and replayed; otherwise signed per request. */
 	static char fixed[16384];
 	size_t fixed_len = 0;
-	if (!o.body || !strstr(o.body, "{n}"))
-		fixed_len = build_request(&o, 0, fixed, sizeof(fixed));
+	if ((!o.body || (!strstr(o.body, "{n}") && !strstr(o.body, "{t}"))) && n_paths <= 1)
+		fixed_len = build_request(&o, o.path, 0, fixed, sizeof(fixed));
 	volatile int stop = 0;
 	struct worker *w = calloc((size_t)o.connections, sizeof(*w));
 	double t0 = now_s();
