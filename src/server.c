@@ -56,8 +56,7 @@ static struct lws_protocols protocols[] = {
 static const struct lws_protocol_vhost_options session_default = {NULL, NULL, "default", "1"};
 static const struct lws_protocol_vhost_options session_pvo = {NULL, &session_default, "carillon-session", ""};
 
-/* Ping idle websocket sessions after 30 s; hang up on those silent for 75 s. */
-static const lws_retry_bo_t keepalive = {.secs_since_valid_ping = 30, .secs_since_valid_hangup = 75};
+
 
 static void lws_log_emit(int level, const char *line)
 {
@@ -142,6 +141,7 @@ static void finish_shutdown(void)
 	carillon_janitor_stop();
 	carillon_keys_stop();
 	carillon_listener_stop();
+	carillon_sessions_stop();
 	carillon_db_shutdown();
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
@@ -195,7 +195,7 @@ static int create_lws_context(void)
 		info.ssl_cert_filepath = carillon_cfg.tls_cert;
 		info.ssl_private_key_filepath = carillon_cfg.tls_key;
 	}
-	info.retry_and_idle_policy = &keepalive;
+
 	info.options |= LWS_SERVER_OPTION_LIBUV;
 	info.foreign_loops = foreign_loops;
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
@@ -232,6 +232,7 @@ int carillon_server_run(const char *conninfo)
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
 	carillon_listener_start(&srv.loop);
+	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);
 	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);

@@ -59,8 +59,8 @@ bool carillon_session_active(const struct carillon_session *s);
 int64_t carillon_session_start(const struct carillon_session *s);
 void carillon_session_deliver(struct carillon_session *s, struct carillon_event *e);
 void carillon_session_buffer(struct carillon_session *s, struct carillon_event *e); /* while pending */
-/* the session's channel list, kept by the hub */
-void ***carillon_session_channels(struct carillon_session *s, int **n, int **cap);
+/* a slot in the session for the hub's own per-session state */
+void **carillon_session_hub(struct carillon_session *s);
 uint64_t *carillon_session_stamp(struct carillon_session *s);
 
 /* listener */
@@ -72,6 +72,9 @@ int64_t carillon_listener_position(void);
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_session_pss_size(void);
 unsigned carillon_sessions_open(void);
+/* Keepalive over all sessions: one loop timer (ping after 30 s of silence, drop after 75 s). */
+void carillon_sessions_start(uv_loop_t *loop);
+void carillon_sessions_stop(void);
 /* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere). */
 void carillon_sessions_close_all(int code, const char *reason);
 

@@ -23,9 +23,28 @@ struct session_set {
 	int n, cap;
 };
 
+/* A channel's members: each entry knows where the session keeps its ref to this channel, so that
+ * adding and removing a session are O(1) whatever the channel's size. */
+struct member_slot {
+	struct carillon_session *s;
+	int ref;                 /* index in the session's refs */
+};
+
 struct hub_channel {
 	char *arn;
-	struct session_set members;
+	struct member_slot *m;
+	int n, cap;
+};
+
+/* What the hub keeps per session (behind carillon_session_hub()): the channels it is in. */
+struct channel_ref {
+	struct hub_channel *c;
+	int slot;                /* index in c->m */
+};
+
+struct hub_session {
+	struct channel_ref *refs;
+	int n, cap;
 };
 
 static struct carillon_hmap channels;    /* arn -> struct hub_channel */
@@ -33,11 +52,9 @@ static struct carillon_hmap users;       /* arn -> struct session_set */
 static struct session_set pending;
 static uint64_t dispatch_stamp;
 
+/* Each session is added once to its user's set and to the pending set. */
 static void set_add(struct session_set *set, struct carillon_session *s)
 {
-	for (int i = 0; i < set->n; i++)
-		if (set->s[i] == s)
-			return;
 	if (set->n == set->cap) {
 		set->cap = set->cap ? set->cap * 2 : 4;
 		set->s = carillon_xrealloc(set->s, sizeof(*set->s) * (size_t)set->cap);
@@ -73,6 +90,22 @@ void carillon_hub_add_user(struct carillon_session *s, const char *user_arn)
 	set_add(&pending, s);
 }
 
+static struct hub_session *hub_of(struct carillon_session *s)
+{
+	void **slot = carillon_session_hub(s);
+	if (!*slot)
+		*slot = carillon_xcalloc(1, sizeof(struct hub_session));
+	return *slot;
+}
+
+static int ref_index(struct hub_session *h, struct hub_channel *c)
+{
+	for (int i = 0; c && i < h->n; i++) /* a user's channel count, not the channel's size */
+		if (h->refs[i].c == c)
+			return i;
+	return -1;
+}
+
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 {
 	struct hub_channel *c = carillon_hmap_get(&channels, channel_arn);
@@ -81,61 +114,68 @@ void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 		c->arn = carillon_xstrdup(channel_arn);
 		carillon_hmap_put(&channels, channel_arn, c);
 	}
-	int *n, *cap;
-	void ***list = carillon_session_channels(s, &n, &cap);
-	for (int i = 0; i < *n; i++)
-		if ((*list)[i] == c)
-			return;
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 4;
-		*list = carillon_xrealloc(*list, sizeof(void *) * (size_t)*cap);
+	struct hub_session *h = hub_of(s);
+	if (ref_index(h, c) >= 0)
+		return;
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 4;
+		h->refs = carillon_xrealloc(h->refs, sizeof(*h->refs) * (size_t)h->cap);
 	}
-	(*list)[(*n)++] = c;
-	set_add(&c->members, s);
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 4;
+		c->m = carillon_xrealloc(c->m, sizeof(*c->m) * (size_t)c->cap);
+	}
+	h->refs[h->n] = (struct channel_ref){c, c->n};
+	c->m[c->n++] = (struct member_slot){s, h->n++};
 }
 
 static void channel_drop_if_empty(struct hub_channel *c)
 {
-	if (c->members.n)
+	if (c->n)
 		return;
 	carillon_hmap_del(&channels, c->arn);
-	free(c->members.s);
+	free(c->m);
 	free(c->arn);
 	free(c);
 }
 
-static void hub_leave(struct carillon_session *s, struct hub_channel *c)
+/* Remove ref i of session s (and its slot in the channel), by swapping with the last ones. */
+static void hub_leave_ref(struct carillon_session *s, int i)
 {
-	int *n, *cap;
-	void ***list = carillon_session_channels(s, &n, &cap);
-	for (int i = 0; i < *n; i++)
-		if ((*list)[i] == c) {
-			(*list)[i] = (*list)[--(*n)];
-			break;
-		}
-	set_remove(&c->members, s);
+	struct hub_session *h = hub_of(s);
+	struct hub_channel *c = h->refs[i].c;
+	int slot = h->refs[i].slot;
+	/* channel side: move the last member into the freed slot and fix its session's ref */
+	struct member_slot last = c->m[--c->n];
+	if (slot != c->n) {
+		c->m[slot] = last;
+		hub_of(last.s)->refs[last.ref].slot = slot;
+	}
+	/* session side: move the last ref into the freed index and fix its channel's slot */
+	struct channel_ref moved = h->refs[--h->n];
+	if (i != h->n) {
+		h->refs[i] = moved;
+		moved.c->m[moved.slot].ref = i;
+	}
 	channel_drop_if_empty(c);
 }
 
 static bool in_channel(struct carillon_session *s, struct hub_channel *c)
 {
-	int *n, *cap;
-	void ***list = carillon_session_channels(s, &n, &cap);
-	for (int i = 0; c && i < *n; i++)
-		if ((*list)[i] == c)
-			return true;
-	return false;
+	return ref_index(hub_of(s), c) >= 0;
 }
 
 void carillon_hub_detach(struct carillon_session *s)
 {
-	int *n, *cap;
-	void ***list = carillon_session_channels(s, &n, &cap);
-	while (*n)
-		hub_leave(s, (*list)[*n - 1]);
-	free(*list);
-	*list = NULL;
-	*cap = 0;
+	void **slot = carillon_session_hub(s);
+	struct hub_session *h = *slot;
+	while (h && h->n)
+		hub_leave_ref(s, h->n - 1);
+	if (h) {
+		free(h->refs);
+		free(h);
+		*slot = NULL;
+	}
 	set_remove(&pending, s);
 	const char *user = carillon_session_user(s);
 	struct session_set *set = user ? carillon_hmap_get(&users, user) : NULL;
@@ -166,8 +206,9 @@ static void route(struct carillon_session *s, struct carillon_event *e)
 			       : in_channel(s, c) || named(e->arns, e->n_arns, user);
 	if (deliver)
 		carillon_session_deliver(s, e);
-	if (leaves && c && in_channel(s, c))
-		hub_leave(s, c);
+	int ref = leaves && c ? ref_index(hub_of(s), c) : -1;
+	if (ref >= 0)
+		hub_leave_ref(s, ref);
 }
 
 /* Route to one candidate once per event. */
@@ -197,10 +238,11 @@ void carillon_hub_dispatch(struct carillon_event *e)
 	consider_users(e->arns, e->n_arns, e);
 	/* ...then the channel's sessions. Copy: routing may remove sessions from the channel. */
 	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
-	if (c && c->members.n) {
-		int n = c->members.n;
+	if (c && c->n) {
+		int n = c->n;
 		struct carillon_session **copy = carillon_xmalloc(sizeof(*copy) * (size_t)n);
-		memcpy(copy, c->members.s, sizeof(*copy) * (size_t)n);
+		for (int i = 0; i < n; i++)
+			copy[i] = c->m[i].s;
 		for (int i = 0; i < n; i++)
 			consider(copy[i], e);
 		free(copy);
@@ -220,7 +262,7 @@ void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e) {
 static void free_channel(const char *key, void *value, void *arg)
 {
 	struct hub_channel *c = value;
-	free(c->members.s);
+	free(c->m);
 	free(c->arn);
 	free(c);
 }

@@ -28,6 +28,12 @@
 #define MAX_QUEUE_BYTES (4u << 20)
 #define MAX_PENDING 4096
 #define MAX_RESUME 10000   /* events a resuming session may catch up on; beyond: re-sync */
+/* Keepalive, from one loop timer over all sessions (lws 4.1 keeps a per-connection ping timer in
+ * one sorted list, which costs O(sessions) per insert): ping a session silent for PING_AFTER_S,
+ * drop one silent for HANGUP_AFTER_S. */
+#define KEEPALIVE_TICK_MS 10000
+#define PING_AFTER_S 30
+#define HANGUP_AFTER_S 75
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
@@ -41,8 +47,7 @@ struct carillon_session {
 	char *user_arn;
 	int64_t start_pos;
 	uint64_t stamp;
-	void **channels;
-	int n_channels, cap_channels;
+	void *hub;                  /* the hub's per-session state (its channels) */
 	struct carillon_event **q;  /* ring: frames to write (or, while pending, events to route) */
 	unsigned q_head, q_len, q_cap;
 	size_t q_bytes;
@@ -54,7 +59,9 @@ struct carillon_session {
 	char prefetch_sort[24];     /* prefetch-sort-by */
 	int close_code;
 	const char *close_reason;
-	struct carillon_session *prev, *next; /* every open session, for shutdown */
+	struct carillon_session *prev, *next; /* every open session, for shutdown and keepalive */
+	int64_t last_rx_ms;         /* last frame (pong, ping, close...) from the client */
+	bool ping_due;
 };
 
 static unsigned sessions_open;
@@ -67,12 +74,7 @@ bool carillon_session_active(const struct carillon_session *s) { return s->state
 int64_t carillon_session_start(const struct carillon_session *s) { return s->start_pos; }
 uint64_t *carillon_session_stamp(struct carillon_session *s) { return &s->stamp; }
 
-void ***carillon_session_channels(struct carillon_session *s, int **n, int **cap)
-{
-	*n = &s->n_channels;
-	*cap = &s->cap_channels;
-	return &s->channels;
-}
+void **carillon_session_hub(struct carillon_session *s) { return &s->hub; }
 
 /* Close from outside the session's own callback: flag it and let WRITEABLE return -1. */
 static void session_fail(struct carillon_session *s, int code, const char *reason)
@@ -401,6 +403,7 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	memset(s, 0, sizeof(*s));
 	s->wsi = wsi;
 	s->since = -1;
+	s->last_rx_ms = carillon_now_ms();
 	sessions_open++;
 	s->next = all_sessions;
 	if (all_sessions)
@@ -446,6 +449,15 @@ static int session_writeable(struct carillon_session *s)
 		lws_write(s->wsi, buf + LWS_PRE, 2 + rlen, (enum lws_write_protocol)4 /* LWS_WRITE_CLOSE */);
 		return -1;
 	}
+	if (s->ping_due) {
+		unsigned char buf[LWS_PRE + 4];
+		s->ping_due = false;
+		if (lws_write(s->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+		if (s->q_len || (s->state == S_ACTIVE && !s->established_sent))
+			lws_callback_on_writable(s->wsi);
+		return 0;
+	}
 	if (s->state != S_ACTIVE)
 		return 0;
 	if (!s->established_sent) {
@@ -488,6 +500,41 @@ static void session_closed(struct carillon_session *s)
 		s->next->prev = s->prev;
 }
 
+static uv_timer_t keepalive_timer;
+static bool keepalive_running;
+
+static void keepalive_tick(uv_timer_t *t)
+{
+	int64_t now = carillon_now_ms();
+	for (struct carillon_session *s = all_sessions; s; s = s->next) {
+		int64_t silent = now - s->last_rx_ms;
+		if (silent > HANGUP_AFTER_S * 1000) {
+			session_fail(s, 1001, "No pong");
+		} else if (silent > PING_AFTER_S * 1000 && !s->ping_due) {
+			s->ping_due = true;
+			lws_callback_on_writable(s->wsi);
+		}
+	}
+}
+
+void carillon_sessions_start(uv_loop_t *loop)
+{
+	uv_timer_init(loop, &keepalive_timer);
+	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
+	keepalive_running = true;
+}
+
+static void keepalive_closed(uv_handle_t *h) { (void)h; }
+
+void carillon_sessions_stop(void)
+{
+	if (!keepalive_running)
+		return;
+	keepalive_running = false;
+	uv_timer_stop(&keepalive_timer);
+	uv_close((uv_handle_t *)&keepalive_timer, keepalive_closed);
+}
+
 void carillon_sessions_close_all(int code, const char *reason)
 {
 	for (struct carillon_session *s = all_sessions; s; s = s->next)
@@ -502,8 +549,11 @@ int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return session_open(wsi, s);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return s && s->wsi ? session_writeable(s) : 0;
-	case LWS_CALLBACK_RECEIVE:
-		return 0; /* the client sends no data frames; pings are answered by lws */
+	case LWS_CALLBACK_RECEIVE:      /* the client sends no data frames; lws answers its pings */
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (s && s->wsi)
+			s->last_rx_ms = carillon_now_ms();
+		return 0;
 	case LWS_CALLBACK_CLOSED:
 		if (s)
 			session_closed(s);
