@@ -53,6 +53,10 @@ static struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* No lws-side validity timers: lws 4.1 keeps them in one sorted list (O(connections) per insert,
+ * at every frame sent or received); keepalive is ours (realtime/session.c), one loop timer. */
+static const lws_retry_bo_t no_validity_timers = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+
 static const struct lws_protocol_vhost_options session_default = {NULL, NULL, "default", "1"};
 static const struct lws_protocol_vhost_options session_pvo = {NULL, &session_default, "carillon-session", ""};
 
@@ -189,6 +193,7 @@ static int create_lws_context(void)
 	protocols[0].per_session_data_size = carillon_http_pss_size();
 	protocols[1].per_session_data_size = carillon_session_pss_size();
 	info.pvo = &session_pvo;
+	info.retry_and_idle_policy = &no_validity_timers;
 	if (*carillon_cfg.tls_cert) {
 		/* Adopted sockets get TLS from the vhost (lws_adopt_socket_vhost allows SSL). */
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

@@ -68,8 +68,10 @@ struct carillon_event *carillon_event_new(int64_t position, const char *channel_
 	/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once.
 	 * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
 	 * a client may resume from (since-position on /connect); the stock clients ignore it. */
+	char *compact = json_dumps(payload, JSON_COMPACT); /* jsonb's text form has spaces */
 	json_t *frame = json_pack("{s:{s:s,s:s},s:s}", "Headers", "x-amz-chime-event-type", event_type,
-				  "x-amz-chime-message-type", message_type, "Payload", payload_json);
+				  "x-amz-chime-message-type", message_type, "Payload", compact ? compact : payload_json);
+	free(compact);
 	if (frame && position > 0) {
 		char pos[24];
 		snprintf(pos, sizeof(pos), "%lld", (long long)position);
