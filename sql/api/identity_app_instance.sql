@@ -53,16 +53,19 @@ begin
     return jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn');
 end $$;
 
--- Deleting an AppInstance removes its users (and their endpoints), bots, admins and all their tags.
+-- Deleting an AppInstance removes its users (and their endpoints), bots, admins, channels (with a
+-- DELETE_CHANNEL event each, for connected members and every node's channel index) and all tags.
 create or replace function carillon_api.delete_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
+declare
+    v_id text := carillon.app_instance_id(input->>'AppInstanceArn');
+    v_events jsonb;
 begin
-    delete from carillon.app_instances where arn = input->>'AppInstanceArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
-    end if;
+    select coalesce(jsonb_agg(carillon.channel_gone_event(arn)), '[]') into v_events
+      from carillon.channels where app_instance_id = v_id;
+    delete from carillon.app_instances where id = v_id;
     perform carillon.drop_tags(input->>'AppInstanceArn');
-    return null;
+    return jsonb_build_object('__events', v_events);
 end $$;
 
 create or replace function carillon.retention_output(r carillon.app_instances) returns jsonb

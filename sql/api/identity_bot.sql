@@ -59,12 +59,12 @@ end $$;
 
 create or replace function carillon_api.delete_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
+declare v_events jsonb;
 begin
-    delete from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
-    if not found then
+    if not exists (select 1 from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn') then
         perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
     end if;
-    delete from carillon.app_instance_admins where admin_arn = input->>'AppInstanceBotArn';
-    perform carillon.drop_tags(input->>'AppInstanceBotArn');
-    return null;
+    v_events := carillon.user_gone(input->>'AppInstanceBotArn');
+    delete from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
+    return jsonb_build_object('__events', v_events);
 end $$;

@@ -77,17 +77,16 @@ begin
     return jsonb_build_object('AppInstanceUserArn', input->>'AppInstanceUserArn');
 end $$;
 
--- Deleting a user removes its endpoints (cascade), its admin grants and its tags.
+-- Deleting a user removes its endpoints (cascade), admin grants, tags, channel memberships (with
+-- their DELETE_CHANNEL_MEMBERSHIP events), moderator roles and bans (carillon.user_gone).
 create or replace function carillon_api.delete_app_instance_user(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
+declare v_events jsonb;
 begin
+    perform carillon.user_row(input->>'AppInstanceUserArn');
+    v_events := carillon.user_gone(input->>'AppInstanceUserArn');
     delete from carillon.app_instance_users where arn = input->>'AppInstanceUserArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceUser %s not found', input->>'AppInstanceUserArn'));
-    end if;
-    delete from carillon.app_instance_admins where admin_arn = input->>'AppInstanceUserArn';
-    perform carillon.drop_tags(input->>'AppInstanceUserArn');
-    return null;
+    return jsonb_build_object('__events', v_events);
 end $$;
 
 create or replace function carillon_api.put_app_instance_user_expiration_settings(ctx jsonb, input jsonb)

@@ -131,23 +131,101 @@ language sql stable as $$
 $$;
 
 -- Add a member (used by CreateChannel, CreateChannelMembership, BatchCreateChannelMembership, and
--- joining). Returns the new row; Conflict when already a member; Forbidden when banned.
+-- joining). Returns the new row. Forbidden when banned; NotFound when the member is not a user or
+-- bot of the channel's AppInstance; Conflict when already a member. On an elastic channel the
+-- membership goes to a sub-channel (carillon.elastic_sub_channel: BadRequest for HIDDEN, for a
+-- SubChannelId given for a non-moderator; ResourceLimitExceeded when every sub-channel is full);
+-- a SubChannelId on a non-elastic channel is a BadRequest.
 create or replace function carillon.add_member(c carillon.channels, p_member text, p_type text, p_by text,
                                                p_now timestamptz, p_sub text default null)
 returns carillon.channel_memberships language plpgsql as $$
-declare m carillon.channel_memberships%rowtype;
+declare
+    m carillon.channel_memberships%rowtype;
+    v_sub text;
 begin
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = p_member) then
         perform carillon.fail('CH403', format('%s is banned from this channel', p_member));
     end if;
-    perform carillon.require_app_identity(c.app_instance_id, p_member);
+    if not exists (select 1 from carillon.app_instance_users where arn = p_member and app_instance_id = c.app_instance_id)
+       and not exists (select 1 from carillon.app_instance_bots where arn = p_member and app_instance_id = c.app_instance_id) then
+        perform carillon.fail('CH404', format('%s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_member));
+    end if;
+    -- Before placing the member in a sub-channel, so that an existing member is a Conflict even when
+    -- every sub-channel is full.
+    if carillon.is_member(c.arn, p_member) then
+        perform carillon.fail('CH409', format('%s is already a member of this channel', p_member));
+    end if;
+    v_sub := carillon.elastic_sub_channel(c, p_member, coalesce(p_type, 'DEFAULT'), p_sub);
     insert into carillon.channel_memberships (channel_arn, member_arn, type, invited_by, sub_channel_id,
                                               created_at, updated_at)
-    values (c.arn, p_member, coalesce(p_type, 'DEFAULT'), p_by, p_sub, p_now, p_now)
+    values (c.arn, p_member, coalesce(p_type, 'DEFAULT'), p_by, v_sub, p_now, p_now)
     on conflict do nothing
     returning * into m;
     if not found then
         perform carillon.fail('CH409', format('%s is already a member of this channel', p_member));
     end if;
     return m;
+end $$;
+
+-- Elastic channels (ElasticChannelConfiguration set; Chime: "Using elastic channels"): every
+-- membership lives in one sub-channel, and sub-channels exist only through their memberships
+-- (a sub-channel is the set of memberships with one sub_channel_id). The sub-channel for a new
+-- membership of channel c, or null for a non-elastic channel:
+--   * a SubChannelId on a non-elastic channel is a BadRequest;
+--   * no HIDDEN memberships on elastic channels (BadRequest);
+--   * a SubChannelId may be given only for a channel moderator (Chime: "When you add a moderator to
+--     a sub-channel, you must provide the SubChannelId"; regular members are placed by the service),
+--     and must name an existing sub-channel (NotFound); a moderator without one is placed like a
+--     regular member;
+--   * otherwise the existing sub-channel with the fewest members that still has fewer than
+--     TargetMembershipsPerSubChannel (ties: the oldest, then the smallest id), else a new sub-channel
+--     (a generated UUID) while there are fewer than MaximumSubChannels, else ResourceLimitExceeded.
+-- Carillon keeps one membership per member and channel, so a moderator is in one sub-channel at a
+-- time (Chime lets a moderator hold a membership in several).
+-- Placement is serialised per channel by locking the channel row (FOR NO KEY UPDATE: it does not
+-- block the foreign-key checks of concurrent membership inserts), taken before any membership row.
+create or replace function carillon.elastic_sub_channel(c carillon.channels, p_member text, p_type text, p_sub text)
+returns text language plpgsql as $$
+declare
+    v_target int;
+    v_max int;
+    v_sub text;
+begin
+    if c.elastic is null then
+        if p_sub is not null then
+            perform carillon.fail('CH400', 'SubChannelId is only for elastic channels');
+        end if;
+        return null;
+    end if;
+    if p_type = 'HIDDEN' then
+        perform carillon.fail('CH400', 'Elastic channels do not support HIDDEN memberships');
+    end if;
+    perform 1 from carillon.channels where arn = c.arn for no key update;
+    v_target := (c.elastic->>'TargetMembershipsPerSubChannel')::int;
+    v_max := (c.elastic->>'MaximumSubChannels')::int;
+    if p_sub is not null then
+        if not carillon.is_moderator(c.arn, p_member) then
+            perform carillon.fail('CH400', 'SubChannelId may be given only for a channel moderator; regular members are placed by the service');
+        end if;
+        if not exists (select 1 from carillon.channel_memberships where channel_arn = c.arn and sub_channel_id = p_sub) then
+            perform carillon.fail('CH404', format('SubChannel %s not found', p_sub));
+        end if;
+        return p_sub;
+    end if;
+    select sub_channel_id into v_sub
+      from carillon.channel_memberships
+     where channel_arn = c.arn and sub_channel_id is not null
+     group by sub_channel_id
+    having count(*) < v_target
+     order by count(*), min(created_at), sub_channel_id
+     limit 1;
+    if v_sub is not null then
+        return v_sub;
+    end if;
+    if (select count(distinct sub_channel_id) from carillon.channel_memberships
+         where channel_arn = c.arn and sub_channel_id is not null) >= v_max then
+        perform carillon.fail('CH410', format('Every sub-channel of this elastic channel is full (%s sub-channels of %s members)',
+                                              v_max, v_target));
+    end if;
+    return gen_random_uuid()::text;
 end $$;

@@ -1,11 +1,14 @@
 -- Tags, shared by both services, keyed by the resource ARN (ROUTES.md 5.1).
 
--- Does the ARN name a resource this server holds?
+-- Does the ARN name a resource this server holds? AppInstances, their users and bots (identity),
+-- channels and channel flows (messaging).
 create or replace function carillon.resource_exists(p_arn text) returns boolean
 language sql stable as $$
     select exists (select 1 from carillon.app_instances where arn = p_arn)
         or exists (select 1 from carillon.app_instance_users where arn = p_arn)
         or exists (select 1 from carillon.app_instance_bots where arn = p_arn)
+        or exists (select 1 from carillon.channels where arn = p_arn)
+        or exists (select 1 from carillon.channel_flows where arn = p_arn)
 $$;
 
 create or replace function carillon.require_resource(p_arn text) returns void

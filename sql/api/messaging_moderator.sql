@@ -1,0 +1,124 @@
+-- ChannelModerator: create, describe, list, delete.
+--
+-- Access: moderators of the channel and AppInstanceAdmins add and remove moderators (Chime: "A
+-- channel moderator can add and remove other moderators of the channel"); whoever may see the
+-- channel (its members, moderators and admins; everyone in the AppInstance for a PUBLIC channel)
+-- may describe and list them.
+--
+-- Decisions where Chime's documentation is silent:
+--   * The moderator must be a user or bot of the channel's AppInstance: NotFound otherwise (as
+--     CreateChannel's ModeratorArns). Already a moderator: Conflict. A user banned from the channel
+--     cannot be made a moderator (Forbidden, as it cannot be added as a member; delete the ban
+--     first).
+--   * Becoming a moderator does not make one a member (CreateChannel's ModeratorArns do become
+--     members, that is CreateChannel's rule), and losing the role does not remove a membership --
+--     except in elastic channels, where Chime's developer guide says that promoting a member to
+--     moderator, and demoting a moderator, removes that identity's existing memberships: the
+--     removed membership emits DELETE_CHANNEL_MEMBERSHIP as DeleteChannelMembership does.
+--   * Moderator changes emit no websocket event (CREATE/DELETE_CHANNEL_MODERATOR are not in Chime's
+--     websocket event list).
+--   * DeleteChannelModerator of an identity that is not a moderator: NotFound. A moderator may
+--     remove itself, and the last moderator may be removed (AppInstanceAdmins still manage the
+--     channel).
+--
+-- Locking: the channel row first (FOR KEY SHARE), then moderators and memberships.
+
+create or replace function carillon.moderator_lock_channel(c carillon.channels) returns void
+language plpgsql as $$
+begin
+    perform 1 from carillon.channels where arn = c.arn for key share;
+    if not found then
+        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
+    end if;
+end $$;
+
+-- Elastic channels: drop the identity's membership (if any) and return its event, or an empty array.
+create or replace function carillon.moderator_drop_elastic_membership(c carillon.channels, p_arn text) returns jsonb
+language plpgsql as $$
+declare m carillon.channel_memberships%rowtype;
+begin
+    if c.elastic is null then
+        return '[]';
+    end if;
+    delete from carillon.channel_memberships where channel_arn = c.arn and member_arn = p_arn returning * into m;
+    if not found then
+        return '[]';
+    end if;
+    return jsonb_build_array(carillon.membership_event(c, m, 'DELETE_CHANNEL_MEMBERSHIP'));
+end $$;
+
+-- CreateChannelModerator: 201 {ChannelArn, ChannelModerator: Identity}.
+create or replace function carillon_api.create_channel_moderator(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare
+    c carillon.channels := carillon.channel_for(ctx, input);
+    v_bearer text := carillon.bearer(ctx, input);
+    v_mod text := input->>'ChannelModeratorArn';
+begin
+    perform carillon.require_manager(c, v_bearer);
+    perform carillon.channel_require_identity(c.app_instance_id, v_mod, 'ChannelModerator');
+    perform carillon.moderator_lock_channel(c);
+    if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = v_mod) then
+        perform carillon.fail('CH403', format('%s is banned from this channel; delete the ban first', v_mod));
+    end if;
+    insert into carillon.channel_moderators (channel_arn, moderator_arn, created_by, created_at)
+    values (c.arn, v_mod, v_bearer, carillon.req_time(ctx))
+    on conflict do nothing;
+    if not found then
+        perform carillon.fail('CH409', format('%s is already a moderator of this channel', v_mod));
+    end if;
+    return jsonb_build_object('ChannelArn', c.arn, 'ChannelModerator', carillon.identity_of(v_mod),
+                              '__events', carillon.moderator_drop_elastic_membership(c, v_mod));
+end $$;
+
+-- DescribeChannelModerator: {ChannelModerator: {Moderator, ChannelArn, CreatedTimestamp, CreatedBy}}.
+create or replace function carillon_api.describe_channel_moderator(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare
+    c carillon.channels := carillon.channel_for(ctx, input);
+    mo carillon.channel_moderators%rowtype;
+begin
+    perform carillon.require_visible(c, carillon.bearer(ctx, input));
+    select * into mo from carillon.channel_moderators
+     where channel_arn = c.arn and moderator_arn = input->>'ChannelModeratorArn';
+    if not found then
+        perform carillon.fail('CH404', format('%s is not a moderator of channel %s', input->>'ChannelModeratorArn', c.arn));
+    end if;
+    return jsonb_build_object('ChannelModerator', jsonb_build_object(
+        'Moderator', carillon.identity_of(mo.moderator_arn), 'ChannelArn', c.arn,
+        'CreatedTimestamp', carillon.ts(mo.created_at), 'CreatedBy', carillon.identity_of(mo.created_by)));
+end $$;
+
+-- ListChannelModerators: {ChannelArn, ChannelModerators: [{Moderator}], NextToken}, by moderator ARN.
+create or replace function carillon_api.list_channel_moderators(ctx jsonb, input jsonb) returns jsonb
+language plpgsql stable as $$
+declare
+    c carillon.channels := carillon.channel_for(ctx, input);
+    v_lim int := carillon.page_size(input);
+    v_rows jsonb;
+begin
+    perform carillon.require_visible(c, carillon.bearer(ctx, input));
+    select jsonb_agg(jsonb_build_object('k', s.moderator_arn, 'v',
+               jsonb_build_object('Moderator', carillon.identity_of(s.moderator_arn))) order by s.moderator_arn)
+      into v_rows
+      from (select moderator_arn from carillon.channel_moderators
+             where channel_arn = c.arn and (ctx->>'after' is null or moderator_arn > ctx->>'after')
+             order by moderator_arn limit v_lim + 1) s;
+    return carillon.page(v_rows, v_lim, 'ChannelModerators', jsonb_build_object('ChannelArn', c.arn));
+end $$;
+
+-- DeleteChannelModerator: DELETE, 204.
+create or replace function carillon_api.delete_channel_moderator(ctx jsonb, input jsonb) returns jsonb
+language plpgsql as $$
+declare
+    c carillon.channels := carillon.channel_for(ctx, input);
+    v_mod text := input->>'ChannelModeratorArn';
+begin
+    perform carillon.require_manager(c, carillon.bearer(ctx, input));
+    perform carillon.moderator_lock_channel(c);
+    delete from carillon.channel_moderators where channel_arn = c.arn and moderator_arn = v_mod;
+    if not found then
+        perform carillon.fail('CH404', format('%s is not a moderator of channel %s', v_mod, c.arn));
+    end if;
+    return jsonb_build_object('__events', carillon.moderator_drop_elastic_membership(c, v_mod));
+end $$;
