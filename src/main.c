@@ -112,7 +112,8 @@ int main(int argc, char **argv)
 		const char *sub = argc > 2 ? argv[2] : "";
 		bool valid = !strcmp(sub, "create") || !strcmp(sub, "list") || (!strcmp(sub, "revoke") && argc > 3);
 		if (!valid) { /* before touching any database */
-			fprintf(stderr, "usage: carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n");
+			fprintf(stderr, !strcmp(sub, "revoke") ? "usage: carillon keys revoke ACCESS_KEY_ID\n"
+							       : "usage: carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n");
 			return 2;
 		}
 		return cmd_serve(MODE_KEYS, argc - 2, argv + 2);
