@@ -256,11 +256,15 @@ void carillon_api_sql_handler(struct carillon_req *r)
 		json_decref(ctx);
 		return;
 	}
+	/* A read has no idempotency token and writes nothing: call the operation's function directly
+	 * (its name comes from the model, never from the request). */
 	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
 	char *in_text = json_dumps(r->input, JSON_COMPACT);
 	json_decref(ctx);
-	const char *params[3] = {r->match.op->sql_function, ctx_text, in_text};
-	if (carillon_db_query("select carillon_api.invoke($1, $2::jsonb, $3::jsonb)::text", 3, params, sql_done, r))
+	char sql[160];
+	snprintf(sql, sizeof(sql), "select carillon_api.%s($1::jsonb, $2::jsonb)::text", r->match.op->sql_function);
+	const char *params[2] = {ctx_text, in_text};
+	if (carillon_db_query(sql, 2, params, sql_done, r))
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
 	free(ctx_text);
 	free(in_text);
@@ -277,11 +281,17 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		{"CH410", CARILLON_ERR_RESOURCE_LIMIT}, {"23505", CARILLON_ERR_CONFLICT},
 		{"22001", CARILLON_ERR_BAD_REQUEST},  {"22P02", CARILLON_ERR_BAD_REQUEST},
 		{"22003", CARILLON_ERR_BAD_REQUEST},  {"22008", CARILLON_ERR_BAD_REQUEST},
+		{"42883", CARILLON_ERR_BAD_REQUEST}, /* no function for this operation yet */
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		if (!strcmp(map[i].state, sqlstate)) {
 			bool ours = sqlstate[0] == 'C' && sqlstate[1] == 'H';
-			carillon_reply_error(r, map[i].err, "%s", ours ? message : "The request conflicts with the current state");
+			if (!strcmp(sqlstate, "42883"))
+				carillon_reply_error(r, map[i].err, "%s is not implemented by this server",
+						     r->match.op ? r->match.op->name : "This operation");
+			else
+				carillon_reply_error(r, map[i].err, "%s",
+						     ours ? message : "The request conflicts with the current state");
 			return;
 		}
 	}
