@@ -119,6 +119,10 @@ begin
     if fn in ('invoke', 'invoke_batch') then
         perform carillon.fail('CH400', format('The operation (%s) is not implemented by this server', fn));
     end if;
+    -- Persistent sends are idempotent by their own key (see send_channel_message).
+    if fn = 'send_channel_message' and input->>'Persistence' = 'PERSISTENT' then
+        v_token := null;
+    end if;
     if v_token is not null then
         v_hash := md5((input - (ctx->>'idempotency_member'))::text);
         insert into carillon.idempotency (operation, principal, token, input_hash)
@@ -133,8 +137,13 @@ begin
             return v_prev.result;
         end if;
     end if;
-    -- An operation without a function raises undefined_function (42883): "not implemented".
-    execute format('select carillon_api.%I($1, $2)', fn) into v_result using ctx, input;
+    -- The hot path is a static call (a cached plan); the others go through EXECUTE. An operation
+    -- without a function raises undefined_function (42883): "not implemented".
+    if fn = 'send_channel_message' then
+        v_result := carillon_api.send_channel_message(ctx, input);
+    else
+        execute format('select carillon_api.%I($1, $2)', fn) into v_result using ctx, input;
+    end if;
     if v_token is not null then
         update carillon.idempotency set result = v_result - '__events'
          where operation = fn and principal = v_principal and token = v_token;
@@ -163,6 +172,9 @@ declare
     v_out jsonb := '[]';
     v_events jsonb := '[]';
 begin
+    -- Lock the batch's channels up front, in ARN order: two batches in flight that touch the same
+    -- channels in different orders would otherwise deadlock (each holds its rows until commit).
+    perform carillon.lock_batch_channels(p_items);
     for v_item in select value from jsonb_array_elements(p_items) loop
         begin
             v_result := carillon.run_op(v_item->>'fn', v_item->'ctx', v_item->'input');
