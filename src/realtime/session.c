@@ -148,17 +148,39 @@ void carillon_session_buffer(struct carillon_session *s, struct carillon_event *
 	q_push(s, e);
 }
 
-/* CHANNEL_DETAILS frames, one per channel, queued right after SESSION_ESTABLISHED. They are
- * private to this session: events built here with position 0 never go through the hub. */
-static void prefetch_done(void *arg, const struct carillon_db_result *r)
+/* Database queries of a session carry a ticket, not the session: if the session closes meanwhile,
+ * session_closed() clears the ticket and the reply is dropped. */
+static bool session_query(struct carillon_session *s, const char *sql, int n, const char *const *params,
+			  carillon_db_cb cb)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	s->ticket = t;
+	if (!carillon_db_query(sql, n, params, cb, t))
+		return true;
+	free(t);
+	s->ticket = NULL;
+	return false;
+}
+
+/* The session a reply belongs to, if it is still open and in the state the query was made in. */
+static struct carillon_session *session_claim(void *arg, enum session_state expect)
 {
 	struct snapshot_ticket *t = arg;
 	struct carillon_session *s = t->s;
 	free(t);
 	if (!s)
-		return;
+		return NULL;
 	s->ticket = NULL;
-	if (s->state != S_ACTIVE || !r->res || PQntuples(r->res) != 1)
+	return s->state == expect ? s : NULL;
+}
+
+/* CHANNEL_DETAILS frames, one per channel, queued right after SESSION_ESTABLISHED. They are
+ * private to this session: events built here with position 0 never go through the hub. */
+static void prefetch_done(void *arg, const struct carillon_db_result *r)
+{
+	struct carillon_session *s = session_claim(arg, S_ACTIVE);
+	if (!s || !r->res || PQntuples(r->res) != 1)
 		return;
 	json_t *details = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
 	size_t i;
@@ -179,14 +201,8 @@ static void prefetch_done(void *arg, const struct carillon_db_result *r)
 
 static void request_prefetch(struct carillon_session *s)
 {
-	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
-	t->s = s;
-	s->ticket = t;
 	const char *params[2] = {s->user_arn, s->prefetch_sort[0] ? s->prefetch_sort : "unread"};
-	if (carillon_db_query("select carillon.prefetch($1, $2)::text", 2, params, prefetch_done, t)) {
-		free(t);
-		s->ticket = NULL;
-	}
+	session_query(s, "select carillon.prefetch($1, $2)::text", 2, params, prefetch_done);
 }
 
 static void session_activate(struct carillon_session *s);
@@ -195,13 +211,8 @@ static void request_gap(struct carillon_session *s, int64_t until);
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
 {
-	struct snapshot_ticket *t = arg;
-	struct carillon_session *s = t->s;
-	free(t);
+	struct carillon_session *s = session_claim(arg, S_PENDING);
 	if (!s)
-		return;
-	s->ticket = NULL;
-	if (s->state != S_PENDING)
 		return;
 	if (!r->res || PQntuples(r->res) != 1) {
 		session_fail(s, 1011, "Internal error");
@@ -272,13 +283,8 @@ static void session_activate(struct carillon_session *s)
  * in snapshot_done) and queued after SESSION_ESTABLISHED, before anything newer. */
 static void gap_done(void *arg, const struct carillon_db_result *r)
 {
-	struct snapshot_ticket *t = arg;
-	struct carillon_session *s = t->s;
-	free(t);
+	struct carillon_session *s = session_claim(arg, S_PENDING);
 	if (!s)
-		return;
-	s->ticket = NULL;
-	if (s->state != S_PENDING)
 		return;
 	if (!r->res) {
 		session_fail(s, 1011, "Internal error");
@@ -306,35 +312,26 @@ static void gap_done(void *arg, const struct carillon_db_result *r)
 }
 static void request_gap(struct carillon_session *s, int64_t until)
 {
-	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
-	t->s = s;
-	s->ticket = t;
 	char since[24], upto[24];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(upto, sizeof(upto), "%lld", (long long)until);
 	const char *params[2] = {since, upto};
-	if (carillon_db_query("select position, channel_arn, event_type, message_type, payload::text, audience,"
+	if (!session_query(s, "select position, channel_arn, event_type, message_type, payload::text, audience,"
 			      " array_to_json(arns)::text from carillon.events"
 			      " where position > $1::bigint and position <= $2::bigint order by position",
-			      2, params, gap_done, t)) {
-		free(t);
-		s->ticket = NULL;
+			   2, params, gap_done))
 		session_fail(s, 1013, "Busy");
-	}
 }
 
 static void request_snapshot(struct carillon_session *s)
 {
-	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
-	t->s = s;
-	s->ticket = t;
 	char since[24], max_resume[16];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_resume, sizeof(max_resume), "%d", MAX_RESUME);
 	const char *params[3] = {s->user_arn, since, max_resume};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
 	 * session whether the gap (since, P] is still in the log and the channels as of `since`. */
-	if (carillon_db_query("with p as (select coalesce(max(position), 0) as pos from carillon.events)"
+	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1),"
 			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
 			      "           where member_arn = $1), '[]')::text,"
@@ -343,11 +340,8 @@ static void request_snapshot(struct carillon_session *s)
 			      " case when $2::bigint >= 0 then"
 			      "   array_to_json(carillon.resume_channels($1, $2::bigint, p.pos))::text end"
 			      " from p",
-			      3, params, snapshot_done, t)) {
-		free(t);
-		s->ticket = NULL;
+			   3, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
-	}
 }
 
 /* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */

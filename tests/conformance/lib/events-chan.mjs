@@ -2,44 +2,9 @@
 // for the channel, moderator and ban tests. psql gets the conninfo as one argv element and the SQL
 // on stdin; values go in as psql variables (:'name'), never spliced into the text.
 
-import { execFileSync } from 'node:child_process';
+import { sql, channelEvents, logPosition, eventsAfter } from './eventlog.mjs';
 
-function databaseUrl() {
-  const url = process.env.CARILLON_TEST_DATABASE_URL;
-  if (!url) throw new Error('CARILLON_TEST_DATABASE_URL is not set');
-  return url;
-}
-
-/** Run `sql` (its last statement returns one JSON value, or nothing) with psql variables; return the parsed JSON. */
-export function sql(text, vars = {}) {
-  const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
-  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
-  const out = execFileSync('psql', args, { input: text, encoding: 'utf8' }).trim();
-  return out === '' ? null : JSON.parse(out);
-}
-
-/** Every event of a channel, in position order: [{position, event_type, message_type, audience, arns, payload}]. */
-export function channelEvents(channelArn) {
-  return (
-    sql(
-      `select coalesce(json_agg(json_build_object('position', position, 'event_type', event_type,
-                 'message_type', message_type, 'audience', audience, 'arns', arns, 'payload', payload,
-                 'app_instance_id', app_instance_id) order by position), '[]')
-         from carillon.events where channel_arn = :'arn'`,
-      { arn: channelArn },
-    ) ?? []
-  );
-}
-
-/** The highest event position of the whole log (0 when empty). */
-export function logPosition() {
-  return sql(`select to_json(coalesce(max(position), 0)) from carillon.events`);
-}
-
-/** Events of a channel after position `after`. */
-export function eventsAfter(channelArn, after) {
-  return channelEvents(channelArn).filter((e) => e.position > after);
-}
+export { sql, channelEvents, logPosition, eventsAfter };
 
 /** Row counts that hang off a channel: {channel, memberships, moderators, bans, messages, tags}. */
 export function channelRows(channelArn) {

@@ -2,42 +2,9 @@
 // the membership operations read but other resources write (bans, read markers). psql gets the
 // conninfo as one argv element and the SQL on stdin; values travel as psql variables (:'name').
 
-import { execFileSync } from 'node:child_process';
+import { psqlText as psql, channelEvents, lastPosition, eventsAfter } from './eventlog.mjs';
 
-function databaseUrl() {
-  const url = process.env.CARILLON_TEST_DATABASE_URL;
-  if (!url) throw new Error('CARILLON_TEST_DATABASE_URL is not set');
-  return url;
-}
-
-function psql(sql, vars = {}) {
-  const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
-  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
-  return execFileSync('psql', args, { input: sql, encoding: 'utf8' }).trim();
-}
-
-/** Every event of a channel, in position order: [{position, event_type, message_type, audience, arns, payload}]. */
-export function channelEvents(channelArn) {
-  const out = psql(
-    `select coalesce(json_agg(json_build_object('position', position, 'event_type', event_type,
-               'message_type', message_type, 'audience', audience, 'arns', arns, 'payload', payload,
-               'app_instance_id', app_instance_id) order by position), '[]')
-       from carillon.events where channel_arn = :'arn'`,
-    { arn: channelArn },
-  );
-  return JSON.parse(out || '[]');
-}
-
-/** The highest event position of a channel (0 when none). */
-export function lastPosition(channelArn) {
-  const evs = channelEvents(channelArn);
-  return evs.length ? evs[evs.length - 1].position : 0;
-}
-
-/** Events of a channel after position `after`. */
-export function eventsAfter(channelArn, after) {
-  return channelEvents(channelArn).filter((e) => e.position > after);
-}
+export { channelEvents, lastPosition, eventsAfter };
 
 /** Ban a member the way CreateChannelBan stores it (row only; the membership is left alone). */
 export function insertBan(channelArn, memberArn, createdBy) {

@@ -4,44 +4,9 @@
 // psql gets the conninfo as one argv element and the SQL on stdin; values travel as psql variables
 // (:'name'), never spliced into the SQL text.
 
-import { execFileSync } from 'node:child_process';
+import { sql, channelEvents, lastPosition, eventsAfter } from './eventlog.mjs';
 
-function databaseUrl() {
-  const url = process.env.CARILLON_TEST_DATABASE_URL;
-  if (!url) throw new Error('CARILLON_TEST_DATABASE_URL is not set');
-  return url;
-}
-
-/** Run `sql` (one statement, at most one JSON value out) with psql variables `vars`; return the parsed JSON or null. */
-export function sql(text, vars = {}) {
-  const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
-  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
-  const out = execFileSync('psql', args, { input: text, encoding: 'utf8' }).trim();
-  return out === '' ? null : JSON.parse(out);
-}
-
-/** Every event of a channel, in position order: [{position, event_type, message_type, audience, arns, payload, app_instance_id}]. */
-export function channelEvents(channelArn) {
-  return (
-    sql(
-      `select coalesce(json_agg(json_build_object('position', position, 'event_type', event_type,
-                 'message_type', message_type, 'audience', audience, 'arns', arns, 'payload', payload,
-                 'app_instance_id', app_instance_id) order by position), '[]')
-         from carillon.events where channel_arn = :'arn'`,
-      { arn: channelArn },
-    ) ?? []
-  );
-}
-
-/** The highest event position of a channel (0 when none). */
-export function lastPosition(channelArn) {
-  return sql(`select coalesce(max(position), 0) from carillon.events where channel_arn = :'arn'`, { arn: channelArn });
-}
-
-/** Events of a channel after position `after`. */
-export function eventsAfter(channelArn, after) {
-  return channelEvents(channelArn).filter((e) => e.position > after);
-}
+export { sql, channelEvents, lastPosition, eventsAfter };
 
 /** Stored message rows of a channel, in (created_at, seq) order, as JSON objects of the table's columns. */
 export function storedMessages(channelArn) {

@@ -1,0 +1,52 @@
+// Straight-to-PostgreSQL helpers shared by the messaging tests: run SQL through psql, and read the
+// event log. psql gets the conninfo as one argv element and the SQL on stdin; values travel as psql
+// variables (:'name'), never spliced into the text.
+
+import { execFileSync } from 'node:child_process';
+
+function databaseUrl() {
+  const url = process.env.CARILLON_TEST_DATABASE_URL;
+  if (!url) throw new Error('CARILLON_TEST_DATABASE_URL is not set');
+  return url;
+}
+
+/** Run `text` (its last statement returns one value, or nothing) with psql variables; return its raw text. */
+export function psqlText(text, vars = {}) {
+  const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
+  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
+  return execFileSync('psql', args, { input: text, encoding: 'utf8' }).trim();
+}
+
+/** Like psqlText, parsing the value as JSON (null when there is none). */
+export function sql(text, vars = {}) {
+  const out = psqlText(text, vars);
+  return out === '' ? null : JSON.parse(out);
+}
+
+/** Every event of a channel, in position order: [{position, event_type, message_type, audience, arns, payload, app_instance_id}]. */
+export function channelEvents(channelArn) {
+  return (
+    sql(
+      `select coalesce(json_agg(json_build_object('position', position, 'event_type', event_type,
+                 'message_type', message_type, 'audience', audience, 'arns', arns, 'payload', payload,
+                 'app_instance_id', app_instance_id) order by position), '[]')
+         from carillon.events where channel_arn = :'arn'`,
+      { arn: channelArn },
+    ) ?? []
+  );
+}
+
+/** The highest event position of a channel (0 when none). */
+export function lastPosition(channelArn) {
+  return sql(`select coalesce(max(position), 0) from carillon.events where channel_arn = :'arn'`, { arn: channelArn });
+}
+
+/** The highest event position of the whole log (0 when empty). */
+export function logPosition() {
+  return sql(`select to_json(coalesce(max(position), 0)) from carillon.events`);
+}
+
+/** Events of a channel after position `after`. */
+export function eventsAfter(channelArn, after) {
+  return channelEvents(channelArn).filter((e) => e.position > after);
+}
