@@ -104,7 +104,10 @@ static void *run(void *arg)
 	char buf[65536], req[16384];
 	int fd = connect_to(w->o);
 	unsigned long n = 0;
-	double interval = w->o->rate > 0 ? w->o->connections / w->o->rate : 0, next = now_s();
+	/* Paced workers start staggered across the interval: clients are not synchronised, and a
+	 * burst of every connection at once would measure the burst, not the offered rate. */
+	double interval = w->o->rate > 0 ? w->o->connections / w->o->rate : 0;
+	double next = now_s() + interval * w->index / (w->o->connections ? w->o->connections : 1);
 	while (!*w->stop && fd >= 0) {
 		if (interval > 0) { /* fixed offered load */
 			double wait = next - now_s();
