@@ -33,6 +33,7 @@ packages=(
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libpq-dev libjansson-dev libsodium-dev libcmocka-dev
 	postgresql-15 # the server; on Debian 12 it also provides postgresql-contrib-15
 	haproxy
+	openssl # the CLI: tests/conformance/lib/realtime.mjs makes the test certificate with it
 	python3-boto3 awscli # Debian's boto3 and AWS CLI, driven by tests/conformance/python-clients.test.mjs
 )
 
