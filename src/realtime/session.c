@@ -411,12 +411,20 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
 	struct carillon_principal p;
 	char why[256];
-	bool ok = !strcmp(uri, "/connect") && user[0] &&
-		  carillon_auth_verify(&sr, carillon_now_ms(), &p, why, sizeof(why)) == CARILLON_AUTH_OK &&
-		  (p.kind != CARILLON_PRINCIPAL_USER || !strcmp(p.user_arn, user));
+	bool ok = false;
+	if (strcmp(uri, "/connect"))
+		snprintf(why, sizeof(why), "not /connect");
+	else if (!user[0])
+		snprintf(why, sizeof(why), "no userArn");
+	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, sizeof(why)) != CARILLON_AUTH_OK)
+		; /* why says why */
+	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
+		snprintf(why, sizeof(why), "user credentials may connect only as their own AppInstanceUser");
+	else
+		ok = true;
 	free(query);
 	if (!ok) {
-		log_info("websocket session refused (%s)", user[0] ? why : "no userArn");
+		log_info("websocket session refused (%s)", why);
 		session_fail(s, 4401, "Unauthorized");
 		return 0;
 	}

@@ -320,7 +320,7 @@ test('start() rejects with 4401 for a wrong secret: no didStart, no reconnect', 
 test('a wrong secret is refused already by GetMessagingSessionEndpoint: the SDK retries (4999) until its deadline, never starts', async (t) => {
   const w = await newWorld(['alice']);
   const creds = { ...w.alice.creds, secretAccessKey: tamper(w.alice.creds.secretAccessKey) };
-  const rec = session(ctx.srv, w.alice.arn, creds, { label: 'alice (wrong secret)', reconnectTimeoutMs: 1500 });
+  const rec = session(ctx.srv, w.alice.arn, creds, { label: 'alice (wrong secret)', reconnectTimeoutMs: 500 });
   t.after(() => rec.stop());
   // The SDK's first start() promise is orphaned by its own retry; the retry's promise rejects
   // with the synthetic close event 4999 once reconnectTimeoutMs has passed.
