@@ -50,7 +50,6 @@ static const struct cfg_key cfg_keys[] = {
 	NUM(max_body_bytes, "CARILLON_MAX_BODY_BYTES", "1048576", 1024, 64L << 20, "largest request body accepted (413 above)"),
 	NUM(db_pool_size, "CARILLON_DB_POOL_SIZE", "4", 1, 64, "database connections per process"),
 	NUM(clock_skew_seconds, "CARILLON_CLOCK_SKEW_SECONDS", "300", 1, 3600, "SigV4 X-Amz-Date tolerance"),
-	NUM(max_connections, "CARILLON_MAX_CONNECTIONS", "19000", 16, 1000000, "connections per process"),
 	NUM(http_keepalive_seconds, "CARILLON_HTTP_KEEPALIVE_SECONDS", "60", 1, 3600, "idle HTTP keep-alive"),
 	NUM(shutdown_grace_seconds, "CARILLON_SHUTDOWN_GRACE_SECONDS", "10", 0, 600, "time to finish requests on SIGTERM"),
 };

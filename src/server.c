@@ -210,7 +210,8 @@ static int create_lws_context(void)
 	info.max_http_header_pool = 256;
 	info.keepalive_timeout = (int)carillon_cfg.http_keepalive_seconds;
 	info.timeout_secs = 30;
-	info.fd_limit_per_thread = (unsigned)carillon_cfg.max_connections + 64;
+	/* No fd_limit_per_thread: with it, lws 4.1 looks connections up by a linear scan of its fd table
+	 * on every socket event (wsi_from_fd); sized from RLIMIT_NOFILE it indexes directly. */
 	srv.ctx = lws_create_context(&info);
 	if (!srv.ctx) {
 		log_err("cannot create the libwebsockets context (is libwebsockets-evlib-uv installed?)");

@@ -25,7 +25,6 @@ struct carillon_config {
 	long max_body_bytes;
 	long db_pool_size;
 	long clock_skew_seconds;
-	long max_connections;
 	long http_keepalive_seconds;
 	long shutdown_grace_seconds;
 
