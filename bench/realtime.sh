@@ -5,7 +5,10 @@
 #   latency  end-to-end latency, REST send -> frame at the receiver, at 1,000 messages/s into
 #            100 channels of 10 members (1,000 sessions)
 #   fanout   one channel with 10,000 connected members: deliveries/s from one node
-#   bench/realtime.sh idle|latency|fanout [sessions] [seconds]
+#   haproxy-latency, haproxy-fanout: the same through HAProxy in front of 2 nodes (deploy/haproxy.cfg
+#            without TLS: plain HTTP frontend, leastconn, /healthz checks); sessions and sends
+#            both go through the balancer, so writes on one node reach sessions on the other
+#   bench/realtime.sh idle|latency|fanout|haproxy-latency|haproxy-fanout [sessions] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-idle}; secs=${3:-10}
@@ -20,7 +23,9 @@ ws() { # ws PORT SESSIONS USERSFILE -> runs carillon-ws-bench in the background,
 	build/carillon-ws-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
 		--users "$3" --sessions "$2" --seconds "$secs" --ramp 1000 >"$dir/ws.$4" 2>&1 &
 	bench_pids+=("$!")
+	ws_pids+=("$!")
 }
+ws_pids=()
 send() { # send CONNECTIONS RATE
 	build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
 		--method POST --paths "$dir/paths.txt" --bearer "$(cat "$dir/sender.txt")" --expect 201 \
@@ -36,6 +41,41 @@ wait_established() { # wait_established N-FILES
 	done
 	return 1
 }
+if [[ $mode == haproxy-* ]]; then
+	# A second node on the same PostgreSQL, and HAProxy in front of both; everything goes through it.
+	port2=$(free_port)
+	pid2=$(start_node "$port2"); bench_pids+=("$pid2"); wait_port "$port2"
+	lb=$(free_port)
+	cat >"$dir/haproxy.cfg" <<CFG
+global
+    maxconn 9800 # 2 fds per proxied connection under the 20,000 open-file limit
+defaults
+    mode http
+    timeout connect 5s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend carillon
+    bind 127.0.0.1:$lb
+    default_backend carillon
+backend carillon
+    balance leastconn
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server check inter 2s maxconn 20000
+    server node1 127.0.0.1:$port
+    server node2 127.0.0.1:$port2
+CFG
+	haproxy -f "$dir/haproxy.cfg" -db >/dev/null 2>&1 &
+	bench_pids+=("$!")
+	wait_port "$lb"
+	sleep 2.5 # first health checks
+	port=$lb
+	mode=${mode#haproxy-}
+	echo "through HAProxy on port $lb in front of 2 nodes"
+fi
 case $mode in
 idle)
 	n=${2:-19000}; half=$((n / 2))
@@ -48,21 +88,27 @@ idle)
 	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat); sleep 5; cpu1=$(awk '{print $14+$15}' /proc/$pid/stat)
 	cat "$dir"/ws.1 "$dir"/ws.2 | grep established
 	echo "one process: $n sessions, RSS $before kB -> $after kB: $(( (after - before) * 1024 / n )) bytes/session; idle CPU $(( (cpu1 - cpu0) * 10 / 5 )) ms/s"
-	# two processes on one port
-	pid2=$(start_node "$port"); bench_pids+=("$pid2"); sleep 1
+	# Two fresh processes sharing the port (SO_REUSEPORT), twice the sessions (each process may hold
+	# ~19,000 under the 20,000 open-file limit); the kernel spreads new connections over both.
+	# Run with seconds >= 10: sessions must stay open while idle CPU is measured.
+	for _ in $(seq 600); do grep -q frames= "$dir/ws.1" && grep -q frames= "$dir/ws.2" && break; sleep 0.2; done
+	kill "$pid"; sleep 2
+	pid=$(start_node "$port"); bench_pids+=("$pid")
+	pid2=$(start_node "$port"); bench_pids+=("$pid2"); sleep 1.5
 	b1=$(rss_kb "$pid"); b2=$(rss_kb "$pid2")
 	for i in 3 4 5 6; do ws "$port" "$half" "$dir/receivers.txt" "$i"; done
 	wait_established "$dir"/ws.{3,4,5,6}
 	sleep 2
 	a1=$(rss_kb "$pid"); a2=$(rss_kb "$pid2")
-	echo "two processes on port $port: +$((a1 - b1)) kB and +$((a2 - b2)) kB for $((4 * half)) more sessions (total $((n + 4 * half)))"
+	cat "$dir"/ws.{3,4,5,6} | grep established
+	echo "two processes on port $port: $((4 * half)) sessions; RSS +$((a1 - b1)) kB and +$((a2 - b2)) kB: $(( (a1 - b1 + a2 - b2) * 1024 / (4 * half) )) bytes/session"
 	;;
 latency)
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 1000 --channels 100 --members 10 --out "$dir" >/dev/null
 	ws "$port" 1000 "$dir/receivers.txt" 1
 	wait_established "$dir/ws.1"
 	send 16 1000
-	wait
+	wait "${ws_pids[@]}"
 	cat "$dir/ws.1"
 	;;
 fanout)
@@ -71,7 +117,7 @@ fanout)
 	ws "$port" $((n / 2)) "$dir/receivers.txt" 1; ws "$port" $((n - n / 2)) "$dir/receivers.txt" 2
 	wait_established "$dir/ws.1" "$dir/ws.2"
 	send 4 ""
-	wait
+	wait "${ws_pids[@]}"
 	cat "$dir/ws.1" "$dir/ws.2"
 	awk '/deliveries_per_s/{for(i=1;i<=NF;i++) if ($i ~ /^deliveries_per_s=/) {split($i,a,"="); s+=a[2]}} END {print "total deliveries/s: " s}' "$dir"/ws.1 "$dir"/ws.2
 	;;
