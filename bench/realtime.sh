@@ -21,7 +21,7 @@ dir=$(mktemp -d)
 machine
 ws() { # ws PORT SESSIONS USERSFILE -> runs carillon-ws-bench in the background, output to $dir/ws.N
 	build/carillon-ws-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
-		--users "$3" --sessions "$2" --seconds "$secs" --ramp 1000 >"$dir/ws.$4" 2>&1 &
+		--users "$3" --sessions "$2" --seconds "$secs" --ramp 1000 --bind "127.0.0.$((10 + $4))" >"$dir/ws.$4" 2>&1 &
 	bench_pids+=("$!")
 	ws_pids+=("$!")
 }

@@ -6,7 +6,11 @@
  * more than ~19,000 sessions (the per-process open-file limit here is 20,000).
  *
  *   carillon-ws-bench --port 8080 --akid AKIA... --secret ... --users users.txt --sessions 1000 \
- *       [--seconds 10] [--host 127.0.0.1] [--ramp 500]
+ *       [--seconds 10] [--host 127.0.0.1] [--ramp 500] [--bind 127.0.0.N]
+ *
+ * --bind gives the client sockets their own loopback source address: connections from one address
+ * share the ephemeral port range (net.ipv4.ip_local_port_range, 28,232 ports by default), which
+ * caps every generator process of a host at that many sessions in total.
  *
  * Prints when every session has its SESSION_ESTABLISHED, then after --seconds: frames received,
  * deliveries/s over the measuring window, and, for CREATE_CHANNEL_MESSAGE frames whose Content is
@@ -47,9 +51,9 @@ struct conn {
 };
 
 static struct {
-	const char *host, *akid, *secret, *region, *users_file;
+	const char *host, *akid, *secret, *region, *users_file, *bind_ip;
 	int port, sessions, seconds, ramp;
-} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, 8080, 100, 10, 500};
+} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, NULL, 8080, 100, 10, 500};
 
 static char **users;
 static int n_users;
@@ -260,6 +264,14 @@ static int open_conn(struct conn *c, int epfd, int i)
 		return -1;
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (o.bind_ip) { /* each loopback source address has its own ~28k ephemeral ports */
+		struct sockaddr_in src = {.sin_family = AF_INET};
+		inet_pton(AF_INET, o.bind_ip, &src.sin_addr);
+		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src))) {
+			close(c->fd);
+			return -1;
+		}
+	}
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS) {
 		close(c->fd);
 		return -1;
@@ -307,6 +319,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--sessions")) o.sessions = atoi(v);
 		else if (!strcmp(k, "--seconds")) o.seconds = atoi(v);
 		else if (!strcmp(k, "--ramp")) o.ramp = atoi(v);
+		else if (!strcmp(k, "--bind")) o.bind_ip = v;
 	}
 	if (!o.akid || !o.secret || !o.users_file || sodium_init() < 0) {
 		fprintf(stderr, "usage: %s --akid K --secret S --users FILE [--sessions N --seconds T --port P]\n", argv[0]);
