@@ -40,6 +40,17 @@ begin
     return extra;
 end $$;
 
+-- A page of identities: p_arns (at most lim + 1, in cursor order) become [{p_item: {Arn, Name}}]
+-- under p_list, the ARN being the cursor. Shared by the listings of admins, moderators and bans.
+create or replace function carillon.identity_page(p_arns text[], p_lim int, p_item text, p_list text,
+                                                  p_extra jsonb default '{}')
+returns jsonb language sql stable as $$
+    select carillon.page((select jsonb_agg(jsonb_build_object('k', a, 'v',
+                                    jsonb_build_object(p_item, carillon.identity_of(a))) order by n)
+                            from unnest(p_arns) with ordinality as u(a, n)),
+                         p_lim, p_list, p_extra)
+$$;
+
 create or replace function carillon.app_instance_id(p_arn text) returns text
 language plpgsql stable as $$
 declare v_id text;

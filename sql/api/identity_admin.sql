@@ -58,16 +58,12 @@ language plpgsql stable as $$
 declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
     v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
-    select jsonb_agg(jsonb_build_object('k', admin_arn, 'v',
-               jsonb_build_object('Admin', carillon.identity_of(admin_arn))) order by admin_arn)
-      into v_rows
-      from (select admin_arn from carillon.app_instance_admins
-             where app_instance_id = v_app_id and (ctx->>'after' is null or admin_arn > ctx->>'after')
-             order by admin_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstanceAdmins',
-                         jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
+    return carillon.identity_page(array(
+        select admin_arn from carillon.app_instance_admins
+         where app_instance_id = v_app_id and (ctx->>'after' is null or admin_arn > ctx->>'after')
+         order by admin_arn limit v_lim + 1), v_lim, 'Admin', 'AppInstanceAdmins',
+        jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
 end $$;
 
 create or replace function carillon_api.delete_app_instance_admin(ctx jsonb, input jsonb) returns jsonb

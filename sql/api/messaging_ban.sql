@@ -88,16 +88,12 @@ language plpgsql stable as $$
 declare
     c carillon.channels := carillon.channel_for(ctx, input);
     v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
-    select jsonb_agg(jsonb_build_object('k', s.member_arn, 'v',
-               jsonb_build_object('Member', carillon.identity_of(s.member_arn))) order by s.member_arn)
-      into v_rows
-      from (select member_arn from carillon.channel_bans
-             where channel_arn = c.arn and (ctx->>'after' is null or member_arn > ctx->>'after')
-             order by member_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(array(
+        select member_arn from carillon.channel_bans
+         where channel_arn = c.arn and (ctx->>'after' is null or member_arn > ctx->>'after')
+         order by member_arn limit v_lim + 1), v_lim, 'Member', 'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelBan: DELETE, 204. The identity may then be added again (it is not re-added).

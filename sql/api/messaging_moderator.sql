@@ -95,16 +95,13 @@ language plpgsql stable as $$
 declare
     c carillon.channels := carillon.channel_for(ctx, input);
     v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_visible(c, carillon.bearer(ctx, input));
-    select jsonb_agg(jsonb_build_object('k', s.moderator_arn, 'v',
-               jsonb_build_object('Moderator', carillon.identity_of(s.moderator_arn))) order by s.moderator_arn)
-      into v_rows
-      from (select moderator_arn from carillon.channel_moderators
-             where channel_arn = c.arn and (ctx->>'after' is null or moderator_arn > ctx->>'after')
-             order by moderator_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelModerators', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(array(
+        select moderator_arn from carillon.channel_moderators
+         where channel_arn = c.arn and (ctx->>'after' is null or moderator_arn > ctx->>'after')
+         order by moderator_arn limit v_lim + 1), v_lim, 'Moderator', 'ChannelModerators',
+        jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelModerator: DELETE, 204.
