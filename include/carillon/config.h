@@ -27,6 +27,24 @@ struct carillon_config {
 	long clock_skew_seconds;
 	long http_keepalive_seconds;
 	long shutdown_grace_seconds;
+	char *run_as_user;            /* as root: drop to this user after binding */
+	long header_timeout_seconds;
+	long max_headers;
+	/* quotas (Chime's defaults) */
+	long max_sessions_per_user;
+	long max_endpoints_per_user;
+	long max_channel_memberships;
+	long max_channel_moderators;
+	long max_app_instance_admins;
+	long max_channel_flows;
+	/* rate limits (token buckets per process; rate 0: off) */
+	long connect_rate_per_user;
+	long connect_burst_per_user;
+	long request_rate_per_credential;
+	long request_burst_per_credential;
+	/* resume (since-position) bounds */
+	long resume_max_events;
+	long resume_max_bytes;
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
