@@ -62,14 +62,14 @@ static void test_master_key_binds(void **state)
 static void test_mint(void **state)
 {
 	struct carillon_temp_credentials c;
-	assert_int_equal(carillon_auth_mint("arn:aws:chime:us-east-1:1:app-instance/a/user/u", 1000, 900, &c), 0);
+	assert_int_equal(carillon_auth_mint("arn:aws:chime:us-east-1:1:app-instance/a/user/u", "AKIDROOT", 42, 1000, 900, &c), 0);
 	assert_int_equal(strncmp(c.access_key_id, "ASIA", 4), 0);
 	assert_int_equal(strlen(c.access_key_id), 20);
 	assert_int_equal(strlen(c.secret_access_key), 40);
 	assert_int_equal(c.expires_ms, 1000 + 900 * 1000);
 	assert_true(strlen(c.session_token) > 40);
 	struct carillon_temp_credentials d;
-	carillon_auth_mint("arn:aws:chime:us-east-1:1:app-instance/a/user/u", 1000, 900, &d);
+	carillon_auth_mint("arn:aws:chime:us-east-1:1:app-instance/a/user/u", "AKIDROOT", 42, 1000, 900, &d);
 	assert_string_not_equal(c.access_key_id, d.access_key_id);
 	assert_string_not_equal(c.session_token, d.session_token);
 }
