@@ -22,6 +22,9 @@
 #include "carillon/util.h"
 
 #define TOKEN_PURPOSE "carillon session token v2"
+#define QUERY_AUTH_REFUSED                                                                                         \
+	"Presigned (query-string) credentials are accepted only for GET /connect: sign this request with an "     \
+	"Authorization header"
 
 static void random_chars(char *out, size_t n, const char *alphabet)
 {
@@ -114,9 +117,7 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 	case CARILLON_SIGV4_MISSING:
 		return deny(why, why_len, "Missing Authentication Token: the request must be signed with SigV4");
 	case CARILLON_SIGV4_QUERY_AUTH:
-		return deny(why, why_len,
-			    "Presigned (query-string) credentials are accepted only for GET /connect: sign this "
-			    "request with an Authorization header");
+		return deny(why, why_len, QUERY_AUTH_REFUSED);
 	default:
 		return deny(why, why_len, "The authorization information in the request is malformed");
 	}
@@ -133,7 +134,7 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 		if (rc > 0)
 			return deny(why, why_len,
 				    "The security token included in the request is invalid: the key that minted it "
-				    "was revoked");
+				    "is no longer active");
 		if (rc)
 			return deny(why, why_len, "The security token included in the request is invalid");
 		if (out->expires_ms <= now_ms) {
@@ -156,9 +157,7 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 	if (st != CARILLON_SIGV4_OK)
 		memset(out, 0, sizeof(*out));
 	if (st == CARILLON_SIGV4_QUERY_AUTH)
-		return deny(why, why_len,
-			    "Presigned (query-string) credentials are accepted only for GET /connect: sign this "
-			    "request with an Authorization header");
+		return deny(why, why_len, QUERY_AUTH_REFUSED);
 	if (st == CARILLON_SIGV4_UNSIGNED_HEADER) {
 		char name[64];
 		carillon_sigv4_unsigned_header(req, &auth, name, sizeof(name));

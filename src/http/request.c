@@ -114,8 +114,7 @@ size_t carillon_req_header_names(struct carillon_req *r, const char **names, siz
 {
 	static char known[WSI_TOKEN_COUNT][48];
 	static const char *const probed[] = {"x-amz-chime-bearer", "x-amz-date", "x-amz-security-token",
-					     "x-amz-content-sha256", "x-amz-user-agent", "x-amz-target",
-					     "x-amz-expected-bucket-owner", "x-amz-client-context"};
+					     "x-amz-content-sha256", "x-amz-user-agent", "x-amz-target"};
 	size_t n = 0;
 	if (!r->wsi)
 		return 0;
