@@ -201,8 +201,9 @@ static size_t build_request(const struct opts *o, const char *path, unsigned lon
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
-	struct carillon_sigv4_request sr = {o->method, path, "", hdr, amz_date, (const unsigned char *)body,
-					    strlen(body)};
+	struct carillon_sigv4_request sr = {.method = o->method, .raw_path = path, .raw_query = "", .header = hdr,
+					    .header_ctx = amz_date, .body = (const unsigned char *)body,
+					    .body_len = strlen(body)};
 	struct carillon_sigv4_auth *a = calloc(1, sizeof(*a));
 	snprintf(a->access_key_id, sizeof(a->access_key_id), "%s", o->akid);
 	memcpy(a->date, amz_date, 8);

@@ -103,7 +103,8 @@ static char *upgrade_request(const char *user, int session_id)
 		 ecred, amz_date, session_id, euser);
 	free(ecred);
 	free(euser);
-	struct carillon_sigv4_request sr = {"GET", "/connect", query, hdr, NULL, NULL, 0};
+	struct carillon_sigv4_request sr = {.method = "GET", .raw_path = "/connect", .raw_query = query, .header = hdr,
+					    .allow_query_auth = true};
 	static struct carillon_sigv4_auth a;
 	memset(&a, 0, sizeof(a));
 	a.presigned = true;

@@ -23,6 +23,7 @@ struct carillon_principal {
 	char access_key_id[129];
 	char user_arn[1601];         /* CARILLON_PRINCIPAL_USER only */
 	int64_t expires_ms;          /* CARILLON_PRINCIPAL_USER only */
+	int64_t user_gen;            /* CARILLON_PRINCIPAL_USER only: the user's generation at minting */
 };
 
 enum carillon_auth_result {
@@ -36,14 +37,19 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 					       struct carillon_principal *out, char *why, size_t why_len);
 
 /* Mint a temporary credential for `user_arn`, valid for `duration_s` seconds. Writes the strings
- * into the given buffers; returns 0. */
+ * into the given buffers; returns 0.
+ * The sealed token is bound to `minted_by` (the access key id of the root or admin key that asked for
+ * it: the token stops working once that key is no longer known, e.g. revoked) and to `user_gen` (the
+ * user's carillon.app_instance_users.generation: a deleted and recreated user does not inherit it;
+ * checked by the database on every request, see carillon.check_token). */
 struct carillon_temp_credentials {
 	char access_key_id[32];
 	char secret_access_key[64];
 	char session_token[2048];
 	int64_t expires_ms;
 };
-int carillon_auth_mint(const char *user_arn, int64_t now_ms, long duration_s, struct carillon_temp_credentials *out);
+int carillon_auth_mint(const char *user_arn, const char *minted_by, int64_t user_gen, int64_t now_ms, long duration_s,
+		       struct carillon_temp_credentials *out);
 
 /* Seal / open small opaque values with a purpose-bound subkey of the master key
  * (NextTokens, session tokens). Output is URL-safe base64 without padding. */

@@ -24,6 +24,15 @@ struct carillon_sigv4_request {
 	void *header_ctx;
 	const unsigned char *body;   /* may be NULL when body_len == 0 */
 	size_t body_len;
+	/* Presigned (query-string) credentials are accepted only when this is set: GET /connect, whose
+	 * browser clients cannot send headers. Every REST call needs the Authorization header form, whose
+	 * signature covers the body. */
+	bool allow_query_auth;
+	/* Every header name of the request as received (any case; repeated names may repeat), so that an
+	 * x-amz-* header added after signing is refused. NULL: only the names checked through `header`
+	 * (x-amz-chime-bearer, content-type, x-amz-date, x-amz-security-token, x-amz-content-sha256). */
+	const char *const *header_names;
+	size_t n_header_names;
 };
 
 /* What the request claims: parsed from the Authorization header or the X-Amz-* query. */
@@ -47,6 +56,8 @@ enum carillon_sigv4_status {
 	CARILLON_SIGV4_BAD_SCOPE,    /* scope date != X-Amz-Date day, or service/terminator wrong */
 	CARILLON_SIGV4_EXPIRED,      /* outside the clock-skew window or past X-Amz-Expires */
 	CARILLON_SIGV4_MISMATCH,     /* signature does not match */
+	CARILLON_SIGV4_QUERY_AUTH,   /* presigned credentials on a request that does not allow them */
+	CARILLON_SIGV4_UNSIGNED_HEADER, /* a header that must be signed is not in SignedHeaders */
 };
 
 /* Parse the claimed credentials from the request. Does no crypto. */
@@ -66,9 +77,19 @@ enum carillon_sigv4_status carillon_sigv4_check_time(const struct carillon_sigv4
  * Presigned form (used by amazon-chime-sdk-js for GET /connect): the canonical query is built
  * without X-Amz-Signature, tried in up to three ways (raw pairs sorted; decoded then re-encoded as
  * JavaScript's encodeURIComponent does; decoded then re-encoded the RFC 3986 way), accepting if
- * any matches; the payload hash is SHA-256("") unless X-Amz-Content-Sha256 / UNSIGNED-PAYLOAD says otherwise. */
+ * any matches; the payload hash is SHA-256("") unless X-Amz-Content-Sha256 / UNSIGNED-PAYLOAD says otherwise.
+ * A presigned request without req->allow_query_auth gives QUERY_AUTH (so does carillon_sigv4_parse);
+ * an unsigned header that must be signed gives UNSIGNED_HEADER. */
 enum carillon_sigv4_status carillon_sigv4_verify(const struct carillon_sigv4_request *req,
 						 const struct carillon_sigv4_auth *auth, const char *secret);
+
+/* The signed-header rule: `host`, `x-amz-chime-bearer`, `content-type` and every `x-amz-*` header
+ * present in the request must be listed in SignedHeaders (the AWS SDKs, boto3 and the CLI sign them
+ * all); otherwise whoever adds one after signing (a bearer, a security token) would act with it.
+ * Returns true when some such header is unsigned, and copies its lower-case name into `name` (when
+ * `name` is not NULL; truncated to `size`). carillon_sigv4_verify() applies it before any crypto. */
+bool carillon_sigv4_unsigned_header(const struct carillon_sigv4_request *req, const struct carillon_sigv4_auth *auth,
+				    char *name, size_t size);
 
 /* Lower-case hex SHA-256 of data (65 bytes with the terminating NUL). */
 void carillon_sha256_hex(const void *data, size_t len, char out[65]);

@@ -116,6 +116,21 @@ begin
     perform pg_notify('carillon_events', v_last::text);
 end $$;
 
+-- A user credential is bound to its user's generation (ctx.user_gen, from the sealed token): once
+-- the user is deleted, and perhaps created again under the same ARN, its old credentials are refused
+-- with CH401 (UnauthorizedClientException). Returns ctx, so a read can wrap its argument with it.
+create or replace function carillon.check_token(ctx jsonb) returns jsonb
+language plpgsql stable as $$
+begin
+    if ctx->>'principal' = 'user' and not exists (
+           select 1 from carillon.app_instance_users
+            where arn = ctx->>'user_arn' and generation = (ctx->>'user_gen')::bigint) then
+        raise exception using errcode = 'CH401',
+            message = 'The security token included in the request is invalid: its AppInstanceUser no longer exists';
+    end if;
+    return ctx;
+end $$;
+
 -- One operation: ClientRequestToken idempotency, then the operation's function. Returns the output
 -- with "__events" (never stored with the idempotency record, so a retry emits nothing twice).
 create or replace function carillon.run_op(fn text, ctx jsonb, input jsonb) returns jsonb
@@ -130,6 +145,7 @@ begin
     if fn in ('invoke', 'invoke_batch') then
         perform carillon.fail('CH400', format('The operation (%s) is not implemented by this server', fn));
     end if;
+    perform carillon.check_token(ctx);
     -- Persistent sends are idempotent by their own key (see send_channel_message).
     if fn = 'send_channel_message' and input->>'Persistence' = 'PERSISTENT' then
         v_token := null;

@@ -4,6 +4,7 @@
  *   POST /carillon/credentials  user-scoped temporary credentials, for the root or an admin key
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "carillon/api.h"
@@ -20,6 +21,19 @@ struct mint_state {
 	char user_arn[1601];
 	long duration;
 };
+
+/* The token is bound to the user's generation: it dies with the user, even if the same ARN is created
+ * again later. */
+static int mint_for_row(struct carillon_req *r, const struct mint_state *st, const PGresult *row,
+			struct carillon_temp_credentials *c)
+{
+	char *end;
+	const char *text = PQgetvalue(row, 0, 0);
+	long long gen = strtoll(text, &end, 10);
+	if (PQgetisnull(row, 0, 0) || end == text || *end)
+		return -1;
+	return carillon_auth_mint(st->user_arn, r->principal.access_key_id, (int64_t)gen, r->t_ms, st->duration, c);
+}
 
 static void healthz(struct carillon_req *r)
 {
@@ -40,7 +54,7 @@ static void credentials_user_found(void *arg, const struct carillon_db_result *r
 		carillon_reply_error(r, CARILLON_ERR_NOT_FOUND, "AppInstanceUser %s not found", st->user_arn);
 	} else {
 		struct carillon_temp_credentials c;
-		if (carillon_auth_mint(st->user_arn, r->t_ms, st->duration, &c))
+		if (mint_for_row(r, st, res->res, &c))
 			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Cannot mint credentials");
 		else
 			carillon_reply_json(r, 200,
@@ -54,8 +68,19 @@ static void credentials_user_found(void *arg, const struct carillon_db_result *r
 
 static void credentials(struct carillon_req *r)
 {
-	struct carillon_sigv4_request sr = {r->method, "/carillon/credentials", r->raw_query, carillon_req_header, r,
-					    (const unsigned char *)r->body.data, r->body.len};
+	/* Header form only (allow_query_auth stays false): a presigned URL would not sign the body. */
+	const char *names[128];
+	struct carillon_sigv4_request sr = {
+		.method = r->method,
+		.raw_path = "/carillon/credentials",
+		.raw_query = r->raw_query,
+		.header = carillon_req_header,
+		.header_ctx = r,
+		.body = (const unsigned char *)r->body.data,
+		.body_len = r->body.len,
+		.header_names = names,
+		.n_header_names = carillon_req_header_names(r, names, sizeof(names) / sizeof(names[0])),
+	};
 	char why[512];
 	if (carillon_auth_verify(&sr, r->t_ms, &r->principal, why, sizeof(why)) != CARILLON_AUTH_OK) {
 		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
@@ -90,7 +115,7 @@ static void credentials(struct carillon_req *r)
 	json_decref(in);
 	r->handler_state = st;
 	const char *params[1] = {st->user_arn};
-	if (carillon_db_query("select 1 from carillon.app_instance_users where arn = $1", 1, params,
+	if (carillon_db_query("select generation from carillon.app_instance_users where arn = $1", 1, params,
 			      credentials_user_found, r)) {
 		free(st);
 		r->handler_state = NULL;

@@ -22,7 +22,10 @@ void carillon_api_dispatch(struct carillon_req *r)
 		carillon_reply_error(r, CARILLON_ERR_UNKNOWN_OPERATION, "No operation matches %s %s", r->method, r->path);
 		return;
 	}
+	const char *names[128];
 	struct carillon_sigv4_request sr = {
+		.header_names = names,
+		.n_header_names = carillon_req_header_names(r, names, sizeof(names) / sizeof(names[0])),
 		.method = r->method,
 		.raw_path = r->match.raw_path,
 		.raw_query = r->raw_query,

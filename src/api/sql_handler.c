@@ -111,8 +111,10 @@ static json_t *make_ctx(struct carillon_req *r)
 	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
 				carillon_cfg.account_id, "principal", principal, "now_ms", (json_int_t)r->t_ms,
 				"request_id", r->id);
-	if (p->kind == CARILLON_PRINCIPAL_USER)
+	if (p->kind == CARILLON_PRINCIPAL_USER) {
 		json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
+		json_object_set_new(ctx, "user_gen", json_integer((json_int_t)p->user_gen));
+	}
 	json_object_set_new(ctx, "public_endpoint",
 			    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
 	const char *idem = r->match.op->idempotency_member;
@@ -261,8 +263,9 @@ void carillon_api_sql_handler(struct carillon_req *r)
 	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
 	char *in_text = json_dumps(r->input, JSON_COMPACT);
 	json_decref(ctx);
-	char sql[160];
-	snprintf(sql, sizeof(sql), "select carillon_api.%s($1::jsonb, $2::jsonb)::text", r->match.op->sql_function);
+	char sql[192];
+	snprintf(sql, sizeof(sql), "select carillon_api.%s(carillon.check_token($1::jsonb), $2::jsonb)::text",
+		 r->match.op->sql_function);
 	const char *params[2] = {ctx_text, in_text};
 	if (carillon_db_query(sql, 2, params, sql_done, r))
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
@@ -277,6 +280,7 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		enum carillon_err err;
 	} map[] = {
 		{"CH400", CARILLON_ERR_BAD_REQUEST},  {"CH403", CARILLON_ERR_FORBIDDEN},
+		{"CH401", CARILLON_ERR_UNAUTHORIZED},
 		{"CH404", CARILLON_ERR_NOT_FOUND},    {"CH409", CARILLON_ERR_CONFLICT},
 		{"CH410", CARILLON_ERR_RESOURCE_LIMIT}, {"23505", CARILLON_ERR_CONFLICT},
 		{"22001", CARILLON_ERR_BAD_REQUEST},  {"22P02", CARILLON_ERR_BAD_REQUEST},

@@ -2,6 +2,12 @@
  * Resolving a request's principal: SigV4 with the root key, or with a user-scoped temporary
  * credential whose session token is sealed with the master key and carries everything needed to
  * verify it (access key id, secret, user ARN, expiry) — no database round trip.
+ *
+ * A token also names the key that minted it ("k") and the user's generation ("g"). The key must still
+ * be known when the token is used (the root key, or an admin key in the keys cache, which drops a
+ * revoked key within its refresh interval); the generation travels with the principal and the
+ * database refuses it once the user was deleted (and perhaps recreated under the same ARN).
+ * Tokens sealed before the binding existed used another purpose string and no longer open.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +21,10 @@
 #include "carillon/keys.h"
 #include "carillon/util.h"
 
-#define TOKEN_PURPOSE "carillon session token v1"
+#define TOKEN_PURPOSE "carillon session token v2"
+#define QUERY_AUTH_REFUSED                                                                                         \
+	"Presigned (query-string) credentials are accepted only for GET /connect: sign this request with an "     \
+	"Authorization header"
 
 static void random_chars(char *out, size_t n, const char *alphabet)
 {
@@ -25,17 +34,21 @@ static void random_chars(char *out, size_t n, const char *alphabet)
 	out[n] = '\0';
 }
 
-int carillon_auth_mint(const char *user_arn, int64_t now_ms, long duration_s, struct carillon_temp_credentials *out)
+int carillon_auth_mint(const char *user_arn, const char *minted_by, int64_t user_gen, int64_t now_ms, long duration_s,
+		       struct carillon_temp_credentials *out)
 {
 	memcpy(out->access_key_id, "ASIA", 4);
 	random_chars(out->access_key_id + 4, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
 	random_chars(out->secret_access_key, 40,
 		     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
 	out->expires_ms = now_ms + (int64_t)duration_s * 1000;
-	json_t *claims = json_pack("{s:s,s:s,s:s,s:I}", "a", out->access_key_id, "s", out->secret_access_key, "u",
-				   user_arn, "e", (json_int_t)out->expires_ms);
-	char *text = json_dumps(claims, JSON_COMPACT);
+	json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I}", "a", out->access_key_id, "s", out->secret_access_key,
+				   "u", user_arn, "e", (json_int_t)out->expires_ms, "k", minted_by, "g",
+				   (json_int_t)user_gen);
+	char *text = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
 	json_decref(claims);
+	if (!text)
+		return -1;
 	char *token = carillon_seal(TOKEN_PURPOSE, text, strlen(text));
 	sodium_memzero(text, strlen(text));
 	free(text);
@@ -45,7 +58,14 @@ int carillon_auth_mint(const char *user_arn, int64_t now_ms, long duration_s, st
 	return rc;
 }
 
-/* Open a session token; fills the user principal and its secret. */
+/* Whether the key that minted a token is still known: the root key, or an active admin key. */
+static bool minting_key_known(const char *k)
+{
+	return !strcmp(k, carillon_cfg.root_access_key_id) || carillon_keys_secret(k) != NULL;
+}
+
+/* Open a session token; fills the user principal and its secret. 1 when the token is genuine but
+ * its minting key is no longer known. */
 static int open_session_token(const char *token, const char *akid, struct carillon_principal *p,
 			      char *secret, size_t secret_len)
 {
@@ -59,16 +79,22 @@ static int open_session_token(const char *token, const char *akid, struct carill
 	const char *a = json_string_value(json_object_get(claims, "a"));
 	const char *s = json_string_value(json_object_get(claims, "s"));
 	const char *u = json_string_value(json_object_get(claims, "u"));
+	const char *k = json_string_value(json_object_get(claims, "k"));
 	json_t *e = json_object_get(claims, "e");
+	json_t *g = json_object_get(claims, "g");
 	int rc = -1;
-	if (a && s && u && json_is_integer(e) && !strcmp(a, akid) && strlen(u) < sizeof(p->user_arn) &&
-	    strlen(s) < secret_len) {
-		p->kind = CARILLON_PRINCIPAL_USER;
-		snprintf(p->access_key_id, sizeof(p->access_key_id), "%s", a);
-		snprintf(p->user_arn, sizeof(p->user_arn), "%s", u);
-		p->expires_ms = (int64_t)json_integer_value(e);
-		snprintf(secret, secret_len, "%s", s);
-		rc = 0;
+	if (a && s && u && k && json_is_integer(e) && json_is_integer(g) && !strcmp(a, akid) &&
+	    strlen(u) < sizeof(p->user_arn) && strlen(s) < secret_len) {
+		rc = 1;
+		if (minting_key_known(k)) {
+			p->kind = CARILLON_PRINCIPAL_USER;
+			snprintf(p->access_key_id, sizeof(p->access_key_id), "%s", a);
+			snprintf(p->user_arn, sizeof(p->user_arn), "%s", u);
+			p->expires_ms = (int64_t)json_integer_value(e);
+			p->user_gen = (int64_t)json_integer_value(g);
+			snprintf(secret, secret_len, "%s", s);
+			rc = 0;
+		}
 	}
 	json_decref(claims);
 	return rc;
@@ -90,6 +116,8 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 		break;
 	case CARILLON_SIGV4_MISSING:
 		return deny(why, why_len, "Missing Authentication Token: the request must be signed with SigV4");
+	case CARILLON_SIGV4_QUERY_AUTH:
+		return deny(why, why_len, QUERY_AUTH_REFUSED);
 	default:
 		return deny(why, why_len, "The authorization information in the request is malformed");
 	}
@@ -102,7 +130,12 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 		return deny(why, why_len, "Signature expired: the request time is outside the allowed window");
 	char secret[128];
 	if (auth.security_token[0]) {
-		if (open_session_token(auth.security_token, auth.access_key_id, out, secret, sizeof(secret)))
+		int rc = open_session_token(auth.security_token, auth.access_key_id, out, secret, sizeof(secret));
+		if (rc > 0)
+			return deny(why, why_len,
+				    "The security token included in the request is invalid: the key that minted it "
+				    "is no longer active");
+		if (rc)
 			return deny(why, why_len, "The security token included in the request is invalid");
 		if (out->expires_ms <= now_ms) {
 			memset(out, 0, sizeof(*out));
@@ -121,10 +154,18 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 	}
 	enum carillon_sigv4_status st = carillon_sigv4_verify(req, &auth, secret);
 	sodium_memzero(secret, sizeof(secret));
-	if (st != CARILLON_SIGV4_OK) {
+	if (st != CARILLON_SIGV4_OK)
 		memset(out, 0, sizeof(*out));
+	if (st == CARILLON_SIGV4_QUERY_AUTH)
+		return deny(why, why_len, QUERY_AUTH_REFUSED);
+	if (st == CARILLON_SIGV4_UNSIGNED_HEADER) {
+		char name[64];
+		carillon_sigv4_unsigned_header(req, &auth, name, sizeof(name));
+		snprintf(why, why_len, "The header %s must be signed: list it in SignedHeaders", name);
+		return CARILLON_AUTH_UNAUTHORIZED;
+	}
+	if (st != CARILLON_SIGV4_OK)
 		return deny(why, why_len,
 			    "The request signature we calculated does not match the signature you provided");
-	}
 	return CARILLON_AUTH_OK;
 }

@@ -10,7 +10,12 @@
  * - A header named in SignedHeaders that the request lacks gives MISMATCH (the signature cannot
  *   match the request as received; typically a proxy dropped it). Repeated headers must be joined
  *   with ',' by the header callback, as HTTP allows.
- * - `host` must be signed, in both forms (MALFORMED otherwise).
+ * - `host` must be signed, in both forms (MALFORMED otherwise); `x-amz-chime-bearer`, `content-type` and
+ *   every `x-amz-*` header present must be signed too (UNSIGNED_HEADER otherwise; see
+ *   carillon_sigv4_unsigned_header): a header outside SignedHeaders is not covered by the signature,
+ *   and honouring it would let anyone who sees a signed request act as another bearer.
+ * - Presigned (query-string) credentials are refused (QUERY_AUTH) unless the caller allows them
+ *   (GET /connect only): their payload hash is that of an empty body and only `host` is signed.
  * - SignedHeaders must be lower-case header-name characters separated by ';'; it is used in the
  *   order given (the spec says sorted, but the client's own list is what it signed).
  * - Presigned form: the host value is lower-cased before it is canonicalised (the JS client signs
@@ -943,6 +948,79 @@ static sv4_status sv4_parse_presigned(const struct carillon_sigv4_request *req, 
 	return sv4_finish_presigned(&sc, out);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The signed-header rule. */
+
+/* Whether the lower-case name (n bytes) is listed in SignedHeaders. */
+static bool sv4_is_signed(const char *signed_headers, const char *name, size_t n)
+{
+	for (const char *p = signed_headers;;) {
+		const char *semi = strchr(p, ';');
+		size_t len = semi ? (size_t)(semi - p) : strlen(p);
+		if (len == n && memcmp(p, name, n) == 0)
+			return true;
+		if (!semi)
+			return false;
+		p = semi + 1;
+	}
+}
+
+static bool sv4_must_be_signed(const char *lower, size_t n)
+{
+	return (n == 4 && !memcmp(lower, "host", 4)) || (n == 12 && !memcmp(lower, "content-type", 12)) ||
+	       (n > 6 && !memcmp(lower, "x-amz-", 6));
+}
+
+/* Copies a header name for an error message; bytes outside the header-name alphabet become '?'. */
+static void sv4_report_name(const char *lower, char *name, size_t size)
+{
+	if (!name || !size)
+		return;
+	size_t i = 0;
+	for (; lower[i] && i + 1 < size; i++)
+		name[i] = sv4_header_name_char((unsigned char)lower[i]) ? lower[i] : '?';
+	name[i] = '\0';
+}
+
+/* One header name as received: lower-cased, then checked. A name too long to be listed in
+ * SignedHeaders at all counts as unsigned when it is one that must be signed. */
+static bool sv4_name_unsigned(const char *raw, const char *signed_headers, char *name, size_t size)
+{
+	char lower[SV4_MAX_HEADER_NAME];
+	size_t n = 0;
+	for (; raw[n] && n < sizeof(lower) - 1; n++)
+		lower[n] = (raw[n] >= 'A' && raw[n] <= 'Z') ? (char)(raw[n] - 'A' + 'a') : raw[n];
+	lower[n] = '\0';
+	bool too_long = raw[n] != '\0';
+	if (!sv4_must_be_signed(lower, n))
+		return false;
+	if (!too_long && sv4_is_signed(signed_headers, lower, n))
+		return false;
+	sv4_report_name(lower, name, size);
+	return true;
+}
+
+bool carillon_sigv4_unsigned_header(const struct carillon_sigv4_request *req, const struct carillon_sigv4_auth *auth,
+				    char *name, size_t size)
+{
+	/* Looked up by name, so the rule holds even when the caller cannot list every header. */
+	static const char *const known[] = {"host", "x-amz-chime-bearer", "content-type", "x-amz-date",
+					    "x-amz-security-token", "x-amz-content-sha256"};
+	if (!req || !auth || !sv4_fits(auth->signed_headers, sizeof(auth->signed_headers)))
+		return false;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (req->header && req->header(req->header_ctx, known[i]) &&
+		    !sv4_is_signed(auth->signed_headers, known[i], strlen(known[i]))) {
+			sv4_report_name(known[i], name, size);
+			return true;
+		}
+	}
+	for (size_t i = 0; req->header_names && i < req->n_header_names; i++)
+		if (req->header_names[i] && sv4_name_unsigned(req->header_names[i], auth->signed_headers, name, size))
+			return true;
+	return false;
+}
+
 static const char *sv4_no_header(void *ctx, const char *lower_name)
 {
 	(void)ctx;
@@ -968,7 +1046,8 @@ enum carillon_sigv4_status carillon_sigv4_parse(const struct carillon_sigv4_requ
 	const char *authz = r.header(r.header_ctx, "authorization");
 	if (authz)
 		return sv4_parse_header_form(&r, authz, out);
-	return sv4_parse_presigned(&r, out);
+	sv4_status st = sv4_parse_presigned(&r, out);
+	return st != CARILLON_SIGV4_MISSING && !r.allow_query_auth ? CARILLON_SIGV4_QUERY_AUTH : st;
 }
 
 enum carillon_sigv4_status carillon_sigv4_check_time(const struct carillon_sigv4_auth *auth, time_t now,
@@ -1016,6 +1095,10 @@ enum carillon_sigv4_status carillon_sigv4_verify(const struct carillon_sigv4_req
 		return st;
 	if (!sv4_signature_ok(auth->signature))
 		return CARILLON_SIGV4_MALFORMED;
+	if (auth->presigned && !req->allow_query_auth)
+		return CARILLON_SIGV4_QUERY_AUTH;
+	if (carillon_sigv4_unsigned_header(req, auth, NULL, 0))
+		return CARILLON_SIGV4_UNSIGNED_HEADER;
 	if (!sv4_secret_ok(secret))
 		return CARILLON_SIGV4_MISMATCH;
 	if (!auth->presigned)

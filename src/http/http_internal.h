@@ -41,4 +41,7 @@ struct carillon_req {
 /* Header lookup usable as carillon_header_fn / carillon_sigv4_header_fn. */
 const char *carillon_req_header(void *ctx, const char *lower_name);
 
+/* Fills `names` with up to `max` header names of the request (static storage); returns the count. */
+size_t carillon_req_header_names(struct carillon_req *r, const char **names, size_t max);
+
 #endif

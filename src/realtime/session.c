@@ -45,6 +45,7 @@ struct carillon_session {
 	struct lws *wsi;
 	enum session_state state;
 	char *user_arn;
+	char user_gen[24];          /* a user credential's generation ("" for root/admin): see snapshot */
 	int64_t start_pos;
 	uint64_t stamp;
 	void *hub;                  /* the hub's per-session state (its channels) */
@@ -337,11 +338,12 @@ static void request_snapshot(struct carillon_session *s)
 	char since[24], max_resume[16];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_resume, sizeof(max_resume), "%d", MAX_RESUME);
-	const char *params[3] = {s->user_arn, since, max_resume};
+	const char *params[4] = {s->user_arn, since, max_resume, s->user_gen[0] ? s->user_gen : NULL};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
 	 * session whether the gap (since, P] is still in the log and the channels as of `since`. */
 	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events)"
-			      " select exists (select 1 from carillon.app_instance_users where arn = $1),"
+			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
+			      "                and ($4::bigint is null or generation = $4::bigint)),"
 			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
 			      "           where member_arn = $1), '[]')::text,"
 			      " p.pos,"
@@ -349,7 +351,7 @@ static void request_snapshot(struct carillon_session *s)
 			      " case when $2::bigint >= 0 then"
 			      "   array_to_json(carillon.resume_channels($1, $2::bigint, p.pos))::text end"
 			      " from p",
-			   3, params, snapshot_done))
+			   4, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
 
@@ -417,7 +419,8 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	char user[1601];
 	char *query = connect_query(wsi, s, user, sizeof(user));
 	struct upgrade_headers h = {wsi, ""};
-	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
+	struct carillon_sigv4_request sr = {.method = "GET", .raw_path = "/connect", .raw_query = query,
+					    .header = upgrade_header, .header_ctx = &h, .allow_query_auth = true};
 	struct carillon_principal p;
 	char why[256];
 	bool ok = false;
@@ -438,6 +441,8 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 		return 0;
 	}
 	s->user_arn = carillon_xstrdup(user);
+	if (p.kind == CARILLON_PRINCIPAL_USER)
+		snprintf(s->user_gen, sizeof(s->user_gen), "%lld", (long long)p.user_gen);
 	s->state = S_PENDING;
 	carillon_hub_add_user(s, s->user_arn);
 	request_snapshot(s);

@@ -63,6 +63,9 @@ struct t_req {
 	const char *body;
 	size_t body_len; /* strlen(body) when 0 */
 	struct t_hdr h[T_MAX_HDRS];
+	bool no_names;     /* do not list the header names (only the lookup callback) */
+	bool no_query_auth; /* refuse presigned credentials even on /connect */
+	const char *names[T_MAX_HDRS]; /* filled by t_request */
 };
 
 static char t_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
@@ -85,9 +88,17 @@ static const char *t_header(void *ctx, const char *lower_name)
 	return NULL;
 }
 
+/* Like the server: query auth only for /connect, and every header name listed. */
 static struct carillon_sigv4_request t_request(const struct t_req *t)
 {
+	struct t_req *w = (struct t_req *)t; /* the names array lives in the request it describes */
+	size_t n = 0;
+	for (; n < T_MAX_HDRS && t->h[n].name; n++)
+		w->names[n] = t->h[n].name;
 	struct carillon_sigv4_request r = {
+		.allow_query_auth = t->path && !strcmp(t->path, "/connect") && !t->no_query_auth,
+		.header_names = t->no_names ? NULL : w->names,
+		.n_header_names = t->no_names ? 0 : n,
 		.method = t->method,
 		.raw_path = t->path,
 		.raw_query = t->query,
@@ -307,13 +318,14 @@ static void test_aws_suite_sts_token(void **state)
 	t_set(&t, "X-Amz-Security-Token", STS_TOKEN "x");
 	t_expect("post-sts-header-before, token changed", &t, SUITE_SECRET, SUITE_NOW, CARILLON_SIGV4_MISMATCH);
 
-	/* post-sts-header-after: the token was added after signing; still reported to the caller. */
+	/* post-sts-header-after: the token was added after signing. It parses, but an unsigned
+	 * x-amz-* header is refused: whoever added it is not the signer. */
 	suite_authz(authz, sizeof(authz), "host;x-amz-date",
 		    "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
 	t_set(&t, "X-Amz-Security-Token", STS_TOKEN);
 	assert_int_equal(t_parse(&t, &auth), CARILLON_SIGV4_OK);
 	assert_string_equal(auth.security_token, STS_TOKEN);
-	t_expect("post-sts-header-after", &t, SUITE_SECRET, SUITE_NOW, CARILLON_SIGV4_OK);
+	t_expect("post-sts-header-after", &t, SUITE_SECRET, SUITE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -678,7 +690,7 @@ static void test_tampering(void **state)
 
 	/* A signed header that the request does not carry: MISMATCH (documented choice). */
 	t = boto_list_messages();
-	t.h[1] = (struct t_hdr){"x-amz-other", BEARER};
+	t.h[1] = (struct t_hdr){"other-header", BEARER}; /* not x-amz-*: need not be signed */
 	t_expect("signed header missing", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_MISMATCH);
 }
 
@@ -1190,6 +1202,134 @@ static void test_sign_refuses_bad_fields(void **state)
 	carillon_sigv4_sign(&r, NULL, FAKE_SECRET);
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Query auth is opt-in (GET /connect), and the headers that carry meaning must be signed. */
+
+/* Signs t (header form) with FAKE_SECRET over `signed_headers`, storing the Authorization header in
+ * authz and adding it to t. */
+static void t_sign_header_form(struct t_req *t, const char *signed_headers, char *authz, size_t size)
+{
+	struct carillon_sigv4_request r = t_request(t);
+	struct carillon_sigv4_auth a = t_auth(signed_headers);
+	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	assert_int_equal(strlen(a.signature), 64);
+	snprintf(authz, size, "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", SignedHeaders=%s, Signature=%s",
+		 a.signed_headers, a.signature);
+	t_set(t, "Authorization", authz);
+}
+
+static void test_query_auth_opt_in(void **state)
+{
+	(void)state;
+	/* The JS client's /connect URL: accepted where allowed, refused elsewhere, at parse and verify. */
+	struct t_req t = t_connect(PRESIGN_A "&X-Amz-Signature=" PRESIGN_A_SIG, "localhost:8443");
+	struct carillon_sigv4_auth auth;
+	t_expect("presigned /connect", &t, SUITE_SECRET, PRESIGN_NOW, CARILLON_SIGV4_OK);
+	assert_int_equal(t_parse(&t, &auth), CARILLON_SIGV4_OK);
+	t.no_query_auth = true;
+	struct carillon_sigv4_request r = t_request(&t);
+	assert_int_equal(carillon_sigv4_verify(&r, &auth, SUITE_SECRET), CARILLON_SIGV4_QUERY_AUTH);
+	t_expect("presigned /connect, not allowed", &t, SUITE_SECRET, PRESIGN_NOW, CARILLON_SIGV4_QUERY_AUTH);
+
+	/* A presigned POST with a body: its payload hash is that of an empty body, so any body would
+	 * pass if it were accepted. REST requests never allow query auth. */
+	static const char base[] = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" FAKE_AKID
+				   "%2F20261122%2Fus-east-1%2Fchime%2Faws4_request&X-Amz-Date=" CAPTURE_DATE
+				   "&X-Amz-Expires=60&X-Amz-SignedHeaders=host";
+	char query[1024];
+	struct t_req p = {.method = "POST", .path = "/channels", .body = "{\"Name\":\"a\"}", .h = {{"Host", "h"}}};
+	struct carillon_sigv4_auth a = t_auth("host");
+	a.presigned = true;
+	a.expires = 60;
+	p.query = base;
+	r = t_request(&p);
+	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	assert_int_equal(strlen(a.signature), 64);
+	snprintf(query, sizeof(query), "%s&X-Amz-Signature=%s", base, a.signature);
+	p.query = query;
+	t_expect("presigned REST POST", &p, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_QUERY_AUTH);
+	p.body = "{\"Name\":\"another body\"}";
+	t_expect("presigned REST POST, other body", &p, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_QUERY_AUTH);
+	p.path = "/connect"; /* where query auth is allowed, the URL does not verify: the path is signed */
+	t_expect("presigned on another path", &p, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_MISMATCH);
+	/* A request without credentials is MISSING whether or not query auth is allowed. */
+	struct t_req m = {.method = "GET", .path = "/channels", .query = "a=b", .h = {{"Host", "h"}}};
+	assert_int_equal(t_parse(&m, &auth), CARILLON_SIGV4_MISSING);
+}
+
+static void test_signed_header_rule(void **state)
+{
+	(void)state;
+	char authz[2048], name[64];
+	/* The captured SDK requests sign everything that matters. */
+	struct t_req c = boto_create_channel();
+	t_expect("boto3 create_channel", &c, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	c = js_list_messages();
+	t_expect("js list messages", &c, FAKE_SECRET, JS_CAPTURE_NOW, CARILLON_SIGV4_OK);
+
+	/* Signed without the bearer; the bearer added afterwards. */
+	struct t_req t = {.method = "POST",
+			  .path = "/channels",
+			  .body = "{}",
+			  .h = {{"Host", "h"}, {"X-Amz-Date", CAPTURE_DATE}, {"Content-Type", "application/json"}}};
+	t_sign_header_form(&t, "content-type;host;x-amz-date", authz, sizeof(authz));
+	t_expect("all signed", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	t_set(&t, "x-amz-chime-bearer", BEARER);
+	t_expect("bearer added after signing", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+	t.no_names = true; /* found through the lookup callback alone */
+	t_expect("bearer added, names not listed", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+	struct carillon_sigv4_request r = t_request(&t);
+	struct carillon_sigv4_auth auth;
+	assert_int_equal(carillon_sigv4_parse(&r, &auth), CARILLON_SIGV4_OK);
+	assert_true(carillon_sigv4_unsigned_header(&r, &auth, name, sizeof(name)));
+	assert_string_equal(name, "x-amz-chime-bearer");
+	t.no_names = false;
+
+	/* content-type unsigned. */
+	struct t_req u = {.method = "POST",
+			  .path = "/channels",
+			  .body = "{}",
+			  .h = {{"Host", "h"}, {"X-Amz-Date", CAPTURE_DATE}, {"Content-Type", "application/json"}}};
+	t_sign_header_form(&u, "host;x-amz-date", authz, sizeof(authz));
+	t_expect("content-type unsigned", &u, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+
+	/* Any x-amz-* header, whatever its case, seen through the list of names. */
+	struct t_req x = {.method = "GET", .path = "/channels", .h = {{"Host", "h"}, {"X-Amz-Date", CAPTURE_DATE}}};
+	t_sign_header_form(&x, "host;x-amz-date", authz, sizeof(authz));
+	t_expect("x-amz-date signed", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	t_set(&x, "User-Agent", "other"); /* not one that must be signed */
+	t_set(&x, "amz-sdk-request", "attempt=2");
+	t_expect("unsigned user-agent", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	t_set(&x, "X-AMZ-Foo", "bar");
+	t_expect("unsigned x-amz-foo", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+	r = t_request(&x);
+	assert_int_equal(carillon_sigv4_parse(&r, &auth), CARILLON_SIGV4_OK);
+	assert_true(carillon_sigv4_unsigned_header(&r, &auth, name, sizeof(name)));
+	assert_string_equal(name, "x-amz-foo");
+	x.no_names = true; /* without the list, only the well-known names can be checked */
+	t_expect("unsigned x-amz-foo, names not listed", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	x.no_names = false;
+	t_sign_header_form(&x, "host;x-amz-date;x-amz-foo", authz, sizeof(authz));
+	t_expect("x-amz-foo signed", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	/* x-amz-content-sha256 too: unsigned, it could switch the payload check off. */
+	t_set(&x, "x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+	t_expect("unsigned x-amz-content-sha256", &x, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+
+	/* A name too long to be listed in SignedHeaders cannot be signed at all. */
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	memcpy(longname, "x-amz-", 6);
+	longname[sizeof(longname) - 1] = '\0';
+	struct t_req l = {.method = "GET", .path = "/channels", .h = {{"Host", "h"}, {"X-Amz-Date", CAPTURE_DATE}}};
+	t_sign_header_form(&l, "host;x-amz-date", authz, sizeof(authz));
+	t_set(&l, longname, "v");
+	t_expect("overlong x-amz name", &l, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+
+	/* The rule comes before the signature: a wrong secret still reports the unsigned header. */
+	t_expect("unsigned, wrong secret", &u, SUITE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_UNSIGNED_HEADER);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1216,6 +1356,8 @@ int main(void)
 		cmocka_unit_test(test_unsigned_payload),
 		cmocka_unit_test(test_presigned_sign_round_trip),
 		cmocka_unit_test(test_sign_refuses_bad_fields),
+		cmocka_unit_test(test_query_auth_opt_in),
+		cmocka_unit_test(test_signed_header_rule),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
