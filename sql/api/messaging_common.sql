@@ -272,14 +272,15 @@ begin
                     where i->'input' ? 'ChannelArn')
      order by arn
        for no key update;
+    -- = any(array(...)): an index lookup per key, nothing at all for the usual batch without them.
     perform 1 from carillon.app_instances
-     where arn in (select distinct i->'input'->>'AppInstanceArn' from jsonb_array_elements(p_items) i
-                    where i->>'fn' in ('create_app_instance_admin', 'create_channel_flow'))
+     where arn = any(array(select i->'input'->>'AppInstanceArn' from jsonb_array_elements(p_items) i
+                            where i->>'fn' in ('create_app_instance_admin', 'create_channel_flow')))
      order by arn
        for no key update;
     perform 1 from carillon.app_instance_users
-     where arn in (select distinct i->'input'->>'AppInstanceUserArn' from jsonb_array_elements(p_items) i
-                    where i->>'fn' = 'register_app_instance_user_endpoint')
+     where arn = any(array(select i->'input'->>'AppInstanceUserArn' from jsonb_array_elements(p_items) i
+                            where i->>'fn' = 'register_app_instance_user_endpoint'))
      order by arn
        for no key update;
 end $$;

@@ -9,6 +9,7 @@
 // not, failed signatures spend nothing, and the budget refills.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -457,7 +458,13 @@ test("the SQL functions apply Chime's defaults where the gateway's settings are 
                   '{"now_ms": 0}'::jsonb,
                   jsonb_build_object('AppInstanceUserArn', :'user'::text, 'Type', 'GCM', 'ResourceArn', :'res'::text,
                                      'EndpointAttributes', '{"DeviceToken": "t"}'::jsonb))`;
-  assert.throws(() => psqlText(call, { user: u.arn, res: PINPOINT_APP_ARN }), /Too many endpoints/, 'an 11th endpoint through psql');
+  const run = spawnSync(
+    'psql',
+    [process.env.CARILLON_TEST_DATABASE_URL, '-AtXq', '-v', 'ON_ERROR_STOP=1', '-v', `user=${u.arn}`, '-v', `res=${PINPOINT_APP_ARN}`],
+    { input: call, encoding: 'utf8' },
+  );
+  assert.notEqual(run.status, 0, `an 11th endpoint through psql must fail: ${run.stdout}`);
+  assert.match(run.stderr, /Too many endpoints.*the limit is 10/, 'refused by the quota, with the default of 10');
   assert.equal(psqlText(`select current_setting('carillon.max_endpoints_per_user', true) is null`), 't', 'psql has no carillon.* setting');
   assert.equal((await endpointIds(ctx.id, u.arn)).length, 10);
 });
