@@ -37,8 +37,7 @@ struct db_conn {
 static uv_loop_t *db_loop;
 static char *db_conninfo;
 /* The connection parameters: the user's conninfo, with the quota settings added to `options`. */
-static char **db_keys, **db_vals;
-static char *db_parse_error;
+static char **db_keys, **db_vals; /* NULL when libpq cannot parse the conninfo */
 static struct db_conn *conns;
 static int n_conns;          /* query connections, then (optionally) the listener at conns[n_conns] */
 static struct db_conn *listen_conn;
@@ -185,11 +184,10 @@ static void conn_start(struct db_conn *c)
 {
 	if (shutting_down)
 		return;
-	if (db_parse_error) {   /* an unusable conninfo: let libpq report it as it always did */
-		c->pg = PQconnectStart(db_conninfo);
-	} else {
+	if (db_keys)
 		c->pg = PQconnectStartParams((const char *const *)db_keys, (const char *const *)db_vals, 0);
-	}
+	else   /* an unusable conninfo: libpq reports why, as it always did */
+		c->pg = PQconnectStart(db_conninfo);
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
 		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
@@ -362,11 +360,9 @@ static void build_params(const char *conninfo)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-	if (!opts) {
-		db_parse_error = carillon_xstrdup(err ? err : "invalid connection string");
-		PQfreemem(err);
+	PQfreemem(err);
+	if (!opts)
 		return;
-	}
 	size_t n = 0;
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		n++;
@@ -398,9 +394,7 @@ static void free_params(void)
 	}
 	free(db_keys);
 	free(db_vals);
-	free(db_parse_error);
 	db_keys = db_vals = NULL;
-	db_parse_error = NULL;
 }
 
 int carillon_db_init(uv_loop_t *loop, const char *conninfo, int pool_size)
