@@ -215,3 +215,22 @@ begin
     perform carillon.flush_events(v_events);
     return v_out;
 end $$;
+
+-- Quotas (Chime's, adjustable by the operator): the gateway passes its settings (CARILLON_MAX_*) to
+-- every pool connection as the custom settings carillon.<name> (src/db/pool.c); where they are not
+-- set (psql, the migrations, tests calling a function directly), Chime's default applies.
+create or replace function carillon.quota(p_name text, p_default int) returns int
+language sql stable as $$
+    select coalesce(nullif(current_setting('carillon.' || p_name, true), '')::int, p_default)
+$$;
+
+-- ResourceLimitExceeded when p_count (the number there would be with the one being added) is over
+-- the quota. The caller serialises the adds it counts (a row or advisory lock held to commit).
+create or replace function carillon.require_quota(p_count bigint, p_name text, p_default int, p_what text)
+returns void language plpgsql stable as $$
+declare v_max int := carillon.quota(p_name, p_default);
+begin
+    if p_count > v_max then
+        perform carillon.fail('CH410', format('%s: the limit is %s', p_what, v_max));
+    end if;
+end $$;

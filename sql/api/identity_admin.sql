@@ -22,18 +22,30 @@ language sql stable as $$
                  (select name from carillon.app_instance_bots where arn = p_arn))))
 $$;
 
+-- CreateAppInstanceAdmin: at most carillon.quota('max_app_instance_admins') admins per AppInstance
+-- (Chime: 100); one more is ResourceLimitExceeded (an existing admin stays a Conflict). The
+-- AppInstance row is locked (FOR NO KEY UPDATE, to commit) before counting, so concurrent additions
+-- are counted one after the other.
 create or replace function carillon_api.create_app_instance_admin(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
     v_admin jsonb := carillon.member_identity(v_app_id, input->>'AppInstanceAdminArn');
 begin
+    perform 1 from carillon.app_instances where id = v_app_id for no key update;
+    if not found then    -- deleted meanwhile
+        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
+    end if;
     insert into carillon.app_instance_admins (app_instance_id, admin_arn, created_at)
     values (v_app_id, input->>'AppInstanceAdminArn', carillon.req_time(ctx))
     on conflict do nothing;
     if not found then
         perform carillon.fail('CH409', format('%s is already an admin of this AppInstance', input->>'AppInstanceAdminArn'));
     end if;
+    -- Counted with the new row; failing here rolls it back.
+    perform carillon.require_quota(
+        (select count(*) from carillon.app_instance_admins where app_instance_id = v_app_id),
+        'max_app_instance_admins', 100, format('Too many AppInstanceAdmins in AppInstance %s', input->>'AppInstanceArn'));
     return jsonb_build_object('AppInstanceAdmin', v_admin, 'AppInstanceArn', input->>'AppInstanceArn');
 end $$;
 

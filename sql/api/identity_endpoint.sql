@@ -11,6 +11,9 @@ begin
     return r;
 end $$;
 
+-- RegisterAppInstanceUserEndpoint: at most carillon.quota('max_endpoints_per_user') endpoints per
+-- user (Chime: 10); one more is ResourceLimitExceeded. The user row is locked (FOR NO KEY UPDATE, to
+-- commit) before counting, so concurrent registrations for one user are counted one after the other.
 create or replace function carillon_api.register_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
@@ -18,6 +21,13 @@ declare
     v_id text := gen_random_uuid()::text;
     v_now timestamptz := carillon.req_time(ctx);
 begin
+    perform 1 from carillon.app_instance_users where arn = v_user.arn for no key update;
+    if not found then    -- deleted meanwhile
+        perform carillon.fail('CH404', format('AppInstanceUser %s not found', v_user.arn));
+    end if;
+    perform carillon.require_quota(
+        (select count(*) from carillon.app_instance_user_endpoints where user_arn = v_user.arn) + 1,
+        'max_endpoints_per_user', 10, format('Too many endpoints for AppInstanceUser %s', v_user.arn));
     insert into carillon.app_instance_user_endpoints
         (user_arn, endpoint_id, name, type, resource_arn, endpoint_attributes, allow_messages, created_at, updated_at)
     values (v_user.arn, v_id, input->>'Name', input->>'Type', input->>'ResourceArn', input->'EndpointAttributes',

@@ -159,6 +159,7 @@ begin
     perform carillon.put_tags(v_arn, input->'Tags');
     insert into carillon.channel_moderators (channel_arn, moderator_arn, created_by, created_at)
     select v_arn, x, v_bearer, v_now from unnest(v_mods) x;
+    perform carillon.moderator_require_quota(v_arn);
     foreach v_arn_x in array v_members loop
         m := carillon.add_member(c, v_arn_x, 'DEFAULT', v_bearer, v_now);
         v_events := v_events || jsonb_build_array(carillon.membership_event(c, m, 'CREATE_CHANNEL_MEMBERSHIP'));

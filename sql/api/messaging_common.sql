@@ -135,9 +135,23 @@ $$;
 -- bot of the channel's AppInstance; Conflict when already a member. On an elastic channel the
 -- membership goes to a sub-channel (carillon.elastic_sub_channel: BadRequest for HIDDEN, for a
 -- SubChannelId given for a non-moderator; ResourceLimitExceeded when every sub-channel is full);
--- a SubChannelId on a non-elastic channel is a BadRequest.
+-- a SubChannelId on a non-elastic channel is a BadRequest. A non-elastic channel holds at most
+-- carillon.quota('max_channel_memberships') members (Chime: 10,000; elastic channels are bounded by
+-- their own configuration instead): one more is ResourceLimitExceeded.
 create or replace function carillon.add_member(c carillon.channels, p_member text, p_type text, p_by text,
                                                p_now timestamptz, p_sub text default null)
+returns carillon.channel_memberships language plpgsql as $$
+begin
+    return carillon.add_member_counted(c, p_member, p_type, p_by, p_now, p_sub, null);
+end $$;
+
+-- carillon.add_member, for a caller that keeps the channel's membership count itself (p_count;
+-- null: count here): BatchCreateChannelMembership adds up to 100 members to a channel of up to
+-- 10,000 and counts once. The quota count is serialised by the channel row lock (FOR NO KEY UPDATE,
+-- held to commit; every write through carillon_api.invoke_batch holds it already, taken by
+-- carillon.lock_batch_channels, and CreateChannel has just inserted the row).
+create or replace function carillon.add_member_counted(c carillon.channels, p_member text, p_type text, p_by text,
+                                                       p_now timestamptz, p_sub text, p_count bigint)
 returns carillon.channel_memberships language plpgsql as $$
 declare
     m carillon.channel_memberships%rowtype;
@@ -151,9 +165,15 @@ begin
         perform carillon.fail('CH404', format('%s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_member));
     end if;
     -- Before placing the member in a sub-channel, so that an existing member is a Conflict even when
-    -- every sub-channel is full.
+    -- every sub-channel is full (and, likewise, when the channel is at its quota).
     if carillon.is_member(c.arn, p_member) then
         perform carillon.fail('CH409', format('%s is already a member of this channel', p_member));
+    end if;
+    if c.elastic is null then
+        perform 1 from carillon.channels where arn = c.arn for no key update;
+        perform carillon.require_quota(
+            coalesce(p_count, (select count(*) from carillon.channel_memberships where channel_arn = c.arn)) + 1,
+            'max_channel_memberships', 10000, format('Too many members in channel %s', c.arn));
     end if;
     v_sub := carillon.elastic_sub_channel(c, p_member, coalesce(p_type, 'DEFAULT'), p_sub);
     insert into carillon.channel_memberships (channel_arn, member_arn, type, invited_by, sub_channel_id,
@@ -240,12 +260,27 @@ end $$;
 -- named by the batch's items (input.ChannelArn) in ARN order, so all batches take channel locks in one
 -- global order; the items' own later requests for those rows are then already granted. Channels that
 -- do not exist are skipped (the item answers NotFound itself).
+-- The quota checks lock parent rows the same way (FOR NO KEY UPDATE, to commit): the AppInstance of
+-- CreateAppInstanceAdmin and CreateChannelFlow, the user of RegisterAppInstanceUserEndpoint. They are
+-- locked here too, after the channels, each table in key order, so that two batches adding to the
+-- same two AppInstances (or users) in opposite orders cannot deadlock either.
 create or replace function carillon.lock_batch_channels(p_items jsonb) returns void
 language plpgsql as $$
 begin
     perform 1 from carillon.channels
      where arn in (select distinct i->'input'->>'ChannelArn' from jsonb_array_elements(p_items) i
                     where i->'input' ? 'ChannelArn')
+     order by arn
+       for no key update;
+    -- = any(array(...)): an index lookup per key, nothing at all for the usual batch without them.
+    perform 1 from carillon.app_instances
+     where arn = any(array(select i->'input'->>'AppInstanceArn' from jsonb_array_elements(p_items) i
+                            where i->>'fn' in ('create_app_instance_admin', 'create_channel_flow')))
+     order by arn
+       for no key update;
+    perform 1 from carillon.app_instance_users
+     where arn = any(array(select i->'input'->>'AppInstanceUserArn' from jsonb_array_elements(p_items) i
+                            where i->>'fn' = 'register_app_instance_user_endpoint'))
      order by arn
        for no key update;
 end $$;

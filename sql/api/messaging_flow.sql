@@ -71,6 +71,8 @@ language sql stable as $$
 $$;
 
 -- CreateChannelFlow: 201 {ChannelFlowArn}. ClientRequestToken retries are answered by carillon.run_op.
+-- At most carillon.quota('max_channel_flows') flows per AppInstance (Chime: 100); one more is
+-- ResourceLimitExceeded.
 create or replace function carillon_api.create_channel_flow(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
@@ -79,12 +81,16 @@ declare
     v_arn text := v_app_arn || '/channel-flow/' || gen_random_uuid()::text;
     v_now timestamptz := carillon.req_time(ctx);
 begin
-    -- FOR KEY SHARE: a concurrent DeleteAppInstance waits for us (or we see it gone: NotFound).
-    select id into v_app_id from carillon.app_instances where arn = v_app_arn for key share;
+    -- FOR NO KEY UPDATE: a concurrent DeleteAppInstance waits for us (or we see it gone: NotFound),
+    -- and concurrent CreateChannelFlows of the AppInstance are counted one after the other.
+    select id into v_app_id from carillon.app_instances where arn = v_app_arn for no key update;
     if v_app_id is null then
         perform carillon.fail('CH404', format('AppInstance %s not found', v_app_arn));
     end if;
     perform carillon.flow_check_processors(input->'Processors');
+    perform carillon.require_quota(
+        (select count(*) from carillon.channel_flows where app_instance_id = v_app_id) + 1,
+        'max_channel_flows', 100, format('Too many channel flows in AppInstance %s', v_app_arn));
     insert into carillon.channel_flows (arn, app_instance_id, name, processors, created_at, updated_at)
     values (v_arn, v_app_id, input->>'Name', input->'Processors', v_now, v_now);
     perform carillon.put_tags(v_arn, input->'Tags');

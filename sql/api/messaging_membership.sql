@@ -13,6 +13,11 @@
 --     HIDDEN filter, the HIDDEN listing is for moderators/admins (Forbidden otherwise), and
 --     DescribeChannelMembership of someone else's HIDDEN membership is NotFound for others.
 --   * A SubChannelId on a non-elastic channel is a BadRequest everywhere.
+--   * Quota: a non-elastic channel has at most carillon.quota('max_channel_memberships') members
+--     (CARILLON_MAX_CHANNEL_MEMBERSHIPS, Chime's 10,000), HIDDEN ones included; one more is
+--     ResourceLimitExceeded, whoever adds it (CreateChannelMembership, joining a PUBLIC channel,
+--     CreateChannel's members); BatchCreateChannelMembership adds the members there is room for and
+--     reports each of the others in Errors (ErrorCode ResourceLimitExceeded).
 --   * DescribeChannelMembership/ListChannelMemberships follow the channel's visibility: PRIVATE
 --     channels for members, moderators and admins; PUBLIC ones for the whole AppInstance.
 --   * Preferences: only the member itself (not moderators or admins, as documented); a FilterRule
@@ -70,6 +75,19 @@ begin
     end if;
 end $$;
 
+-- Adding members: FOR NO KEY UPDATE on every channel, so that concurrent additions are counted one
+-- after the other against the membership quota (carillon.add_member_counted). Every write through
+-- carillon_api.invoke_batch already holds this lock (carillon.lock_batch_channels); taking it here
+-- keeps the count right for any other caller.
+create or replace function carillon.membership_lock_channel_for_add(c carillon.channels) returns void
+language plpgsql as $$
+begin
+    perform 1 from carillon.channels where arn = c.arn for no key update;
+    if not found then
+        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
+    end if;
+end $$;
+
 -- Server-side credentials (the root key, admin access keys) rather than a user's own credential.
 create or replace function carillon.membership_server_principal(ctx jsonb) returns boolean
 language sql immutable as $$
@@ -87,7 +105,7 @@ declare
     m carillon.channel_memberships%rowtype;
 begin
     perform carillon.membership_require_add_right(c, v_bearer, array[v_member], input->>'Type');
-    perform carillon.membership_lock_channel(c);
+    perform carillon.membership_lock_channel_for_add(c);
     m := carillon.add_member(c, v_member, input->>'Type', v_bearer, carillon.req_time(ctx), input->>'SubChannelId');
     return jsonb_strip_nulls(jsonb_build_object(
         'ChannelArn', c.arn, 'Member', carillon.identity_of(v_member), 'SubChannelId', m.sub_channel_id,
@@ -97,8 +115,10 @@ end $$;
 -- BatchCreateChannelMembership: the rights of CreateChannelMembership, checked once for the request
 -- (a bearer who may only join a PUBLIC channel itself may list only itself). Then each member is
 -- added on its own: one that fails (banned: Forbidden, not in the AppInstance: NotFound, already a
--- member or listed twice: Conflict, elastic channel full: ResourceLimitExceeded) goes to Errors and
--- the others are added. Events: one BATCH_CREATE_CHANNEL_MEMBERSHIP (the BatchChannelMemberships
+-- member or listed twice: Conflict, elastic channel full or the channel at its membership quota:
+-- ResourceLimitExceeded) goes to Errors and the others are added: at the quota, the members listed
+-- first are added (as many as there is room for) and the rest are reported in Errors (Chime's shape:
+-- BatchCreateChannelMembershipError {MemberArn, ErrorCode, ErrorMessage}). Events: one BATCH_CREATE_CHANNEL_MEMBERSHIP (the BatchChannelMemberships
 -- document) to the members including the new ones, or only to the new ones for HIDDEN memberships;
 -- none when nobody was added. On elastic channels Chime sends individual CREATE_CHANNEL_MEMBERSHIP
 -- events instead (one per new member, with its SubChannelId). The response's SubChannelId is the
@@ -118,13 +138,20 @@ declare
     v_errors jsonb := '[]';
     v_events jsonb := '[]';
     v_doc jsonb;
+    v_count bigint;
 begin
     perform carillon.membership_require_add_right(c, v_bearer, v_members, v_type);
     -- Taken here, outside the per-member subtransactions, so that it is held to the end.
-    perform carillon.membership_lock_channel(c);
+    perform carillon.membership_lock_channel_for_add(c);
+    -- The membership quota's count (non-elastic channels only), once under the lock, then kept:
+    -- each member need not count the channel again.
+    if c.elastic is null then
+        select count(*) into v_count from carillon.channel_memberships where channel_arn = c.arn;
+    end if;
     foreach v_member in array v_members loop
         begin
-            m := carillon.add_member(c, v_member, v_type, v_bearer, v_now, input->>'SubChannelId');
+            m := carillon.add_member_counted(c, v_member, v_type, v_bearer, v_now, input->>'SubChannelId', v_count);
+            v_count := v_count + 1;
             v_added := v_added || v_member;
             if m.sub_channel_id is not null and not m.sub_channel_id = any(v_subs) then
                 v_subs := v_subs || m.sub_channel_id;

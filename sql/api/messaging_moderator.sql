@@ -21,7 +21,12 @@
 --     remove itself, and the last moderator may be removed (AppInstanceAdmins still manage the
 --     channel).
 --
--- Locking: the channel row first (FOR KEY SHARE), then moderators and memberships.
+--   * At most carillon.quota('max_channel_moderators') moderators per channel (Chime: 1,000), elastic
+--     channels included; one more (CreateChannelModerator, or CreateChannel's ModeratorArns) is
+--     ResourceLimitExceeded. An identity that already moderates the channel stays a Conflict.
+--
+-- Locking: the channel row first (FOR KEY SHARE; FOR NO KEY UPDATE when adding, so that concurrent
+-- additions are counted one after the other), then moderators and memberships.
 
 create or replace function carillon.moderator_lock_channel(c carillon.channels) returns void
 language plpgsql as $$
@@ -30,6 +35,16 @@ begin
     if not found then
         perform carillon.fail('CH404', format('Channel %s not found', c.arn));
     end if;
+end $$;
+
+-- The moderator quota of a channel, counted with the moderators just inserted (failing rolls them
+-- back). The caller holds the channel row FOR NO KEY UPDATE (or created it in this transaction).
+create or replace function carillon.moderator_require_quota(p_channel text) returns void
+language plpgsql stable as $$
+begin
+    perform carillon.require_quota(
+        (select count(*) from carillon.channel_moderators where channel_arn = p_channel),
+        'max_channel_moderators', 1000, format('Too many moderators in channel %s', p_channel));
 end $$;
 
 -- Elastic channels: drop the identity's membership (if any) and return its event, or an empty array.
@@ -57,7 +72,10 @@ declare
 begin
     perform carillon.require_manager(c, v_bearer);
     perform carillon.channel_require_identity(c.app_instance_id, v_mod, 'ChannelModerator');
-    perform carillon.moderator_lock_channel(c);
+    perform 1 from carillon.channels where arn = c.arn for no key update;
+    if not found then
+        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
+    end if;
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = v_mod) then
         perform carillon.fail('CH403', format('%s is banned from this channel; delete the ban first', v_mod));
     end if;
@@ -67,6 +85,7 @@ begin
     if not found then
         perform carillon.fail('CH409', format('%s is already a moderator of this channel', v_mod));
     end if;
+    perform carillon.moderator_require_quota(c.arn);
     return jsonb_build_object('ChannelArn', c.arn, 'ChannelModerator', carillon.identity_of(v_mod),
                               '__events', carillon.moderator_drop_elastic_membership(c, v_mod));
 end $$;

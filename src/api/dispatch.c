@@ -4,9 +4,33 @@
 
 #include "carillon/api.h"
 #include "carillon/auth.h"
+#include "carillon/config.h"
 #include "carillon/log.h"
+#include "carillon/ratelimit.h"
 #include "carillon/rights.h"
 #include "../http/http_internal.h"
+
+/* Live buckets at most: every credential that called in the last few seconds (a bucket that has
+ * refilled is dropped); beyond it new credentials are refused until the sweep frees room. */
+#define RATE_MAX_CREDENTIALS 100000
+
+static struct carillon_ratelimit request_rate;
+static bool request_rate_ready;
+
+/* The per-credential request budget (CARILLON_REQUEST_RATE_PER_CREDENTIAL, off by default). Checked
+ * only after the signature: an unauthenticated flood costs no more than the signature check and
+ * cannot spend another caller's budget. */
+static bool request_allowed(const struct carillon_req *r)
+{
+	if (carillon_cfg.request_rate_per_credential <= 0)
+		return true;
+	if (!request_rate_ready) {
+		carillon_ratelimit_init(&request_rate, carillon_cfg.request_rate_per_credential,
+					carillon_cfg.request_burst_per_credential, RATE_MAX_CREDENTIALS);
+		request_rate_ready = true;
+	}
+	return carillon_ratelimit_take(&request_rate, r->principal.access_key_id, r->t_ms);
+}
 
 static void not_implemented(struct carillon_req *r)
 {
@@ -37,6 +61,12 @@ void carillon_api_dispatch(struct carillon_req *r)
 	char why[256];
 	if (carillon_auth_verify(&sr, r->t_ms, &r->principal, why, sizeof(why)) != CARILLON_AUTH_OK) {
 		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
+		return;
+	}
+	if (!request_allowed(r)) {
+		carillon_reply_error(r, CARILLON_ERR_THROTTLED,
+				     "Rate exceeded for this access key (%ld requests a second, bursts of %ld); retry later",
+				     carillon_cfg.request_rate_per_credential, carillon_cfg.request_burst_per_credential);
 		return;
 	}
 	char err[512];

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/util.h"
@@ -35,6 +36,8 @@ struct db_conn {
 
 static uv_loop_t *db_loop;
 static char *db_conninfo;
+/* The connection parameters: the user's conninfo, with the quota settings added to `options`. */
+static char **db_keys, **db_vals; /* NULL when libpq cannot parse the conninfo */
 static struct db_conn *conns;
 static int n_conns;          /* query connections, then (optionally) the listener at conns[n_conns] */
 static struct db_conn *listen_conn;
@@ -181,7 +184,10 @@ static void conn_start(struct db_conn *c)
 {
 	if (shutting_down)
 		return;
-	c->pg = PQconnectStart(db_conninfo);
+	if (db_keys)
+		c->pg = PQconnectStartParams((const char *const *)db_keys, (const char *const *)db_vals, 0);
+	else   /* an unusable conninfo: libpq reports why, as it always did */
+		c->pg = PQconnectStart(db_conninfo);
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
 		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
@@ -327,10 +333,75 @@ bool carillon_db_ready(void)
 	return false;
 }
 
+/*
+ * The quotas are enforced by the SQL functions (carillon.quota in sql/api/00_common.sql reads
+ * carillon.<name>, falling back to Chime's default). Each pool connection gets them as custom
+ * settings in its startup packet (`options=-c carillon.max_...=N`), so no request pays for them.
+ */
+static void quota_options(struct carillon_buf *b)
+{
+	const struct {
+		const char *name;
+		long value;
+	} q[] = {
+		{"max_endpoints_per_user", carillon_cfg.max_endpoints_per_user},
+		{"max_channel_memberships", carillon_cfg.max_channel_memberships},
+		{"max_channel_moderators", carillon_cfg.max_channel_moderators},
+		{"max_app_instance_admins", carillon_cfg.max_app_instance_admins},
+		{"max_channel_flows", carillon_cfg.max_channel_flows},
+	};
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		carillon_buf_appendf(b, "%s-c carillon.%s=%ld", b->len ? " " : "", q[i].name, q[i].value);
+}
+
+/* Parse the user's conninfo (key=value or URL) into keyword/value arrays and append the quota
+ * settings to its `options` (kept: whatever the user put there comes first). */
+static void build_params(const char *conninfo)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	PQfreemem(err);
+	if (!opts)
+		return;
+	size_t n = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		n++;
+	db_keys = carillon_xcalloc(n + 2, sizeof(char *));
+	db_vals = carillon_xcalloc(n + 2, sizeof(char *));
+	struct carillon_buf options = {0};
+	size_t k = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (!strcmp(o->keyword, "options")) {
+			carillon_buf_appendf(&options, "%s", o->val);
+			continue;
+		}
+		db_keys[k] = carillon_xstrdup(o->keyword);
+		db_vals[k++] = carillon_xstrdup(o->val);
+	}
+	quota_options(&options);
+	db_keys[k] = carillon_xstrdup("options");
+	db_vals[k] = options.data;
+	PQconninfoFree(opts);
+}
+
+static void free_params(void)
+{
+	for (size_t i = 0; db_keys && db_keys[i]; i++) {
+		free(db_keys[i]);
+		free(db_vals[i]);
+	}
+	free(db_keys);
+	free(db_vals);
+	db_keys = db_vals = NULL;
+}
+
 int carillon_db_init(uv_loop_t *loop, const char *conninfo, int pool_size)
 {
 	db_loop = loop;
 	db_conninfo = carillon_xstrdup(conninfo);
+	build_params(conninfo);
 	n_conns = pool_size;
 	conns = carillon_xcalloc((size_t)pool_size + 1, sizeof(*conns));
 	for (int i = 0; i < n_conns; i++) {
@@ -369,6 +440,7 @@ void carillon_db_free(void)
 	n_conns = 0;
 	free(db_conninfo);
 	db_conninfo = NULL;
+	free_params();
 	free(listen_channel);
 	listen_channel = NULL;
 	listen_conn = NULL;
