@@ -251,10 +251,13 @@ static const char *method_of(struct lws *wsi)
  * RFC 3986 encoding the SDKs use, for the signature. */
 static void read_query(struct carillon_req *r, struct lws *wsi)
 {
-	char frag[8192];
+	/* Every argument fits in the total length: none is dropped for being long (a fixed buffer
+	 * used to end the loop there, silently losing the arguments after it). */
+	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+	char *frag = carillon_xmalloc(total > 0 ? (size_t)total + 1 : 1);
 	struct carillon_buf raw = {0};
-	for (int i = 0; i < 256; i++) {
-		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+	for (int i = 0; total > 0 && i < 256; i++) {
+		int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
 		if (n < 0)
 			break;
 		char *eq = strchr(frag, '=');
@@ -270,6 +273,7 @@ static void read_query(struct carillon_req *r, struct lws *wsi)
 		free(en);
 		free(ev);
 	}
+	free(frag);
 	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
 }
 

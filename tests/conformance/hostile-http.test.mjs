@@ -151,6 +151,14 @@ test('invalid UTF-8 in the body of a messaging call with a user credential: BadR
   await assertHealthy('after a messaging body with invalid UTF-8');
 });
 
+test('a query argument over 8 KiB is read whole, not dropped with the arguments after it', async () => {
+  // ListAppInstances: NextToken is at most 2048 characters, so the validation answers; a query
+  // read only in part would fail the signature instead (UnauthorizedClientException).
+  const res = await signedFetch(ctx.srv, { path: '/app-instances', query: { 'next-token': 'x'.repeat(9000), 'max-results': 1 } });
+  assertRawError(res, 'BadRequestException', 'a 9 KB NextToken');
+  assert.match(res.json.Message, /NextToken/);
+});
+
 // ---------------------------------------------------------------- finding 4: headers
 
 function extraHeaders(n, prefix = 'x-extra') {
