@@ -64,9 +64,13 @@ static const struct lws_protocol_vhost_options session_pvo = {NULL, &session_def
 
 static void lws_log_emit(int level, const char *line)
 {
-	char buf[1024];
+	/* lws may quote request bytes (a URI, a header): logged as valid UTF-8 without control
+	 * characters, so a client cannot forge log lines. */
+	char buf[1024], clean[1024];
 	snprintf(buf, sizeof(buf), "%s", line);
-	char *s = carillon_trim(buf);
+	char *trimmed = carillon_trim(buf);
+	carillon_utf8_sanitize(clean, sizeof(clean), trimmed, strlen(trimmed));
+	const char *s = clean;
 	carillon_log(level & LLL_ERR ? CARILLON_LOG_ERR : level & LLL_WARN ? CARILLON_LOG_WARN : CARILLON_LOG_INFO,
 		     "lws: %s", s);
 }

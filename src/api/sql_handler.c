@@ -337,7 +337,9 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The database is unavailable; retry later");
 		return;
 	}
-	log_err("%s %s: database error %s: %s", r->id, r->match.op ? r->match.op->name : r->path, sqlstate, message);
+	char path[256];
+	log_err("%s %s: database error %s: %s", r->id,
+		r->match.op ? r->match.op->name : carillon_req_path_for_message(r, path, sizeof(path)), sqlstate, message);
 	carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error (request %s)", r->id);
 }
 

@@ -165,7 +165,7 @@ static bool is_header_name(const char *s, size_t n)
 	if (!n || n > MAX_HEADER_NAME)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || strchr("-_.!#$%&'*+^`|~", s[i])))
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("-_.!#$%&'*+^`|~", s[i]))))
 			return false;
 	return true;
 }

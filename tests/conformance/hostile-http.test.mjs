@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ListAppInstancesCommand } from '@aws-sdk/client-chime-sdk-identity';
+import { DescribeAppInstanceCommand, ListAppInstancesCommand } from '@aws-sdk/client-chime-sdk-identity';
 import { DescribeChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { messagingClient, mintUserCredentials, rawFetch, signRequest, signedFetch } from './lib/clients.mjs';
 import { useCarillon } from './lib/fixture.mjs';
@@ -106,6 +106,17 @@ test('MessageAttributes key "a"+"é"x300 from a user credential (real SDK): BadR
     }
   } finally {
     msg.destroy();
+  }
+});
+
+test('a database error message quoting a long multibyte ARN: NotFoundException, server alive', async () => {
+  // "AppInstance <arn> not found" is longer than the 1024-byte message buffer; one ASCII
+  // character more or less moves the cut inside a two-byte character.
+  for (const pad of ['', 'x']) {
+    const arn = `arn:aws:chime:us-east-1:111122223333:app-instance/${pad}${'é'.repeat(505)}`;
+    const err = await assertRejects(ctx.id.send(new DescribeAppInstanceCommand({ AppInstanceArn: arn })), 'NotFoundException', `pad ${JSON.stringify(pad)}`);
+    assert.ok(!err.message.includes('\ufffd'), `cut inside a character: ${err.message.slice(-20)}`);
+    await assertHealthy(`after a long multibyte ARN (pad ${JSON.stringify(pad)})`);
   }
 });
 
