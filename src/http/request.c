@@ -60,9 +60,9 @@ static void req_free(struct carillon_req *r)
 
 /*
  * Headers. lws 4.1 parses the ~90 header names it knows into token slots (a repeated one becomes
- * several fragments, which lws_hdr_copy joins with ",", as HTTP allows for repeated fields) and
- * keeps every other header in a list it can only search by name (4.1 has no way to enumerate it;
- * of a repeated unknown header, lookups see the first). So when the head is complete every known
+ * several fragments, joined here with ",", as HTTP allows for repeated fields) and keeps every
+ * other header in a list it can only search by name (4.1 has no way to enumerate it; of a
+ * repeated unknown header, lookups see the first, for the signature and the handler alike). So when the head is complete every known
  * header is copied here, plus the unknown ones the server reads or the signature covers
  * (SignedHeaders); anything else is fetched by name on demand, without a fixed limit. Header
  * lines counted this way beyond CARILLON_MAX_HEADERS are refused with 431. The signature and
