@@ -64,9 +64,13 @@ static const struct lws_protocol_vhost_options session_pvo = {NULL, &session_def
 
 static void lws_log_emit(int level, const char *line)
 {
-	char buf[1024];
+	/* lws may quote request bytes (a URI, a header): logged as valid UTF-8 without control
+	 * characters, so a client cannot forge log lines. */
+	char buf[1024], clean[1024];
 	snprintf(buf, sizeof(buf), "%s", line);
-	char *s = carillon_trim(buf);
+	char *trimmed = carillon_trim(buf);
+	carillon_utf8_sanitize(clean, sizeof(clean), trimmed, strlen(trimmed));
+	const char *s = clean;
 	carillon_log(level & LLL_ERR ? CARILLON_LOG_ERR : level & LLL_WARN ? CARILLON_LOG_WARN : CARILLON_LOG_INFO,
 		     "lws: %s", s);
 }
@@ -129,8 +133,15 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (!lws_adopt_socket_vhost(srv.vh, fd))
+		struct lws *wsi = lws_adopt_socket_vhost(srv.vh, fd);
+		if (!wsi) {
 			log_warn("could not adopt a connection (connection limit?)");
+			continue;
+		}
+		/* A connection that sends nothing holds no header table but a descriptor: it too has
+		 * the header timeout to start its request (lws replaces this timeout with the same one
+		 * when the first bytes take a header table). */
+		lws_set_timeout(wsi, PENDING_TIMEOUT_AWAITING_CLIENT_HS_SEND, (int)carillon_cfg.header_timeout_seconds);
 	}
 }
 
@@ -206,8 +217,18 @@ static int create_lws_context(void)
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	info.vhost_name = "carillon";
+	/*
+	 * Request heads. lws parses a head into a header table ("ah": 16 KiB of data plus ~1 KiB of
+	 * indexes) taken from a pool when the first bytes arrive and given back when the head has
+	 * been handled; with the pool in use, new connections wait for a table. A client holding one
+	 * has timeout_secs_ah_idle to complete its head (CARILLON_HEADER_TIMEOUT_SECONDS; lws's 10 s
+	 * default let 256 trickling clients stall every other client for 10 s). Tables are allocated
+	 * on demand and freed when idle, so the pool size is a bound, not a reservation: 4096 heads
+	 * in progress at once are ~70 MB at worst, and each lasts at most the header timeout.
+	 */
 	info.max_http_header_data = 16384;
-	info.max_http_header_pool = 256;
+	info.max_http_header_pool2 = 4096;
+	info.timeout_secs_ah_idle = (unsigned)carillon_cfg.header_timeout_seconds;
 	info.keepalive_timeout = (int)carillon_cfg.http_keepalive_seconds;
 	info.timeout_secs = 30;
 	/* No fd_limit_per_thread: with it, lws 4.1 looks connections up by a linear scan of its fd table

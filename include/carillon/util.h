@@ -2,6 +2,7 @@
 #ifndef CARILLON_UTIL_H
 #define CARILLON_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,8 +30,25 @@ int64_t carillon_now_ms(void);
 /* A random RFC 4122 version-4 UUID (37 bytes with NUL). */
 void carillon_uuid4(char out[37]);
 
-/* Number of Unicode code points in a UTF-8 string, or -1 when it is not valid UTF-8. */
+/* Number of Unicode code points in a UTF-8 string, or -1 when it is not valid UTF-8 (strict:
+ * overlong forms, surrogates and code points beyond U+10FFFF are invalid, as for jansson). */
 long carillon_utf8_length(const char *s, size_t len);
+
+/* Copy arbitrary bytes into `out` (out_size > 0) as valid UTF-8 safe to quote in a message or a
+ * log line: every invalid sequence and every control character (C0, DEL) becomes U+FFFD; when the
+ * result does not fit it is cut on a code point boundary and ends with "...". Returns the length
+ * written (out is always NUL-terminated). */
+size_t carillon_utf8_sanitize(char *out, size_t out_size, const char *in, size_t in_len);
+
+/* The longest prefix of s[0..len) not longer than `max` that does not end inside a multi-byte
+ * sequence (the bytes before it are left as they are). */
+size_t carillon_utf8_prefix(const char *s, size_t len, size_t max);
+
+/* snprintf that, when it has to truncate, cuts on a code point boundary instead of in the middle
+ * of a multi-byte character. Returns the length written. */
+size_t carillon_utf8_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+size_t carillon_utf8_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Growable byte buffer. */
 struct carillon_buf {

@@ -43,7 +43,10 @@ void carillon_api_dispatch(struct carillon_req *r)
 	if (carillon_api_extra_route(r, r->method, r->path))
 		return;
 	if (carillon_route(r->method, r->path, r->query, r->n_query, &r->match)) {
-		carillon_reply_error(r, CARILLON_ERR_UNKNOWN_OPERATION, "No operation matches %s %s", r->method, r->path);
+		/* The path is client bytes (decoded by lws: any byte but NUL): quoted sanitised and short. */
+		char path[256];
+		carillon_reply_error(r, CARILLON_ERR_UNKNOWN_OPERATION, "No operation matches %s %s", r->method,
+				     carillon_req_path_for_message(r, path, sizeof(path)));
 		return;
 	}
 	const char *names[128];
@@ -58,7 +61,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 		.body = (const unsigned char *)r->body.data,
 		.body_len = r->body.len,
 	};
-	char why[256];
+	char why[256] = "The request signature is not valid";
 	if (carillon_auth_verify(&sr, r->t_ms, &r->principal, why, sizeof(why)) != CARILLON_AUTH_OK) {
 		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
 		return;
@@ -69,7 +72,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 				     carillon_cfg.request_rate_per_credential, carillon_cfg.request_burst_per_credential);
 		return;
 	}
-	char err[512];
+	char err[512] = "Invalid request";
 	const struct carillon_op *op = r->match.op;
 	r->input = carillon_model_input(op, &r->match, r->query, r->n_query, carillon_req_header, r, r->body.data,
 					r->body.len, err, sizeof(err));

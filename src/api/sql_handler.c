@@ -42,14 +42,17 @@ struct batch {
 static struct batch_item *q_head, *q_tail;
 static unsigned q_len, batches_in_flight;
 
-/* The listing a NextToken belongs to: the operation and every input member but the paging ones. */
-static void listing_scope(const struct carillon_req *r, char out[33])
+/* The listing a NextToken belongs to: the operation and every input member but the paging ones.
+ * -1 when jansson cannot copy or encode the input (out of memory). */
+static int listing_scope(const struct carillon_req *r, char out[33])
 {
 	json_t *copy = json_deep_copy(r->input);
 	json_object_del(copy, "NextToken");
 	json_object_del(copy, "MaxResults");
-	char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = copy ? json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(copy);
+	if (!text)
+		return -1;
 	unsigned char h[16];
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, NULL, 0, sizeof(h));
@@ -58,6 +61,7 @@ static void listing_scope(const struct carillon_req *r, char out[33])
 	crypto_generichash_final(&st, h, sizeof(h));
 	free(text);
 	sodium_bin2hex(out, 33, h, sizeof(h));
+	return 0;
 }
 
 /* NextToken -> cursor; -1 when it is not one of ours for this listing. */
@@ -71,33 +75,33 @@ static int open_next_token(struct carillon_req *r, json_t *ctx)
 	json_t *claims = text ? json_loads(text, 0, NULL) : NULL;
 	free(text);
 	char scope[33];
-	listing_scope(r, scope);
 	const char *s = json_string_value(json_object_get(claims, "s"));
 	json_t *after = json_object_get(claims, "c");
 	int rc = -1;
-	if (s && after && !strcmp(s, scope)) {
-		json_object_set(ctx, "after", after);
+	if (s && after && !listing_scope(r, scope) && !strcmp(s, scope) && !json_object_set(ctx, "after", after))
 		rc = 0;
-	}
 	json_decref(claims);
 	return rc;
 }
 
-static void seal_next_token(struct carillon_req *r, json_t *body)
+/* -1 when the token cannot be built (jansson out of memory). */
+static int seal_next_token(struct carillon_req *r, json_t *body)
 {
 	json_t *next = json_object_get(body, "__next");
 	if (!next)
-		return;
+		return 0;
 	char scope[33];
-	listing_scope(r, scope);
-	json_t *claims = json_pack("{s:s,s:O}", "s", scope, "c", next);
-	char *text = json_dumps(claims, JSON_COMPACT);
+	json_t *claims = listing_scope(r, scope) ? NULL : json_pack("{s:s,s:O}", "s", scope, "c", next);
+	char *text = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
 	json_decref(claims);
+	if (!text)
+		return -1;
 	char *token = carillon_seal(NEXT_TOKEN_PURPOSE, text, strlen(text));
 	free(text);
 	json_object_del(body, "__next");
-	json_object_set_new(body, "NextToken", json_string(token));
+	int rc = json_object_set_new(body, "NextToken", json_string(token));
 	free(token);
+	return rc;
 }
 
 static json_t *make_ctx(struct carillon_req *r)
@@ -111,17 +115,27 @@ static json_t *make_ctx(struct carillon_req *r)
 	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
 				carillon_cfg.account_id, "principal", principal, "now_ms", (json_int_t)r->t_ms,
 				"request_id", r->id);
+	if (!ctx)
+		return NULL;
+	/* A context missing a member would change who the database thinks is calling: any failure
+	 * (json_string of text that is not UTF-8, out of memory) fails the request instead. */
+	int failed = 0;
 	if (p->kind == CARILLON_PRINCIPAL_USER) {
-		json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
-		json_object_set_new(ctx, "user_gen", json_integer((json_int_t)p->user_gen));
+		failed |= json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
+		failed |= json_object_set_new(ctx, "user_gen", json_integer((json_int_t)p->user_gen));
 	}
-	json_object_set_new(ctx, "public_endpoint",
-			    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
+	failed |= json_object_set_new(
+	    ctx, "public_endpoint",
+	    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
 	const char *idem = r->match.op->idempotency_member;
 	json_t *token = idem ? json_object_get(r->input, idem) : NULL;
 	if (token) {
-		json_object_set_new(ctx, "idempotency_member", json_string(idem));
-		json_object_set(ctx, "idempotency_token", token);
+		failed |= json_object_set_new(ctx, "idempotency_member", json_string(idem));
+		failed |= json_object_set(ctx, "idempotency_token", token);
+	}
+	if (failed) {
+		json_decref(ctx);
+		return NULL;
 	}
 	return ctx;
 }
@@ -129,8 +143,11 @@ static json_t *make_ctx(struct carillon_req *r)
 /* Answer with an operation's output document (stolen; NULL or JSON null: no body). */
 static void reply_output(struct carillon_req *r, json_t *body)
 {
-	if (json_is_object(body))
-		seal_next_token(r, body);
+	if (json_is_object(body) && seal_next_token(r, body)) {
+		json_decref(body);
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the NextToken could not be built");
+		return;
+	}
 	if (!r->match.op->has_output || json_is_null(body)) {
 		json_decref(body);
 		body = NULL;
@@ -232,10 +249,15 @@ static void batch_pump(void)
 static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 {
 	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", r->match.op->sql_function, "ctx", ctx, "input", r->input);
+	char *text = item ? json_dumps(item, JSON_COMPACT) : NULL;
+	json_decref(item);
+	if (!text) {
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
+		return;
+	}
 	struct batch_item *it = carillon_xcalloc(1, sizeof(*it));
 	it->r = r;
-	it->json = json_dumps(item, JSON_COMPACT);
-	json_decref(item);
+	it->json = text;
 	if (q_tail)
 		q_tail->next = it;
 	else
@@ -248,6 +270,10 @@ static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 void carillon_api_sql_handler(struct carillon_req *r)
 {
 	json_t *ctx = make_ctx(r);
+	if (!ctx) {
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request context could not be built");
+		return;
+	}
 	if (open_next_token(r, ctx)) {
 		json_decref(ctx);
 		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid NextToken");
@@ -263,6 +289,12 @@ void carillon_api_sql_handler(struct carillon_req *r)
 	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
 	char *in_text = json_dumps(r->input, JSON_COMPACT);
 	json_decref(ctx);
+	if (!ctx_text || !in_text) {
+		free(ctx_text);
+		free(in_text);
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
+		return;
+	}
 	char sql[192];
 	snprintf(sql, sizeof(sql), "select carillon_api.%s(carillon.check_token($1::jsonb), $2::jsonb)::text",
 		 r->match.op->sql_function);
@@ -287,6 +319,11 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		{"22003", CARILLON_ERR_BAD_REQUEST},  {"22008", CARILLON_ERR_BAD_REQUEST},
 		{"42883", CARILLON_ERR_BAD_REQUEST}, /* no function for this operation yet */
 	};
+	/* A batch item's error may lack either (a malformed result): an internal error. */
+	if (!sqlstate)
+		sqlstate = "XX000";
+	if (!message)
+		message = "";
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		if (!strcmp(map[i].state, sqlstate)) {
 			bool ours = sqlstate[0] == 'C' && sqlstate[1] == 'H';
@@ -304,7 +341,9 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The database is unavailable; retry later");
 		return;
 	}
-	log_err("%s %s: database error %s: %s", r->id, r->match.op ? r->match.op->name : r->path, sqlstate, message);
+	char path[256];
+	log_err("%s %s: database error %s: %s", r->id,
+		r->match.op ? r->match.op->name : carillon_req_path_for_message(r, path, sizeof(path)), sqlstate, message);
 	carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error (request %s)", r->id);
 }
 

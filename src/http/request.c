@@ -50,6 +50,7 @@ static void req_free(struct carillon_req *r)
 		free(r->hdr[i].name);
 		free(r->hdr[i].value);
 	}
+	free(r->hdr);
 	carillon_buf_free(&r->body);
 	carillon_route_match_free(&r->match);
 	json_decref(r->input);
@@ -57,10 +58,41 @@ static void req_free(struct carillon_req *r)
 	free(r);
 }
 
-/* Map lower-case header names to lws's token indexes once. */
-static int header_token(const char *lower_name)
+/*
+ * Headers. lws 4.1 parses the ~90 header names it knows into token slots (a repeated one becomes
+ * several fragments, joined here with ",", as HTTP allows for repeated fields) and keeps every
+ * other header in a list it can only search by name (4.1 has no way to enumerate it; of a
+ * repeated unknown header, lookups see the first, for the signature and the handler alike). So when the head is complete every known
+ * header is copied here, plus the unknown ones the server reads or the signature covers
+ * (SignedHeaders); anything else is fetched by name on demand, without a fixed limit. Header
+ * lines counted this way beyond CARILLON_MAX_HEADERS are refused with 431. The signature and
+ * the handlers read headers through the same lookup, so they always see the same values.
+ */
+#define MAX_HEADER_NAME 128
+
+static void hdr_add(struct carillon_req *r, const char *name, size_t nlen, char *value)
 {
-	size_t n = strlen(lower_name);
+	if (r->n_hdr == r->cap_hdr) {
+		r->cap_hdr = r->cap_hdr ? r->cap_hdr * 2 : 16;
+		r->hdr = carillon_xrealloc(r->hdr, sizeof(*r->hdr) * (size_t)r->cap_hdr);
+	}
+	r->hdr[r->n_hdr].name = carillon_xstrndup(name, nlen);
+	r->hdr[r->n_hdr].value = value;
+	r->n_hdr++;
+}
+
+static const char *hdr_find(const struct carillon_req *r, const char *name, size_t nlen)
+{
+	for (int i = 0; i < r->n_hdr; i++)
+		if (!strncmp(r->hdr[i].name, name, nlen) && !r->hdr[i].name[nlen])
+			return r->hdr[i].value;
+	return NULL;
+}
+
+/* The lws token index of a header name ("host" -> WSI_TOKEN_HOST), or -1 when lws keeps a header
+ * of that name in its list of unknown ones. */
+static int header_token(const char *lower_name, size_t n)
+{
 	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
 		const char *s = (const char *)lws_token_to_string((enum lws_token_indexes)t);
 		if (s && strlen(s) == n + 1 && s[n] == ':' && !strncmp(s, lower_name, n))
@@ -69,42 +101,134 @@ static int header_token(const char *lower_name)
 	return -1;
 }
 
+/* Value of a known header, and how many lines carried it. A repeated header is its lines' values,
+ * each without surrounding blanks, joined with "," (what SigV4 signs for it); lws's own join keeps
+ * the blanks that followed the colon of each later line. */
+static char *known_header(struct lws *wsi, enum lws_token_indexes tok, int *lines)
+{
+	int len = lws_hdr_total_length(wsi, tok);
+	if (len <= 0)
+		return NULL;
+	char *frag = carillon_xmalloc((size_t)len + 1);
+	struct carillon_buf value = {0};
+	int n;
+	for (*lines = 0; (n = lws_hdr_copy_fragment(wsi, frag, len + 1, tok, *lines)) >= 0; (*lines)++) {
+		const char *v = frag;
+		size_t vn = (size_t)n;
+		while (vn && (*v == ' ' || *v == '\t'))
+			v++, vn--;
+		while (vn && (v[vn - 1] == ' ' || v[vn - 1] == '\t'))
+			vn--;
+		if (*lines)
+			carillon_buf_append(&value, tok == WSI_TOKEN_HTTP_COOKIE ? "; " : ",", tok == WSI_TOKEN_HTTP_COOKIE ? 2 : 1);
+		carillon_buf_append(&value, v, vn);
+	}
+	free(frag);
+	if (!value.data)
+		return NULL;
+	return value.data;
+}
+
+static char *unknown_header(struct lws *wsi, const char *name, size_t nlen)
+{
+	char key[MAX_HEADER_NAME + 2];
+	if (!wsi || !nlen || nlen > MAX_HEADER_NAME)
+		return NULL;
+	memcpy(key, name, nlen);
+	key[nlen] = ':';
+	key[nlen + 1] = '\0';
+	int len = lws_hdr_custom_length(wsi, key, (int)nlen + 1);
+	if (len < 0)
+		return NULL;
+	char *value = carillon_xmalloc((size_t)len + 1);
+	if (lws_hdr_custom_copy(wsi, value, len + 1, key, (int)nlen + 1) < 0) {
+		free(value);
+		return NULL;
+	}
+	return value;
+}
+
+/* Copy an unknown header into the request when present; counts as one line. */
+static void read_unknown(struct carillon_req *r, struct lws *wsi, const char *name, size_t nlen)
+{
+	if (hdr_find(r, name, nlen) || header_token(name, nlen) >= 0)
+		return;
+	char *value = unknown_header(wsi, name, nlen);
+	if (!value)
+		return;
+	hdr_add(r, name, nlen, value);
+	r->n_header_lines++;
+}
+
+static bool is_header_name(const char *s, size_t n)
+{
+	if (!n || n > MAX_HEADER_NAME)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("-_.!#$%&'*+^`|~", s[i]))))
+			return false;
+	return true;
+}
+
+/* Read the headers of a complete head; false when there are more lines than allowed. */
+static bool read_headers(struct carillon_req *r, struct lws *wsi)
+{
+	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+		const char *s = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+		size_t n = s ? strlen(s) : 0;
+		/* Header tokens are "name:"; methods, the URI arguments and h2 pseudo-headers are not. */
+		if (n < 2 || s[n - 1] != ':' || s[0] == ':')
+			continue;
+		int lines;
+		char *value = known_header(wsi, (enum lws_token_indexes)t, &lines);
+		if (!value)
+			continue;
+		hdr_add(r, s, n - 1, value);
+		r->n_header_lines += lines;
+	}
+	static const char *const read_by_the_server[] = {"x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
+							  "x-amz-chime-bearer"};
+	for (size_t i = 0; i < sizeof(read_by_the_server) / sizeof(read_by_the_server[0]); i++)
+		read_unknown(r, wsi, read_by_the_server[i], strlen(read_by_the_server[i]));
+	/* "...SignedHeaders=host;x-amz-date;...,": every header the signature covers. */
+	const char *authz = hdr_find(r, "authorization", 13);
+	const char *p = authz ? strstr(authz, "SignedHeaders=") : NULL;
+	if (p) {
+		p += 14;
+		size_t total = strcspn(p, ", ");
+		const char *end = p + total;
+		for (long names = 0; p < end && names <= carillon_cfg.max_headers; names++) {
+			size_t n = strcspn(p, ";, ");
+			if (n > (size_t)(end - p))
+				n = (size_t)(end - p);
+			if (is_header_name(p, n))
+				read_unknown(r, wsi, p, n);
+			p += n + 1;
+		}
+	}
+	return r->n_header_lines <= carillon_cfg.max_headers;
+}
+
 const char *carillon_req_header(void *ctx, const char *lower_name)
 {
 	struct carillon_req *r = ctx;
-	for (int i = 0; i < r->n_hdr; i++)
-		if (!strcmp(r->hdr[i].name, lower_name))
-			return r->hdr[i].value;
-	if (!r->wsi || r->n_hdr == CARILLON_MAX_HEADER_CACHE)
-		return NULL;
-	char *value = NULL;
-	int tok = header_token(lower_name);
-	if (tok >= 0 && tok != WSI_TOKEN_GET_URI && tok != WSI_TOKEN_POST_URI) {
-		int len = lws_hdr_total_length(r->wsi, (enum lws_token_indexes)tok);
-		if (len > 0) {
-			value = carillon_xmalloc((size_t)len + 1);
-			if (lws_hdr_copy(r->wsi, value, len + 1, (enum lws_token_indexes)tok) < 0) {
-				free(value);
-				value = NULL;
-			}
-		}
-	} else if (tok < 0) {
-		char name[128];
-		int nlen = snprintf(name, sizeof(name), "%s:", lower_name);
-		int len = nlen < (int)sizeof(name) ? lws_hdr_custom_length(r->wsi, name, nlen) : -1;
-		if (len >= 0) {
-			value = carillon_xmalloc((size_t)len + 1);
-			if (lws_hdr_custom_copy(r->wsi, value, len + 1, name, nlen) < 0) {
-				free(value);
-				value = NULL;
-			}
-		}
-	}
+	size_t n = strlen(lower_name);
+	const char *v = hdr_find(r, lower_name, n);
+	/* Every known header was read with the head: only unknown ones are looked up later. */
+	if (v || !r->wsi || header_token(lower_name, n) >= 0)
+		return v;
+	char *value = unknown_header(r->wsi, lower_name, n);
 	if (!value)
 		return NULL;
-	r->hdr[r->n_hdr].name = carillon_xstrdup(lower_name);
-	r->hdr[r->n_hdr].value = value;
-	return r->hdr[r->n_hdr++].value;
+	hdr_add(r, lower_name, n, value);
+	return value;
+}
+
+const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size)
+{
+	const char *path = r->path ? r->path : "";
+	carillon_utf8_sanitize(buf, size, path, strlen(path));
+	return buf;
 }
 
 /* The header names of the request, for the SigV4 signed-header rule (carillon_sigv4_unsigned_header).
@@ -157,10 +281,13 @@ static const char *method_of(struct lws *wsi)
  * RFC 3986 encoding the SDKs use, for the signature. */
 static void read_query(struct carillon_req *r, struct lws *wsi)
 {
-	char frag[8192];
+	/* Every argument fits in the total length: none is dropped for being long (a fixed buffer
+	 * used to end the loop there, silently losing the arguments after it). */
+	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+	char *frag = carillon_xmalloc(total > 0 ? (size_t)total + 1 : 1);
 	struct carillon_buf raw = {0};
-	for (int i = 0; i < 256; i++) {
-		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+	for (int i = 0; total > 0 && i < 256; i++) {
+		int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
 		if (n < 0)
 			break;
 		char *eq = strchr(frag, '=');
@@ -176,6 +303,7 @@ static void read_query(struct carillon_req *r, struct lws *wsi)
 		free(en);
 		free(ev);
 	}
+	free(frag);
 	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
 }
 
@@ -200,21 +328,6 @@ static void req_set_response(struct carillon_req *r, int status, const char *err
 	r->state = REQ_REPLIED;
 }
 
-void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
-{
-	if (r->state >= REQ_REPLIED) {
-		json_decref(body);
-		return;
-	}
-	if (!status)
-		status = r->match.op ? r->match.op->response_code : 200;
-	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-	json_decref(body);
-	req_set_response(r, status, NULL, s ? s : "", s ? strlen(s) : 0);
-	free(s);
-	req_schedule_write(r);
-}
-
 static const struct {
 	const char *type;
 	int status;
@@ -231,24 +344,73 @@ static const struct {
 	[CARILLON_ERR_SERVICE_UNAVAILABLE] = {"ServiceUnavailableException", 503, "ServiceUnavailable"},
 	[CARILLON_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", 404, "NotFound"},
 	[CARILLON_ERR_PAYLOAD_TOO_LARGE] = {"BadRequestException", 413, "BadRequest"},
+	[CARILLON_ERR_HEADERS_TOO_LARGE] = {"BadRequestException", 431, "BadRequest"},
 };
+#define N_ERRORS (sizeof(err_table) / sizeof(err_table[0]))
 
+/* What is left to say when even the error body cannot be built (jansson out of memory). */
+static const char service_failure_body[] = "{\"Code\":\"ServiceFailure\",\"Message\":\"Internal error\"}";
+
+void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
+{
+	if (r->state >= REQ_REPLIED) {
+		json_decref(body);
+		return;
+	}
+	if (!status)
+		status = r->match.op ? r->match.op->response_code : 200;
+	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+	json_decref(body);
+	if (body && !s) {
+		/* Never an empty success for a body that could not be encoded. */
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the response could not be encoded");
+		return;
+	}
+	req_set_response(r, status, NULL, s ? s : "", s ? strlen(s) : 0);
+	free(s);
+	req_schedule_write(r);
+}
+
+/* {"Code":..,"Message":..}; NULL only when jansson cannot allocate. */
+static char *error_body(const char *code, const char *message)
+{
+	json_t *body = json_pack("{s:s,s:s}", "Code", code, "Message", message);
+	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	return s;
+}
+
+/*
+ * Messages may quote request bytes (a path, a member name, a database message about input): the
+ * text is made valid UTF-8 without control characters, cut on a code point boundary, before it
+ * goes into JSON, so the answer is always a well-formed AWS error whatever the client sent.
+ */
 void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
 {
 	if (r->state >= REQ_REPLIED)
 		return;
-	char msg[1024];
+	if ((size_t)e >= N_ERRORS || !err_table[e].type)
+		e = CARILLON_ERR_SERVICE_FAILURE;
+	char raw[1024], msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = carillon_utf8_vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	json_t *body = json_pack("{s:s,s:s}", "Code", err_table[e].code, "Message", msg);
-	char *s = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	req_set_response(r, err_table[e].status, err_table[e].type, s, strlen(s));
-	free(s);
-	if (err_table[e].status >= 500 || e == CARILLON_ERR_UNAUTHORIZED)
-		log_info("%s %s %s -> %s: %s", r->id, r->method, r->path ? r->path : "", err_table[e].type, msg);
+	carillon_utf8_sanitize(msg, sizeof(msg), raw, n);
+	char *s = error_body(err_table[e].code, msg);
+	if (s) {
+		req_set_response(r, err_table[e].status, err_table[e].type, s, strlen(s));
+		free(s);
+	} else {
+		e = CARILLON_ERR_SERVICE_FAILURE;
+		req_set_response(r, err_table[e].status, err_table[e].type, service_failure_body,
+				 sizeof(service_failure_body) - 1);
+	}
+	if (err_table[e].status >= 500 || e == CARILLON_ERR_UNAUTHORIZED) {
+		char path[256];
+		log_info("%s %s %s -> %s: %s", r->id, r->method, carillon_req_path_for_message(r, path, sizeof(path)),
+			 err_table[e].type, msg);
+	}
 	req_schedule_write(r);
 }
 
@@ -275,6 +437,12 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 	if (!method) {
 		r->close_after = true;
 		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Unsupported HTTP method");
+		return 0;
+	}
+	if (!read_headers(r, wsi)) {
+		r->close_after = true;
+		carillon_reply_error(r, CARILLON_ERR_HEADERS_TOO_LARGE,
+				     "Request Header Fields Too Large: more than %ld header lines", carillon_cfg.max_headers);
 		return 0;
 	}
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {

@@ -26,11 +26,22 @@ static int verr(struct vctx *v, const char *path, const char *fmt, ...)
 	char what[256];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	carillon_utf8_vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	snprintf(v->err, v->err_len, "1 validation error detected: Value at '%s' failed to satisfy constraint: %s",
-		 path, what);
+	/* The path quotes member names and map keys the client chose: cut only on code point
+	 * boundaries (the reply sanitises control characters). */
+	carillon_utf8_snprintf(v->err, v->err_len,
+			       "1 validation error detected: Value at '%s' failed to satisfy constraint: %s", path, what);
 	return -1;
+}
+
+/* path + sep + key, a long key cut on a code point boundary: a message names the member, it
+ * does not echo kilobytes of client input. */
+#define MAX_KEY_QUOTED 64
+static void sub_path(char *out, size_t size, const char *path, const char *sep, const char *key)
+{
+	size_t klen = strlen(key), cut = carillon_utf8_prefix(key, klen, MAX_KEY_QUOTED);
+	carillon_utf8_snprintf(out, size, "%s%s%.*s%s", path, sep, (int)cut, key, cut < klen ? "..." : "");
 }
 
 static int validate_value(struct vctx *v, json_t *shape, json_t *value, const char *path);
@@ -95,13 +106,13 @@ static int validate_structure(struct vctx *v, json_t *shape, json_t *value, cons
 		const char *name = json_string_value(req);
 		if (!json_object_get(value, name)) {
 			char sub[512];
-			snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", name);
+			sub_path(sub, sizeof(sub), path, *path ? "." : "", name);
 			return verr(v, sub, "Member must not be null");
 		}
 	}
 	json_object_foreach(value, key, val) {
 		char sub[512];
-		snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", key);
+		sub_path(sub, sizeof(sub), path, *path ? "." : "", key);
 		if (validate_value(v, shape_ref(v, json_object_get(members, key)), val, sub))
 			return -1;
 	}
@@ -146,7 +157,7 @@ static int validate_value(struct vctx *v, json_t *shape, json_t *value, const ch
 		json_t *item;
 		json_array_foreach(value, i, item) {
 			char sub[512];
-			snprintf(sub, sizeof(sub), "%s.%zu.member", path, i + 1);
+			carillon_utf8_snprintf(sub, sizeof(sub), "%s.%zu.member", path, i + 1);
 			if (validate_value(v, item_shape, item, sub))
 				return -1;
 		}
@@ -163,7 +174,7 @@ static int validate_value(struct vctx *v, json_t *shape, json_t *value, const ch
 		json_t *val;
 		json_object_foreach(value, key, val) {
 			char sub[512];
-			snprintf(sub, sizeof(sub), "%s.%s", path, key);
+			sub_path(sub, sizeof(sub), path, ".", key);
 			json_t *k = json_string(key);
 			int rc = k ? validate_value(v, kshape, k, sub) : verr(v, sub, "Member key must be UTF-8");
 			json_decref(k);
@@ -204,8 +215,13 @@ static json_t *scalar_from_text(struct vctx *v, json_t *shape, const char *text,
 		}
 		return json_real((double)ms / 1000.0);
 	}
-	if (type && !strcmp(type, "boolean"))
-		return !strcmp(text, "true") ? json_true() : !strcmp(text, "false") ? json_false() : NULL;
+	if (type && !strcmp(type, "boolean")) {
+		if (strcmp(text, "true") && strcmp(text, "false")) {
+			verr(v, name, "Member must be a boolean");
+			return NULL;
+		}
+		return !strcmp(text, "true") ? json_true() : json_false();
+	}
 	json_t *s = json_string(text);
 	if (!s)
 		verr(v, name, "Member must be valid UTF-8");
@@ -227,15 +243,25 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 	struct vctx v = {op->service, err, err_len};
 	json_t *input;
 	if (body_len) {
+		/* jansson refuses invalid UTF-8, overlong forms, surrogates (raw or as lone "\ud800"
+		 * escapes), "\u0000" and nesting deeper than 2048: all a BadRequest. */
 		json_error_t jerr;
 		input = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
 		if (!input || !json_is_object(input)) {
-			snprintf(err, err_len, "The request body is not a valid JSON object");
+			if (input)
+				carillon_utf8_snprintf(err, err_len, "The request body is not a valid JSON object");
+			else
+				carillon_utf8_snprintf(err, err_len, "The request body is not a valid JSON object: %s (at byte %d)",
+						       jerr.text, jerr.position);
 			json_decref(input);
 			return NULL;
 		}
 	} else {
 		input = json_object();
+	}
+	if (!input) {
+		carillon_utf8_snprintf(err, err_len, "Out of memory");
+		return NULL;
 	}
 	/* Body keys that name non-body members are not accepted from the body. */
 	json_t *members = json_object_get(op->input_shape, "members");
@@ -257,11 +283,12 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 		if (!text)
 			continue;
 		json_t *val = scalar_from_text(&v, shape_ref(&v, mem), text, name);
-		if (!val) {
+		if (!val || json_object_set_new(input, name, val)) {
+			if (val)
+				verr(&v, name, "Member could not be stored");
 			json_decref(input);
 			return NULL;
 		}
-		json_object_set_new(input, name, val);
 	}
 	if (op->input_shape && validate_structure(&v, op->input_shape, input, "")) {
 		json_decref(input);

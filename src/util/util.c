@@ -151,21 +151,135 @@ void carillon_uuid4(char out[37])
 		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when the bytes there are not one:
+ * a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF, or cut short. */
+static size_t utf8_seq(const unsigned char *p, size_t avail)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t k;
+	unsigned cp, min;
+	if ((c & 0xe0) == 0xc0) {
+		k = 2;
+		cp = c & 0x1f;
+		min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		k = 3;
+		cp = c & 0x0f;
+		min = 0x800;
+	} else if ((c & 0xf8) == 0xf0) {
+		k = 4;
+		cp = c & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (avail < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k;
+}
+
 long carillon_utf8_length(const char *s, size_t len)
 {
 	long n = 0;
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 	while (p < end) {
-		unsigned c = *p;
-		size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-		if (!k || (size_t)(end - p) < k)
+		size_t k = utf8_seq(p, (size_t)(end - p));
+		if (!k)
 			return -1;
-		for (size_t i = 1; i < k; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				return -1;
 		p += k;
 		n++;
 	}
+	return n;
+}
+
+size_t carillon_utf8_sanitize(char *out, size_t out_size, const char *in, size_t in_len)
+{
+	static const char replacement[] = "\xef\xbf\xbd", ellipsis[] = "...";
+	if (!out_size)
+		return 0;
+	const unsigned char *p = (const unsigned char *)in, *end = p + in_len;
+	size_t cap = out_size - 1, o = 0;
+	size_t mark = 0; /* the last boundary that leaves room for the ellipsis */
+	while (p < end) {
+		size_t k = utf8_seq(p, (size_t)(end - p));
+		const char *unit = (const char *)p;
+		size_t n = k;
+		if (!k || (k == 1 && (*p < 0x20 || *p == 0x7f))) {
+			unit = replacement;
+			n = sizeof(replacement) - 1;
+			k = 1;
+		}
+		if (o + n > cap) {
+			size_t room = cap - mark < sizeof(ellipsis) - 1 ? cap - mark : sizeof(ellipsis) - 1;
+			memcpy(out + mark, ellipsis, room);
+			o = mark + room;
+			break;
+		}
+		memcpy(out + o, unit, n);
+		o += n;
+		p += k;
+		if (o + sizeof(ellipsis) - 1 <= cap)
+			mark = o;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+size_t carillon_utf8_prefix(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	const unsigned char *p = (const unsigned char *)s;
+	/* s[max] is the first byte cut off: back up over at most three continuation bytes to the
+	 * lead byte of the sequence the cut would split. */
+	size_t n = max;
+	while (n > 0 && max - n < 3 && (p[n] & 0xc0) == 0x80)
+		n--;
+	return (p[n] & 0xc0) == 0x80 ? max : n;
+}
+
+size_t carillon_utf8_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	if (!size)
+		return 0;
+	int n = vsnprintf(buf, size, fmt, ap);
+	if (n < 0) {
+		buf[0] = '\0';
+		return 0;
+	}
+	if ((size_t)n < size)
+		return (size_t)n;
+	/* Truncated: buf holds size - 1 bytes of a longer text whose next byte is not at hand, so
+	 * drop a trailing sequence that is not complete. */
+	size_t len = size - 1, cut = len;
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t lead = len;
+	while (lead > 0 && len - lead < 3 && (p[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (lead > 0 && p[lead - 1] >= 0xc0) {
+		size_t need = p[lead - 1] >= 0xf0 ? 4 : p[lead - 1] >= 0xe0 ? 3 : 2;
+		if (len - (lead - 1) < need)
+			cut = lead - 1;
+	}
+	buf[cut] = '\0';
+	return cut;
+}
+
+size_t carillon_utf8_snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	size_t n = carillon_utf8_vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
 	return n;
 }
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "carillon/model.h"
+#include "carillon/util.h"
 
 #define APP "arn:aws:chime:us-east-1:111122223333:app-instance/11111111-2222-3333-4444-555555555555"
 
@@ -146,6 +147,46 @@ static void test_validation(void **state)
 	assert_null(input_for("CreateAppInstance", "[1,2]", err, sizeof(err)));
 }
 
+static const char *bearer_header(void *ctx, const char *name)
+{
+	(void)ctx;
+	return !strcmp(name, "x-amz-chime-bearer") ? APP "/user/u1" : NULL;
+}
+
+/* A validation message quotes member names and map keys the client chose: whatever their length
+ * it stays valid UTF-8 (jansson refuses anything else; that used to crash the server). */
+static void test_validation_message_is_utf8(void **state)
+{
+	(void)state;
+	static const char *const units[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+	for (size_t u = 0; u < 3; u++) {
+		for (int prefix = 0; prefix < 4; prefix++) {
+			char key[2048] = "", body[4096], err[512];
+			size_t err_len = prefix ? sizeof(err) : 100 + u; /* small ones cut inside the key */
+			for (int i = 0; i < prefix; i++)
+				strcat(key, "a");
+			for (int i = 0; i < 300; i++)
+				strcat(key, units[u]);
+			snprintf(body, sizeof(body),
+				 "{\"Content\":\"hi\",\"Type\":\"STANDARD\",\"Persistence\":\"PERSISTENT\","
+				 "\"ClientRequestToken\":\"abcdef\",\"MessageAttributes\":{\"%s\":{\"StringValues\":[\"v\"]}}}",
+				 key);
+			struct carillon_route_match m;
+			assert_int_equal(carillon_route("POST", "/channels/" APP "/channel/c1/messages", NULL, 0, &m), 0);
+			assert_string_equal(m.op->name, "SendChannelMessage");
+			json_t *in = carillon_model_input(m.op, &m, NULL, 0, bearer_header, NULL, body, strlen(body), err,
+							  err_len);
+			carillon_route_match_free(&m);
+			assert_null(in);
+			assert_non_null(strstr(err, "MessageAttributes."));
+			assert_true(carillon_utf8_length(err, strlen(err)) >= 0);
+			json_t *j = json_string(err);
+			assert_non_null(j);
+			json_decref(j);
+		}
+	}
+}
+
 static void test_patterns(void **state)
 {
 	const char *arn_pat = "arn:[a-z0-9-\\.]{1,63}:[a-z0-9-\\.]{0,63}:[a-z0-9-\\.]{0,63}:[a-z0-9-\\.]{0,63}:[^/].{0,1023}";
@@ -185,6 +226,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_arn_labels), cmocka_unit_test(test_route_fixed_query),
 		cmocka_unit_test(test_validation),       cmocka_unit_test(test_patterns),
+		cmocka_unit_test(test_validation_message_is_utf8),
 		cmocka_unit_test(test_timestamps),
 	};
 	return cmocka_run_group_tests_name("model", tests, setup, teardown);
