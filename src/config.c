@@ -125,7 +125,10 @@ static const struct cfg_key *cfg_find_env(const char *env)
 	return NULL;
 }
 
-/* KEY=VALUE lines, '#' comments; keys are the environment names. */
+static bool cfg_value_is_secret(const struct cfg_key *k, const char *value);
+
+/* KEY=VALUE lines, '#' comments; keys are the environment names. A file others may read must not
+ * hold secrets. */
 static int cfg_load_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -133,6 +136,8 @@ static int cfg_load_file(const char *path)
 		fprintf(stderr, "carillon: cannot read config file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	struct stat st;
+	bool shared = fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO));
 	char line[4096];
 	int rc = 0, lineno = 0;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
@@ -153,7 +158,16 @@ static int cfg_load_file(const char *path)
 			rc = -1;
 			break;
 		}
-		rc = cfg_set(k, carillon_trim(eq + 1), path);
+		const char *value = carillon_trim(eq + 1);
+		if (shared && cfg_value_is_secret(k, value)) {
+			fprintf(stderr,
+				"carillon: %s:%d: %s is a secret, and %s is accessible to group or others (mode %04o): "
+				"chmod 600 it, or keep the secret in its own file (%s_FILE where there is one)\n",
+				path, lineno, k->env, path, (unsigned)(st.st_mode & 07777), k->env);
+			rc = -1;
+			break;
+		}
+		rc = cfg_set(k, value, path);
 	}
 	fclose(f);
 	return rc;
@@ -190,6 +204,12 @@ static bool conninfo_has_password(const char *s)
 	size_t host_end = strcspn(auth, "/?");
 	const char *at = memchr(auth, '@', host_end);
 	return at && memchr(auth, ':', (size_t)(at - auth)) != NULL;
+}
+
+static bool cfg_value_is_secret(const struct cfg_key *k, const char *value)
+{
+	return (is_secret_setting(k) && *value) ||
+	       (!strcmp(k->env, "CARILLON_DATABASE_URL") && conninfo_has_password(value));
 }
 
 static int cfg_refuse_secret_flag(const struct cfg_key *k, const char *flag, const char *value)

@@ -356,6 +356,24 @@ describe('key files and secret flags', () => {
   });
 });
 
+test('a config file holding a secret must be private to its owner', async () => {
+  const env = await serverEnv();
+  const dir = reachableTmp('carillon-hp-cfg-');
+  try {
+    const cfg = path.join(dir, 'carillon.conf');
+    writeFileSync(cfg, `# test\nCARILLON_MASTER_KEY=${env.CARILLON_MASTER_KEY}\n`);
+    chmodSync(cfg, 0o644);
+    const { CARILLON_MASTER_KEY, ...rest } = env;
+    const r = await serveExpectingRefusal(['--config', cfg], { ...rest, CARILLON_MASTER_KEY: undefined });
+    assert.equal(r.code, 2, `a secret in a group/world-readable config file must be refused: ${describeRun(r)}`);
+    assert.match(r.stderr, /CARILLON_MASTER_KEY is a secret, and .* is accessible to group or others \(mode 0644\)/, describeRun(r));
+    assert.ok(!(r.stdout + r.stderr).includes(CARILLON_MASTER_KEY), 'the secret is not echoed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(env.CARILLON_DATA_DIR, { recursive: true, force: true });
+  }
+});
+
 describe('a database role that is not a superuser', () => {
   const superuserUrl = () => testDbAs('postgres', 'carillon');
   const created = [];
