@@ -64,7 +64,8 @@ int carillon_config_load(int *argc, char **argv);
 void carillon_config_usage(void);
 
 /* Resolve the master key (setting, key file, or generated into <data_dir>/master.key for the
- * embedded quickstart) and the root credential (generated and printed when unset). */
+ * embedded quickstart, by the user Carillon runs as: privdrop.h) and the root credential (derived
+ * from the master key when unset). */
 int carillon_config_finish(bool embedded);
 
 /* The master key and root credential alone; a missing <data_dir>/master.key is generated only
