@@ -332,7 +332,8 @@ static int master_key_from_hex(const char *hex, const char *origin)
  */
 static int secret_file_read(const char *path, bool adopt, char *out, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (adopt ? O_NOFOLLOW : 0));
+	/* O_NONBLOCK: a FIFO planted in place of the file must not hang the start (refused below). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (adopt ? O_NOFOLLOW : 0));
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		fprintf(stderr, "carillon: cannot read %s: %s\n", path, strerror(errno));
@@ -394,8 +395,11 @@ static int master_key_create(const char *path)
 	carillon_privdrop_leave();
 	sodium_memzero(hex, sizeof(hex));
 	if (!ok) {
-		fprintf(stderr, "carillon: cannot write %s%s%s: %s\n", path, as_user ? " as user " : "",
-			as_user ? u.name : "", strerror(err));
+		fprintf(stderr, "carillon: cannot write %s%s%s: %s%s\n", path, as_user ? " as user " : "",
+			as_user ? u.name : "", strerror(err),
+			as_user && err == EACCES ? " (the data directory must belong to that user: chown it, or choose "
+						   "another CARILLON_DATA_DIR)"
+						 : "");
 		if (fd >= 0)
 			unlink(path);
 		return -1;
