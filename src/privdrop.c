@@ -150,6 +150,30 @@ void carillon_privdrop_leave(void)
 	}
 }
 
+/* No capability is left: setuid() clears them unless securebits said otherwise (a container
+ * runtime may set SECBIT_NO_SETUID_FIXUP), so this reads what the kernel reports. */
+static bool no_capabilities(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return false;
+	char line[256];
+	int zero = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+		if ((sscanf(line, "CapPrm: %llx", &v) == 1 || sscanf(line, "CapEff: %llx", &v) == 1 ||
+		     sscanf(line, "CapAmb: %llx", &v) == 1)) {
+			if (v != 0) {
+				fclose(f);
+				return false;
+			}
+			zero++;
+		}
+	}
+	fclose(f);
+	return zero >= 2; /* CapAmb is missing before Linux 4.3 */
+}
+
 /* Every id is the target's, and neither uid 0 nor gid 0 can be had back. */
 static bool dropped_for_good(void)
 {
@@ -179,7 +203,7 @@ int carillon_privdrop_now(void)
 		log_err("cannot become user %s: %s", target.user.name, strerror(errno));
 		return -1;
 	}
-	if (!dropped_for_good()) {
+	if (!dropped_for_good() || !no_capabilities()) {
 		log_err("still able to regain root after becoming %s: refusing to serve", target.user.name);
 		return -1;
 	}

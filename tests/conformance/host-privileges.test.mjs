@@ -48,7 +48,8 @@ async function osUser(name) {
 function procIds(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const ids = (key) => (new RegExp(`^${key}:(.*)$`, 'm').exec(status)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-  return { uid: ids('Uid'), gid: ids('Gid'), groups: ids('Groups') };
+  const cap = (key) => new RegExp(`^${key}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1];
+  return { uid: ids('Uid'), gid: ids('Gid'), groups: ids('Groups'), capPrm: cap('CapPrm'), capEff: cap('CapEff') };
 }
 
 /** The command lines of every process, as ps shows them. */
@@ -164,6 +165,8 @@ describe('embedded quickstart started as root', () => {
     assert.deepEqual(ids.uid, [want.uid, want.uid, want.uid, want.uid], `Uid line of /proc/${srv.proc.pid}/status`);
     assert.deepEqual(ids.gid, [want.gid, want.gid, want.gid, want.gid], `Gid line of /proc/${srv.proc.pid}/status`);
     assert.ok(!ids.groups.includes(0), `supplementary groups must not include root's: ${ids.groups}`);
+    assert.match(ids.capPrm ?? '', /^0+$/, 'no permitted capability left');
+    assert.match(ids.capEff ?? '', /^0+$/, 'no effective capability left');
     assert.match(srv.log(), /running as user carillon/);
     // It still serves, as that user, with the root credential of the deployment.
     const id = identityClient(srv, await root());
