@@ -130,7 +130,6 @@ async function serverEnv(extra = {}) {
     CARILLON_ROOT_ACCESS_KEY_ID: rootKey.accessKeyId,
     CARILLON_ROOT_SECRET_ACCESS_KEY: rootKey.secretAccessKey,
     CARILLON_MASTER_KEY: randomMasterKey(),
-    CARILLON_DATA_DIR: reachableTmp('carillon-hp-'),
     ...extra,
   };
 }
@@ -354,19 +353,15 @@ describe('key files and secret flags', () => {
       ['--database-url', 'postgresql://carillon:hunter2@127.0.0.1/carillon'],
       ['--database-url', `${process.env.CARILLON_TEST_DATABASE_URL} password=hunter2`],
     ];
-    try {
-      for (const args of cases) {
-        const r = await serveExpectingRefusal(args, env);
-        assert.equal(r.code, 2, `${args[0]}: must be refused before anything starts (exit 2): ${describeRun(r)}`);
-        assert.match(r.stderr, /refused.*visible to every local user \(ps\)/, describeRun(r));
-        assert.doesNotMatch(r.stdout + r.stderr, /serving on/);
-      }
-      // The same secrets from the environment are fine (every other test file starts servers so).
-      const ok = await startCarillon();
-      await ok.stop();
-    } finally {
-      rmSync(env.CARILLON_DATA_DIR, { recursive: true, force: true });
+    for (const args of cases) {
+      const r = await serveExpectingRefusal(args, env);
+      assert.equal(r.code, 2, `${args[0]}: must be refused before anything starts (exit 2): ${describeRun(r)}`);
+      assert.match(r.stderr, /refused.*visible to every local user \(ps\)/, describeRun(r));
+      assert.doesNotMatch(r.stdout + r.stderr, /serving on/);
     }
+    // The same secrets from the environment are fine (every other test file starts servers so).
+    const ok = await startCarillon();
+    await ok.stop();
   });
 });
 
@@ -384,7 +379,6 @@ test('a config file holding a secret must be private to its owner', async () => 
     assert.ok(!(r.stdout + r.stderr).includes(CARILLON_MASTER_KEY), 'the secret is not echoed');
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    rmSync(env.CARILLON_DATA_DIR, { recursive: true, force: true });
   }
 });
 
