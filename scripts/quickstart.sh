@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds Carillon and starts it: scripts/quickstart.sh [serve options]
 # With no CARILLON_DATABASE_URL, Carillon runs its own PostgreSQL under its data directory
-# (CARILLON_DATA_DIR, by default ./carillon-data). It prints its endpoint and root credentials.
+# (CARILLON_DATA_DIR, by default ./carillon-data; as root /var/lib/carillon). It prints its endpoint
+# and root access key id; the root secret is printed once, on the terminal, when it is generated at
+# the first start (later: `build/carillon root-key`, with the same settings, prints it).
+# As root, Carillon runs as the unprivileged user CARILLON_USER ("carillon", created if missing)
+# once its port is bound, and the data directory belongs to that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

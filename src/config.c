@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "carillon/config.h"
 #include "carillon/log.h"
+#include "carillon/privdrop.h"
 #include "carillon/util.h"
 
 struct carillon_config carillon_cfg;
@@ -40,9 +42,13 @@ static const struct cfg_key cfg_keys[] = {
 	STR(region, "CARILLON_REGION", "us-east-1", "AWS region in ARNs and in the SigV4 scope"),
 	STR(account_id, "CARILLON_ACCOUNT_ID", "123456789012", "12-digit account id in ARNs"),
 	STR(root_access_key_id, "CARILLON_ROOT_ACCESS_KEY_ID", "", "root access key id (generated when unset)"),
-	STR(root_secret_access_key, "CARILLON_ROOT_SECRET_ACCESS_KEY", "", "root secret access key"),
-	STR(master_key_hex, "CARILLON_MASTER_KEY", "", "64 hex chars sealing tokens and secrets (same on every node)"),
-	STR(master_key_file, "CARILLON_MASTER_KEY_FILE", "", "file holding the master key in hex"),
+	STR(root_secret_access_key, "CARILLON_ROOT_SECRET_ACCESS_KEY", "",
+	    "root secret access key (environment or config file only: never a flag)"),
+	STR(root_secret_access_key_file, "CARILLON_ROOT_SECRET_ACCESS_KEY_FILE", "",
+	    "file holding the root secret access key (mode 0600)"),
+	STR(master_key_hex, "CARILLON_MASTER_KEY", "",
+	    "64 hex chars sealing tokens and secrets, same on every node (environment or config file only)"),
+	STR(master_key_file, "CARILLON_MASTER_KEY_FILE", "", "file holding the master key in hex (mode 0600)"),
 	STR(public_endpoint, "CARILLON_PUBLIC_ENDPOINT", "", "host[:port] clients use for websocket sessions (default: listen address)"),
 	STR(log_level, "CARILLON_LOG_LEVEL", "notice", "error, warn, notice, info or debug"),
 	STR(tls_cert, "CARILLON_TLS_CERT", "", "PEM certificate: serve https/wss on the listen address (else plain)"),
@@ -121,7 +127,10 @@ static const struct cfg_key *cfg_find_env(const char *env)
 	return NULL;
 }
 
-/* KEY=VALUE lines, '#' comments; keys are the environment names. */
+static bool cfg_value_is_secret(const struct cfg_key *k, const char *value);
+
+/* KEY=VALUE lines, '#' comments; keys are the environment names. A file others may read must not
+ * hold secrets. */
 static int cfg_load_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -129,6 +138,8 @@ static int cfg_load_file(const char *path)
 		fprintf(stderr, "carillon: cannot read config file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	struct stat st;
+	bool shared = fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO));
 	char line[4096];
 	int rc = 0, lineno = 0;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
@@ -149,10 +160,81 @@ static int cfg_load_file(const char *path)
 			rc = -1;
 			break;
 		}
-		rc = cfg_set(k, carillon_trim(eq + 1), path);
+		const char *value = carillon_trim(eq + 1);
+		if (shared && cfg_value_is_secret(k, value)) {
+			fprintf(stderr,
+				"carillon: %s:%d: %s is a secret, and %s is accessible to group or others (mode %04o): "
+				"chmod 600 it, or keep the secret in its own file (%s_FILE where there is one)\n",
+				path, lineno, k->env, path, (unsigned)(st.st_mode & 07777), k->env);
+			rc = -1;
+			break;
+		}
+		rc = cfg_set(k, value, path);
 	}
 	fclose(f);
 	return rc;
+}
+
+/* Settings whose value is a secret. On the command line it would be readable by every local user
+ * (ps, /proc/<pid>/cmdline): they come from the environment, the config file or a file. */
+static const char *const secret_settings[] = {"CARILLON_ROOT_SECRET_ACCESS_KEY", "CARILLON_MASTER_KEY"};
+
+static bool is_secret_setting(const struct cfg_key *k)
+{
+	for (size_t i = 0; i < sizeof(secret_settings) / sizeof(secret_settings[0]); i++)
+		if (!strcmp(k->env, secret_settings[i]))
+			return true;
+	return false;
+}
+
+/* A libpq connection string or URL carrying a password (keyword form, URL user:password@, or a
+ * password= query parameter). */
+static bool conninfo_has_password(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if (!strncasecmp(p, "password", 8) && (p == s || !isalnum((unsigned char)p[-1]))) {
+			const char *q = p + 8;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (*q == '=')
+				return true;
+		}
+	const char *scheme = strstr(s, "://");
+	if (!scheme)
+		return false;
+	const char *auth = scheme + 3;
+	size_t host_end = strcspn(auth, "/?");
+	const char *at = memchr(auth, '@', host_end);
+	return at && memchr(auth, ':', (size_t)(at - auth)) != NULL;
+}
+
+static bool cfg_value_is_secret(const struct cfg_key *k, const char *value)
+{
+	return (is_secret_setting(k) && *value) ||
+	       (!strcmp(k->env, "CARILLON_DATABASE_URL") && conninfo_has_password(value));
+}
+
+static int cfg_refuse_secret_flag(const struct cfg_key *k, const char *flag, const char *value)
+{
+	if (is_secret_setting(k)) {
+		fprintf(stderr,
+			"carillon: --%s is refused: a secret on the command line is visible to every local user (ps). "
+			"Set %s in the environment or the config file%s\n",
+			flag, k->env,
+			!strcmp(k->env, "CARILLON_MASTER_KEY") ? ", or use CARILLON_MASTER_KEY_FILE"
+			: !strcmp(k->env, "CARILLON_ROOT_SECRET_ACCESS_KEY") ? ", or use CARILLON_ROOT_SECRET_ACCESS_KEY_FILE"
+									       : "");
+		return -1;
+	}
+	if (!strcmp(k->env, "CARILLON_DATABASE_URL") && conninfo_has_password(value)) {
+		fprintf(stderr,
+			"carillon: --%s with a password is refused: the command line is visible to every local user "
+			"(ps). Put the password in ~/.pgpass or PGPASSFILE, or set CARILLON_DATABASE_URL in the "
+			"environment or the config file\n",
+			flag);
+		return -1;
+	}
+	return 0;
 }
 
 static const char *cfg_flag_value(int *argc, char **argv, const char *flag)
@@ -203,7 +285,7 @@ int carillon_config_load(int *argc, char **argv)
 		char flag[64];
 		flag_name(&cfg_keys[i], flag, sizeof(flag));
 		const char *v = cfg_flag_value(argc, argv, flag);
-		if (v && cfg_set(&cfg_keys[i], v, "the command line"))
+		if (v && (cfg_refuse_secret_flag(&cfg_keys[i], flag, v) || cfg_set(&cfg_keys[i], v, "the command line")))
 			return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
@@ -232,39 +314,183 @@ static int master_key_from_hex(const char *hex, const char *origin)
 	char buf[129];
 	snprintf(buf, sizeof(buf), "%s", hex);
 	char *t = carillon_trim(buf);
+	int rc = 0;
 	if (strlen(t) != 64 ||
 	    sodium_hex2bin(carillon_cfg.master_key, 32, t, 64, NULL, &bin_len, &end) || bin_len != 32) {
 		fprintf(stderr, "carillon: the master key from %s must be 64 hex characters\n", origin);
-		return -1;
+		rc = -1;
 	}
-	return 0;
+	sodium_memzero(buf, sizeof(buf));
+	return rc;
 }
 
-static int master_key_generated(void)
+/*
+ * Reads a secret from a file that must be a regular file nobody but its owner may read or write:
+ * a group- or world-readable key has already leaked to every local account. With `adopt` (the
+ * generated <data_dir>/master.key of a data directory now run by an unprivileged user), a
+ * root-owned file is handed over to that user. Returns 0 and the trimmed contents in `out`.
+ */
+static int secret_file_read(const char *path, bool adopt, char *out, size_t len)
 {
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/master.key", carillon_cfg.data_dir);
-	char buf[130] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		buf[n > 0 ? n : 0] = '\0';
-		return master_key_from_hex(buf, path);
-	}
-	randombytes_buf(carillon_cfg.master_key, 32);
-	char hex[65];
-	sodium_bin2hex(hex, sizeof(hex), carillon_cfg.master_key, 32);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, hex, 64) != 64) {
-		fprintf(stderr, "carillon: cannot write %s: %s\n", path, strerror(errno));
+	/* O_NONBLOCK: a FIFO planted in place of the file must not hang the start (refused below). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (adopt ? O_NOFOLLOW : 0));
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "carillon: cannot read %s: %s\n", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "carillon: %s is not a regular file\n", path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		fprintf(stderr,
+			"carillon: %s is accessible to group or others (mode %04o): a secret must be readable by its "
+			"owner only; run chmod 600 %s (and use a new key if others may have read it)\n",
+			path, (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return -1;
+	}
+	struct carillon_os_user u;
+	if (adopt && st.st_uid == 0 && st.st_nlink == 1 && carillon_privdrop_target(&u)) {
+		if (fchown(fd, u.uid, u.gid) < 0)
+			log_warn("cannot give %s to user %s: %s", path, u.name, strerror(errno));
+		else
+			log_notice("%s now belongs to user %s", path, u.name);
+	}
+	ssize_t n = read(fd, out, len - 1);
 	close(fd);
+	if (n < 0) {
+		fprintf(stderr, "carillon: cannot read %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	out[n] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	return 0;
+}
+
+/* The first start of an embedded deployment: a new master key, written by the user Carillon runs
+ * as (see privdrop.h), readable by it alone. */
+static int master_key_create(const char *path)
+{
+	randombytes_buf(carillon_cfg.master_key, 32);
+	char hex[65];
+	sodium_bin2hex(hex, sizeof(hex), carillon_cfg.master_key, 32);
+	struct carillon_os_user u;
+	bool as_user = carillon_privdrop_target(&u);
+	if (carillon_privdrop_enter())
+		return -1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int err = errno;
+	bool ok = fd >= 0 && write(fd, hex, 64) == 64 && fsync(fd) == 0;
+	if (fd >= 0 && !ok)
+		err = errno;
+	if (fd >= 0 && close(fd) < 0 && ok) {
+		ok = false;
+		err = errno;
+	}
+	carillon_privdrop_leave();
+	sodium_memzero(hex, sizeof(hex));
+	if (!ok) {
+		fprintf(stderr, "carillon: cannot write %s%s%s: %s%s\n", path, as_user ? " as user " : "",
+			as_user ? u.name : "", strerror(err),
+			as_user && err == EACCES ? " (the data directory must belong to that user: chown it, or choose "
+						   "another CARILLON_DATA_DIR)"
+						 : "");
+		if (fd >= 0)
+			unlink(path);
+		return -1;
+	}
+	carillon_cfg.master_key_created = true;
 	log_notice("generated a master key in %s", path);
 	return 0;
+}
+
+static int master_key_resolve(bool embedded, bool may_generate)
+{
+	char buf[130];
+	int rc;
+	if (*carillon_cfg.master_key_hex)
+		return master_key_from_hex(carillon_cfg.master_key_hex, "CARILLON_MASTER_KEY");
+	if (*carillon_cfg.master_key_file) {
+		rc = secret_file_read(carillon_cfg.master_key_file, false, buf, sizeof(buf));
+		if (!rc)
+			rc = master_key_from_hex(buf, carillon_cfg.master_key_file);
+		sodium_memzero(buf, sizeof(buf));
+		return rc;
+	}
+	if (!embedded) {
+		fprintf(stderr, "carillon: CARILLON_MASTER_KEY (or _FILE) is required with CARILLON_DATABASE_URL:\n"
+				"every node of a deployment must share it\n");
+		return -1;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/master.key", carillon_cfg.data_dir);
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		if (may_generate)
+			return master_key_create(path);
+		fprintf(stderr, "carillon: no master key in %s yet (the first `carillon serve` generates it)\n",
+			carillon_cfg.data_dir);
+		return -1;
+	}
+	rc = secret_file_read(path, true, buf, sizeof(buf));
+	if (!rc)
+		rc = master_key_from_hex(buf, path);
+	sodium_memzero(buf, sizeof(buf));
+	return rc;
+}
+
+/* The root credential: configured, or derived from the master key (so a restarted quickstart keeps
+ * the same one). */
+static int root_key_resolve(void)
+{
+	if (*carillon_cfg.root_secret_access_key_file) {
+		if (*carillon_cfg.root_secret_access_key) {
+			fprintf(stderr, "carillon: set CARILLON_ROOT_SECRET_ACCESS_KEY or its _FILE, not both\n");
+			return -1;
+		}
+		char buf[256];
+		if (secret_file_read(carillon_cfg.root_secret_access_key_file, false, buf, sizeof(buf)))
+			return -1;
+		free(carillon_cfg.root_secret_access_key);
+		carillon_cfg.root_secret_access_key = carillon_xstrdup(carillon_trim(buf));
+		sodium_memzero(buf, sizeof(buf));
+	}
+	if (*carillon_cfg.root_access_key_id && *carillon_cfg.root_secret_access_key)
+		return 0;
+	if (*carillon_cfg.root_access_key_id || *carillon_cfg.root_secret_access_key) {
+		fprintf(stderr, "carillon: set both CARILLON_ROOT_ACCESS_KEY_ID and _SECRET_ACCESS_KEY\n");
+		return -1;
+	}
+	unsigned char d[64];
+	crypto_generichash(d, sizeof(d), (const unsigned char *)"carillon-root-key", 17, carillon_cfg.master_key, 32);
+	static const char up[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char id[21] = "AKIA", secret[41];
+	for (int i = 0; i < 16; i++)
+		id[4 + i] = up[d[i] & 31];
+	id[20] = '\0';
+	for (int i = 0; i < 40; i++)
+		secret[i] = b64[d[16 + i] & 63];
+	secret[40] = '\0';
+	free(carillon_cfg.root_access_key_id);
+	free(carillon_cfg.root_secret_access_key);
+	carillon_cfg.root_access_key_id = carillon_xstrdup(id);
+	carillon_cfg.root_secret_access_key = carillon_xstrdup(secret);
+	carillon_cfg.root_key_generated = true;
+	sodium_memzero(d, sizeof(d));
+	sodium_memzero(secret, sizeof(secret));
+	return 0;
+}
+
+int carillon_config_keys(bool embedded, bool may_generate)
+{
+	if (master_key_resolve(embedded, may_generate))
+		return -1;
+	return root_key_resolve();
 }
 
 int carillon_config_finish(bool embedded)
@@ -273,52 +499,5 @@ int carillon_config_finish(bool embedded)
 		fprintf(stderr, "carillon: cannot create %s: %s\n", carillon_cfg.data_dir, strerror(errno));
 		return -1;
 	}
-	if (*carillon_cfg.master_key_hex) {
-		if (master_key_from_hex(carillon_cfg.master_key_hex, "CARILLON_MASTER_KEY"))
-			return -1;
-	} else if (*carillon_cfg.master_key_file) {
-		char buf[130] = "";
-		FILE *f = fopen(carillon_cfg.master_key_file, "r");
-		if (!f || !fgets(buf, sizeof(buf), f)) {
-			fprintf(stderr, "carillon: cannot read %s\n", carillon_cfg.master_key_file);
-			if (f)
-				fclose(f);
-			return -1;
-		}
-		fclose(f);
-		if (master_key_from_hex(buf, carillon_cfg.master_key_file))
-			return -1;
-	} else if (embedded) {
-		if (master_key_generated())
-			return -1;
-	} else {
-		fprintf(stderr, "carillon: CARILLON_MASTER_KEY (or _FILE) is required with CARILLON_DATABASE_URL:\n"
-				"every node of a deployment must share it\n");
-		return -1;
-	}
-	if (!*carillon_cfg.root_access_key_id || !*carillon_cfg.root_secret_access_key) {
-		if (*carillon_cfg.root_access_key_id || *carillon_cfg.root_secret_access_key) {
-			fprintf(stderr, "carillon: set both CARILLON_ROOT_ACCESS_KEY_ID and _SECRET_ACCESS_KEY\n");
-			return -1;
-		}
-		/* Derived from the master key, so a restarted quickstart keeps the same credential. */
-		unsigned char d[64];
-		crypto_generichash(d, sizeof(d), (const unsigned char *)"carillon-root-key", 17,
-				   carillon_cfg.master_key, 32);
-		static const char up[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-		char id[21] = "AKIA", secret[41];
-		for (int i = 0; i < 16; i++)
-			id[4 + i] = up[d[i] & 31];
-		id[20] = '\0';
-		for (int i = 0; i < 40; i++)
-			secret[i] = b64[d[16 + i] & 63];
-		secret[40] = '\0';
-		free(carillon_cfg.root_access_key_id);
-		free(carillon_cfg.root_secret_access_key);
-		carillon_cfg.root_access_key_id = carillon_xstrdup(id);
-		carillon_cfg.root_secret_access_key = carillon_xstrdup(secret);
-		carillon_cfg.root_key_generated = true;
-	}
-	return 0;
+	return carillon_config_keys(embedded, true);
 }

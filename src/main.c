@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -12,6 +13,7 @@
 #include "carillon/keys.h"
 #include "carillon/log.h"
 #include "carillon/model.h"
+#include "carillon/privdrop.h"
 #include "carillon/server.h"
 
 static void usage(void)
@@ -21,22 +23,66 @@ static void usage(void)
 	       "       carillon migrate   apply the database migrations and exit\n"
 	       "       carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n"
 	       "                          manage admin access keys (the root key's rights)\n"
+	       "       carillon root-key  print the root credential derived from the master key\n"
 	       "       carillon --help | --version\n\n",
 	       CARILLON_VERSION);
 	carillon_config_usage();
 }
 
-/* The database to use: the configured URL, or the embedded cluster (started here). */
-static int resolve_database(char *conninfo, size_t len, bool *embedded)
+/* Started as root, `carillon serve` becomes CARILLON_USER once its port is bound (privdrop.h). */
+static int choose_run_user(void)
+{
+	struct carillon_os_user u;
+	if (geteuid() != 0)
+		return 0;
+	if (carillon_privdrop_lookup(carillon_cfg.run_as_user, true, &u))
+		return -1;
+	carillon_privdrop_set_target(&u);
+	return 0;
+}
+
+/* The database to use: the configured URL, or the embedded cluster (started here). As root, files
+ * of the data directory are made by the user the cluster runs as, which `carillon serve` becomes:
+ * CARILLON_USER, or the owner of a cluster an ordinary user made earlier. */
+static int resolve_database(char *conninfo, size_t len, bool *embedded, bool serve)
 {
 	*embedded = !carillon_cfg.database_url || !*carillon_cfg.database_url;
 	if (!*embedded) {
 		snprintf(conninfo, len, "%s", carillon_cfg.database_url);
-		return 0;
+		if (serve && choose_run_user())
+			return -1;
+		return carillon_config_finish(false);
 	}
-	if (carillon_config_finish(true))
+	carillon_embedded_pg_set_os_user(carillon_cfg.run_as_user);
+	if (carillon_embedded_pg_start(carillon_cfg.data_dir, conninfo, len))
 		return -1;
-	return carillon_embedded_pg_start(carillon_cfg.data_dir, conninfo, len);
+	struct carillon_os_user u;
+	if (carillon_embedded_pg_os_user(&u) == 0) {
+		if (strcmp(u.name, carillon_cfg.run_as_user))
+			log_notice("running as %s, the owner of the existing cluster in %s, not CARILLON_USER=%s", u.name,
+				   carillon_cfg.data_dir, carillon_cfg.run_as_user);
+		carillon_privdrop_set_target(&u);
+	}
+	if (carillon_config_finish(true)) {
+		carillon_embedded_pg_stop();
+		return -1;
+	}
+	return 0;
+}
+
+/* The generated root secret is shown once, when it is created, and only on a terminal: never into
+ * a log file or a journal. `carillon root-key` prints it again on demand. */
+static void print_root_secret(void)
+{
+	if (!carillon_cfg.root_key_generated)
+		return;
+	if (carillon_cfg.master_key_created && isatty(STDOUT_FILENO))
+		printf("  root secret key:   %s\n"
+		       "                     (shown this once; `carillon root-key` prints it again)\n",
+		       carillon_cfg.root_secret_access_key);
+	else
+		printf("  root secret key:   not shown%s; `carillon root-key` (with the same settings) prints it\n",
+		       carillon_cfg.master_key_created ? " (stdout is not a terminal)" : "");
 }
 
 static void print_banner(bool embedded)
@@ -48,8 +94,7 @@ static void print_banner(bool embedded)
 	       "  root access key:   %s\n",
 	       CARILLON_VERSION, carillon_cfg.listen, carillon_cfg.region, carillon_cfg.account_id,
 	       carillon_cfg.root_access_key_id);
-	if (carillon_cfg.root_key_generated)
-		printf("  root secret key:   %s\n", carillon_cfg.root_secret_access_key);
+	print_root_secret();
 	if (embedded)
 		printf("  database:          embedded PostgreSQL under %s/postgres\n", carillon_cfg.data_dir);
 	printf("Try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=<secret> aws chime-sdk-identity list-app-instances "
@@ -58,15 +103,31 @@ static void print_banner(bool embedded)
 	fflush(stdout);
 }
 
+/* `carillon root-key`: the root credential of this deployment, from its master key. Touches no
+ * database and generates nothing. */
+static int cmd_root_key(void)
+{
+	bool embedded = !carillon_cfg.database_url || !*carillon_cfg.database_url;
+	if (carillon_config_keys(embedded, false))
+		return 1;
+	if (!carillon_cfg.root_key_generated) {
+		printf("AccessKeyId:     %s\n(the root key is configured through CARILLON_ROOT_SECRET_ACCESS_KEY, "
+		       "not derived from the master key)\n",
+		       carillon_cfg.root_access_key_id);
+		return 0;
+	}
+	printf("AccessKeyId:     %s\nSecretAccessKey: %s\n", carillon_cfg.root_access_key_id,
+	       carillon_cfg.root_secret_access_key);
+	return 0;
+}
+
 enum serve_mode { MODE_SERVE, MODE_MIGRATE, MODE_KEYS };
 
 static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 {
 	char conninfo[4096];
 	bool embedded;
-	if (resolve_database(conninfo, sizeof(conninfo), &embedded))
-		return 1;
-	if (!embedded && carillon_config_finish(false))
+	if (resolve_database(conninfo, sizeof(conninfo), &embedded, mode == MODE_SERVE))
 		return 1;
 	int rc = 1;
 	if (carillon_db_migrate(conninfo))
@@ -126,6 +187,8 @@ int main(int argc, char **argv)
 		return cmd_serve(MODE_SERVE, 0, NULL);
 	if (!strcmp(cmd, "migrate"))
 		return cmd_serve(MODE_MIGRATE, 0, NULL);
+	if (!strcmp(cmd, "root-key"))
+		return cmd_root_key();
 	fprintf(stderr, "carillon: unknown command '%s' (see --help)\n", cmd);
 	return 2;
 }

@@ -29,6 +29,7 @@
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
+#include "carillon/privdrop.h"
 #include "carillon/server.h"
 #include "carillon/util.h"
 
@@ -256,6 +257,9 @@ int carillon_server_run(const char *conninfo)
 	uv_loop_init(&srv.loop);
 	srv.listen_fd = open_listener(carillon_cfg.listen);
 	if (srv.listen_fd < 0 || create_lws_context())
+		return 1;
+	/* Root was needed for the port and the TLS key files, both in hand now. */
+	if (carillon_privdrop_now())
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
 	carillon_listener_start(&srv.loop);

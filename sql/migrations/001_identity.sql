@@ -1,6 +1,10 @@
 -- Chime SDK Identity resources and the shared tables (tags, idempotency).
-create schema if not exists carillon;
-create schema if not exists carillon_api;
+-- Made only if missing: a role that owns schemas an administrator made for it, without CREATE on
+-- the database, may apply the migrations (CREATE SCHEMA IF NOT EXISTS would need that privilege).
+do $$ begin
+    if to_regnamespace('carillon') is null then create schema carillon; end if;
+    if to_regnamespace('carillon_api') is null then create schema carillon_api; end if;
+end $$;
 
 create table carillon.app_instances (
     id            text primary key,

@@ -13,11 +13,20 @@
  * pg_hba.conf, and listen_addresses is empty anyway).
  *
  * PostgreSQL refuses to run as root. When Carillon runs as root, the cluster belongs to and runs as
- * the unprivileged system user "carillon" (created with useradd if missing), or, for a cluster made
- * earlier by an ordinary user, as that cluster's owner. The tools (initdb, pg_ctl) are run with
- * fork + setgroups/setgid/setuid + execve and argv arrays: no shell command line is ever built here.
- * The PostgreSQL role is "carillon" in every case (initdb -U carillon), so the conninfo is the same
- * whoever runs Carillon.
+ * the unprivileged system user CARILLON_USER ("carillon"; created with useradd if missing), or, for
+ * a cluster made earlier by an ordinary user, as that cluster's owner; `carillon serve` becomes the
+ * same user once its port is bound (privdrop.h), so it can still stop the cluster at the end. A
+ * data directory Carillon creates as root, or finds owned by root and holding only its own files,
+ * is given to that user. The tools (initdb, pg_ctl) are run with fork + setgroups/setgid/setuid +
+ * execve, argv arrays and an environment without Carillon's settings (secrets among them): no
+ * shell command line is ever built here.
+ *
+ * Roles: initdb makes the superuser "carillon", kept for maintenance (psql as the cluster user:
+ * host=<data_dir>/postgres/run user=carillon). Carillon itself connects as "carillon_app", an
+ * ordinary role (no superuser, createdb, createrole or replication) that owns the database
+ * "carillon" and everything in it, which is all the migrations need. A cluster made before that
+ * role existed is converted at start: the role is created and the database and its objects are
+ * handed over to it.
  *
  * Our settings (socket directory, no TCP, ...) are rewritten into <cluster>/carillon.conf at every
  * start, and postgresql.conf includes that file (the include line is appended once, after initdb).
@@ -37,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <dirent.h>
 #include <grp.h>
 #include <limits.h>
 #include <locale.h>
@@ -58,11 +68,12 @@
 
 #include "carillon/embedded_pg.h"
 #include "carillon/log.h"
+#include "carillon/privdrop.h"
 
 extern char **environ;
 
-#define PG_OS_USER "carillon" /* the system user the cluster runs as when Carillon is root */
-#define PG_ROLE "carillon"    /* the PostgreSQL superuser made by initdb */
+#define PG_SUPERUSER "carillon" /* the PostgreSQL superuser made by initdb: maintenance only */
+#define PG_ROLE "carillon_app"  /* the role Carillon connects as: owns the database, no superuser */
 #define PG_DBNAME "carillon"
 #define PG_PORT "5432" /* only names the socket file; there is no TCP listener */
 #define PG_CONF_FILE "carillon.conf"
@@ -87,6 +98,47 @@ static struct {
 	char log[PATH_MAX];
 	char conninfo[2 * PATH_MAX];
 } pg = {.lock_fd = -1};
+
+/* The system user the cluster runs as when Carillon is root (outside `pg`: reset_state keeps it). */
+static char pg_os_user[64] = "carillon";
+
+void carillon_embedded_pg_set_os_user(const char *name)
+{
+	if (name && *name)
+		snprintf(pg_os_user, sizeof(pg_os_user), "%s", name);
+}
+
+int carillon_embedded_pg_os_user(struct carillon_os_user *out)
+{
+	if (!pg.active || !pg.drop)
+		return -1;
+	size_t n = strlen(pg.user);
+	if (n >= sizeof(out->name))
+		return -1;
+	out->uid = pg.uid;
+	out->gid = pg.gid;
+	memcpy(out->name, pg.user, n + 1);
+	return 0;
+}
+
+/* Carillon's own settings (CARILLON_MASTER_KEY, ...) stay out of the tools' and the server's
+ * environment. */
+static bool env_for_tools(const char *e) { return strncmp(e, "CARILLON_", 9) != 0 || !strncmp(e, "CARILLON_PG_", 12); }
+
+static char **env_filtered(void)
+{
+	size_t count = 0;
+	for (char **e = environ; *e; e++)
+		count++;
+	char **env = calloc(count + 1, sizeof(char *));
+	if (!env)
+		return NULL;
+	size_t k = 0;
+	for (char **e = environ; *e; e++)
+		if (env_for_tools(*e))
+			env[k++] = *e; /* borrowed: freed with free(env) alone */
+	return env;
+}
 
 static void reset_state(void)
 {
@@ -139,6 +191,8 @@ static void close_fds_from(unsigned int lowfd)
 /* In a forked child: become the cluster user. Only system calls (async-signal-safe). */
 static int drop_privileges(void)
 {
+	if (getuid() == pg.uid && geteuid() == pg.uid && getuid() != 0)
+		return 0; /* `carillon serve` already became the cluster user */
 	if (setgroups((size_t)pg.ngroups, pg.groups) < 0 || setgid(pg.gid) < 0 || setuid(pg.uid) < 0)
 		return -1;
 	if (getuid() != pg.uid || geteuid() != pg.uid || getegid() != pg.gid || setuid(0) == 0)
@@ -240,12 +294,19 @@ static int run_tool(char *const argv[], bool drop, char *out, size_t outlen)
 		log_err("embedded postgres: pipe: %s", strerror(errno));
 		return -1;
 	}
-	char **envp = drop ? pg.env : environ;
+	char **own = drop ? NULL : env_filtered();
+	char **envp = drop ? pg.env : own;
+	if (!envp) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
 	struct sigaction saved;
 	bool restore = sigchld_default(&saved);
 	int rc = run_child(argv, drop, envp, pfd, out, outlen);
 	if (restore)
 		sigaction(SIGCHLD, &saved, NULL);
+	free(own);
 	return rc;
 }
 
@@ -454,7 +515,8 @@ static int set_user(const struct passwd *pw)
 		return -1;
 	size_t k = 0;
 	for (char **e = environ; *e; e++) {
-		if (!strncmp(*e, "HOME=", 5) || !strncmp(*e, "USER=", 5) || !strncmp(*e, "LOGNAME=", 8))
+		if (!strncmp(*e, "HOME=", 5) || !strncmp(*e, "USER=", 5) || !strncmp(*e, "LOGNAME=", 8) ||
+		    !env_for_tools(*e))
 			continue;
 		if (!(pg.env[k++] = strdup(*e)))
 			return -1;
@@ -467,7 +529,7 @@ static int set_user(const struct passwd *pw)
 	return 0;
 }
 
-/* As root: pick the user the cluster runs as, creating the system user "carillon" if needed. */
+/* As root: pick the user the cluster runs as, creating the system user if needed. */
 static int choose_user(bool cluster_exists)
 {
 	pg.drop = true;
@@ -475,44 +537,50 @@ static int choose_user(bool cluster_exists)
 	if (cluster_exists && stat(pg.data, &st) == 0) {
 		if (st.st_uid == 0) {
 			log_err("embedded postgres: %s is owned by root, and PostgreSQL cannot run as root "
-				"(chown -R it to " PG_OS_USER ")", pg.data);
+				"(chown -R it to %s)", pg.data, pg_os_user);
 			return -1;
 		}
 		struct passwd *owner = getpwuid(st.st_uid);
-		if (owner && strcmp(owner->pw_name, PG_OS_USER) != 0) {
+		if (owner && strcmp(owner->pw_name, pg_os_user) != 0) {
 			log_notice("embedded postgres: running the existing cluster as its owner %s", owner->pw_name);
 			return set_user(owner);
 		}
 	}
-	struct passwd *pw = getpwnam(PG_OS_USER);
+	struct carillon_os_user u;
+	if (carillon_privdrop_lookup(pg_os_user, true, &u) < 0)
+		return -1;
+	struct passwd *pw = getpwuid(u.uid);
 	if (!pw) {
-		static const char *const useradds[] = {"/usr/sbin/useradd", "/sbin/useradd"};
-		const char *useradd = NULL;
-		for (size_t i = 0; i < 2 && !useradd; i++)
-			if (access(useradds[i], X_OK) == 0)
-				useradd = useradds[i];
-		if (!useradd) {
-			log_err("embedded postgres: user " PG_OS_USER " does not exist and useradd is missing");
-			return -1;
-		}
-		log_notice("embedded postgres: creating system user " PG_OS_USER);
-		char out[1024];
-		/* Not the data directory as home: the user is shared by every data directory. */
-		char *argv[] = {(char *)useradd, "--system", "--user-group", "--no-create-home", "--home-dir",
-				"/nonexistent", "--shell", "/usr/sbin/nologin", PG_OS_USER, NULL};
-		int rc = run_tool(argv, false, out, sizeof(out));
-		pw = getpwnam(PG_OS_USER); /* exit 9 (already exists) means another process won the race */
-		if (!pw) {
-			log_output(true, "useradd", out);
-			log_err("embedded postgres: useradd " PG_OS_USER " failed (exit %d)", rc);
-			return -1;
-		}
-	}
-	if (pw->pw_uid == 0) {
-		log_err("embedded postgres: user " PG_OS_USER " has uid 0");
+		log_err("embedded postgres: user %s vanished", pg_os_user);
 		return -1;
 	}
 	return set_user(pw);
+}
+
+/* As root: the data directory belongs to the cluster user when Carillon made it, or when it is
+ * owned by root and holds nothing but Carillon's files (a data directory from before `carillon
+ * serve` ran unprivileged). Anything else is left alone: it may be a directory shared with others. */
+static void adopt_data_dir(const char *data_dir, bool created)
+{
+	struct stat st;
+	if (lstat(data_dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0)
+		return;
+	if (!created) {
+		DIR *d = opendir(data_dir);
+		if (!d)
+			return;
+		bool ours = true;
+		for (struct dirent *e; ours && (e = readdir(d));)
+			ours = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "postgres") ||
+			       !strcmp(e->d_name, "master.key");
+		closedir(d);
+		if (!ours)
+			return;
+	}
+	if (chown(data_dir, pg.uid, pg.gid) < 0 || chmod(data_dir, 0700) < 0)
+		log_warn("embedded postgres: cannot give %s to user %s: %s", data_dir, pg.user, strerror(errno));
+	else if (!created)
+		log_notice("embedded postgres: %s now belongs to user %s", data_dir, pg.user);
 }
 
 /* In a child as the cluster user: can it use `path`? */
@@ -680,7 +748,7 @@ static int run_initdb(void)
 	}
 	char ctype_opt[64];
 	snprintf(ctype_opt, sizeof(ctype_opt), "--lc-ctype=%s", ctype);
-	char *argv[] = {initdb, "-D", pg.data, "-U", PG_ROLE, "--auth-local=trust", "--auth-host=reject",
+	char *argv[] = {initdb, "-D", pg.data, "-U", PG_SUPERUSER, "--auth-local=trust", "--auth-host=reject",
 			"-E", "UTF8", "--locale=C", ctype_opt, NULL};
 	log_notice("embedded postgres: initialising a new cluster in %s", pg.data);
 	char out[8192];
@@ -767,11 +835,11 @@ static int conninfo_add(char *buf, size_t len, const char *key, const char *val)
 	return 0;
 }
 
-static int make_conninfo(char *buf, size_t len, const char *dbname)
+static int make_conninfo(char *buf, size_t len, const char *dbname, const char *user)
 {
 	buf[0] = '\0';
 	if (conninfo_add(buf, len, "host", pg.run) < 0 || conninfo_add(buf, len, "port", PG_PORT) < 0 ||
-	    conninfo_add(buf, len, "dbname", dbname) < 0 || conninfo_add(buf, len, "user", PG_ROLE) < 0) {
+	    conninfo_add(buf, len, "dbname", dbname) < 0 || conninfo_add(buf, len, "user", user) < 0) {
 		log_err("embedded postgres: conninfo too long");
 		return -1;
 	}
@@ -790,10 +858,83 @@ static int wait_ready(const char *conninfo, int seconds)
 	return -1;
 }
 
+static int exec_admin(PGconn *conn, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	/* 42P04 duplicate_database, 42710 duplicate_object: made concurrently by a server we share */
+	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ||
+		  (state && (!strcmp(state, "42P04") || !strcmp(state, "42710")));
+	if (!ok)
+		log_err("embedded postgres: %s failed: %s", what, PQerrorMessage(conn));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* The serving role: may log in and own what it creates, nothing more (re-asserted at every start). */
+static const char ensure_role_sql[] =
+	"DO $$ BEGIN"
+	"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" PG_ROLE "') THEN"
+	"    CREATE ROLE " PG_ROLE " LOGIN;"
+	"  END IF;"
+	"  ALTER ROLE " PG_ROLE " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;"
+	"END $$";
+
+/* In the database: what the superuser owns outside the system schemas goes to the serving role
+ * (a cluster from before that role existed). Tables carry their indexes, triggers and owned
+ * sequences with them; the bootstrap superuser's objects cannot be moved with REASSIGN OWNED. */
+static const char hand_over_sql[] =
+	"DO $$ DECLARE r record; su oid := '" PG_SUPERUSER "'::regrole; BEGIN"
+	"  FOR r IN SELECT nspname FROM pg_namespace WHERE nspowner = su"
+	"           AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP"
+	"    EXECUTE format('ALTER SCHEMA %I OWNER TO " PG_ROLE "', r.nspname);"
+	"  END LOOP;"
+	"  FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	"           WHERE c.relowner = su AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+	"           AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' LOOP"
+	"    EXECUTE format('ALTER TABLE %s OWNER TO " PG_ROLE "', r.rel);"
+	"  END LOOP;"
+	"  FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	"           WHERE c.relowner = su AND c.relkind = 'S'"
+	"           AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' LOOP"
+	"    EXECUTE format('ALTER SEQUENCE %s OWNER TO " PG_ROLE "', r.rel);"
+	"  END LOOP;"
+	"  FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+	"           WHERE p.proowner = su"
+	"           AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' LOOP"
+	"    EXECUTE format('ALTER %s %s OWNER TO " PG_ROLE "',"
+	"                   CASE r.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END, r.fn);"
+	"  END LOOP;"
+	"  FOR r IN SELECT t.oid::regtype AS typ, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+	"           WHERE t.typowner = su AND t.typtype IN ('e', 'd', 'r', 'c')"
+	"           AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')"
+	"           AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' LOOP"
+	"    EXECUTE format('ALTER %s %s OWNER TO " PG_ROLE "',"
+	"                   CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.typ);"
+	"  END LOOP;"
+	"END $$";
+
+static PGconn *connect_admin(const char *dbname)
+{
+	char admin[2 * PATH_MAX];
+	if (make_conninfo(admin, sizeof(admin), dbname, PG_SUPERUSER) < 0)
+		return NULL;
+	PGconn *conn = PQconnectdb(admin);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_err("embedded postgres: cannot connect: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/* The serving role and its database, as the superuser. Serialised by an advisory lock between
+ * Carillon processes sharing the cluster. */
 static int create_database(void)
 {
 	char admin[2 * PATH_MAX];
-	if (make_conninfo(admin, sizeof(admin), "postgres") < 0)
+	if (make_conninfo(admin, sizeof(admin), "postgres", PG_SUPERUSER) < 0)
 		return -1;
 	/* Immediate for a server pg_ctl -w just started; one being started by another Carillon may
 	 * still be in initdb. */
@@ -801,30 +942,31 @@ static int create_database(void)
 		log_err("embedded postgres: the server in %s is not answering", pg.data);
 		return -1;
 	}
-	PGconn *conn = PQconnectdb(admin);
-	if (PQstatus(conn) != CONNECTION_OK) {
-		log_err("embedded postgres: cannot connect: %s", PQerrorMessage(conn));
-		PQfinish(conn);
+	PGconn *conn = connect_admin("postgres");
+	if (!conn)
 		return -1;
-	}
-	int rc = -1;
-	PGresult *res = PQexec(conn, "SELECT 1 FROM pg_database WHERE datname = '" PG_DBNAME "'");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	int rc = exec_admin(conn, "SELECT pg_advisory_lock(7061726)", "lock");
+	if (!rc)
+		rc = exec_admin(conn, ensure_role_sql, "CREATE ROLE " PG_ROLE);
+	PGresult *res = rc ? NULL : PQexec(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '" PG_DBNAME "'");
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_err("embedded postgres: %s", PQerrorMessage(conn));
-	} else if (PQntuples(res) > 0) {
-		rc = 0;
-	} else {
-		PQclear(res);
-		log_notice("embedded postgres: creating database " PG_DBNAME);
-		res = PQexec(conn, "CREATE DATABASE " PG_DBNAME);
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		if (PQresultStatus(res) == PGRES_COMMAND_OK || (state && !strcmp(state, "42P04")))
-			rc = 0; /* 42P04 duplicate_database: created concurrently */
-		else
-			log_err("embedded postgres: CREATE DATABASE failed: %s", PQerrorMessage(conn));
+		rc = -1;
+	} else if (res && PQntuples(res) == 0) {
+		log_notice("embedded postgres: creating database " PG_DBNAME " owned by role " PG_ROLE);
+		rc = exec_admin(conn, "CREATE DATABASE " PG_DBNAME " OWNER " PG_ROLE, "CREATE DATABASE");
+	} else if (res && strcmp(PQgetvalue(res, 0, 0), PG_ROLE) != 0) {
+		log_notice("embedded postgres: handing database " PG_DBNAME " over from superuser %s to role " PG_ROLE,
+			   PQgetvalue(res, 0, 0));
+		rc = exec_admin(conn, "ALTER DATABASE " PG_DBNAME " OWNER TO " PG_ROLE, "ALTER DATABASE");
 	}
 	PQclear(res);
-	PQfinish(conn);
+	if (!rc) {
+		PGconn *db = connect_admin(PG_DBNAME);
+		rc = db ? exec_admin(db, hand_over_sql, "handing objects over to " PG_ROLE) : -1;
+		PQfinish(db);
+	}
+	PQfinish(conn); /* releases the advisory lock */
 	return rc;
 }
 
@@ -841,6 +983,8 @@ static int start(const char *data_dir_arg)
 			data_dir_arg);
 		return -1;
 	}
+	struct stat st;
+	bool created = lstat(data_dir_arg, &st) < 0 && errno == ENOENT;
 	if (mkdir_p(data_dir_arg, 0700) < 0)
 		return -1;
 	char data_dir[PATH_MAX];
@@ -873,13 +1017,14 @@ static int start(const char *data_dir_arg)
 
 	if (geteuid() == 0 && choose_user(cluster_exists) < 0)
 		return -1;
+	if (pg.drop)
+		adopt_data_dir(data_dir, created);
 	if (private_dir(pg.base) < 0)
 		return -1;
 	if (pg.drop && check_reachable(data_dir) < 0)
 		return -1;
 	if (private_dir(pg.run) < 0)
 		return -1;
-	struct stat st;
 	if (pg.drop && !cluster_exists && lstat(pg.data, &st) == 0 && S_ISDIR(st.st_mode) &&
 	    st.st_uid != pg.uid && chown(pg.data, pg.uid, pg.gid) < 0) {
 		log_err("embedded postgres: cannot chown %s to %s: %s", pg.data, pg.user, strerror(errno));
@@ -935,7 +1080,7 @@ int carillon_embedded_pg_start(const char *data_dir, char *conninfo, size_t conn
 	}
 	reset_state();
 	if (start(data_dir) < 0 || create_database() < 0 ||
-	    make_conninfo(pg.conninfo, sizeof(pg.conninfo), PG_DBNAME) < 0)
+	    make_conninfo(pg.conninfo, sizeof(pg.conninfo), PG_DBNAME, PG_ROLE) < 0)
 		goto fail;
 	if (snprintf(conninfo, conninfo_len, "%s", pg.conninfo) >= (int)conninfo_len) {
 		log_err("embedded postgres: conninfo buffer too small");

@@ -1,4 +1,12 @@
-/* Applying the embedded migrations: ordered, recorded, idempotent, safe with several nodes. */
+/*
+ * Applying the embedded migrations: ordered, recorded, idempotent, safe with several nodes.
+ *
+ * No superuser needed: a role that owns the database, or has CREATE on it, or merely owns the
+ * schemas carillon and carillon_api made for it by an administrator, can apply them. So nothing
+ * here creates what already exists (CREATE SCHEMA IF NOT EXISTS still needs CREATE on the
+ * database), and the bookkeeping lives in the carillon schema, not in public (where only the
+ * database owner may create tables since PostgreSQL 15).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +37,7 @@ static bool is_applied(PGconn *pg, const char *name, const char *checksum)
 {
 	const char *params[2] = {name, checksum};
 	PGresult *r = PQexecParams(pg,
-				   "select 1 from public.carillon_migrations where name = $1"
+				   "select 1 from carillon.migrations where name = $1"
 				   " and (name like 'migrations/%' or checksum = $2)",
 				   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -53,7 +61,7 @@ static int apply_one(PGconn *pg, const struct carillon_migration *m, const char 
 		rc = exec_ok(pg, sql, m->name);
 	if (!rc) {
 		PGresult *r = PQexecParams(pg,
-					   "insert into public.carillon_migrations(name, checksum) values ($1, $2)"
+					   "insert into carillon.migrations(name, checksum) values ($1, $2)"
 					   " on conflict (name) do update set checksum = $2, applied_at = now()",
 					   2, NULL, params, NULL, NULL, 0);
 		rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
@@ -65,6 +73,22 @@ static int apply_one(PGconn *pg, const struct carillon_migration *m, const char 
 		log_notice("applied migration %s", m->name);
 	return rc;
 }
+
+/* The carillon schema and its bookkeeping table, each made only if missing; a deployment from before
+ * has public.carillon_migrations, which is moved. */
+static const char bookkeeping_sql[] =
+	"do $$ begin"
+	"  if to_regnamespace('carillon') is null then create schema carillon; end if;"
+	"  if to_regclass('carillon.migrations') is null then"
+	"    if to_regclass('public.carillon_migrations') is not null then"
+	"      alter table public.carillon_migrations set schema carillon;"
+	"      alter table carillon.carillon_migrations rename to migrations;"
+	"    else"
+	"      create table carillon.migrations (name text primary key, checksum text,"
+	"                                        applied_at timestamptz not null default now());"
+	"    end if;"
+	"  end if;"
+	"end $$";
 
 static PGconn *connect_with_retry(const char *conninfo)
 {
@@ -91,10 +115,7 @@ int carillon_db_migrate(const char *conninfo)
 	if (!rc)
 		rc = exec_ok(pg, "select pg_advisory_lock(x'" MIGRATION_LOCK_KEY "'::bigint)", "lock");
 	if (!rc)
-		rc = exec_ok(pg,
-			     "create table if not exists public.carillon_migrations ("
-			     " name text primary key, checksum text, applied_at timestamptz not null default now())",
-			     "bookkeeping");
+		rc = exec_ok(pg, bookkeeping_sql, "bookkeeping");
 	if (!rc)
 		rc = exec_ok(pg, "set check_function_bodies = off", "setup");
 	for (const struct carillon_migration *m = carillon_migrations; !rc && m->name; m++) {

@@ -136,7 +136,7 @@ static void test_start_connect_stop_restart(void **state)
 	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
 	assert_true(server_running(data_dir));
 	assert_non_null(strstr(conninfo, "dbname=carillon"));
-	assert_non_null(strstr(conninfo, "user=carillon"));
+	assert_non_null(strstr(conninfo, "user=carillon_app"));
 	assert_non_null(strstr(conninfo, "\\'test\\'")); /* the quote in the path is escaped */
 
 	/* A second call while running hands back the same conninfo. */
@@ -146,7 +146,10 @@ static void test_start_connect_stop_restart(void **state)
 
 	PGconn *conn = connect_ok(conninfo);
 	assert_query(conn, "SELECT current_database()", "carillon");
-	assert_query(conn, "SELECT current_user", "carillon");
+	assert_query(conn, "SELECT current_user", "carillon_app");
+	/* Carillon serves through an ordinary role that owns its database, not the superuser. */
+	assert_query(conn, "SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user", "false");
+	assert_query(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'carillon'", "carillon_app");
 	assert_query(conn, "SHOW listen_addresses", "");
 	assert_query(conn, "SHOW synchronous_commit", "on");
 	assert_query(conn, "SHOW fsync", "on");
@@ -175,6 +178,59 @@ static void test_start_connect_stop_restart(void **state)
 	PQfinish(conn);
 	carillon_embedded_pg_stop();
 	assert_false(server_running(data_dir));
+}
+
+/* The conninfo of the superuser "carillon" kept for maintenance. */
+static void superuser_conninfo(const char *conninfo, char *out, size_t len)
+{
+	snprintf(out, len, "%s", conninfo);
+	char *u = strstr(out, "user=carillon_app");
+	assert_non_null(u);
+	u[strlen("user=carillon")] = '\0';
+}
+
+/* A cluster from before the serving role: the database and its objects belong to the superuser.
+ * The next start hands them over, and the data stays. */
+static void test_converts_superuser_owned_cluster(void **state)
+{
+	(void)state;
+	if (!have_postgres())
+		skip();
+	char data_dir[PATH_MAX + 16];
+	snprintf(data_dir, sizeof(data_dir), "%s/data", tmpdir);
+	char conninfo[2 * PATH_MAX], admin[2 * PATH_MAX];
+	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
+	superuser_conninfo(conninfo, admin, sizeof(admin));
+	PGconn *conn = connect_ok(admin);
+	assert_query(conn, "SELECT current_user", "carillon");
+	/* What an older Carillon left: everything owned by the superuser. */
+	free(query1(conn, "ALTER DATABASE carillon OWNER TO carillon"));
+	free(query1(conn, "CREATE SCHEMA old"));
+	free(query1(conn, "CREATE TABLE old.t (id serial PRIMARY KEY, v text)"));
+	free(query1(conn, "INSERT INTO old.t (v) VALUES ('kept')"));
+	free(query1(conn, "CREATE SEQUENCE old.s"));
+	free(query1(conn, "CREATE FUNCTION old.f() RETURNS int LANGUAGE sql AS 'SELECT 1'"));
+	free(query1(conn, "CREATE TABLE public.carillon_migrations (name text PRIMARY KEY)"));
+	PQfinish(conn);
+	carillon_embedded_pg_stop();
+
+	assert_int_equal(carillon_embedded_pg_start(data_dir, conninfo, sizeof(conninfo)), 0);
+	conn = connect_ok(conninfo);
+	assert_query(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'carillon'", "carillon_app");
+	assert_query(conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'old'", "carillon_app");
+	assert_query(conn,
+		     "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class "
+		     "WHERE oid IN ('old.t'::regclass, 'old.t_id_seq'::regclass, 'old.s'::regclass, "
+		     "'public.carillon_migrations'::regclass)",
+		     "carillon_app");
+	assert_query(conn, "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE oid = 'old.f()'::regprocedure", "carillon_app");
+	/* The serving role can now use and change all of it. */
+	free(query1(conn, "INSERT INTO old.t (v) VALUES ('new')"));
+	assert_query(conn, "SELECT string_agg(v, ',' ORDER BY id) FROM old.t", "kept,new");
+	free(query1(conn, "ALTER TABLE old.t ADD COLUMN w int"));
+	free(query1(conn, "DROP SCHEMA old CASCADE"));
+	PQfinish(conn);
+	carillon_embedded_pg_stop();
 }
 
 static void test_adopts_orphan(void **state)
@@ -235,6 +291,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_start_connect_stop_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_converts_superuser_owned_cluster, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopts_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_unsafe_paths, setup, teardown),
 	};
