@@ -80,6 +80,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "events a resuming session may catch up on (since-position); beyond: CARILLON_RESYNC_REQUIRED"),
 	NUM(resume_max_bytes, "CARILLON_RESUME_MAX_BYTES", "4194304", 65536, 1L << 30,
 	    "bytes of events a resuming session may catch up on; beyond: CARILLON_RESYNC_REQUIRED"),
+	NUM(min_credential_seconds, "CARILLON_MIN_CREDENTIAL_SECONDS", "900", 1, 43200,
+	    "smallest DurationSeconds POST /carillon/credentials accepts (AWS STS: 900)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

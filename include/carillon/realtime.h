@@ -8,9 +8,12 @@
  *   event.c     one event = one refcounted text frame built once, shared by every recipient.
  *   hub.c       the indexes: channel -> local sessions, user -> local sessions; routing rules per
  *               event type (membership changes update the channel index in order).
- *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), a membership
- *               snapshot at position P, SESSION_ESTABLISHED, then every event after P that the user
- *               may see, through a bounded queue (a slow consumer is closed with a retryable code).
+ *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), the per-user connect
+ *               rate (429 before the upgrade) and session quota (4003), a membership snapshot at
+ *               position P joined in slices, for a resume the user's events of the gap in pages,
+ *               SESSION_ESTABLISHED, then every event after P that the user may see, through a
+ *               bounded queue (a slow consumer is closed with a retryable code); closed with 4410
+ *               when the credential it was opened with expires.
  */
 #ifndef CARILLON_REALTIME_H
 #define CARILLON_REALTIME_H
@@ -52,6 +55,8 @@ void carillon_hub_detach(struct carillon_session *s);
 /* Route one buffered event to a session that just received its membership snapshot. */
 void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e);
 void carillon_hub_free(void);
+/* Open sessions of a user on this node (pending ones included). */
+int carillon_hub_user_sessions(const char *user_arn);
 
 /* what the hub needs from a session (session.c) */
 const char *carillon_session_user(const struct carillon_session *s);

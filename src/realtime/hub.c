@@ -10,7 +10,12 @@
  *   3. DELETE_CHANNEL_MEMBERSHIP naming the session's user, or DELETE_CHANNEL: it leaves.
  * Sessions still waiting for their membership snapshot get every event buffered and apply the same
  * rules once they know their channels (session.c).
+ *
+ * Costs: joining, leaving and "is session s in channel c" are O(1) whatever the number of channels
+ * a session is in or of sessions a channel has (the pair index below), so a connect with N
+ * channels costs O(N) and a user with tens of thousands of channels cannot stall the loop.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +51,85 @@ struct hub_session {
 	struct channel_ref *refs;
 	int n, cap;
 };
+
+/* The pair index: (session, channel) -> the index of that channel's ref in the session's refs.
+ * Open addressing with linear probing and backward-shift deletion (no tombstones). Keys are our
+ * own pointers, not client input, so an unkeyed mixer is enough. */
+struct pair_slot {
+	struct hub_session *h;   /* NULL: empty */
+	struct hub_channel *c;
+	int ref;
+};
+
+static struct {
+	struct pair_slot *slots;
+	size_t cap, len;
+} pairs;
+
+static size_t pair_home(const struct hub_session *h, const struct hub_channel *c)
+{
+	uint64_t x = (uint64_t)(uintptr_t)h * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)c;
+	x ^= x >> 31;
+	x *= 0xBF58476D1CE4E5B9ULL;
+	x ^= x >> 29;
+	return (size_t)x & (pairs.cap - 1);
+}
+
+static struct pair_slot *pair_find(const struct hub_session *h, const struct hub_channel *c)
+{
+	if (!pairs.cap)
+		return NULL;
+	for (size_t i = pair_home(h, c);; i = (i + 1) & (pairs.cap - 1)) {
+		struct pair_slot *p = &pairs.slots[i];
+		if (!p->h)
+			return NULL;
+		if (p->h == h && p->c == c)
+			return p;
+	}
+}
+
+static void pair_insert(struct hub_session *h, struct hub_channel *c, int ref);
+
+static void pairs_grow(void)
+{
+	struct pair_slot *old = pairs.slots;
+	size_t old_cap = pairs.cap;
+	pairs.cap = old_cap ? old_cap * 2 : 64;
+	pairs.slots = carillon_xcalloc(pairs.cap, sizeof(*pairs.slots));
+	pairs.len = 0;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].h)
+			pair_insert(old[i].h, old[i].c, old[i].ref);
+	free(old);
+}
+
+static void pair_insert(struct hub_session *h, struct hub_channel *c, int ref)
+{
+	if ((pairs.len + 1) * 2 > pairs.cap)
+		pairs_grow();
+	size_t i = pair_home(h, c);
+	while (pairs.slots[i].h)
+		i = (i + 1) & (pairs.cap - 1);
+	pairs.slots[i] = (struct pair_slot){h, c, ref};
+	pairs.len++;
+}
+
+/* Remove a slot and shift back the entries of its probe run that may now sit closer to home. */
+static void pair_remove(struct pair_slot *p)
+{
+	size_t hole = (size_t)(p - pairs.slots);
+	pairs.slots[hole].h = NULL;
+	pairs.len--;
+	for (size_t i = (hole + 1) & (pairs.cap - 1); pairs.slots[i].h; i = (i + 1) & (pairs.cap - 1)) {
+		size_t home = pair_home(pairs.slots[i].h, pairs.slots[i].c);
+		/* the entry at i may move to the hole if its home is not cyclically in (hole, i] */
+		if (((i - home) & (pairs.cap - 1)) >= ((i - hole) & (pairs.cap - 1))) {
+			pairs.slots[hole] = pairs.slots[i];
+			pairs.slots[i].h = NULL;
+			hole = i;
+		}
+	}
+}
 
 static struct carillon_hmap channels;    /* arn -> struct hub_channel */
 static struct carillon_hmap users;       /* arn -> struct session_set */
@@ -100,10 +184,8 @@ static struct hub_session *hub_of(struct carillon_session *s)
 
 static int ref_index(struct hub_session *h, struct hub_channel *c)
 {
-	for (int i = 0; c && i < h->n; i++) /* a user's channel count, not the channel's size */
-		if (h->refs[i].c == c)
-			return i;
-	return -1;
+	struct pair_slot *p = c ? pair_find(h, c) : NULL;
+	return p ? p->ref : -1;
 }
 
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
@@ -125,6 +207,7 @@ void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 		c->cap = c->cap ? c->cap * 2 : 4;
 		c->m = carillon_xrealloc(c->m, sizeof(*c->m) * (size_t)c->cap);
 	}
+	pair_insert(h, c, h->n);
 	h->refs[h->n] = (struct channel_ref){c, c->n};
 	c->m[c->n++] = (struct member_slot){s, h->n++};
 }
@@ -152,10 +235,12 @@ static void hub_leave_ref(struct carillon_session *s, int i)
 		hub_of(last.s)->refs[last.ref].slot = slot;
 	}
 	/* session side: move the last ref into the freed index and fix its channel's slot */
+	pair_remove(pair_find(h, c));
 	struct channel_ref moved = h->refs[--h->n];
 	if (i != h->n) {
 		h->refs[i] = moved;
 		moved.c->m[moved.slot].ref = i;
+		pair_find(h, moved.c)->ref = i;
 	}
 	channel_drop_if_empty(c);
 }
@@ -282,4 +367,12 @@ void carillon_hub_free(void)
 	carillon_hmap_free(&users);
 	free(pending.s);
 	memset(&pending, 0, sizeof(pending));
+	free(pairs.slots);
+	memset(&pairs, 0, sizeof(pairs));
+}
+
+int carillon_hub_user_sessions(const char *user_arn)
+{
+	struct session_set *set = carillon_hmap_get(&users, user_arn);
+	return set ? set->n : 0;
 }

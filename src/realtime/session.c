@@ -1,15 +1,26 @@
 /*
  * One websocket session (GET /connect), as amazon-chime-sdk-js's DefaultMessagingSession expects:
  *
+ *   FILTER       (before the upgrade) the per-user connect rate: over it, HTTP 429 and no upgrade
+ *                (the client backs off and retries).
  *   ESTABLISHED  verify the SigV4-presigned query (service chime) and that the credential may act as
  *                `userArn`; on refusal close with 4401 right after the upgrade (the only refusal the
- *                client treats as final). Register under the user (pending: every event is buffered).
- *   snapshot     one query: the user's channels and the log position P in the same snapshot.
- *   active       send SESSION_ESTABLISHED, then the buffered events after P, then live events, each
- *                routed by the hub; one frame per WRITEABLE.
- *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting; beyond that the session is closed
- *                with 1013 (retryable: the client reconnects and re-syncs through REST).
- *   close        detach from the hub; a snapshot still in flight finds its ticket orphaned.
+ *                client treats as final). A user's sessions beyond max_sessions_per_user on this node
+ *                are closed with 4003 (terminal). Register under the user (pending: every event is
+ *                buffered).
+ *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
+ *                channels are joined JOIN_SLICE per loop turn (a user may have tens of thousands).
+ *   resume       (since-position) the user's events of the gap (since, P], GAP_PAGE per query and per
+ *                loop turn, filtered to the user's channels in SQL and bounded by resume_max_events
+ *                and resume_max_bytes (beyond: CARILLON_RESYNC_REQUIRED).
+ *   active       send SESSION_ESTABLISHED, then the gap's events, then the buffered events after P,
+ *                then live events, each routed by the hub; one frame per WRITEABLE.
+ *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting (besides a resume's backlog);
+ *                beyond that the session is closed with 1013 (retryable: the client reconnects and
+ *                re-syncs through REST).
+ *   expiry       a session opened with a temporary credential is closed with 4410 (retryable: the
+ *                client reconnects with fresh credentials) once that credential expires.
+ *   close        detach from the hub; a query still in flight finds its ticket orphaned.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +32,26 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/ratelimit.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
 #define MAX_QUEUE 1024
 #define MAX_QUEUE_BYTES (4u << 20)
 #define MAX_PENDING 4096
-#define MAX_RESUME 10000   /* events a resuming session may catch up on; beyond: re-sync */
+#define JOIN_SLICE 4096      /* channel joins per loop turn, over all connecting sessions */
+#define GAP_PAGE 256         /* events of a resume gap read and rendered per query (one loop turn) */
+/* A gap may span at most this many times resume_max_events log positions (all users' events):
+ * bounds what the database scans for one connect. */
+#define GAP_SCAN_FACTOR 100
 /* Keepalive, from one loop timer over all sessions (lws 4.1 keeps a per-connection ping timer in
  * one sorted list, which costs O(sessions) per insert): ping a session silent for PING_AFTER_S,
- * drop one silent for HANGUP_AFTER_S. */
-#define KEEPALIVE_TICK_MS 10000
+ * drop one silent for HANGUP_AFTER_S. The same tick closes sessions whose credential expired, so
+ * it runs every second (a pass over the sessions is a few comparisons each). */
+#define KEEPALIVE_TICK_MS 1000
 #define PING_AFTER_S 30
 #define HANGUP_AFTER_S 75
+#define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
@@ -62,6 +80,24 @@ struct carillon_session {
 	struct carillon_session *prev, *next; /* every open session, for shutdown and keepalive */
 	int64_t last_rx_ms;         /* last frame (pong, ping, close...) from the client */
 	bool ping_due;
+	int64_t expires_ms;         /* the credential's expiry (temporary credentials), or 0 */
+	/* channels of the snapshot still to join ('\n'-separated), and the joining queue */
+	char *join_text;
+	size_t join_off;
+	bool join_then_gap;
+	struct carillon_session *join_prev, *join_next;
+	bool joining;
+	/* resume: the gap (since, gap_until] read after gap_cursor, its events routed into `gap` */
+	bool resuming;
+	bool gap_overflow;          /* over the resume bounds: only membership moves are still read */
+	int64_t gap_until, gap_cursor;
+	char *gap_moved;            /* channels with membership events about the user in the gap (text[]) */
+	struct carillon_event **gap;
+	unsigned gap_len, gap_cap;
+	size_t gap_bytes;
+	/* frames at the head of q that came from a resume gap: allowed beyond MAX_QUEUE(_BYTES) */
+	unsigned q_backlog;
+	size_t q_backlog_bytes;
 };
 
 static unsigned sessions_open;
@@ -111,6 +147,10 @@ static struct carillon_event *q_pop(struct carillon_session *s)
 	s->q_head = (s->q_head + 1) % s->q_cap;
 	s->q_len--;
 	s->q_bytes -= e->frame_len;
+	if (s->q_backlog) {
+		s->q_backlog--;
+		s->q_backlog_bytes -= e->frame_len;
+	}
 	return e;
 }
 
@@ -124,8 +164,42 @@ static void q_clear(struct carillon_session *s)
 	s->q_cap = 0;
 }
 
+static void gap_clear(struct carillon_session *s)
+{
+	for (unsigned i = 0; i < s->gap_len; i++)
+		carillon_event_unref(s->gap[i]);
+	free(s->gap);
+	s->gap = NULL;
+	s->gap_len = s->gap_cap = 0;
+	s->gap_bytes = 0;
+}
+
+/* An event of a resume gap for this session: kept aside until the whole gap is read, within the
+ * resume bounds; past them the gap is dropped and the session will get CARILLON_RESYNC_REQUIRED. */
+static void gap_append(struct carillon_session *s, struct carillon_event *e)
+{
+	if (s->gap_overflow)
+		return;
+	if ((long)s->gap_len + 1 > carillon_cfg.resume_max_events ||
+	    (long)(s->gap_bytes + e->frame_len) > carillon_cfg.resume_max_bytes) {
+		s->gap_overflow = true;
+		gap_clear(s);
+		return;
+	}
+	if (s->gap_len == s->gap_cap) {
+		s->gap_cap = s->gap_cap ? s->gap_cap * 2 : 64;
+		s->gap = carillon_xrealloc(s->gap, sizeof(*s->gap) * s->gap_cap);
+	}
+	s->gap[s->gap_len++] = carillon_event_ref(e);
+	s->gap_bytes += e->frame_len;
+}
+
 void carillon_session_deliver(struct carillon_session *s, struct carillon_event *e)
 {
+	if (s->resuming) {
+		gap_append(s, e);
+		return;
+	}
 	if (s->state != S_ACTIVE)
 		return;
 	/* The common case of a fan-out: nothing queued and the socket can take it. Writing now costs one
@@ -137,7 +211,7 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 			session_fail(s, 1011, "Write failed");
 		return;
 	}
-	if (s->q_len >= MAX_QUEUE || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES) {
+	if (s->q_len >= MAX_QUEUE + s->q_backlog || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES + s->q_backlog_bytes) {
 		log_notice("session of %s is too slow (%u frames queued): closing it", s->user_arn, s->q_len);
 		session_fail(s, 1013, "Too slow");
 		return;
@@ -215,7 +289,106 @@ static void request_prefetch(struct carillon_session *s)
 }
 
 static void session_activate(struct carillon_session *s);
-static void request_gap(struct carillon_session *s, int64_t until);
+static void request_gap(struct carillon_session *s);
+
+/* ------------------------------------------------------------------------ joining the snapshot */
+
+/* Sessions with snapshot channels still to join, in arrival order; one loop timer works through
+ * them JOIN_SLICE joins per turn so that a user with 60,000 channels delays nobody for long. */
+static struct carillon_session *joining_head, *joining_tail;
+static uv_timer_t join_timer;
+static bool join_timer_ready;
+
+static void joining_remove(struct carillon_session *s)
+{
+	if (!s->joining)
+		return;
+	s->joining = false;
+	if (s->join_prev)
+		s->join_prev->join_next = s->join_next;
+	else
+		joining_head = s->join_next;
+	if (s->join_next)
+		s->join_next->join_prev = s->join_prev;
+	else
+		joining_tail = s->join_prev;
+	s->join_prev = s->join_next = NULL;
+	free(s->join_text);
+	s->join_text = NULL;
+}
+
+/* Join up to *budget channels of s; true when s has joined them all. */
+static bool join_some(struct carillon_session *s, unsigned *budget)
+{
+	char *p = s->join_text + s->join_off;
+	while (*p && *budget) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char *next = nl ? nl + 1 : p + len;
+		if (len) {
+			p[len] = '\0';
+			carillon_hub_join(s, p);
+			(*budget)--;
+		}
+		p = next;
+	}
+	s->join_off = (size_t)(p - s->join_text);
+	return !*p;
+}
+
+/* A session whose channels are all joined goes on: the resume gap, or straight to active. */
+static void joined(struct carillon_session *s)
+{
+	bool gap = s->join_then_gap;
+	joining_remove(s);
+	if (gap) {
+		request_gap(s);
+		return;
+	}
+	session_activate(s);
+}
+
+static void join_tick(uv_timer_t *t)
+{
+	unsigned budget = JOIN_SLICE;
+	while (joining_head && budget) {
+		struct carillon_session *s = joining_head;
+		if (join_some(s, &budget))
+			joined(s);
+	}
+	if (joining_head)
+		uv_timer_start(&join_timer, join_tick, 0, 0);
+}
+
+/* Join the channels of `text` ('\n'-separated), then go on (see joined()). */
+static void join_channels(struct carillon_session *s, const char *text, bool then_gap)
+{
+	s->join_text = carillon_xstrdup(text);
+	s->join_off = 0;
+	s->join_then_gap = then_gap;
+	unsigned budget = JOIN_SLICE;
+	if (!joining_head && join_some(s, &budget)) { /* the common case: a few channels, joined now */
+		free(s->join_text);
+		s->join_text = NULL;
+		if (then_gap)
+			request_gap(s);
+		else
+			session_activate(s);
+		return;
+	}
+	s->joining = true;
+	s->join_prev = joining_tail;
+	s->join_next = NULL;
+	if (joining_tail)
+		joining_tail->join_next = s;
+	else
+		joining_head = s;
+	joining_tail = s;
+	if (join_timer_ready)
+		uv_timer_start(&join_timer, join_tick, 0, 0);
+}
+
+/* ---------------------------------------------------------------------------------- snapshot */
 
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
@@ -232,19 +405,19 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 		return;
 	}
 	s->start_pos = strtoll(PQgetvalue(r->res, 0, 2), NULL, 10);
-	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t");
-	json_t *chans = json_loads(PQgetvalue(r->res, 0, resume ? 4 : 1), 0, NULL);
-	size_t i;
-	json_t *c;
-	json_array_foreach(chans, i, c) carillon_hub_join(s, json_string_value(c));
-	json_decref(chans);
+	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t") &&
+		      strtol(PQgetvalue(r->res, 0, 6), NULL, 10) <= carillon_cfg.resume_max_events;
 	if (resume) {
-		request_gap(s, s->start_pos);
-		return;
-	}
-	if (s->since >= 0)
+		/* route the gap from the channels as of `since` (its events are above since) */
+		s->resuming = true;
+		s->gap_until = s->start_pos;
+		s->gap_cursor = s->since;
+		s->start_pos = s->since;
+		s->gap_moved = carillon_xstrdup(PQgetvalue(r->res, 0, 5));
+	} else if (s->since >= 0) {
 		s->resync_required = true;
-	session_activate(s);
+	}
+	join_channels(s, PQgetvalue(r->res, 0, resume ? 4 : 1), resume);
 }
 /* Take the events buffered while pending out of the queue (they still have to be routed). */
 static struct carillon_event **take_buffered(struct carillon_session *s, unsigned *n)
@@ -268,8 +441,9 @@ static void replay(struct carillon_session *s, struct carillon_event **events, u
 	free(events);
 }
 
-/* Active: SESSION_ESTABLISHED (written first by session_writeable), an optional re-sync signal,
- * then what arrived while we waited, through the same routing rules as live events. */
+/* Active: SESSION_ESTABLISHED (written first by session_writeable), an optional re-sync signal or
+ * the resume gap's events, then what arrived while we waited, through the same routing rules as
+ * live events. */
 static void session_activate(struct carillon_session *s)
 {
 	unsigned n;
@@ -282,14 +456,37 @@ static void session_activate(struct carillon_session *s)
 			carillon_event_unref(e);
 		}
 	}
+	/* the gap's events go first, as a backlog the slow-consumer bounds do not count */
+	for (unsigned k = 0; k < s->gap_len; k++) {
+		q_push(s, s->gap[k]);
+		s->q_backlog++;
+		s->q_backlog_bytes += s->gap[k]->frame_len;
+	}
+	gap_clear(s);
 	replay(s, buffered, n);
 	lws_callback_on_writable(s->wsi);
 	if (s->prefetch)
 		request_prefetch(s);
 }
 
-/* A resuming session: the events of (since, P] are routed from the channels as of `since` (joined
- * in snapshot_done) and queued after SESSION_ESTABLISHED, before anything newer. */
+/* ------------------------------------------------------------------------------------ resume */
+
+/* The gap is read: from now on the session routes from the snapshot position, like any other. */
+static void gap_finished(struct carillon_session *s)
+{
+	s->resuming = false;
+	s->start_pos = s->gap_until;
+	free(s->gap_moved);
+	s->gap_moved = NULL;
+	if (s->gap_overflow) {
+		log_info("resume of %s exceeds the resume bounds: re-sync", s->user_arn);
+		s->resync_required = true;
+	}
+	session_activate(s);
+}
+
+/* One page of the gap: route each event through the session's own channel state (joins and
+ * leaves in log order, as live delivery would have), collecting what it would have received. */
 static void gap_done(void *arg, const struct carillon_db_result *r)
 {
 	struct carillon_session *s = session_claim(arg, S_PENDING);
@@ -299,56 +496,61 @@ static void gap_done(void *arg, const struct carillon_db_result *r)
 		session_fail(s, 1011, "Internal error");
 		return;
 	}
-	unsigned n;
-	struct carillon_event **buffered = take_buffered(s, &n);
-	int64_t snapshot_pos = s->start_pos;
-	s->state = S_ACTIVE;
-	s->start_pos = s->since;
-	for (int i = 0; i < PQntuples(r->res); i++) {
+	int rows = PQntuples(r->res);
+	for (int i = 0; i < rows; i++) {
+		int64_t pos = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
 		struct carillon_event *e = carillon_event_new(
-			strtoll(PQgetvalue(r->res, i, 0), NULL, 10), PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
+			pos, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
 			PQgetvalue(r->res, i, 3), PQgetvalue(r->res, i, 4), PQgetvalue(r->res, i, 5), PQgetvalue(r->res, i, 6));
 		if (e) {
 			carillon_hub_replay(s, e);
 			carillon_event_unref(e);
 		}
+		s->gap_cursor = pos;
 	}
-	s->start_pos = snapshot_pos;
-	replay(s, buffered, n);
-	lws_callback_on_writable(s->wsi);
-	if (s->prefetch)
-		request_prefetch(s);
+	if (rows < GAP_PAGE)
+		gap_finished(s);
+	else
+		request_gap(s);
 }
-static void request_gap(struct carillon_session *s, int64_t until)
+
+/* The next page of the gap after gap_cursor: events of the user's channels or naming the user
+ * (carillon.resume_page); once over the bounds, only the membership moves that keep the session's
+ * channels right. */
+static void request_gap(struct carillon_session *s)
 {
-	char since[24], upto[24];
-	snprintf(since, sizeof(since), "%lld", (long long)s->since);
-	snprintf(upto, sizeof(upto), "%lld", (long long)until);
-	const char *params[2] = {since, upto};
-	if (!session_query(s, "select position, channel_arn, event_type, message_type, payload::text, audience,"
-			      " array_to_json(arns)::text from carillon.events"
-			      " where position > $1::bigint and position <= $2::bigint order by position",
-			   2, params, gap_done))
+	char after[24], until[24], limit[16];
+	snprintf(after, sizeof(after), "%lld", (long long)s->gap_cursor);
+	snprintf(until, sizeof(until), "%lld", (long long)s->gap_until);
+	snprintf(limit, sizeof(limit), "%d", GAP_PAGE);
+	const char *params[6] = {s->user_arn, s->gap_moved, after, until, limit, s->gap_overflow ? "t" : "f"};
+	if (!session_query(s, "select * from carillon.resume_page($1, $2::text[], $3::bigint, $4::bigint, $5::int, $6::boolean)",
+			   6, params, gap_done))
 		session_fail(s, 1013, "Busy");
 }
 
 static void request_snapshot(struct carillon_session *s)
 {
-	char since[24], max_resume[16];
+	char since[24], max_scan[24];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
-	snprintf(max_resume, sizeof(max_resume), "%d", MAX_RESUME);
-	const char *params[3] = {s->user_arn, since, max_resume};
+	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
+	const char *params[3] = {s->user_arn, since, max_scan};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
-	 * session whether the gap (since, P] is still in the log and the channels as of `since`. */
-	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events)"
+	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
+	 * channels the user joined or left in the gap (how many: each is an event for the user).
+	 * Channel lists are '\n'-separated (ARNs have no newline): joined in slices without parsing. */
+	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events),"
+			      " moved as (select case when $2::bigint >= 0 then"
+			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1),"
-			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
-			      "           where member_arn = $1), '[]')::text,"
+			      " coalesce((select string_agg(channel_arn, E'\\n') from carillon.channel_memberships"
+			      "           where member_arn = $1), ''),"
 			      " p.pos,"
-			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::int),"
+			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint),"
 			      " case when $2::bigint >= 0 then"
-			      "   array_to_json(carillon.resume_channels($1, $2::bigint, p.pos))::text end"
-			      " from p",
+			      "   array_to_string(carillon.resume_channels($1, $2::bigint, p.pos), E'\\n') end,"
+			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
+			      " from p, moved",
 			   3, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
@@ -401,6 +603,67 @@ static const char *upgrade_header(void *ctx, const char *name)
 	return h->host;
 }
 
+/* Verify the upgrade request: /connect, a userArn, a valid presigned signature whose principal
+ * may act as userArn. Fills `user` (and the query options of s); on refusal `why` says why. */
+static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *user, size_t user_len,
+			   struct carillon_principal *pp, char *why, size_t why_len)
+{
+	char uri[64] = "";
+	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+	char *query = connect_query(wsi, s, user, user_len);
+	struct upgrade_headers h = {wsi, ""};
+	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
+	struct carillon_principal p;
+	bool ok = false;
+	if (strcmp(uri, "/connect"))
+		snprintf(why, why_len, "not /connect");
+	else if (!user[0])
+		snprintf(why, why_len, "no userArn");
+	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, why_len) != CARILLON_AUTH_OK)
+		; /* why says why */
+	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
+		snprintf(why, why_len, "user credentials may connect only as their own AppInstanceUser");
+	else
+		ok = true;
+	free(query);
+	if (ok)
+		*pp = p;
+	return ok;
+}
+
+static struct carillon_ratelimit connect_rate;
+static bool keepalive_running;          /* carillon_sessions_start() ran, stop() did not yet */
+
+/* Before the upgrade (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): the per-user connect rate. Over
+ * it, answer 429 ThrottledClientException and refuse the upgrade: the client backs off and tries
+ * again. Only verified requests take a token (nobody can spend another user's), and refusals of
+ * any other kind are left to ESTABLISHED (4401 after the upgrade, which the client expects). */
+static int connect_filter(struct lws *wsi)
+{
+	if (carillon_cfg.connect_rate_per_user <= 0 || !keepalive_running)
+		return 0;
+	struct carillon_session scratch;
+	memset(&scratch, 0, sizeof(scratch));
+	char user[1601], why[256];
+	struct carillon_principal p;
+	if (!connect_verify(wsi, &scratch, user, sizeof(user), &p, why, sizeof(why)))
+		return 0;
+	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms()))
+		return 0;
+	log_info("websocket connect of %s refused: over the connect rate", user);
+	static const char body[] = "{\"Code\":\"ThrottledClientException\",\"Message\":\"Too many connects for this AppInstanceUser; retry later\"}";
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+			 "x-amzn-ErrorType: ThrottledClientException\r\nretry-after: 1\r\n"
+			 "content-length: %zu\r\nconnection: close\r\n\r\n%s",
+			 sizeof(body) - 1, body);
+	unsigned char buf[LWS_PRE + sizeof(head)];
+	memcpy(buf + LWS_PRE, head, (size_t)n);
+	lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+	return 1; /* lws closes the connection without upgrading */
+}
+
 static int session_open(struct lws *wsi, struct carillon_session *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -412,31 +675,23 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	if (all_sessions)
 		all_sessions->prev = s;
 	all_sessions = s;
-	char uri[64] = "";
-	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 	char user[1601];
-	char *query = connect_query(wsi, s, user, sizeof(user));
-	struct upgrade_headers h = {wsi, ""};
-	struct carillon_sigv4_request sr = {"GET", "/connect", query, upgrade_header, &h, NULL, 0};
 	struct carillon_principal p;
 	char why[256];
-	bool ok = false;
-	if (strcmp(uri, "/connect"))
-		snprintf(why, sizeof(why), "not /connect");
-	else if (!user[0])
-		snprintf(why, sizeof(why), "no userArn");
-	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, sizeof(why)) != CARILLON_AUTH_OK)
-		; /* why says why */
-	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
-		snprintf(why, sizeof(why), "user credentials may connect only as their own AppInstanceUser");
-	else
-		ok = true;
-	free(query);
-	if (!ok) {
+	if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
 		log_info("websocket session refused (%s)", why);
 		session_fail(s, 4401, "Unauthorized");
 		return 0;
 	}
+	/* Chime's quota: 10 concurrent messaging sessions per AppInstanceUser. The new one is refused
+	 * with 4003, which the client treats as final (it does not loop on reconnects). */
+	if (carillon_hub_user_sessions(user) >= carillon_cfg.max_sessions_per_user) {
+		log_info("websocket session of %s refused: %ld sessions already open", user,
+			 carillon_cfg.max_sessions_per_user);
+		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
+		return 0;
+	}
+	s->expires_ms = p.kind == CARILLON_PRINCIPAL_USER ? p.expires_ms : 0;
 	s->user_arn = carillon_xstrdup(user);
 	s->state = S_PENDING;
 	carillon_hub_add_user(s, s->user_arn);
@@ -545,8 +800,12 @@ static void session_closed(struct carillon_session *s)
 		return;
 	if (s->ticket)
 		s->ticket->s = NULL;
+	joining_remove(s);
 	carillon_hub_detach(s);
 	q_clear(s);
+	gap_clear(s);
+	free(s->gap_moved);
+	s->gap_moved = NULL;
 	free(s->user_arn);
 	s->user_arn = NULL;
 	s->wsi = NULL;
@@ -560,14 +819,16 @@ static void session_closed(struct carillon_session *s)
 }
 
 static uv_timer_t keepalive_timer;
-static bool keepalive_running;
 
 static void keepalive_tick(uv_timer_t *t)
 {
 	int64_t now = carillon_now_ms();
 	for (struct carillon_session *s = all_sessions; s; s = s->next) {
 		int64_t silent = now - s->last_rx_ms;
-		if (silent > HANGUP_AFTER_S * 1000) {
+		if (s->expires_ms && now >= s->expires_ms) {
+			/* retryable: the client asks for fresh credentials and reconnects */
+			session_fail(s, 4410, "Credentials expired");
+		} else if (silent > HANGUP_AFTER_S * 1000) {
 			session_fail(s, 1001, "No pong");
 		} else if (silent > PING_AFTER_S * 1000 && !s->ping_due) {
 			s->ping_due = true;
@@ -580,6 +841,10 @@ void carillon_sessions_start(uv_loop_t *loop)
 {
 	uv_timer_init(loop, &keepalive_timer);
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
+	uv_timer_init(loop, &join_timer);
+	join_timer_ready = true;
+	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
+				CONNECT_RATE_KEYS);
 	keepalive_running = true;
 }
 
@@ -592,6 +857,10 @@ void carillon_sessions_stop(void)
 	keepalive_running = false;
 	uv_timer_stop(&keepalive_timer);
 	uv_close((uv_handle_t *)&keepalive_timer, keepalive_closed);
+	join_timer_ready = false;
+	uv_timer_stop(&join_timer);
+	uv_close((uv_handle_t *)&join_timer, keepalive_closed);
+	carillon_ratelimit_free(&connect_rate);
 }
 
 void carillon_sessions_close_all(int code, const char *reason)
@@ -604,6 +873,8 @@ int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct carillon_session *s = user;
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return connect_filter(wsi);
 	case LWS_CALLBACK_ESTABLISHED:
 		return session_open(wsi, s);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
