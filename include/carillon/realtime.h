@@ -52,6 +52,8 @@ void carillon_hub_dispatch(struct carillon_event *e);
 void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn);
 void carillon_hub_detach(struct carillon_session *s);
+/* Leave up to `budget` channels of closed sessions still in many; true while some remain. */
+bool carillon_hub_reap(unsigned budget);
 /* Route one buffered event to a session that just received its membership snapshot. */
 void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e);
 void carillon_hub_free(void);

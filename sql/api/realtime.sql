@@ -147,3 +147,37 @@ language sql stable as $$
      order by e.position
      limit p_limit
 $$;
+
+-- The channels p_user was in at log position p_at, in ARN order, after p_after (keyset paging),
+-- at most p_limit: its memberships in this snapshot, corrected by the membership events about it
+-- after p_at (a channel whose first such event is a CREATE was joined later; one whose first is a
+-- DELETE was left later) — the same correction as resume_channels, by pages, so that a session
+-- joins tens of thousands of channels a page per loop turn. Any later snapshot gives the same
+-- answer (a write and its event commit together), except for a channel deleted since p_at
+-- (DELETE_CHANNEL names no members): it is not listed.
+create or replace function carillon.channels_at(p_user text, p_at bigint, p_after text, p_limit int)
+returns setof text
+language sql stable as $$
+    with firsts as (
+        select distinct on (e.channel_arn) e.channel_arn, e.event_type
+          from carillon.events e
+         where e.position > p_at
+           and e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
+           and (e.payload #>> '{Member,Arn}' = p_user
+                or e.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
+         order by e.channel_arn, e.position
+    )
+    select arn from (
+        (select m.channel_arn as arn
+           from carillon.channel_memberships m
+          where m.member_arn = p_user and m.channel_arn > p_after
+            and m.channel_arn not in (select f.channel_arn from firsts f where f.event_type <> 'DELETE_CHANNEL_MEMBERSHIP')
+          order by m.channel_arn
+          limit p_limit)
+        union
+        (select f.channel_arn from firsts f
+          where f.event_type = 'DELETE_CHANNEL_MEMBERSHIP' and f.channel_arn > p_after)
+    ) s
+    order by arn
+    limit p_limit
+$$;

@@ -31,7 +31,7 @@ struct session_set {
 /* A channel's members: each entry knows where the session keeps its ref to this channel, so that
  * adding and removing a session are O(1) whatever the channel's size. */
 struct member_slot {
-	struct carillon_session *s;
+	struct hub_session *h;
 	int ref;                 /* index in the session's refs */
 };
 
@@ -48,8 +48,10 @@ struct channel_ref {
 };
 
 struct hub_session {
+	struct carillon_session *s; /* NULL once the session closed: its refs are being reaped */
 	struct channel_ref *refs;
 	int n, cap;
+	struct hub_session *reap_next;
 };
 
 /* The pair index: (session, channel) -> the index of that channel's ref in the session's refs.
@@ -177,8 +179,11 @@ void carillon_hub_add_user(struct carillon_session *s, const char *user_arn)
 static struct hub_session *hub_of(struct carillon_session *s)
 {
 	void **slot = carillon_session_hub(s);
-	if (!*slot)
-		*slot = carillon_xcalloc(1, sizeof(struct hub_session));
+	if (!*slot) {
+		struct hub_session *h = carillon_xcalloc(1, sizeof(*h));
+		h->s = s;
+		*slot = h;
+	}
 	return *slot;
 }
 
@@ -209,7 +214,7 @@ void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 	}
 	pair_insert(h, c, h->n);
 	h->refs[h->n] = (struct channel_ref){c, c->n};
-	c->m[c->n++] = (struct member_slot){s, h->n++};
+	c->m[c->n++] = (struct member_slot){h, h->n++};
 }
 
 static void channel_drop_if_empty(struct hub_channel *c)
@@ -222,17 +227,16 @@ static void channel_drop_if_empty(struct hub_channel *c)
 	free(c);
 }
 
-/* Remove ref i of session s (and its slot in the channel), by swapping with the last ones. */
-static void hub_leave_ref(struct carillon_session *s, int i)
+/* Remove ref i of a session (and its slot in the channel), by swapping with the last ones. */
+static void hub_leave_ref(struct hub_session *h, int i)
 {
-	struct hub_session *h = hub_of(s);
 	struct hub_channel *c = h->refs[i].c;
 	int slot = h->refs[i].slot;
 	/* channel side: move the last member into the freed slot and fix its session's ref */
 	struct member_slot last = c->m[--c->n];
 	if (slot != c->n) {
 		c->m[slot] = last;
-		hub_of(last.s)->refs[last.ref].slot = slot;
+		last.h->refs[last.ref].slot = slot;
 	}
 	/* session side: move the last ref into the freed index and fix its channel's slot */
 	pair_remove(pair_find(h, c));
@@ -250,16 +254,28 @@ static bool in_channel(struct carillon_session *s, struct hub_channel *c)
 	return ref_index(hub_of(s), c) >= 0;
 }
 
+/* Closed sessions whose channels are left REAP_SLICE at a time (carillon_hub_reap): a session in
+ * 60,000 channels must not hold the loop while it leaves them all. Until then its slots stay in
+ * their channels, marked closed (h->s == NULL), and dispatch skips them. */
+#define REAP_NOW 256
+static struct hub_session *reap_head;
+
 void carillon_hub_detach(struct carillon_session *s)
 {
 	void **slot = carillon_session_hub(s);
 	struct hub_session *h = *slot;
-	while (h && h->n)
-		hub_leave_ref(s, h->n - 1);
+	*slot = NULL;
 	if (h) {
-		free(h->refs);
-		free(h);
-		*slot = NULL;
+		h->s = NULL;
+		if (h->n <= REAP_NOW) {
+			while (h->n)
+				hub_leave_ref(h, h->n - 1);
+			free(h->refs);
+			free(h);
+		} else {
+			h->reap_next = reap_head;
+			reap_head = h;
+		}
 	}
 	set_remove(&pending, s);
 	const char *user = carillon_session_user(s);
@@ -272,6 +288,23 @@ void carillon_hub_detach(struct carillon_session *s)
 			free(set);
 		}
 	}
+}
+
+bool carillon_hub_reap(unsigned budget)
+{
+	while (reap_head && budget) {
+		struct hub_session *h = reap_head;
+		while (h->n && budget) {
+			hub_leave_ref(h, h->n - 1);
+			budget--;
+		}
+		if (!h->n) {
+			reap_head = h->reap_next;
+			free(h->refs);
+			free(h);
+		}
+	}
+	return reap_head != NULL;
 }
 
 /* The three routing steps for one session (see the header comment). */
@@ -293,7 +326,7 @@ static void route(struct carillon_session *s, struct carillon_event *e)
 		carillon_session_deliver(s, e);
 	int ref = leaves && c ? ref_index(hub_of(s), c) : -1;
 	if (ref >= 0)
-		hub_leave_ref(s, ref);
+		hub_leave_ref(hub_of(s), ref);
 }
 
 /* Route to one candidate once per event. */
@@ -326,9 +359,11 @@ void carillon_hub_dispatch(struct carillon_event *e)
 	if (c && c->n) {
 		int n = c->n;
 		struct carillon_session **copy = carillon_xmalloc(sizeof(*copy) * (size_t)n);
+		int k = 0;
 		for (int i = 0; i < n; i++)
-			copy[i] = c->m[i].s;
-		for (int i = 0; i < n; i++)
+			if (c->m[i].h->s) /* not a closed session whose refs wait to be reaped */
+				copy[k++] = c->m[i].h->s;
+		for (int i = 0; i < k; i++)
 			consider(copy[i], e);
 		free(copy);
 	}
@@ -361,6 +396,8 @@ static void free_set(const char *key, void *value, void *arg)
 
 void carillon_hub_free(void)
 {
+	while (carillon_hub_reap(~0u))
+		;
 	carillon_hmap_each(&channels, free_channel, NULL);
 	carillon_hmap_each(&users, free_set, NULL);
 	carillon_hmap_free(&channels);

@@ -9,7 +9,7 @@
  *                are closed with 4003 (terminal). Register under the user (pending: every event is
  *                buffered).
  *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
- *                channels are joined JOIN_SLICE per loop turn (a user may have tens of thousands).
+ *                channels are read and joined JOIN_PAGE per query (a user may have tens of thousands).
  *   resume       (since-position) the user's events of the gap (since, P], GAP_PAGE per query and per
  *                loop turn, filtered to the user's channels in SQL and bounded by resume_max_events
  *                and resume_max_bytes (beyond: CARILLON_RESYNC_REQUIRED).
@@ -39,8 +39,9 @@
 #define MAX_QUEUE 1024
 #define MAX_QUEUE_BYTES (4u << 20)
 #define MAX_PENDING 4096
-#define JOIN_SLICE 4096      /* channel joins per loop turn, over all connecting sessions */
-#define GAP_PAGE 256         /* events of a resume gap read and rendered per query (one loop turn) */
+#define JOIN_PAGE 500        /* channels of a snapshot read and joined per query (one loop turn) */
+#define GAP_PAGE 100         /* events of a resume gap read and rendered per query (one loop turn) */
+#define REAP_SLICE 500       /* channels of closed sessions left per loop iteration */
 /* A gap may span at most this many times resume_max_events log positions (all users' events):
  * bounds what the database scans for one connect. */
 #define GAP_SCAN_FACTOR 100
@@ -81,12 +82,7 @@ struct carillon_session {
 	int64_t last_rx_ms;         /* last frame (pong, ping, close...) from the client */
 	bool ping_due;
 	int64_t expires_ms;         /* the credential's expiry (temporary credentials), or 0 */
-	/* channels of the snapshot still to join ('\n'-separated), and the joining queue */
-	char *join_text;
-	size_t join_off;
-	bool join_then_gap;
-	struct carillon_session *join_prev, *join_next;
-	bool joining;
+	char *join_after;           /* the last channel joined of a snapshot read in pages */
 	/* resume: the gap (since, gap_until] read after gap_cursor, its events routed into `gap` */
 	bool resuming;
 	bool gap_overflow;          /* over the resume bounds: only membership moves are still read */
@@ -293,99 +289,77 @@ static void request_gap(struct carillon_session *s);
 
 /* ------------------------------------------------------------------------ joining the snapshot */
 
-/* Sessions with snapshot channels still to join, in arrival order; one loop timer works through
- * them JOIN_SLICE joins per turn so that a user with 60,000 channels delays nobody for long. */
-static struct carillon_session *joining_head, *joining_tail;
-static uv_timer_t join_timer;
-static bool join_timer_ready;
+/* The channels of the snapshot come JOIN_PAGE at a time, in ARN order: the first page with the
+ * snapshot itself, the next ones from carillon.channels_at(user, position, after), which computes
+ * the channels as of that log position from a later snapshot (current memberships corrected by the
+ * membership events after it). Each page is joined in the loop turn of its reply, so a user with
+ * 60,000 channels costs the loop 120 short turns, never one long one. */
+static void request_channels(struct carillon_session *s);
 
-static void joining_remove(struct carillon_session *s)
+/* Join the '\n'-separated channels of `text`; false if it was a full page (more may follow). */
+static bool join_page(struct carillon_session *s, const char *text)
 {
-	if (!s->joining)
-		return;
-	s->joining = false;
-	if (s->join_prev)
-		s->join_prev->join_next = s->join_next;
-	else
-		joining_head = s->join_next;
-	if (s->join_next)
-		s->join_next->join_prev = s->join_prev;
-	else
-		joining_tail = s->join_prev;
-	s->join_prev = s->join_next = NULL;
-	free(s->join_text);
-	s->join_text = NULL;
-}
-
-/* Join up to *budget channels of s; true when s has joined them all. */
-static bool join_some(struct carillon_session *s, unsigned *budget)
-{
-	char *p = s->join_text + s->join_off;
-	while (*p && *budget) {
-		char *nl = strchr(p, '\n');
+	int n = 0;
+	const char *p = text, *last = NULL;
+	size_t last_len = 0;
+	char arn[2048];
+	while (*p) {
+		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		char *next = nl ? nl + 1 : p + len;
-		if (len) {
-			p[len] = '\0';
-			carillon_hub_join(s, p);
-			(*budget)--;
+		if (len && len < sizeof(arn)) {
+			memcpy(arn, p, len);
+			arn[len] = '\0';
+			carillon_hub_join(s, arn);
+			last = p;
+			last_len = len;
+			n++;
 		}
-		p = next;
+		p = nl ? nl + 1 : p + len;
 	}
-	s->join_off = (size_t)(p - s->join_text);
-	return !*p;
+	if (n < JOIN_PAGE)
+		return true;
+	free(s->join_after);
+	s->join_after = carillon_xstrndup(last, last_len);
+	return false;
 }
 
-/* A session whose channels are all joined goes on: the resume gap, or straight to active. */
-static void joined(struct carillon_session *s)
+/* A page of channels is in: join it, then the next page, or go on (the gap, or active). */
+static void channels_joined(struct carillon_session *s, const char *text)
 {
-	bool gap = s->join_then_gap;
-	joining_remove(s);
-	if (gap) {
+	if (!join_page(s, text)) {
+		request_channels(s);
+		return;
+	}
+	free(s->join_after);
+	s->join_after = NULL;
+	if (s->resuming)
 		request_gap(s);
-		return;
-	}
-	session_activate(s);
-}
-
-static void join_tick(uv_timer_t *t)
-{
-	unsigned budget = JOIN_SLICE;
-	while (joining_head && budget) {
-		struct carillon_session *s = joining_head;
-		if (join_some(s, &budget))
-			joined(s);
-	}
-	if (joining_head)
-		uv_timer_start(&join_timer, join_tick, 0, 0);
-}
-
-/* Join the channels of `text` ('\n'-separated), then go on (see joined()). */
-static void join_channels(struct carillon_session *s, const char *text, bool then_gap)
-{
-	s->join_text = carillon_xstrdup(text);
-	s->join_off = 0;
-	s->join_then_gap = then_gap;
-	unsigned budget = JOIN_SLICE;
-	if (!joining_head && join_some(s, &budget)) { /* the common case: a few channels, joined now */
-		free(s->join_text);
-		s->join_text = NULL;
-		if (then_gap)
-			request_gap(s);
-		else
-			session_activate(s);
-		return;
-	}
-	s->joining = true;
-	s->join_prev = joining_tail;
-	s->join_next = NULL;
-	if (joining_tail)
-		joining_tail->join_next = s;
 	else
-		joining_head = s;
-	joining_tail = s;
-	if (join_timer_ready)
-		uv_timer_start(&join_timer, join_tick, 0, 0);
+		session_activate(s);
+}
+
+static void channels_done(void *arg, const struct carillon_db_result *r)
+{
+	struct carillon_session *s = session_claim(arg, S_PENDING);
+	if (!s)
+		return;
+	if (!r->res || PQntuples(r->res) != 1) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	channels_joined(s, PQgetvalue(r->res, 0, 0));
+}
+
+static void request_channels(struct carillon_session *s)
+{
+	char at[24], limit[16];
+	snprintf(at, sizeof(at), "%lld", (long long)(s->resuming ? s->since : s->start_pos));
+	snprintf(limit, sizeof(limit), "%d", JOIN_PAGE);
+	const char *params[4] = {s->user_arn, at, s->join_after, limit};
+	if (!session_query(s, "select coalesce(string_agg(a, E'\\n' order by a), '')"
+			      " from carillon.channels_at($1, $2::bigint, $3, $4::int) a",
+			   4, params, channels_done))
+		session_fail(s, 1013, "Busy");
 }
 
 /* ---------------------------------------------------------------------------------- snapshot */
@@ -417,7 +391,7 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 	} else if (s->since >= 0) {
 		s->resync_required = true;
 	}
-	join_channels(s, PQgetvalue(r->res, 0, resume ? 4 : 1), resume);
+	channels_joined(s, PQgetvalue(r->res, 0, resume ? 4 : 1));
 }
 /* Take the events buffered while pending out of the queue (they still have to be routed). */
 static struct carillon_event **take_buffered(struct carillon_session *s, unsigned *n)
@@ -531,27 +505,28 @@ static void request_gap(struct carillon_session *s)
 
 static void request_snapshot(struct carillon_session *s)
 {
-	char since[24], max_scan[24];
+	char since[24], max_scan[24], page[16];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
-	const char *params[3] = {s->user_arn, since, max_scan};
+	snprintf(page, sizeof(page), "%d", JOIN_PAGE);
+	const char *params[4] = {s->user_arn, since, max_scan, page};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
 	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
 	 * channels the user joined or left in the gap (how many: each is an event for the user).
-	 * Channel lists are '\n'-separated (ARNs have no newline): joined in slices without parsing. */
+	 * Channel lists are the first JOIN_PAGE, '\n'-separated (ARNs have no newline). */
 	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events),"
 			      " moved as (select case when $2::bigint >= 0 then"
 			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1),"
-			      " coalesce((select string_agg(channel_arn, E'\\n') from carillon.channel_memberships"
-			      "           where member_arn = $1), ''),"
+			      " coalesce((select string_agg(a, E'\\n' order by a)"
+			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), ''),"
 			      " p.pos,"
 			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint),"
-			      " case when $2::bigint >= 0 then"
-			      "   array_to_string(carillon.resume_channels($1, $2::bigint, p.pos), E'\\n') end,"
+			      " case when $2::bigint >= 0 then (select coalesce(string_agg(a, E'\\n' order by a), '')"
+			      "   from carillon.channels_at($1, $2::bigint, '', $4::int) a) end,"
 			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
 			      " from p, moved",
-			   3, params, snapshot_done))
+			   4, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
 
@@ -794,14 +769,28 @@ static int session_writeable(struct carillon_session *s)
 	return 0;
 }
 
+/* Closed sessions' channels are left a slice per loop iteration (an idle handle runs once per
+ * iteration, after I/O): see carillon_hub_reap. */
+static uv_idle_t reap_idle;
+static bool reap_ready;
+
+static void reap_tick(uv_idle_t *h)
+{
+	if (!carillon_hub_reap(REAP_SLICE))
+		uv_idle_stop(h);
+}
+
 static void session_closed(struct carillon_session *s)
 {
 	if (!s->wsi)
 		return;
 	if (s->ticket)
 		s->ticket->s = NULL;
-	joining_remove(s);
+	free(s->join_after);
+	s->join_after = NULL;
 	carillon_hub_detach(s);
+	if (reap_ready)
+		uv_idle_start(&reap_idle, reap_tick);
 	q_clear(s);
 	gap_clear(s);
 	free(s->gap_moved);
@@ -839,10 +828,11 @@ static void keepalive_tick(uv_timer_t *t)
 
 void carillon_sessions_start(uv_loop_t *loop)
 {
+
 	uv_timer_init(loop, &keepalive_timer);
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
-	uv_timer_init(loop, &join_timer);
-	join_timer_ready = true;
+	uv_idle_init(loop, &reap_idle);
+	reap_ready = true;
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
 				CONNECT_RATE_KEYS);
 	keepalive_running = true;
@@ -857,10 +847,10 @@ void carillon_sessions_stop(void)
 	keepalive_running = false;
 	uv_timer_stop(&keepalive_timer);
 	uv_close((uv_handle_t *)&keepalive_timer, keepalive_closed);
-	join_timer_ready = false;
-	uv_timer_stop(&join_timer);
-	uv_close((uv_handle_t *)&join_timer, keepalive_closed);
 	carillon_ratelimit_free(&connect_rate);
+	reap_ready = false;
+	uv_idle_stop(&reap_idle);
+	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
 }
 
 void carillon_sessions_close_all(int code, const char *reason)
