@@ -78,11 +78,13 @@ int64_t carillon_listener_position(void);
 /* the lws protocol of websocket sessions */
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_session_pss_size(void);
+/* Open sessions (plus one while session-registry work must still reach the database). */
 unsigned carillon_sessions_open(void);
 /* Keepalive over all sessions: one loop timer (ping after 30 s of silence, drop after 75 s). */
 void carillon_sessions_start(uv_loop_t *loop);
 void carillon_sessions_stop(void);
-/* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere). */
+/* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere), and take this
+ * node and its sessions out of the deployment's session registry. */
 void carillon_sessions_close_all(int code, const char *reason);
 
 #endif

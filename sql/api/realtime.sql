@@ -181,3 +181,32 @@ language sql stable as $$
     order by arn
     limit p_limit
 $$;
+
+-- The session registry (migration 052): a session counts against its user's quota from its
+-- registration to its close, on live nodes only (seen within p_alive_s seconds).
+-- Registration: under a per-user transaction lock, count the user's live sessions and insert the
+-- new one only below p_max; false: refused (the session is closed with 4003).
+create or replace function carillon.ws_register(p_node uuid, p_id bigint, p_user text, p_max int, p_alive_s int)
+returns boolean
+language plpgsql as $$
+begin
+    perform pg_advisory_xact_lock(7264, hashtext(p_user));
+    if (select count(*) from carillon.ws_sessions s join carillon.ws_nodes n on n.node = s.node
+         where s.user_arn = p_user and n.seen_at > now() - make_interval(secs => p_alive_s)) >= p_max then
+        return false;
+    end if;
+    insert into carillon.ws_nodes (node) values (p_node) on conflict (node) do nothing;
+    insert into carillon.ws_sessions (node, id, user_arn) values (p_node, p_id, p_user);
+    return true;
+end $$;
+
+-- A node's heartbeat: it is alive (and its closed sessions, p_closed, are gone); nodes silent for
+-- p_forget_s seconds are forgotten with their sessions.
+create or replace function carillon.ws_heartbeat(p_node uuid, p_closed bigint[], p_forget_s int) returns void
+language plpgsql as $$
+begin
+    insert into carillon.ws_nodes (node) values (p_node)
+        on conflict (node) do update set seen_at = now();
+    delete from carillon.ws_sessions where node = p_node and id = any (p_closed);
+    delete from carillon.ws_nodes where seen_at < now() - make_interval(secs => p_forget_s);
+end $$;

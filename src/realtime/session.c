@@ -53,11 +53,17 @@
 #define PING_AFTER_S 30
 #define HANGUP_AFTER_S 75
 #define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
+/* The session registry (carillon.ws_sessions): this node's heartbeat, how long a silent node's
+ * sessions still count, and when they are forgotten. */
+#define REGISTRY_HEARTBEAT_MS 5000
+#define REGISTRY_ALIVE_S 20
+#define REGISTRY_FORGET_S 120
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
 struct snapshot_ticket {
 	struct carillon_session *s; /* NULL once the session is gone */
+	int64_t reg_id;             /* a registration: the id it registers */
 };
 
 struct carillon_session {
@@ -94,12 +100,14 @@ struct carillon_session {
 	/* frames at the head of q that came from a resume gap: allowed beyond MAX_QUEUE(_BYTES) */
 	unsigned q_backlog;
 	size_t q_backlog_bytes;
+	int64_t reg_id;             /* its row in carillon.ws_sessions (0: not registered) */
 };
 
 static unsigned sessions_open;
 static struct carillon_session *all_sessions;
 
-unsigned carillon_sessions_open(void) { return sessions_open; }
+static bool registry_busy(void);
+unsigned carillon_sessions_open(void) { return sessions_open + (registry_busy() ? 1 : 0); }
 size_t carillon_session_pss_size(void) { return sizeof(struct carillon_session); }
 const char *carillon_session_user(const struct carillon_session *s) { return s->user_arn; }
 bool carillon_session_active(const struct carillon_session *s) { return s->state == S_ACTIVE; }
@@ -530,6 +538,158 @@ static void request_snapshot(struct carillon_session *s)
 		session_fail(s, 1013, "Busy");
 }
 
+/* ------------------------------------------------------------------------- session registry */
+
+/* The per-user session quota holds across the deployment: every session is registered in
+ * carillon.ws_sessions under this process's random node id before its snapshot, counted under a
+ * per-user lock (carillon.ws_register), and unregistered when it closes. The ids of closed
+ * sessions are deleted in batches with the node's heartbeat (carillon.ws_heartbeat), which also
+ * keeps the node alive: the sessions of a node silent for REGISTRY_ALIVE_S no longer count. At
+ * shutdown the node's row goes, and its sessions with it, before the database connections close
+ * (clients reconnecting elsewhere must not find their old sessions still counted). */
+static char node_id[37];
+static int64_t next_reg_id;
+static int64_t *closed_ids, *flushing_ids;
+static size_t n_closed, cap_closed, n_flushing;
+static bool heartbeat_in_flight, node_leaving, node_gone;
+static int64_t last_heartbeat_ms;
+
+static bool registry_busy(void) { return heartbeat_in_flight || (node_leaving && !node_gone); }
+
+static void closed_push(int64_t id)
+{
+	if (n_closed == cap_closed) {
+		cap_closed = cap_closed ? cap_closed * 2 : 64;
+		closed_ids = carillon_xrealloc(closed_ids, cap_closed * sizeof(*closed_ids));
+	}
+	closed_ids[n_closed++] = id;
+}
+
+static void registry_flush(void);
+
+static void heartbeat_done(void *arg, const struct carillon_db_result *r)
+{
+	heartbeat_in_flight = false;
+	if (!r->res) {
+		log_warn("session registry: heartbeat failed: %s", r->message ? r->message : "?");
+		for (size_t i = 0; i < n_flushing; i++) /* retried with the next heartbeat */
+			closed_push(flushing_ids[i]);
+	}
+	free(flushing_ids);
+	flushing_ids = NULL;
+	n_flushing = 0;
+	if (n_closed && r->res)
+		registry_flush();
+}
+
+/* Send the heartbeat with the ids closed since the last one (one query in flight at a time). */
+static void registry_flush(void)
+{
+	if (heartbeat_in_flight || node_leaving || !node_id[0])
+		return;
+	struct carillon_buf ids = {0};
+	carillon_buf_appendf(&ids, "{");
+	for (size_t i = 0; i < n_closed; i++)
+		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)closed_ids[i]);
+	carillon_buf_appendf(&ids, "}");
+	char forget[16];
+	snprintf(forget, sizeof(forget), "%d", REGISTRY_FORGET_S);
+	const char *params[3] = {node_id, ids.data, forget};
+	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int)", 3, params, heartbeat_done,
+			      NULL)) {
+		free(ids.data);
+		return; /* the queue is full: the next tick tries again */
+	}
+	free(ids.data);
+	flushing_ids = closed_ids;
+	n_flushing = n_closed;
+	closed_ids = NULL;
+	n_closed = cap_closed = 0;
+	heartbeat_in_flight = true;
+	last_heartbeat_ms = carillon_now_ms();
+}
+
+static void registry_closed(struct carillon_session *s)
+{
+	if (!s->reg_id)
+		return;
+	closed_push(s->reg_id);
+	s->reg_id = 0;
+	registry_flush();
+}
+
+static void node_left(void *arg, const struct carillon_db_result *r)
+{
+	node_gone = true;
+	if (!r->res)
+		log_warn("session registry: cannot remove this node: %s", r->message ? r->message : "?");
+}
+
+/* Shutdown: the node's row and every session of it (on delete cascade), in one statement. */
+static void registry_leave(void)
+{
+	if (node_leaving || !node_id[0])
+		return;
+	node_leaving = true;
+	const char *params[1] = {node_id};
+	if (carillon_db_query("delete from carillon.ws_nodes where node = $1::uuid", 1, params, node_left, NULL))
+		node_gone = true;
+}
+
+static void request_snapshot(struct carillon_session *s);
+
+static void register_done(void *arg, const struct carillon_db_result *r)
+{
+	struct snapshot_ticket *t = arg;
+	struct carillon_session *s = t->s;
+	int64_t id = t->reg_id;
+	free(t);
+	bool registered = r->res && PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 0), "t");
+	if (!s) { /* closed meanwhile: take the row back out */
+		if (registered) {
+			closed_push(id);
+			registry_flush();
+		}
+		return;
+	}
+	s->ticket = NULL;
+	if (s->state != S_PENDING) {
+		if (registered) {
+			closed_push(id);
+			registry_flush();
+		}
+		return;
+	}
+	if (!r->res || PQntuples(r->res) != 1) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	if (!registered) {
+		log_info("websocket session of %s refused: %ld sessions already open in the deployment", s->user_arn,
+			 carillon_cfg.max_sessions_per_user);
+		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
+		return;
+	}
+	s->reg_id = id;
+	request_snapshot(s);
+}
+
+static void request_register(struct carillon_session *s)
+{
+	char id[24], max[24], alive[16];
+	int64_t reg_id = ++next_reg_id;
+	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
+	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
+	snprintf(alive, sizeof(alive), "%d", REGISTRY_ALIVE_S);
+	const char *params[5] = {node_id, id, s->user_arn, max, alive};
+	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
+			  register_done)) {
+		s->ticket->reg_id = reg_id;
+		return;
+	}
+	session_fail(s, 1013, "Busy");
+}
+
 /* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
 static char *connect_query(struct lws *wsi, struct carillon_session *s, char *user_arn, size_t user_len)
 {
@@ -670,7 +830,7 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	s->user_arn = carillon_xstrdup(user);
 	s->state = S_PENDING;
 	carillon_hub_add_user(s, s->user_arn);
-	request_snapshot(s);
+	request_register(s);
 	return 0;
 }
 
@@ -786,6 +946,7 @@ static void session_closed(struct carillon_session *s)
 		return;
 	if (s->ticket)
 		s->ticket->s = NULL;
+	registry_closed(s);
 	free(s->join_after);
 	s->join_after = NULL;
 	carillon_hub_detach(s);
@@ -824,6 +985,8 @@ static void keepalive_tick(uv_timer_t *t)
 			lws_callback_on_writable(s->wsi);
 		}
 	}
+	if (now - last_heartbeat_ms >= REGISTRY_HEARTBEAT_MS)
+		registry_flush();
 }
 
 void carillon_sessions_start(uv_loop_t *loop)
@@ -833,6 +996,8 @@ void carillon_sessions_start(uv_loop_t *loop)
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
 	uv_idle_init(loop, &reap_idle);
 	reap_ready = true;
+	carillon_uuid4(node_id);
+	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
 				CONNECT_RATE_KEYS);
 	keepalive_running = true;
@@ -848,6 +1013,10 @@ void carillon_sessions_stop(void)
 	uv_timer_stop(&keepalive_timer);
 	uv_close((uv_handle_t *)&keepalive_timer, keepalive_closed);
 	carillon_ratelimit_free(&connect_rate);
+	free(closed_ids);
+	free(flushing_ids);
+	closed_ids = flushing_ids = NULL;
+	n_closed = cap_closed = n_flushing = 0;
 	reap_ready = false;
 	uv_idle_stop(&reap_idle);
 	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
@@ -855,6 +1024,7 @@ void carillon_sessions_stop(void)
 
 void carillon_sessions_close_all(int code, const char *reason)
 {
+	registry_leave();
 	for (struct carillon_session *s = all_sessions; s; s = s->next)
 		session_fail(s, code, reason);
 }

@@ -403,6 +403,37 @@ test('at most 10 sessions per AppInstanceUser: the 11th is closed with 4003 (the
   assert.equal(c2?.code, 4003, 'with 10 open again, the next one is refused');
 });
 
+test('the session quota holds across the deployment: 6 sessions on one node and 4 on another, the 11th is refused on either; a node that shuts down frees its sessions', async (t) => {
+  const a = await server();
+  const b = await server();
+  t.after(() => stopServer(b));
+  t.after(() => (a.alive() ? stopServer(a) : undefined));
+  const w = await newWorld(a, ['ivy']);
+  const onA = [];
+  const onB = [];
+  for (let i = 0; i < 6; i++) onA.push(await raw(t, a, w.ivy, { label: `ivy-a${i}` }));
+  for (let i = 0; i < 4; i++) onB.push(await raw(t, b, w.ivy, { label: `ivy-b${i}` }));
+  await Promise.all([...onA, ...onB].map((r) => established(r)));
+  for (const [srv, name] of [[a, 'the first node'], [b, 'the second node']]) {
+    const r = await raw(t, srv, w.ivy, { label: `ivy-11th-${name}` });
+    const c = await Promise.race([r.closed, deadline(10000, null)]);
+    assert.equal(c?.code, 4003, `the 11th session, on ${name}, is closed with 4003: ${JSON.stringify(c)}\n${r.describe()}`);
+  }
+  // a place freed on one node is free on the other
+  await onA.pop().close();
+  const freed = await raw(t, b, w.ivy, { label: 'ivy-b-freed' });
+  await established(freed);
+  onB.push(freed);
+  // the first node shuts down (SIGTERM): its 5 sessions are closed (1001) and no longer count
+  await stopServer(a);
+  for (const r of onA) assert.equal((await Promise.race([r.closed, deadline(5000, null)]))?.code, 1001, `${r.label} closed with 1001`);
+  const more = [];
+  for (let i = 0; i < 5; i++) more.push(await raw(t, b, w.ivy, { label: `ivy-b-more${i}` }));
+  await Promise.all(more.map((r) => established(r)));
+  const over = await raw(t, b, w.ivy, { label: 'ivy-b-over' });
+  assert.equal((await Promise.race([over.closed, deadline(10000, null)]))?.code, 4003, 'with 10 on the second node, the next is refused');
+});
+
 /** Open a websocket upgrade and return how it ended: {status, headers, body} or {open: true}. */
 async function upgradeOutcome(srv, user) {
   const { endpoint, scheme } = wsTarget(srv);
