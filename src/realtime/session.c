@@ -101,6 +101,8 @@ struct carillon_session {
 	unsigned q_backlog;
 	size_t q_backlog_bytes;
 	int64_t reg_id;             /* its row in carillon.ws_sessions (0: not registered) */
+	int64_t reg_retry_at;       /* over the quota once: ask again at this time (keepalive tick) */
+	bool reg_retried;
 };
 
 static unsigned sessions_open;
@@ -664,6 +666,13 @@ static void register_done(void *arg, const struct carillon_db_result *r)
 		session_fail(s, 1011, "Internal error");
 		return;
 	}
+	if (!registered && !s->reg_retried) {
+		/* A session closed a moment ago may not be unregistered yet (its delete travels with
+		 * the next heartbeat): ask once more a second later before refusing for good. */
+		s->reg_retried = true;
+		s->reg_retry_at = carillon_now_ms() + 1000;
+		return;
+	}
 	if (!registered) {
 		log_info("websocket session of %s refused: %ld sessions already open in the deployment", s->user_arn,
 			 carillon_cfg.max_sessions_per_user);
@@ -975,6 +984,10 @@ static void keepalive_tick(uv_timer_t *t)
 	int64_t now = carillon_now_ms();
 	for (struct carillon_session *s = all_sessions; s; s = s->next) {
 		int64_t silent = now - s->last_rx_ms;
+		if (s->reg_retry_at && now >= s->reg_retry_at && s->state == S_PENDING && !s->ticket) {
+			s->reg_retry_at = 0;
+			request_register(s);
+		}
 		if (s->expires_ms && now >= s->expires_ms) {
 			/* retryable: the client asks for fresh credentials and reconnects */
 			session_fail(s, 4410, "Credentials expired");
