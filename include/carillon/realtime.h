@@ -57,6 +57,8 @@ bool carillon_hub_reap(unsigned budget);
 /* Route one buffered event to a session that just received its membership snapshot. */
 void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e);
 void carillon_hub_free(void);
+/* Open sessions of this node in a channel (for tests and diagnostics: O(channel size)). */
+int carillon_hub_channel_sessions(const char *channel_arn);
 /* Open sessions of a user on this node (pending ones included). */
 int carillon_hub_user_sessions(const char *user_arn);
 

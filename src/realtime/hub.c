@@ -408,6 +408,15 @@ void carillon_hub_free(void)
 	memset(&pairs, 0, sizeof(pairs));
 }
 
+int carillon_hub_channel_sessions(const char *channel_arn)
+{
+	struct hub_channel *c = carillon_hmap_get(&channels, channel_arn);
+	int n = 0;
+	for (int i = 0; c && i < c->n; i++)
+		n += c->m[i].h->s != NULL;
+	return n;
+}
+
 int carillon_hub_user_sessions(const char *user_arn)
 {
 	struct session_set *set = carillon_hmap_get(&users, user_arn);

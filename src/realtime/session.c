@@ -55,8 +55,8 @@
 #define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
 /* The session registry (carillon.ws_sessions): this node's heartbeat, how long a silent node's
  * sessions still count, and when they are forgotten. */
-#define REGISTRY_HEARTBEAT_MS 5000
-#define REGISTRY_ALIVE_S 20
+#define REGISTRY_HEARTBEAT_MS 3000
+#define REGISTRY_ALIVE_S 10
 #define REGISTRY_FORGET_S 120
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
