@@ -5,9 +5,10 @@
  *                (the client backs off and retries).
  *   ESTABLISHED  verify the SigV4-presigned query (service chime) and that the credential may act as
  *                `userArn`; on refusal close with 4401 right after the upgrade (the only refusal the
- *                client treats as final). A user's sessions beyond max_sessions_per_user on this node
- *                are closed with 4003 (terminal). Register under the user (pending: every event is
+ *                client treats as final). Register under the user (pending: every event is
  *                buffered).
+ *   registry     the session's row in carillon.ws_sessions, counted against max_sessions_per_user
+ *                over every node; over the quota it is closed with 4003 (terminal for the client).
  *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
  *                channels are read and joined JOIN_PAGE per query (a user may have tens of thousands).
  *   resume       (since-position) the user's events of the gap (since, P], GAP_PAGE per query and per
@@ -1004,7 +1005,6 @@ static void keepalive_tick(uv_timer_t *t)
 
 void carillon_sessions_start(uv_loop_t *loop)
 {
-
 	uv_timer_init(loop, &keepalive_timer);
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
 	uv_idle_init(loop, &reap_idle);

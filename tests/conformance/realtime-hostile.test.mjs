@@ -459,7 +459,8 @@ async function upgradeOutcome(srv, user) {
 }
 
 test('per-user connect rate (rate 1/s, burst 2): the third immediate connect is refused with 429 ThrottledClientException before the upgrade; other users are unaffected', async (t) => {
-  const srv = await server({ env: { CARILLON_CONNECT_RATE_PER_USER: '1', CARILLON_CONNECT_BURST_PER_USER: '2' } });
+  // TLS, as clients connect in production (wss): the 429 goes out through TLS before any upgrade
+  const srv = await server({ tls: true, env: { CARILLON_CONNECT_RATE_PER_USER: '1', CARILLON_CONNECT_BURST_PER_USER: '2' } });
   t.after(() => stopServer(srv));
   const w = await newWorld(srv, ['frank', 'gina']);
   const open = [];
