@@ -140,7 +140,7 @@ language sql stable as $$
                                 'DELETE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL'))
        and (p_user = any (e.arns)
             or (e.audience <> 'only'
-                and (e.channel_arn = any (p_moved)
+                and (e.channel_arn in (select unnest(p_moved))   -- hashed, whatever its size
                      or exists (select 1 from carillon.channel_memberships m
                                  where m.member_arn = p_user and m.channel_arn = e.channel_arn)
                      or e.channel_arn in (select l.channel_arn from later l))))

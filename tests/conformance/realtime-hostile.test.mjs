@@ -319,6 +319,36 @@ test('resume of a large gap: the loop never stalls (healthz and another user ans
   }
 });
 
+test('resume over its bounds (CARILLON_RESUME_MAX_EVENTS, CARILLON_RESUME_MAX_BYTES): one CARILLON_RESYNC_REQUIRED, then live events of exactly the channels the user is in now', async (t) => {
+  for (const env of [{ CARILLON_RESUME_MAX_EVENTS: '100' }, { CARILLON_RESUME_MAX_BYTES: '65536' }]) {
+    const srv = await server({ env });
+    const w = await newWorld(srv, ['alice', 'bob']);
+    const mine = await newChannel(srv, w.zed, [w.alice, w.bob]);
+    const leaving = await newChannel(srv, w.zed, [w.alice, w.bob]);
+    const joining = await newChannel(srv, w.zed, [w.bob]);
+    const since = logPosition();
+    // 600 events of alice's (about 200 kB): over either bound; she leaves one channel and joins another
+    bulkEvents(w, 600, [[2, 0, mine], [1, 0, leaving]], w.zed);
+    await srv.msg.send(new DeleteChannelMembershipCommand({ ChannelArn: leaving, MemberArn: w.alice.arn, ChimeBearer: w.zed.arn }));
+    await srv.msg.send(new CreateChannelMembershipCommand({ ChannelArn: joining, MemberArn: w.alice.arn, Type: 'DEFAULT', ChimeBearer: w.zed.arn }));
+    bulkEvents(w, 600, [[2, 0, mine], [1, 0, leaving]], w.zed);
+    const rec = await raw(t, srv, w.alice, { label: `alice-${JSON.stringify(env)}`, params: { 'since-position': String(since) } });
+    await established(rec);
+    await rec.waitFor((x) => x.ofType('CARILLON_RESYNC_REQUIRED').length === 1, 15000, 'CARILLON_RESYNC_REQUIRED');
+    // live: one message in each channel, in this order; alice hears the ones of her channels now
+    for (const ch of [leaving, joining, mine]) await sendMsg(srv, ch, w.bob, `live ${ch.split('/').pop()}`);
+    await rec.waitFor((x) => x.ofType('CREATE_CHANNEL_MESSAGE', mine).some((m) => m.payload.Content.startsWith('live')), 10000, 'the live message in her channel');
+    const got = rec.messages.map((m) => (m.type === 'CREATE_CHANNEL_MESSAGE' ? `${m.type} ${m.payload.Content}` : m.type));
+    assert.deepEqual(
+      got,
+      ['SESSION_ESTABLISHED', 'CARILLON_RESYNC_REQUIRED', `CREATE_CHANNEL_MESSAGE live ${joining.split('/').pop()}`, `CREATE_CHANNEL_MESSAGE live ${mine.split('/').pop()}`],
+      `${JSON.stringify(env)}: no resumed event past the bound, then exactly the live events of the channels she is in (not the one she left in the gap)`,
+    );
+    await rec.close();
+    await stopServer(srv);
+  }
+});
+
 test('a user with 40,000 channels connects and disconnects: the loop never stalls, and the session gets its channels\' events', async (t) => {
   const srv = await server();
   t.after(() => stopServer(srv));
