@@ -466,6 +466,35 @@ test('the session quota holds across the deployment: 6 sessions on one node and 
   assert.equal((await Promise.race([over.closed, deadline(10000, null)]))?.code, 4003, 'with 10 on the second node, the next is refused');
 });
 
+test('the sessions of a killed node (SIGKILL: no goodbye) stop counting against the quota after 10 s', async (t) => {
+  const a = await server();
+  const b = await server();
+  t.after(() => stopServer(b));
+  const w = await newWorld(b, ['jay']);
+  const onA = [];
+  for (let i = 0; i < 10; i++) onA.push(await raw(t, a, w.jay, { label: `jay-a${i}` }));
+  await Promise.all(onA.map((r) => established(r)));
+  const killedAt = Date.now();
+  a.proc.kill('SIGKILL');
+  await Promise.all(onA.map((r) => Promise.race([r.closed, deadline(5000)])));
+  servers.splice(servers.indexOf(a), 1);
+  // Right after the kill its 10 sessions still count (the node may only be slow)...
+  const early = await raw(t, b, w.jay, { label: 'jay-early' });
+  assert.equal((await Promise.race([early.closed, deadline(10000, null)]))?.code, 4003, 'refused while the killed node may still be alive');
+  // ...and no longer once it has missed its heartbeats for 10 s.
+  let accepted = null;
+  while (!accepted && Date.now() - killedAt < 25000) {
+    await sleep(1000);
+    const r = await raw(t, b, w.jay, { label: `jay-retry-${Date.now() - killedAt}` });
+    const first = await r.waitFor((x) => x.ofType('SESSION_ESTABLISHED').length || x.closes.length, 10000, 'an answer');
+    if (first.ofType('SESSION_ESTABLISHED').length) accepted = Date.now() - killedAt;
+  }
+  assert.ok(accepted !== null, 'a session is accepted once the killed node is considered gone');
+  t.diagnostic(`accepted ${accepted} ms after the kill`);
+  // its last heartbeat (every 3 s) may be up to 3 s older than the kill
+  assert.ok(accepted >= 6500, `not before the node's sessions stopped counting (${accepted} ms)`);
+});
+
 /** Open a websocket upgrade and return how it ended: {status, headers, body} or {open: true}. */
 async function upgradeOutcome(srv, user) {
   const { endpoint, scheme } = wsTarget(srv);
