@@ -557,7 +557,12 @@ static size_t n_closed, cap_closed, n_flushing;
 static bool heartbeat_in_flight, node_leaving, node_gone;
 static int64_t last_heartbeat_ms;
 
-static bool registry_busy(void) { return heartbeat_in_flight || (node_leaving && !node_gone); }
+/* Registry work the shutdown should wait for (not when no database connection is up: then it
+ * could only wait for the grace period to end). */
+static bool registry_busy(void)
+{
+	return (heartbeat_in_flight || (node_leaving && !node_gone)) && carillon_db_ready();
+}
 
 static void closed_push(int64_t id)
 {
