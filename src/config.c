@@ -57,7 +57,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "time allowed for a complete request head; slower clients are closed"),
 	NUM(max_headers, "CARILLON_MAX_HEADERS", "64", 8, 1024, "header lines per request (431 above)"),
 	NUM(max_sessions_per_user, "CARILLON_MAX_SESSIONS_PER_USER", "10", 1, 100000,
-	    "concurrent messaging sessions per AppInstanceUser per process (Chime: 10)"),
+	    "concurrent messaging sessions per AppInstanceUser, over every node (Chime: 10)"),
 	NUM(max_endpoints_per_user, "CARILLON_MAX_ENDPOINTS_PER_USER", "10", 1, 100000,
 	    "AppInstanceUserEndpoints per user (Chime: 10)"),
 	NUM(max_channel_memberships, "CARILLON_MAX_CHANNEL_MEMBERSHIPS", "10000", 1, 100000000,
