@@ -2,6 +2,8 @@
 . tests/lib/pg.sh
 export CARILLON_ROOT_ACCESS_KEY_ID=AKIABENCHBENCHBENCH0 CARILLON_ROOT_SECRET_ACCESS_KEY=benchSecretKeyBenchSecretKeyBenchSecret0
 export CARILLON_MASTER_KEY=${CARILLON_MASTER_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+# The benchmarks hold many sessions per user (38,000 over 1,000 users): above the per-user quota.
+export CARILLON_MAX_SESSIONS_PER_USER=${CARILLON_MAX_SESSIONS_PER_USER:-100000}
 export NODE_NO_WARNINGS=1
 bench_pids=()
 bench_cleanup() { for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pg_stop; }

@@ -63,7 +63,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "time allowed for a complete request head; slower clients are closed"),
 	NUM(max_headers, "CARILLON_MAX_HEADERS", "64", 8, 1024, "header lines per request (431 above)"),
 	NUM(max_sessions_per_user, "CARILLON_MAX_SESSIONS_PER_USER", "10", 1, 100000,
-	    "concurrent messaging sessions per AppInstanceUser per process (Chime: 10)"),
+	    "concurrent messaging sessions per AppInstanceUser, over every node (Chime: 10)"),
 	NUM(max_endpoints_per_user, "CARILLON_MAX_ENDPOINTS_PER_USER", "10", 1, 100000,
 	    "AppInstanceUserEndpoints per user (Chime: 10)"),
 	NUM(max_channel_memberships, "CARILLON_MAX_CHANNEL_MEMBERSHIPS", "10000", 1, 100000000,
@@ -86,6 +86,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "events a resuming session may catch up on (since-position); beyond: CARILLON_RESYNC_REQUIRED"),
 	NUM(resume_max_bytes, "CARILLON_RESUME_MAX_BYTES", "4194304", 65536, 1L << 30,
 	    "bytes of events a resuming session may catch up on; beyond: CARILLON_RESYNC_REQUIRED"),
+	NUM(min_credential_seconds, "CARILLON_MIN_CREDENTIAL_SECONDS", "900", 1, 43200,
+	    "smallest DurationSeconds POST /carillon/credentials accepts (AWS STS: 900)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

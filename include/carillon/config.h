@@ -46,6 +46,7 @@ struct carillon_config {
 	/* resume (since-position) bounds */
 	long resume_max_events;
 	long resume_max_bytes;
+	long min_credential_seconds;  /* smallest DurationSeconds of POST /carillon/credentials */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

@@ -1,4 +1,5 @@
-/* A string-keyed hash map (open addressing, linear probing, tombstones) for the realtime indexes. */
+/* A string-keyed hash map (open addressing, linear probing, tombstones, a keyed hash) for the
+ * realtime indexes and the rate limiters. */
 #ifndef CARILLON_HMAP_H
 #define CARILLON_HMAP_H
 
@@ -20,5 +21,7 @@ void *carillon_hmap_del(struct carillon_hmap *m, const char *key);
 /* Visit every entry (the callback must not modify the map). */
 void carillon_hmap_each(const struct carillon_hmap *m, void (*fn)(const char *key, void *value, void *arg), void *arg);
 void carillon_hmap_free(struct carillon_hmap *m);
+/* The longest distance of an entry from its home slot (for tests: the cost of the worst lookup). */
+size_t carillon_hmap_max_probe(const struct carillon_hmap *m);
 
 #endif

@@ -8,9 +8,12 @@
  *   event.c     one event = one refcounted text frame built once, shared by every recipient.
  *   hub.c       the indexes: channel -> local sessions, user -> local sessions; routing rules per
  *               event type (membership changes update the channel index in order).
- *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), a membership
- *               snapshot at position P, SESSION_ESTABLISHED, then every event after P that the user
- *               may see, through a bounded queue (a slow consumer is closed with a retryable code).
+ *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), the per-user connect
+ *               rate (429 before the upgrade) and session quota (4003), a membership snapshot at
+ *               position P joined in slices, for a resume the user's events of the gap in pages,
+ *               SESSION_ESTABLISHED, then every event after P that the user may see, through a
+ *               bounded queue (a slow consumer is closed with a retryable code); closed with 4410
+ *               when the credential it was opened with expires.
  */
 #ifndef CARILLON_REALTIME_H
 #define CARILLON_REALTIME_H
@@ -49,9 +52,15 @@ void carillon_hub_dispatch(struct carillon_event *e);
 void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn);
 void carillon_hub_detach(struct carillon_session *s);
+/* Leave up to `budget` channels of closed sessions still in many; true while some remain. */
+bool carillon_hub_reap(unsigned budget);
 /* Route one buffered event to a session that just received its membership snapshot. */
 void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e);
 void carillon_hub_free(void);
+/* Open sessions of this node in a channel (for tests and diagnostics: O(channel size)). */
+int carillon_hub_channel_sessions(const char *channel_arn);
+/* Open sessions of a user on this node (pending ones included). */
+int carillon_hub_user_sessions(const char *user_arn);
 
 /* what the hub needs from a session (session.c) */
 const char *carillon_session_user(const struct carillon_session *s);
@@ -71,11 +80,13 @@ int64_t carillon_listener_position(void);
 /* the lws protocol of websocket sessions */
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_session_pss_size(void);
+/* Open sessions (plus one while session-registry work must still reach the database). */
 unsigned carillon_sessions_open(void);
 /* Keepalive over all sessions: one loop timer (ping after 30 s of silence, drop after 75 s). */
 void carillon_sessions_start(uv_loop_t *loop);
 void carillon_sessions_stop(void);
-/* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere). */
+/* Close every session with `code` (1001 on shutdown: clients reconnect, elsewhere), and take this
+ * node and its sessions out of the deployment's session registry. */
 void carillon_sessions_close_all(int code, const char *reason);
 
 #endif

@@ -9,11 +9,12 @@
 
 #include "carillon/api.h"
 #include "carillon/auth.h"
+#include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/model.h"
 #include "../http/http_internal.h"
 
-#define MIN_DURATION 900
+#define MIN_DURATION ((int)carillon_cfg.min_credential_seconds)
 #define MAX_DURATION 43200
 #define DEFAULT_DURATION 3600
 

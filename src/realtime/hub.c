@@ -10,7 +10,12 @@
  *   3. DELETE_CHANNEL_MEMBERSHIP naming the session's user, or DELETE_CHANNEL: it leaves.
  * Sessions still waiting for their membership snapshot get every event buffered and apply the same
  * rules once they know their channels (session.c).
+ *
+ * Costs: joining, leaving and "is session s in channel c" are O(1) whatever the number of channels
+ * a session is in or of sessions a channel has (the pair index below), so a connect with N
+ * channels costs O(N) and a user with tens of thousands of channels cannot stall the loop.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +31,7 @@ struct session_set {
 /* A channel's members: each entry knows where the session keeps its ref to this channel, so that
  * adding and removing a session are O(1) whatever the channel's size. */
 struct member_slot {
-	struct carillon_session *s;
+	struct hub_session *h;
 	int ref;                 /* index in the session's refs */
 };
 
@@ -43,9 +48,90 @@ struct channel_ref {
 };
 
 struct hub_session {
+	struct carillon_session *s; /* NULL once the session closed: its refs are being reaped */
 	struct channel_ref *refs;
 	int n, cap;
+	struct hub_session *reap_next;
 };
+
+/* The pair index: (session, channel) -> the index of that channel's ref in the session's refs.
+ * Open addressing with linear probing and backward-shift deletion (no tombstones). Keys are our
+ * own pointers, not client input, so an unkeyed mixer is enough. */
+struct pair_slot {
+	struct hub_session *h;   /* NULL: empty */
+	struct hub_channel *c;
+	int ref;
+};
+
+static struct {
+	struct pair_slot *slots;
+	size_t cap, len;
+} pairs;
+
+static size_t pair_home(const struct hub_session *h, const struct hub_channel *c)
+{
+	uint64_t x = (uint64_t)(uintptr_t)h * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)c;
+	x ^= x >> 31;
+	x *= 0xBF58476D1CE4E5B9ULL;
+	x ^= x >> 29;
+	return (size_t)x & (pairs.cap - 1);
+}
+
+static struct pair_slot *pair_find(const struct hub_session *h, const struct hub_channel *c)
+{
+	if (!pairs.cap)
+		return NULL;
+	for (size_t i = pair_home(h, c);; i = (i + 1) & (pairs.cap - 1)) {
+		struct pair_slot *p = &pairs.slots[i];
+		if (!p->h)
+			return NULL;
+		if (p->h == h && p->c == c)
+			return p;
+	}
+}
+
+static void pair_insert(struct hub_session *h, struct hub_channel *c, int ref);
+
+static void pairs_grow(void)
+{
+	struct pair_slot *old = pairs.slots;
+	size_t old_cap = pairs.cap;
+	pairs.cap = old_cap ? old_cap * 2 : 64;
+	pairs.slots = carillon_xcalloc(pairs.cap, sizeof(*pairs.slots));
+	pairs.len = 0;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].h)
+			pair_insert(old[i].h, old[i].c, old[i].ref);
+	free(old);
+}
+
+static void pair_insert(struct hub_session *h, struct hub_channel *c, int ref)
+{
+	if ((pairs.len + 1) * 2 > pairs.cap)
+		pairs_grow();
+	size_t i = pair_home(h, c);
+	while (pairs.slots[i].h)
+		i = (i + 1) & (pairs.cap - 1);
+	pairs.slots[i] = (struct pair_slot){h, c, ref};
+	pairs.len++;
+}
+
+/* Remove a slot and shift back the entries of its probe run that may now sit closer to home. */
+static void pair_remove(struct pair_slot *p)
+{
+	size_t hole = (size_t)(p - pairs.slots);
+	pairs.slots[hole].h = NULL;
+	pairs.len--;
+	for (size_t i = (hole + 1) & (pairs.cap - 1); pairs.slots[i].h; i = (i + 1) & (pairs.cap - 1)) {
+		size_t home = pair_home(pairs.slots[i].h, pairs.slots[i].c);
+		/* the entry at i may move to the hole if its home is not cyclically in (hole, i] */
+		if (((i - home) & (pairs.cap - 1)) >= ((i - hole) & (pairs.cap - 1))) {
+			pairs.slots[hole] = pairs.slots[i];
+			pairs.slots[i].h = NULL;
+			hole = i;
+		}
+	}
+}
 
 static struct carillon_hmap channels;    /* arn -> struct hub_channel */
 static struct carillon_hmap users;       /* arn -> struct session_set */
@@ -93,17 +179,18 @@ void carillon_hub_add_user(struct carillon_session *s, const char *user_arn)
 static struct hub_session *hub_of(struct carillon_session *s)
 {
 	void **slot = carillon_session_hub(s);
-	if (!*slot)
-		*slot = carillon_xcalloc(1, sizeof(struct hub_session));
+	if (!*slot) {
+		struct hub_session *h = carillon_xcalloc(1, sizeof(*h));
+		h->s = s;
+		*slot = h;
+	}
 	return *slot;
 }
 
 static int ref_index(struct hub_session *h, struct hub_channel *c)
 {
-	for (int i = 0; c && i < h->n; i++) /* a user's channel count, not the channel's size */
-		if (h->refs[i].c == c)
-			return i;
-	return -1;
+	struct pair_slot *p = c ? pair_find(h, c) : NULL;
+	return p ? p->ref : -1;
 }
 
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
@@ -125,8 +212,9 @@ void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 		c->cap = c->cap ? c->cap * 2 : 4;
 		c->m = carillon_xrealloc(c->m, sizeof(*c->m) * (size_t)c->cap);
 	}
+	pair_insert(h, c, h->n);
 	h->refs[h->n] = (struct channel_ref){c, c->n};
-	c->m[c->n++] = (struct member_slot){s, h->n++};
+	c->m[c->n++] = (struct member_slot){h, h->n++};
 }
 
 static void channel_drop_if_empty(struct hub_channel *c)
@@ -139,23 +227,24 @@ static void channel_drop_if_empty(struct hub_channel *c)
 	free(c);
 }
 
-/* Remove ref i of session s (and its slot in the channel), by swapping with the last ones. */
-static void hub_leave_ref(struct carillon_session *s, int i)
+/* Remove ref i of a session (and its slot in the channel), by swapping with the last ones. */
+static void hub_leave_ref(struct hub_session *h, int i)
 {
-	struct hub_session *h = hub_of(s);
 	struct hub_channel *c = h->refs[i].c;
 	int slot = h->refs[i].slot;
 	/* channel side: move the last member into the freed slot and fix its session's ref */
 	struct member_slot last = c->m[--c->n];
 	if (slot != c->n) {
 		c->m[slot] = last;
-		hub_of(last.s)->refs[last.ref].slot = slot;
+		last.h->refs[last.ref].slot = slot;
 	}
 	/* session side: move the last ref into the freed index and fix its channel's slot */
+	pair_remove(pair_find(h, c));
 	struct channel_ref moved = h->refs[--h->n];
 	if (i != h->n) {
 		h->refs[i] = moved;
 		moved.c->m[moved.slot].ref = i;
+		pair_find(h, moved.c)->ref = i;
 	}
 	channel_drop_if_empty(c);
 }
@@ -165,16 +254,28 @@ static bool in_channel(struct carillon_session *s, struct hub_channel *c)
 	return ref_index(hub_of(s), c) >= 0;
 }
 
+/* Closed sessions whose channels are left REAP_SLICE at a time (carillon_hub_reap): a session in
+ * 60,000 channels must not hold the loop while it leaves them all. Until then its slots stay in
+ * their channels, marked closed (h->s == NULL), and dispatch skips them. */
+#define REAP_NOW 256
+static struct hub_session *reap_head;
+
 void carillon_hub_detach(struct carillon_session *s)
 {
 	void **slot = carillon_session_hub(s);
 	struct hub_session *h = *slot;
-	while (h && h->n)
-		hub_leave_ref(s, h->n - 1);
+	*slot = NULL;
 	if (h) {
-		free(h->refs);
-		free(h);
-		*slot = NULL;
+		h->s = NULL;
+		if (h->n <= REAP_NOW) {
+			while (h->n)
+				hub_leave_ref(h, h->n - 1);
+			free(h->refs);
+			free(h);
+		} else {
+			h->reap_next = reap_head;
+			reap_head = h;
+		}
 	}
 	set_remove(&pending, s);
 	const char *user = carillon_session_user(s);
@@ -187,6 +288,23 @@ void carillon_hub_detach(struct carillon_session *s)
 			free(set);
 		}
 	}
+}
+
+bool carillon_hub_reap(unsigned budget)
+{
+	while (reap_head && budget) {
+		struct hub_session *h = reap_head;
+		while (h->n && budget) {
+			hub_leave_ref(h, h->n - 1);
+			budget--;
+		}
+		if (!h->n) {
+			reap_head = h->reap_next;
+			free(h->refs);
+			free(h);
+		}
+	}
+	return reap_head != NULL;
 }
 
 /* The three routing steps for one session (see the header comment). */
@@ -208,7 +326,7 @@ static void route(struct carillon_session *s, struct carillon_event *e)
 		carillon_session_deliver(s, e);
 	int ref = leaves && c ? ref_index(hub_of(s), c) : -1;
 	if (ref >= 0)
-		hub_leave_ref(s, ref);
+		hub_leave_ref(hub_of(s), ref);
 }
 
 /* Route to one candidate once per event. */
@@ -241,9 +359,11 @@ void carillon_hub_dispatch(struct carillon_event *e)
 	if (c && c->n) {
 		int n = c->n;
 		struct carillon_session **copy = carillon_xmalloc(sizeof(*copy) * (size_t)n);
+		int k = 0;
 		for (int i = 0; i < n; i++)
-			copy[i] = c->m[i].s;
-		for (int i = 0; i < n; i++)
+			if (c->m[i].h->s) /* not a closed session whose refs wait to be reaped */
+				copy[k++] = c->m[i].h->s;
+		for (int i = 0; i < k; i++)
 			consider(copy[i], e);
 		free(copy);
 	}
@@ -276,10 +396,29 @@ static void free_set(const char *key, void *value, void *arg)
 
 void carillon_hub_free(void)
 {
+	while (carillon_hub_reap(~0u))
+		;
 	carillon_hmap_each(&channels, free_channel, NULL);
 	carillon_hmap_each(&users, free_set, NULL);
 	carillon_hmap_free(&channels);
 	carillon_hmap_free(&users);
 	free(pending.s);
 	memset(&pending, 0, sizeof(pending));
+	free(pairs.slots);
+	memset(&pairs, 0, sizeof(pairs));
+}
+
+int carillon_hub_channel_sessions(const char *channel_arn)
+{
+	struct hub_channel *c = carillon_hmap_get(&channels, channel_arn);
+	int n = 0;
+	for (int i = 0; c && i < c->n; i++)
+		n += c->m[i].h->s != NULL;
+	return n;
+}
+
+int carillon_hub_user_sessions(const char *user_arn)
+{
+	struct session_set *set = carillon_hmap_get(&users, user_arn);
+	return set ? set->n : 0;
 }

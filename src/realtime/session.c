@@ -1,15 +1,27 @@
 /*
  * One websocket session (GET /connect), as amazon-chime-sdk-js's DefaultMessagingSession expects:
  *
+ *   FILTER       (before the upgrade) the per-user connect rate: over it, HTTP 429 and no upgrade
+ *                (the client backs off and retries).
  *   ESTABLISHED  verify the SigV4-presigned query (service chime) and that the credential may act as
  *                `userArn`; on refusal close with 4401 right after the upgrade (the only refusal the
- *                client treats as final). Register under the user (pending: every event is buffered).
- *   snapshot     one query: the user's channels and the log position P in the same snapshot.
- *   active       send SESSION_ESTABLISHED, then the buffered events after P, then live events, each
- *                routed by the hub; one frame per WRITEABLE.
- *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting; beyond that the session is closed
- *                with 1013 (retryable: the client reconnects and re-syncs through REST).
- *   close        detach from the hub; a snapshot still in flight finds its ticket orphaned.
+ *                client treats as final). Register under the user (pending: every event is
+ *                buffered).
+ *   registry     the session's row in carillon.ws_sessions, counted against max_sessions_per_user
+ *                over every node; over the quota it is closed with 4003 (terminal for the client).
+ *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
+ *                channels are read and joined JOIN_PAGE per query (a user may have tens of thousands).
+ *   resume       (since-position) the user's events of the gap (since, P], GAP_PAGE per query and per
+ *                loop turn, filtered to the user's channels in SQL and bounded by resume_max_events
+ *                and resume_max_bytes (beyond: CARILLON_RESYNC_REQUIRED).
+ *   active       send SESSION_ESTABLISHED, then the gap's events, then the buffered events after P,
+ *                then live events, each routed by the hub; one frame per WRITEABLE.
+ *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting (besides a resume's backlog);
+ *                beyond that the session is closed with 1013 (retryable: the client reconnects and
+ *                re-syncs through REST).
+ *   expiry       a session opened with a temporary credential is closed with 4410 (retryable: the
+ *                client reconnects with fresh credentials) once that credential expires.
+ *   close        detach from the hub; a query still in flight finds its ticket orphaned.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,24 +33,38 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/ratelimit.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
 #define MAX_QUEUE 1024
 #define MAX_QUEUE_BYTES (4u << 20)
 #define MAX_PENDING 4096
-#define MAX_RESUME 10000   /* events a resuming session may catch up on; beyond: re-sync */
+#define JOIN_PAGE 500        /* channels of a snapshot read and joined per query (one loop turn) */
+#define GAP_PAGE 100         /* events of a resume gap read and rendered per query (one loop turn) */
+#define REAP_SLICE 500       /* channels of closed sessions left per loop iteration */
+/* A gap may span at most this many times resume_max_events log positions (all users' events):
+ * bounds what the database scans for one connect. */
+#define GAP_SCAN_FACTOR 100
 /* Keepalive, from one loop timer over all sessions (lws 4.1 keeps a per-connection ping timer in
  * one sorted list, which costs O(sessions) per insert): ping a session silent for PING_AFTER_S,
- * drop one silent for HANGUP_AFTER_S. */
-#define KEEPALIVE_TICK_MS 10000
+ * drop one silent for HANGUP_AFTER_S. The same tick closes sessions whose credential expired, so
+ * it runs every second (a pass over the sessions is a few comparisons each). */
+#define KEEPALIVE_TICK_MS 1000
 #define PING_AFTER_S 30
 #define HANGUP_AFTER_S 75
+#define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
+/* The session registry (carillon.ws_sessions): this node's heartbeat, how long a silent node's
+ * sessions still count, and when they are forgotten. */
+#define REGISTRY_HEARTBEAT_MS 3000
+#define REGISTRY_ALIVE_S 10
+#define REGISTRY_FORGET_S 120
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
 struct snapshot_ticket {
 	struct carillon_session *s; /* NULL once the session is gone */
+	int64_t reg_id;             /* a registration: the id it registers */
 };
 
 struct carillon_session {
@@ -63,12 +89,29 @@ struct carillon_session {
 	struct carillon_session *prev, *next; /* every open session, for shutdown and keepalive */
 	int64_t last_rx_ms;         /* last frame (pong, ping, close...) from the client */
 	bool ping_due;
+	int64_t expires_ms;         /* the credential's expiry (temporary credentials), or 0 */
+	char *join_after;           /* the last channel joined of a snapshot read in pages */
+	/* resume: the gap (since, gap_until] read after gap_cursor, its events routed into `gap` */
+	bool resuming;
+	bool gap_overflow;          /* over the resume bounds: only membership moves are still read */
+	int64_t gap_until, gap_cursor;
+	char *gap_moved;            /* channels with membership events about the user in the gap (text[]) */
+	struct carillon_event **gap;
+	unsigned gap_len, gap_cap;
+	size_t gap_bytes;
+	/* frames at the head of q that came from a resume gap: allowed beyond MAX_QUEUE(_BYTES) */
+	unsigned q_backlog;
+	size_t q_backlog_bytes;
+	int64_t reg_id;             /* its row in carillon.ws_sessions (0: not registered) */
+	int64_t reg_retry_at;       /* over the quota once: ask again at this time (keepalive tick) */
+	bool reg_retried;
 };
 
 static unsigned sessions_open;
 static struct carillon_session *all_sessions;
 
-unsigned carillon_sessions_open(void) { return sessions_open; }
+static bool registry_busy(void);
+unsigned carillon_sessions_open(void) { return sessions_open + (registry_busy() ? 1 : 0); }
 size_t carillon_session_pss_size(void) { return sizeof(struct carillon_session); }
 const char *carillon_session_user(const struct carillon_session *s) { return s->user_arn; }
 bool carillon_session_active(const struct carillon_session *s) { return s->state == S_ACTIVE; }
@@ -112,6 +155,10 @@ static struct carillon_event *q_pop(struct carillon_session *s)
 	s->q_head = (s->q_head + 1) % s->q_cap;
 	s->q_len--;
 	s->q_bytes -= e->frame_len;
+	if (s->q_backlog) {
+		s->q_backlog--;
+		s->q_backlog_bytes -= e->frame_len;
+	}
 	return e;
 }
 
@@ -125,8 +172,42 @@ static void q_clear(struct carillon_session *s)
 	s->q_cap = 0;
 }
 
+static void gap_clear(struct carillon_session *s)
+{
+	for (unsigned i = 0; i < s->gap_len; i++)
+		carillon_event_unref(s->gap[i]);
+	free(s->gap);
+	s->gap = NULL;
+	s->gap_len = s->gap_cap = 0;
+	s->gap_bytes = 0;
+}
+
+/* An event of a resume gap for this session: kept aside until the whole gap is read, within the
+ * resume bounds; past them the gap is dropped and the session will get CARILLON_RESYNC_REQUIRED. */
+static void gap_append(struct carillon_session *s, struct carillon_event *e)
+{
+	if (s->gap_overflow)
+		return;
+	if ((long)s->gap_len + 1 > carillon_cfg.resume_max_events ||
+	    (long)(s->gap_bytes + e->frame_len) > carillon_cfg.resume_max_bytes) {
+		s->gap_overflow = true;
+		gap_clear(s);
+		return;
+	}
+	if (s->gap_len == s->gap_cap) {
+		s->gap_cap = s->gap_cap ? s->gap_cap * 2 : 64;
+		s->gap = carillon_xrealloc(s->gap, sizeof(*s->gap) * s->gap_cap);
+	}
+	s->gap[s->gap_len++] = carillon_event_ref(e);
+	s->gap_bytes += e->frame_len;
+}
+
 void carillon_session_deliver(struct carillon_session *s, struct carillon_event *e)
 {
+	if (s->resuming) {
+		gap_append(s, e);
+		return;
+	}
 	if (s->state != S_ACTIVE)
 		return;
 	/* The common case of a fan-out: nothing queued and the socket can take it. Writing now costs one
@@ -138,7 +219,7 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 			session_fail(s, 1011, "Write failed");
 		return;
 	}
-	if (s->q_len >= MAX_QUEUE || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES) {
+	if (s->q_len >= MAX_QUEUE + s->q_backlog || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES + s->q_backlog_bytes) {
 		log_notice("session of %s is too slow (%u frames queued): closing it", s->user_arn, s->q_len);
 		session_fail(s, 1013, "Too slow");
 		return;
@@ -216,7 +297,84 @@ static void request_prefetch(struct carillon_session *s)
 }
 
 static void session_activate(struct carillon_session *s);
-static void request_gap(struct carillon_session *s, int64_t until);
+static void request_gap(struct carillon_session *s);
+
+/* ------------------------------------------------------------------------ joining the snapshot */
+
+/* The channels of the snapshot come JOIN_PAGE at a time, in ARN order: the first page with the
+ * snapshot itself, the next ones from carillon.channels_at(user, position, after), which computes
+ * the channels as of that log position from a later snapshot (current memberships corrected by the
+ * membership events after it). Each page is joined in the loop turn of its reply, so a user with
+ * 60,000 channels costs the loop 120 short turns, never one long one. */
+static void request_channels(struct carillon_session *s);
+
+/* Join the '\n'-separated channels of `text`; false if it was a full page (more may follow). */
+static bool join_page(struct carillon_session *s, const char *text)
+{
+	int n = 0;
+	const char *p = text, *last = NULL;
+	size_t last_len = 0;
+	char arn[2048];
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len && len < sizeof(arn)) {
+			memcpy(arn, p, len);
+			arn[len] = '\0';
+			carillon_hub_join(s, arn);
+			last = p;
+			last_len = len;
+			n++;
+		}
+		p = nl ? nl + 1 : p + len;
+	}
+	if (n < JOIN_PAGE)
+		return true;
+	free(s->join_after);
+	s->join_after = carillon_xstrndup(last, last_len);
+	return false;
+}
+
+/* A page of channels is in: join it, then the next page, or go on (the gap, or active). */
+static void channels_joined(struct carillon_session *s, const char *text)
+{
+	if (!join_page(s, text)) {
+		request_channels(s);
+		return;
+	}
+	free(s->join_after);
+	s->join_after = NULL;
+	if (s->resuming)
+		request_gap(s);
+	else
+		session_activate(s);
+}
+
+static void channels_done(void *arg, const struct carillon_db_result *r)
+{
+	struct carillon_session *s = session_claim(arg, S_PENDING);
+	if (!s)
+		return;
+	if (!r->res || PQntuples(r->res) != 1) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	channels_joined(s, PQgetvalue(r->res, 0, 0));
+}
+
+static void request_channels(struct carillon_session *s)
+{
+	char at[24], limit[16];
+	snprintf(at, sizeof(at), "%lld", (long long)(s->resuming ? s->since : s->start_pos));
+	snprintf(limit, sizeof(limit), "%d", JOIN_PAGE);
+	const char *params[4] = {s->user_arn, at, s->join_after, limit};
+	if (!session_query(s, "select coalesce(string_agg(a, E'\\n' order by a), '')"
+			      " from carillon.channels_at($1, $2::bigint, $3, $4::int) a",
+			   4, params, channels_done))
+		session_fail(s, 1013, "Busy");
+}
+
+/* ---------------------------------------------------------------------------------- snapshot */
 
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
@@ -233,19 +391,19 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 		return;
 	}
 	s->start_pos = strtoll(PQgetvalue(r->res, 0, 2), NULL, 10);
-	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t");
-	json_t *chans = json_loads(PQgetvalue(r->res, 0, resume ? 4 : 1), 0, NULL);
-	size_t i;
-	json_t *c;
-	json_array_foreach(chans, i, c) carillon_hub_join(s, json_string_value(c));
-	json_decref(chans);
+	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t") &&
+		      strtol(PQgetvalue(r->res, 0, 6), NULL, 10) <= carillon_cfg.resume_max_events;
 	if (resume) {
-		request_gap(s, s->start_pos);
-		return;
-	}
-	if (s->since >= 0)
+		/* route the gap from the channels as of `since` (its events are above since) */
+		s->resuming = true;
+		s->gap_until = s->start_pos;
+		s->gap_cursor = s->since;
+		s->start_pos = s->since;
+		s->gap_moved = carillon_xstrdup(PQgetvalue(r->res, 0, 5));
+	} else if (s->since >= 0) {
 		s->resync_required = true;
-	session_activate(s);
+	}
+	channels_joined(s, PQgetvalue(r->res, 0, resume ? 4 : 1));
 }
 /* Take the events buffered while pending out of the queue (they still have to be routed). */
 static struct carillon_event **take_buffered(struct carillon_session *s, unsigned *n)
@@ -269,8 +427,9 @@ static void replay(struct carillon_session *s, struct carillon_event **events, u
 	free(events);
 }
 
-/* Active: SESSION_ESTABLISHED (written first by session_writeable), an optional re-sync signal,
- * then what arrived while we waited, through the same routing rules as live events. */
+/* Active: SESSION_ESTABLISHED (written first by session_writeable), an optional re-sync signal or
+ * the resume gap's events, then what arrived while we waited, through the same routing rules as
+ * live events. */
 static void session_activate(struct carillon_session *s)
 {
 	unsigned n;
@@ -283,14 +442,37 @@ static void session_activate(struct carillon_session *s)
 			carillon_event_unref(e);
 		}
 	}
+	/* the gap's events go first, as a backlog the slow-consumer bounds do not count */
+	for (unsigned k = 0; k < s->gap_len; k++) {
+		q_push(s, s->gap[k]);
+		s->q_backlog++;
+		s->q_backlog_bytes += s->gap[k]->frame_len;
+	}
+	gap_clear(s);
 	replay(s, buffered, n);
 	lws_callback_on_writable(s->wsi);
 	if (s->prefetch)
 		request_prefetch(s);
 }
 
-/* A resuming session: the events of (since, P] are routed from the channels as of `since` (joined
- * in snapshot_done) and queued after SESSION_ESTABLISHED, before anything newer. */
+/* ------------------------------------------------------------------------------------ resume */
+
+/* The gap is read: from now on the session routes from the snapshot position, like any other. */
+static void gap_finished(struct carillon_session *s)
+{
+	s->resuming = false;
+	s->start_pos = s->gap_until;
+	free(s->gap_moved);
+	s->gap_moved = NULL;
+	if (s->gap_overflow) {
+		log_info("resume of %s exceeds the resume bounds: re-sync", s->user_arn);
+		s->resync_required = true;
+	}
+	session_activate(s);
+}
+
+/* One page of the gap: route each event through the session's own channel state (joins and
+ * leaves in log order, as live delivery would have), collecting what it would have received. */
 static void gap_done(void *arg, const struct carillon_db_result *r)
 {
 	struct carillon_session *s = session_claim(arg, S_PENDING);
@@ -300,59 +482,229 @@ static void gap_done(void *arg, const struct carillon_db_result *r)
 		session_fail(s, 1011, "Internal error");
 		return;
 	}
-	unsigned n;
-	struct carillon_event **buffered = take_buffered(s, &n);
-	int64_t snapshot_pos = s->start_pos;
-	s->state = S_ACTIVE;
-	s->start_pos = s->since;
-	for (int i = 0; i < PQntuples(r->res); i++) {
+	int rows = PQntuples(r->res);
+	for (int i = 0; i < rows; i++) {
+		int64_t pos = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
 		struct carillon_event *e = carillon_event_new(
-			strtoll(PQgetvalue(r->res, i, 0), NULL, 10), PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
+			pos, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
 			PQgetvalue(r->res, i, 3), PQgetvalue(r->res, i, 4), PQgetvalue(r->res, i, 5), PQgetvalue(r->res, i, 6));
 		if (e) {
 			carillon_hub_replay(s, e);
 			carillon_event_unref(e);
 		}
+		s->gap_cursor = pos;
 	}
-	s->start_pos = snapshot_pos;
-	replay(s, buffered, n);
-	lws_callback_on_writable(s->wsi);
-	if (s->prefetch)
-		request_prefetch(s);
+	if (rows < GAP_PAGE)
+		gap_finished(s);
+	else
+		request_gap(s);
 }
-static void request_gap(struct carillon_session *s, int64_t until)
+
+/* The next page of the gap after gap_cursor: events of the user's channels or naming the user
+ * (carillon.resume_page); once over the bounds, only the membership moves that keep the session's
+ * channels right. */
+static void request_gap(struct carillon_session *s)
 {
-	char since[24], upto[24];
-	snprintf(since, sizeof(since), "%lld", (long long)s->since);
-	snprintf(upto, sizeof(upto), "%lld", (long long)until);
-	const char *params[2] = {since, upto};
-	if (!session_query(s, "select position, channel_arn, event_type, message_type, payload::text, audience,"
-			      " array_to_json(arns)::text from carillon.events"
-			      " where position > $1::bigint and position <= $2::bigint order by position",
-			   2, params, gap_done))
+	char after[24], until[24], limit[16];
+	snprintf(after, sizeof(after), "%lld", (long long)s->gap_cursor);
+	snprintf(until, sizeof(until), "%lld", (long long)s->gap_until);
+	snprintf(limit, sizeof(limit), "%d", GAP_PAGE);
+	const char *params[6] = {s->user_arn, s->gap_moved, after, until, limit, s->gap_overflow ? "t" : "f"};
+	if (!session_query(s, "select * from carillon.resume_page($1, $2::text[], $3::bigint, $4::bigint, $5::int, $6::boolean)",
+			   6, params, gap_done))
 		session_fail(s, 1013, "Busy");
 }
 
 static void request_snapshot(struct carillon_session *s)
 {
-	char since[24], max_resume[16];
+	char since[24], max_scan[24], page[16];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
-	snprintf(max_resume, sizeof(max_resume), "%d", MAX_RESUME);
-	const char *params[4] = {s->user_arn, since, max_resume, s->user_gen[0] ? s->user_gen : NULL};
+	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
+	snprintf(page, sizeof(page), "%d", JOIN_PAGE);
+	const char *params[5] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
-	 * session whether the gap (since, P] is still in the log and the channels as of `since`. */
-	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events)"
+	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
+	 * channels the user joined or left in the gap (how many: each is an event for the user).
+	 * Channel lists are the first JOIN_PAGE, '\n'-separated (ARNs have no newline). */
+	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events),"
+			      " moved as (select case when $2::bigint >= 0 then"
+			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
-			      "                and ($4::bigint is null or generation = $4::bigint)),"
-			      " coalesce((select json_agg(channel_arn) from carillon.channel_memberships"
-			      "           where member_arn = $1), '[]')::text,"
+			      "                and ($5::bigint is null or generation = $5::bigint)),"
+			      " coalesce((select string_agg(a, E'\\n' order by a)"
+			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), ''),"
 			      " p.pos,"
-			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::int),"
-			      " case when $2::bigint >= 0 then"
-			      "   array_to_json(carillon.resume_channels($1, $2::bigint, p.pos))::text end"
-			      " from p",
-			   4, params, snapshot_done))
+			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint),"
+			      " case when $2::bigint >= 0 then (select coalesce(string_agg(a, E'\\n' order by a), '')"
+			      "   from carillon.channels_at($1, $2::bigint, '', $4::int) a) end,"
+			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
+			      " from p, moved",
+			   5, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
+}
+
+/* ------------------------------------------------------------------------- session registry */
+
+/* The per-user session quota holds across the deployment: every session is registered in
+ * carillon.ws_sessions under this process's random node id before its snapshot, counted under a
+ * per-user lock (carillon.ws_register), and unregistered when it closes. The ids of closed
+ * sessions are deleted in batches with the node's heartbeat (carillon.ws_heartbeat), which also
+ * keeps the node alive: the sessions of a node silent for REGISTRY_ALIVE_S no longer count. At
+ * shutdown the node's row goes, and its sessions with it, before the database connections close
+ * (clients reconnecting elsewhere must not find their old sessions still counted). */
+static char node_id[37];
+static int64_t next_reg_id;
+static int64_t *closed_ids, *flushing_ids;
+static size_t n_closed, cap_closed, n_flushing;
+static bool heartbeat_in_flight, node_leaving, node_gone;
+static int64_t last_heartbeat_ms;
+
+/* Registry work the shutdown should wait for (not when no database connection is up: then it
+ * could only wait for the grace period to end). */
+static bool registry_busy(void)
+{
+	return (heartbeat_in_flight || (node_leaving && !node_gone)) && carillon_db_ready();
+}
+
+static void closed_push(int64_t id)
+{
+	if (n_closed == cap_closed) {
+		cap_closed = cap_closed ? cap_closed * 2 : 64;
+		closed_ids = carillon_xrealloc(closed_ids, cap_closed * sizeof(*closed_ids));
+	}
+	closed_ids[n_closed++] = id;
+}
+
+static void registry_flush(void);
+
+static void heartbeat_done(void *arg, const struct carillon_db_result *r)
+{
+	heartbeat_in_flight = false;
+	if (!r->res) {
+		log_warn("session registry: heartbeat failed: %s", r->message ? r->message : "?");
+		for (size_t i = 0; i < n_flushing; i++) /* retried with the next heartbeat */
+			closed_push(flushing_ids[i]);
+	}
+	free(flushing_ids);
+	flushing_ids = NULL;
+	n_flushing = 0;
+	if (n_closed && r->res)
+		registry_flush();
+}
+
+/* Send the heartbeat with the ids closed since the last one (one query in flight at a time). */
+static void registry_flush(void)
+{
+	if (heartbeat_in_flight || node_leaving || !node_id[0])
+		return;
+	struct carillon_buf ids = {0};
+	carillon_buf_appendf(&ids, "{");
+	for (size_t i = 0; i < n_closed; i++)
+		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)closed_ids[i]);
+	carillon_buf_appendf(&ids, "}");
+	char forget[16];
+	snprintf(forget, sizeof(forget), "%d", REGISTRY_FORGET_S);
+	const char *params[3] = {node_id, ids.data, forget};
+	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int)", 3, params, heartbeat_done,
+			      NULL)) {
+		free(ids.data);
+		return; /* the queue is full: the next tick tries again */
+	}
+	free(ids.data);
+	flushing_ids = closed_ids;
+	n_flushing = n_closed;
+	closed_ids = NULL;
+	n_closed = cap_closed = 0;
+	heartbeat_in_flight = true;
+	last_heartbeat_ms = carillon_now_ms();
+}
+
+static void registry_closed(struct carillon_session *s)
+{
+	if (!s->reg_id)
+		return;
+	closed_push(s->reg_id);
+	s->reg_id = 0;
+	registry_flush();
+}
+
+static void node_left(void *arg, const struct carillon_db_result *r)
+{
+	node_gone = true;
+	if (!r->res)
+		log_warn("session registry: cannot remove this node: %s", r->message ? r->message : "?");
+}
+
+/* Shutdown: the node's row and every session of it (on delete cascade), in one statement. */
+static void registry_leave(void)
+{
+	if (node_leaving || !node_id[0])
+		return;
+	node_leaving = true;
+	const char *params[1] = {node_id};
+	if (carillon_db_query("delete from carillon.ws_nodes where node = $1::uuid", 1, params, node_left, NULL))
+		node_gone = true;
+}
+
+static void request_snapshot(struct carillon_session *s);
+
+static void register_done(void *arg, const struct carillon_db_result *r)
+{
+	struct snapshot_ticket *t = arg;
+	struct carillon_session *s = t->s;
+	int64_t id = t->reg_id;
+	free(t);
+	bool registered = r->res && PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 0), "t");
+	if (!s) { /* closed meanwhile: take the row back out */
+		if (registered) {
+			closed_push(id);
+			registry_flush();
+		}
+		return;
+	}
+	s->ticket = NULL;
+	if (s->state != S_PENDING) {
+		if (registered) {
+			closed_push(id);
+			registry_flush();
+		}
+		return;
+	}
+	if (!r->res || PQntuples(r->res) != 1) {
+		session_fail(s, 1011, "Internal error");
+		return;
+	}
+	if (!registered && !s->reg_retried) {
+		/* A session closed a moment ago may not be unregistered yet (its delete travels with
+		 * the next heartbeat): ask once more a second later before refusing for good. */
+		s->reg_retried = true;
+		s->reg_retry_at = carillon_now_ms() + 1000;
+		return;
+	}
+	if (!registered) {
+		log_info("websocket session of %s refused: %ld sessions already open in the deployment", s->user_arn,
+			 carillon_cfg.max_sessions_per_user);
+		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
+		return;
+	}
+	s->reg_id = id;
+	request_snapshot(s);
+}
+
+static void request_register(struct carillon_session *s)
+{
+	char id[24], max[24], alive[16];
+	int64_t reg_id = ++next_reg_id;
+	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
+	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
+	snprintf(alive, sizeof(alive), "%d", REGISTRY_ALIVE_S);
+	const char *params[5] = {node_id, id, s->user_arn, max, alive};
+	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
+			  register_done)) {
+		s->ticket->reg_id = reg_id;
+		return;
+	}
+	session_fail(s, 1013, "Busy");
 }
 
 /* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
@@ -403,6 +755,68 @@ static const char *upgrade_header(void *ctx, const char *name)
 	return h->host;
 }
 
+/* Verify the upgrade request: /connect, a userArn, a valid presigned signature whose principal
+ * may act as userArn. Fills `user` (and the query options of s); on refusal `why` says why. */
+static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *user, size_t user_len,
+			   struct carillon_principal *pp, char *why, size_t why_len)
+{
+	char uri[64] = "";
+	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+	char *query = connect_query(wsi, s, user, user_len);
+	struct upgrade_headers h = {wsi, ""};
+	struct carillon_sigv4_request sr = {.method = "GET", .raw_path = "/connect", .raw_query = query,
+					    .header = upgrade_header, .header_ctx = &h, .allow_query_auth = true};
+	struct carillon_principal p;
+	bool ok = false;
+	if (strcmp(uri, "/connect"))
+		snprintf(why, why_len, "not /connect");
+	else if (!user[0])
+		snprintf(why, why_len, "no userArn");
+	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, why_len) != CARILLON_AUTH_OK)
+		; /* why says why */
+	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
+		snprintf(why, why_len, "user credentials may connect only as their own AppInstanceUser");
+	else
+		ok = true;
+	free(query);
+	if (ok)
+		*pp = p;
+	return ok;
+}
+
+static struct carillon_ratelimit connect_rate;
+static bool keepalive_running;          /* carillon_sessions_start() ran, stop() did not yet */
+
+/* Before the upgrade (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): the per-user connect rate. Over
+ * it, answer 429 ThrottledClientException and refuse the upgrade: the client backs off and tries
+ * again. Only verified requests take a token (nobody can spend another user's), and refusals of
+ * any other kind are left to ESTABLISHED (4401 after the upgrade, which the client expects). */
+static int connect_filter(struct lws *wsi)
+{
+	if (carillon_cfg.connect_rate_per_user <= 0 || !keepalive_running)
+		return 0;
+	struct carillon_session scratch;
+	memset(&scratch, 0, sizeof(scratch));
+	char user[1601], why[256];
+	struct carillon_principal p;
+	if (!connect_verify(wsi, &scratch, user, sizeof(user), &p, why, sizeof(why)))
+		return 0;
+	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms()))
+		return 0;
+	log_info("websocket connect of %s refused: over the connect rate", user);
+	static const char body[] = "{\"Code\":\"ThrottledClientException\",\"Message\":\"Too many connects for this AppInstanceUser; retry later\"}";
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+			 "x-amzn-ErrorType: ThrottledClientException\r\nretry-after: 1\r\n"
+			 "content-length: %zu\r\nconnection: close\r\n\r\n%s",
+			 sizeof(body) - 1, body);
+	unsigned char buf[LWS_PRE + sizeof(head)];
+	memcpy(buf + LWS_PRE, head, (size_t)n);
+	lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+	return 1; /* lws closes the connection without upgrading */
+}
+
 static int session_open(struct lws *wsi, struct carillon_session *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -414,38 +828,29 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	if (all_sessions)
 		all_sessions->prev = s;
 	all_sessions = s;
-	char uri[64] = "";
-	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 	char user[1601];
-	char *query = connect_query(wsi, s, user, sizeof(user));
-	struct upgrade_headers h = {wsi, ""};
-	struct carillon_sigv4_request sr = {.method = "GET", .raw_path = "/connect", .raw_query = query,
-					    .header = upgrade_header, .header_ctx = &h, .allow_query_auth = true};
 	struct carillon_principal p;
 	char why[256];
-	bool ok = false;
-	if (strcmp(uri, "/connect"))
-		snprintf(why, sizeof(why), "not /connect");
-	else if (!user[0])
-		snprintf(why, sizeof(why), "no userArn");
-	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, sizeof(why)) != CARILLON_AUTH_OK)
-		; /* why says why */
-	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
-		snprintf(why, sizeof(why), "user credentials may connect only as their own AppInstanceUser");
-	else
-		ok = true;
-	free(query);
-	if (!ok) {
+	if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
 		log_info("websocket session refused (%s)", why);
 		session_fail(s, 4401, "Unauthorized");
 		return 0;
 	}
+	/* Chime's quota: 10 concurrent messaging sessions per AppInstanceUser. The new one is refused
+	 * with 4003, which the client treats as final (it does not loop on reconnects). */
+	if (carillon_hub_user_sessions(user) >= carillon_cfg.max_sessions_per_user) {
+		log_info("websocket session of %s refused: %ld sessions already open", user,
+			 carillon_cfg.max_sessions_per_user);
+		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
+		return 0;
+	}
+	s->expires_ms = p.kind == CARILLON_PRINCIPAL_USER ? p.expires_ms : 0;
 	s->user_arn = carillon_xstrdup(user);
 	if (p.kind == CARILLON_PRINCIPAL_USER)
 		snprintf(s->user_gen, sizeof(s->user_gen), "%lld", (long long)p.user_gen);
 	s->state = S_PENDING;
 	carillon_hub_add_user(s, s->user_arn);
-	request_snapshot(s);
+	request_register(s);
 	return 0;
 }
 
@@ -544,14 +949,33 @@ static int session_writeable(struct carillon_session *s)
 	return 0;
 }
 
+/* Closed sessions' channels are left a slice per loop iteration (an idle handle runs once per
+ * iteration, after I/O): see carillon_hub_reap. */
+static uv_idle_t reap_idle;
+static bool reap_ready;
+
+static void reap_tick(uv_idle_t *h)
+{
+	if (!carillon_hub_reap(REAP_SLICE))
+		uv_idle_stop(h);
+}
+
 static void session_closed(struct carillon_session *s)
 {
 	if (!s->wsi)
 		return;
 	if (s->ticket)
 		s->ticket->s = NULL;
+	registry_closed(s);
+	free(s->join_after);
+	s->join_after = NULL;
 	carillon_hub_detach(s);
+	if (reap_ready)
+		uv_idle_start(&reap_idle, reap_tick);
 	q_clear(s);
+	gap_clear(s);
+	free(s->gap_moved);
+	s->gap_moved = NULL;
 	free(s->user_arn);
 	s->user_arn = NULL;
 	s->wsi = NULL;
@@ -565,26 +989,40 @@ static void session_closed(struct carillon_session *s)
 }
 
 static uv_timer_t keepalive_timer;
-static bool keepalive_running;
 
 static void keepalive_tick(uv_timer_t *t)
 {
 	int64_t now = carillon_now_ms();
 	for (struct carillon_session *s = all_sessions; s; s = s->next) {
 		int64_t silent = now - s->last_rx_ms;
-		if (silent > HANGUP_AFTER_S * 1000) {
+		if (s->reg_retry_at && now >= s->reg_retry_at && s->state == S_PENDING && !s->ticket) {
+			s->reg_retry_at = 0;
+			request_register(s);
+		}
+		if (s->expires_ms && now >= s->expires_ms) {
+			/* retryable: the client asks for fresh credentials and reconnects */
+			session_fail(s, 4410, "Credentials expired");
+		} else if (silent > HANGUP_AFTER_S * 1000) {
 			session_fail(s, 1001, "No pong");
 		} else if (silent > PING_AFTER_S * 1000 && !s->ping_due) {
 			s->ping_due = true;
 			lws_callback_on_writable(s->wsi);
 		}
 	}
+	if (now - last_heartbeat_ms >= REGISTRY_HEARTBEAT_MS)
+		registry_flush();
 }
 
 void carillon_sessions_start(uv_loop_t *loop)
 {
 	uv_timer_init(loop, &keepalive_timer);
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
+	uv_idle_init(loop, &reap_idle);
+	reap_ready = true;
+	carillon_uuid4(node_id);
+	registry_flush();
+	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
+				CONNECT_RATE_KEYS);
 	keepalive_running = true;
 }
 
@@ -597,10 +1035,19 @@ void carillon_sessions_stop(void)
 	keepalive_running = false;
 	uv_timer_stop(&keepalive_timer);
 	uv_close((uv_handle_t *)&keepalive_timer, keepalive_closed);
+	carillon_ratelimit_free(&connect_rate);
+	free(closed_ids);
+	free(flushing_ids);
+	closed_ids = flushing_ids = NULL;
+	n_closed = cap_closed = n_flushing = 0;
+	reap_ready = false;
+	uv_idle_stop(&reap_idle);
+	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
 }
 
 void carillon_sessions_close_all(int code, const char *reason)
 {
+	registry_leave();
 	for (struct carillon_session *s = all_sessions; s; s = s->next)
 		session_fail(s, code, reason);
 }
@@ -609,6 +1056,8 @@ int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct carillon_session *s = user;
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return connect_filter(wsi);
 	case LWS_CALLBACK_ESTABLISHED:
 		return session_open(wsi, s);
 	case LWS_CALLBACK_SERVER_WRITEABLE:

@@ -1,7 +1,17 @@
-/* String-keyed hash map: FNV-1a, open addressing with linear probing, power-of-two capacity. */
+/*
+ * String-keyed hash map: open addressing with linear probing, power-of-two capacity.
+ *
+ * Keys are often client-chosen (channel ARNs end in ids a client picks), so the hash is keyed:
+ * SipHash (libsodium's crypto_shorthash) under a random key drawn once per process. An unkeyed
+ * hash (FNV-1a before) lets anyone craft keys that share one probe run and turn every lookup into
+ * a scan of the whole map.
+ */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "carillon/hmap.h"
 #include "carillon/util.h"
@@ -15,11 +25,24 @@ struct carillon_hmap_slot {
 static char tombstone_mark;
 #define TOMBSTONE (&tombstone_mark)
 
+static unsigned char hash_key[crypto_shorthash_KEYBYTES];
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
+
+/* The process's key, drawn once, on first use (whatever thread gets there first). */
+static void hash_key_draw(void)
+{
+	if (sodium_init() < 0)
+		abort();
+	randombytes_buf(hash_key, sizeof(hash_key));
+}
+
 static uint64_t hash_of(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	unsigned char out[crypto_shorthash_BYTES];
+	pthread_once(&hash_key_once, hash_key_draw);
+	crypto_shorthash(out, (const unsigned char *)s, strlen(s), hash_key);
+	uint64_t h;
+	memcpy(&h, out, sizeof(h));
 	return h;
 }
 
@@ -109,4 +132,17 @@ void carillon_hmap_free(struct carillon_hmap *m)
 			free(m->slots[i].key);
 	free(m->slots);
 	memset(m, 0, sizeof(*m));
+}
+
+size_t carillon_hmap_max_probe(const struct carillon_hmap *m)
+{
+	size_t worst = 0;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->slots[i].key || m->slots[i].key == TOMBSTONE)
+			continue;
+		size_t d = (i - (m->slots[i].hash & (m->cap - 1))) & (m->cap - 1);
+		if (d > worst)
+			worst = d;
+	}
+	return worst;
 }

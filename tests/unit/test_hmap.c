@@ -53,8 +53,47 @@ static void test_churn(void **state)
 	carillon_hmap_free(&m);
 }
 
+/* FNV-1a, the unkeyed hash the map used to have: anyone can compute it offline. */
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Keys a client could choose (channel ids) so that, under FNV-1a, all of them share one home
+ * slot of a 4096-slot table: with an unkeyed hash they form one probe run and every lookup scans
+ * it. Under the keyed hash they spread like any keys. */
+#define COLLIDING 2000
+static void test_chosen_collisions(void **state)
+{
+	static char keys[COLLIDING][48];
+	int n = 0;
+	for (unsigned long i = 0; n < COLLIDING; i++) {
+		char k[48];
+		snprintf(k, sizeof(k), "arn:aws:chime:channel/%lx", i);
+		if ((fnv1a(k) & 4095) == 0)
+			memcpy(keys[n++], k, sizeof(k));
+	}
+	struct carillon_hmap m = {0};
+	for (int i = 0; i < COLLIDING; i++)
+		carillon_hmap_put(&m, keys[i], (void *)(intptr_t)(i + 1));
+	assert_int_equal(m.cap, 4096);
+	size_t worst = carillon_hmap_max_probe(&m);
+	printf("longest probe of %d FNV-colliding keys: %zu slots\n", COLLIDING, worst);
+	assert_true(worst < 64);
+	for (int i = 0; i < COLLIDING; i++)
+		assert_ptr_equal(carillon_hmap_get(&m, keys[i]), (void *)(intptr_t)(i + 1));
+	for (int i = 0; i < COLLIDING; i += 2)
+		assert_ptr_equal(carillon_hmap_del(&m, keys[i]), (void *)(intptr_t)(i + 1));
+	for (int i = 0; i < COLLIDING; i++)
+		assert_ptr_equal(carillon_hmap_get(&m, keys[i]), i % 2 ? (void *)(intptr_t)(i + 1) : NULL);
+	carillon_hmap_free(&m);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(test_churn)};
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_churn), cmocka_unit_test(test_chosen_collisions)};
 	return cmocka_run_group_tests_name("hmap", tests, NULL, NULL);
 }
