@@ -33,7 +33,8 @@ const COUNT = Number(process.env.CARILLON_MUTATIONS ?? 6000);
 const CONCURRENCY = 16;
 const PER_CONNECTION_MS = 5000; // from the half-close to the answer or the close
 const GRACE_MS = 250; // a complete request is answered before the client half-closes
-const CRASH_RE = /AddressSanitizer|LeakSanitizer|runtime error:|SIGSEGV|Segmentation fault|core dumped|Aborted|assertion/i;
+// Sanitizer reports and fatal signals, as they start a line of the server's output.
+const CRASH_RE = /^(==\d+==\s*ERROR|SUMMARY: \w+Sanitizer|.*: runtime error: |Segmentation fault|.*Assertion .* failed)/m;
 
 /** mulberry32: small, fast, seedable; the same seed gives the same mutants. */
 function prng(seed) {
