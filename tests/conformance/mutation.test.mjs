@@ -261,6 +261,7 @@ test('every mutation of a valid signed request gets one HTTP answer or a clean c
   const outcomes = {};
   const failures = [];
   const fiveHundreds = [];
+  const accepted = []; // with CARILLON_MUTATION_DUMP set: mutants the server accepted, for a look
   let next = 0;
   let died = null;
   const started = Date.now();
@@ -278,6 +279,7 @@ test('every mutation of a valid signed request gets one HTTP answer or a clean c
       recent.unshift(m);
       recent.length = Math.min(recent.length, CONCURRENCY);
       if (['response', 'closed', 'reset'].includes(r.kind)) {
+        if (r.kind === 'response' && r.status >= 200 && r.status < 300 && process.env.CARILLON_MUTATION_DUMP) accepted.push(m);
         if (r.kind === 'response' && r.status >= 500) fiveHundreds.push({ m, status: r.status, body: String(r.body).slice(0, 200) });
         if (r.kind === 'response' && r.headers['x-amzn-errortype']) {
           let json = null;
@@ -297,7 +299,7 @@ test('every mutation of a valid signed request gets one HTTP answer or a clean c
   console.log(`mutation: seed ${SEED}, ${next} of ${COUNT} mutants in ${secs} s: ${JSON.stringify(outcomes)}; 5xx: ${fiveHundreds.length}`);
 
   // Keep what failed, for replaying by hand.
-  const keep = [...(died ? died.suspects.map((m) => ({ m, why: 'in flight or just answered when the server died' })) : []), ...failures, ...fiveHundreds.map((f) => ({ m: f.m, why: `${f.status} ${f.body}` }))];
+  const keep = [...accepted.map((m) => ({ m, why: 'accepted' })), ...(died ? died.suspects.map((m) => ({ m, why: 'in flight or just answered when the server died' })) : []), ...failures, ...fiveHundreds.map((f) => ({ m: f.m, why: `${f.status} ${f.body}` }))];
   if (keep.length) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'carillon-mutants-'));
     for (const { m } of keep.slice(0, 50)) writeFileSync(path.join(dir, `mutant-${m.i}.bin`), m.bytes);
