@@ -29,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static size_t n_ops;
 static bool strict_messages;
+static bool verbose; /* FUZZ_VERBOSE set: print each input's operation and outcome (checking seeds) */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -45,6 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			printf("%zu %s\n", n_ops, carillon_model_op_at(n_ops)->name);
 	const char *s = getenv("FUZZ_STRICT_MESSAGES");
 	strict_messages = s && !strcmp(s, "1");
+	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	return 0;
 }
 
@@ -99,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(err, 0x5a, sizeof(err));
 	json_t *input = carillon_model_input(op, &m, NULL, 0, header, &hc, (const char *)data + 2, size - 2, err,
 					     sizeof(err));
+	if (verbose)
+		fprintf(stderr, "%s: %s\n", op->name, input ? "valid" : err);
 	if (input) {
 		if (!json_is_object(input)) {
 			fprintf(stderr, "%s: input is not an object\n", op->name);
