@@ -7,7 +7,7 @@
  * (when it decodes), and the query is split at '&' and each pair decoded, as lws does.
  *
  * Properties checked beyond "no crash": a match names an operation of the requested method, its
- * labels are non-NULL, and its re-encoded raw_path routes back to the same operation once decoded.
+ * labels are non-NULL, and its re-encoded raw_path, decoded, routes to no other operation.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -83,15 +83,21 @@ static void route_one(const char *method, const char *path, const struct carillo
 			fprintf(stderr, "carillon_route left a label NULL\n");
 			abort();
 		}
-	/* The signature is checked over raw_path: decoding it must route to the same operation. */
+	/* The signature is checked over raw_path: if its decoded form routes, it must be to the same
+	 * operation, or one signature would stand for two operations. (It may route nowhere: the router
+	 * drops one trailing '/' and keeps empty segments inside ARN labels, so "/channels/<arn>//"
+	 * gives a label ending in '/' whose re-encoding decodes to a path no route takes; see
+	 * regressions/route/trailing-slashes.) */
 	char *back = decoded(m.raw_path);
 	struct carillon_route_match m2;
 	memset(&m2, 0, sizeof(m2));
-	if (carillon_route(method, back, q, nq, &m2) || m2.op != m.op) {
-		fprintf(stderr, "raw_path %s does not route back to %s\n", m.raw_path, m.op->name);
-		abort();
+	if (!carillon_route(method, back, q, nq, &m2)) {
+		if (m2.op != m.op) {
+			fprintf(stderr, "raw_path %s routes to %s, not %s\n", m.raw_path, m2.op->name, m.op->name);
+			abort();
+		}
+		carillon_route_match_free(&m2);
 	}
-	carillon_route_match_free(&m2);
 	free(back);
 
 	char err[512];
