@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running Carillon needs on Debian 12, and nothing that is already there.
 #
-#   scripts/install-deps.sh          build + run dependencies (compiler, libraries, PostgreSQL 15, haproxy)
+#   scripts/install-deps.sh          build + run dependencies (compiler, libraries, PostgreSQL 15, haproxy),
+#                                    and clang with its libFuzzer/sanitizer runtimes for tests/fuzz
 #   scripts/install-deps.sh --node   also Node.js (>= 18, or what tests/conformance/package.json
 #                                    asks for) and npm, and the conformance tests' npm packages
 #                                    (npm ci in tests/conformance when its package-lock.json changed)
@@ -18,7 +19,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--node) with_node=1 ;;
 	-h | --help)
-		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -35,6 +36,9 @@ packages=(
 	haproxy
 	openssl # the CLI: tests/conformance/lib/realtime.mjs makes the test certificate with it
 	python3-boto3 awscli # Debian's boto3 and AWS CLI, driven by tests/conformance/python-clients.test.mjs
+	# The fuzz harnesses (tests/fuzz): clang 14, and libclang-rt-14-dev for -fsanitize=fuzzer,address,undefined
+	# (libclang_rt.fuzzer-x86_64.a, libclang_rt.asan-*.a; only a Recommends of clang's packages).
+	clang libclang-rt-14-dev
 )
 
 if [[ $(id -u) -eq 0 ]]; then

@@ -9,6 +9,9 @@
 #      GET /healthz, exits 0 on SIGTERM and stops its PostgreSQL
 #   5. conformance tests: node --test tests/conformance, against a throwaway PostgreSQL
 #      (tests/lib/pg.sh), with CARILLON_BIN and CARILLON_TEST_DATABASE_URL set
+#   6. fuzzing (tests/fuzz/README.md): the libFuzzer harnesses, built with clang in build-fuzz
+#      (ASan + UBSan); each replays its regression inputs, then fuzzes from its seed corpus for
+#      CARILLON_FUZZ_SECONDS (default 60; 0 skips the step); one test per harness
 #
 # Needs no stdin. Exits non-zero if anything failed.
 set -euo pipefail
@@ -235,6 +238,60 @@ else
 	pg_stop
 	passed=$((passed + n_pass))
 	failed=$((failed + n_fail))
+fi
+
+# ---- 6. fuzzing ------------------------------------------------------------------------------
+fuzz_seconds=${CARILLON_FUZZ_SECONDS:-60}
+fuzz_build="build-fuzz"
+
+# One harness: replay tests/fuzz/regressions/<name>/, then fuzz from tests/fuzz/corpus/<name>/.
+# New inputs go to a scratch corpus under build-fuzz (the committed seeds stay as they are).
+fuzz_one() {
+	local name=$1 bin=$root/$fuzz_build/fuzz_$1 dir=$root/tests/fuzz log execs
+	local scratch=$root/$fuzz_build/corpus/$1 artifacts=$root/$fuzz_build/artifacts/$1/
+	local regressions=() opts=()
+	mkdir -p "$scratch" "$artifacts"
+	log=$root/$fuzz_build/fuzz_$1.log
+	: >"$log"
+	mapfile -t regressions < <(find "$dir/regressions/$name" -type f ! -name '.*' 2>/dev/null | sort)
+	if [[ ${#regressions[@]} -gt 0 ]] && ! "$bin" "${regressions[@]}" >>"$log" 2>&1; then
+		log "fuzz: $name: a regression input fails again"
+		tail -n 60 "$log" >&2
+		return 1
+	fi
+	[[ -f $dir/dict/$name.dict ]] && opts+=(-dict="$dir/dict/$name.dict")
+	if ! "$bin" "${opts[@]}" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=1 -artifact_prefix="$artifacts" "$scratch" "$dir/corpus/$name" >>"$log" 2>&1; then
+		log "fuzz: $name: crash, hang or sanitizer report; input saved under $artifacts" \
+			"(add it to tests/fuzz/regressions/$name/ once fixed)"
+		grep -E '^(==[0-9]+==|SUMMARY|.*runtime error|    #[0-9]+ 0x|artifact_prefix|Test unit written)' "$log" |
+			head -n 60 >&2 || true
+		return 1
+	fi
+	execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log" | tail -n 1)
+	log "fuzz: $name: ${execs:-?} executions in ${fuzz_seconds} s, ${#regressions[@]} regression inputs, no crash"
+}
+
+if [[ $fuzz_seconds == 0 ]]; then
+	log "fuzz: CARILLON_FUZZ_SECONDS=0; skipped"
+elif ! command -v clang >/dev/null 2>&1; then
+	log "fuzz: clang is missing (scripts/install-deps.sh installs it)"
+	failed=$((failed + 1))
+elif ! CC=clang cmake -S . -B "$fuzz_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARILLON_FUZZ=ON \
+	-DCARILLON_SANITIZE= >/dev/null || ! cmake --build "$fuzz_build" --target fuzzers -j "$jobs"; then
+	log "fuzz: building the harnesses failed"
+	failed=$((failed + 1))
+else
+	for src in tests/fuzz/fuzz_*.c; do
+		name=$(basename "$src" .c)
+		name=${name#fuzz_}
+		if ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			fuzz_one "$name"; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
 fi
 
 summary_and_exit

@@ -1,0 +1,146 @@
+/*
+ * The /connect query: what the session needs (userArn, since-position, prefetch-on,
+ * prefetch-sort-by) and the query re-encoded for the SigV4 presigned check.
+ *
+ * Every value is bounded and checked here, before it reaches a log line, a JSON document or a SQL
+ * parameter: a value that would have to be cut, or that is not valid UTF-8, makes the whole query
+ * malformed rather than being silently truncated into something else.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "carillon/connect_query.h"
+#include "carillon/util.h"
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF — what
+ * PostgreSQL and jansson accept, so a value that passes here is accepted by both. */
+static bool utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	while (p < end) {
+		unsigned c = *p;
+		size_t k;
+		unsigned min;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			k = 2, min = 0x80, c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			k = 3, min = 0x800, c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			k = 4, min = 0x10000, c &= 0x07;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - p) < k)
+			return false;
+		for (size_t i = 1; i < k; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return false;
+		p += k;
+	}
+	return true;
+}
+
+/* A non-negative decimal integer, digits only, no sign, no overflow. */
+static bool parse_position(const char *s, int64_t *out)
+{
+	int64_t v = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		int d = *s - '0';
+		if (v > (INT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+/* Copies `value` into `dst` (of `cap` bytes) if it fits whole and is valid UTF-8. */
+static bool copy_text(char *dst, size_t cap, const char *value)
+{
+	size_t len = strlen(value);
+	if (len >= cap || !utf8_valid(value, len))
+		return false;
+	memcpy(dst, value, len + 1);
+	return true;
+}
+
+enum seen { SEEN_USER = 1, SEEN_SINCE = 2, SEEN_PREFETCH = 4, SEEN_SORT = 8 };
+
+/* Applies one decoded name=value pair; false when it makes the query malformed. */
+static bool apply_param(struct carillon_connect_params *out, unsigned *seen, const char *name, const char *value)
+{
+	unsigned bit;
+	bool ok;
+	if (!strcmp(name, "userArn")) {
+		bit = SEEN_USER;
+		ok = copy_text(out->user_arn, sizeof(out->user_arn), value);
+	} else if (!strcmp(name, "since-position")) {
+		bit = SEEN_SINCE;
+		ok = parse_position(value, &out->since);
+	} else if (!strcmp(name, "prefetch-on")) {
+		bit = SEEN_PREFETCH;
+		out->prefetch = !strcmp(value, "connect");
+		ok = true;
+	} else if (!strcmp(name, "prefetch-sort-by")) {
+		bit = SEEN_SORT;
+		ok = copy_text(out->prefetch_sort, sizeof(out->prefetch_sort), value);
+	} else {
+		return true; /* X-Amz-* and anything else: only signed */
+	}
+	/* A parameter given twice would let the signed query say one thing and the session use another. */
+	if (*seen & bit)
+		return false;
+	*seen |= bit;
+	return ok;
+}
+
+int carillon_connect_params_parse(const char *const *frags, size_t n, struct carillon_connect_params *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->since = -1;
+	if (n > CARILLON_CONNECT_MAX_PARAMS)
+		return -1;
+	struct carillon_buf raw = {0};
+	char frag[CARILLON_CONNECT_MAX_FRAGMENT + 1];
+	unsigned seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = frags[i] ? strlen(frags[i]) : 0;
+		if (len > CARILLON_CONNECT_MAX_FRAGMENT)
+			goto malformed;
+		memcpy(frag, frags[i] ? frags[i] : "", len + 1);
+		char *eq = strchr(frag, '=');
+		const char *value = eq ? eq + 1 : "";
+		if (eq)
+			*eq = '\0';
+		if (!apply_param(out, &seen, frag, value))
+			goto malformed;
+		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
+		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
+		free(en);
+		free(ev);
+	}
+	out->canonical_query = raw.data ? raw.data : carillon_xstrdup("");
+	return 0;
+malformed:
+	carillon_buf_free(&raw);
+	memset(out, 0, sizeof(*out));
+	out->since = -1;
+	return -1;
+}
+
+void carillon_connect_params_free(struct carillon_connect_params *p)
+{
+	free(p->canonical_query);
+	p->canonical_query = NULL;
+}
