@@ -285,8 +285,9 @@ else
 	for src in tests/fuzz/fuzz_*.c; do
 		name=$(basename "$src" .c)
 		name=${name#fuzz_}
-		if ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-			fuzz_one "$name"; then
+		# FUZZ_STRICT_MESSAGES: fuzz_model also fails on an error message that is not valid UTF-8.
+		if FUZZ_STRICT_MESSAGES=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 fuzz_one "$name"; then
 			passed=$((passed + 1))
 		else
 			failed=$((failed + 1))

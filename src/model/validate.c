@@ -250,9 +250,13 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 		if (!input || !json_is_object(input)) {
 			if (input)
 				carillon_utf8_snprintf(err, err_len, "The request body is not a valid JSON object");
-			else
+			else {
+				/* jansson's text may quote the offending bytes: made valid UTF-8 first. */
+				char why[sizeof(jerr.text) * 3];
+				carillon_utf8_sanitize(why, sizeof(why), jerr.text, strnlen(jerr.text, sizeof(jerr.text)));
 				carillon_utf8_snprintf(err, err_len, "The request body is not a valid JSON object: %s (at byte %d)",
-						       jerr.text, jerr.position);
+						       why, jerr.position);
+			}
 			json_decref(input);
 			return NULL;
 		}

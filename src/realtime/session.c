@@ -31,6 +31,7 @@
 
 #include "carillon/auth.h"
 #include "carillon/config.h"
+#include "carillon/connect_query.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/ratelimit.h"
@@ -708,33 +709,38 @@ static void request_register(struct carillon_session *s)
 }
 
 /* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
+/* The query of the upgrade request, copied out of lws fragment by fragment and parsed by
+ * carillon_connect_params_parse (the fuzzed parser). Returns the query re-encoded for the
+ * signature, or NULL when it is malformed (too many or too long fragments, a bad value). */
 static char *connect_query(struct lws *wsi, struct carillon_session *s, char *user_arn, size_t user_len)
 {
-	char frag[8192];
-	struct carillon_buf raw = {0};
+	char *frags[CARILLON_CONNECT_MAX_PARAMS + 1];
+	size_t n = 0;
+	bool too_long = false;
 	user_arn[0] = '\0';
-	for (int i = 0; i < 64; i++) {
-		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
+	for (; n <= CARILLON_CONNECT_MAX_PARAMS; n++) {
+		int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, (int)n);
+		if (len <= 0 && lws_hdr_copy_fragment(wsi, (char[1]){0}, 1, WSI_TOKEN_HTTP_URI_ARGS, (int)n) < 0)
 			break;
-		char *eq = strchr(frag, '=');
-		const char *value = eq ? eq + 1 : "";
-		if (eq)
-			*eq = '\0';
-		if (!strcmp(frag, "userArn"))
-			snprintf(user_arn, user_len, "%s", value);
-		else if (!strcmp(frag, "prefetch-on"))
-			s->prefetch = !strcmp(value, "connect");
-		else if (!strcmp(frag, "since-position"))
-			s->since = strtoll(value, NULL, 10) >= 0 ? strtoll(value, NULL, 10) : -1;
-		else if (!strcmp(frag, "prefetch-sort-by"))
-			snprintf(s->prefetch_sort, sizeof(s->prefetch_sort), "%s", value);
-		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
-		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
-		free(en);
-		free(ev);
+		if (len > CARILLON_CONNECT_MAX_FRAGMENT) {
+			too_long = true;
+			break;
+		}
+		frags[n] = carillon_xmalloc((size_t)len + 1);
+		if (lws_hdr_copy_fragment(wsi, frags[n], len + 1, WSI_TOKEN_HTTP_URI_ARGS, (int)n) < 0)
+			frags[n][0] = '\0';
 	}
-	return raw.data ? raw.data : carillon_xstrdup("");
+	struct carillon_connect_params p;
+	int rc = too_long ? -1 : carillon_connect_params_parse((const char *const *)frags, n, &p);
+	for (size_t i = 0; i < n; i++)
+		free(frags[i]);
+	if (rc)
+		return NULL;
+	snprintf(user_arn, user_len, "%s", p.user_arn);
+	s->prefetch = p.prefetch;
+	s->since = p.since;
+	snprintf(s->prefetch_sort, sizeof(s->prefetch_sort), "%s", p.prefetch_sort);
+	return p.canonical_query; /* ownership passes to the caller */
 }
 
 struct upgrade_headers {
@@ -763,6 +769,10 @@ static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *us
 	char uri[64] = "";
 	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 	char *query = connect_query(wsi, s, user, user_len);
+	if (!query) {
+		snprintf(why, why_len, "malformed query");
+		return false;
+	}
 	struct upgrade_headers h = {wsi, ""};
 	struct carillon_sigv4_request sr = {.method = "GET", .raw_path = "/connect", .raw_query = query,
 					    .header = upgrade_header, .header_ctx = &h, .allow_query_auth = true};
