@@ -25,15 +25,38 @@ struct http_pss {
 };
 
 static unsigned in_flight;
+static carillon_http_dispatch_fn dispatcher;
 
 unsigned carillon_http_in_flight(void) { return in_flight; }
 size_t carillon_http_pss_size(void) { return sizeof(struct http_pss); }
+void carillon_http_set_dispatcher(carillon_http_dispatch_fn fn) { dispatcher = fn; }
 
-const struct carillon_op *carillon_req_op(const struct carillon_req *r) { return r->match.op; }
-json_t *carillon_req_input(const struct carillon_req *r) { return r->input; }
-const struct carillon_principal *carillon_req_principal(const struct carillon_req *r) { return &r->principal; }
+const char *carillon_req_method(const struct carillon_req *r) { return r->method; }
+const char *carillon_req_path(const struct carillon_req *r) { return r->path; }
+const char *carillon_req_raw_query(const struct carillon_req *r) { return r->raw_query; }
 const char *carillon_req_id(const struct carillon_req *r) { return r->id; }
 int64_t carillon_req_time_ms(const struct carillon_req *r) { return r->t_ms; }
+void *carillon_req_data(const struct carillon_req *r) { return r->data; }
+
+const struct carillon_kv *carillon_req_query(const struct carillon_req *r, size_t *n)
+{
+	*n = r->n_query;
+	return r->query;
+}
+
+const char *carillon_req_body(const struct carillon_req *r, size_t *len)
+{
+	*len = r->body.len;
+	return r->body.data;
+}
+
+void carillon_req_set_data(struct carillon_req *r, void *data, void (*free_fn)(void *data))
+{
+	if (r->data_free)
+		r->data_free(r->data);
+	r->data = data;
+	r->data_free = free_fn;
+}
 
 static void req_free(struct carillon_req *r)
 {
@@ -52,8 +75,8 @@ static void req_free(struct carillon_req *r)
 	}
 	free(r->hdr);
 	carillon_buf_free(&r->body);
-	carillon_route_match_free(&r->match);
-	json_decref(r->input);
+	if (r->data_free)
+		r->data_free(r->data);
 	free(r->resp);
 	free(r);
 }
@@ -358,7 +381,7 @@ void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
 		return;
 	}
 	if (!status)
-		status = r->match.op ? r->match.op->response_code : 200;
+		status = 200;
 	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
 	json_decref(body);
 	if (body && !s) {
@@ -418,7 +441,10 @@ static void req_dispatch(struct carillon_req *r)
 {
 	r->state = REQ_DISPATCHED;
 	in_flight++;
-	carillon_api_dispatch(r);
+	if (dispatcher)
+		dispatcher(r);
+	else
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is starting; retry later");
 }
 
 static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
