@@ -35,4 +35,18 @@ struct carillon_req {
 	bool close_after;
 };
 
+/* The request state machine (lifecycle.c). */
+struct carillon_req *carillon_http_req_new(struct lws *wsi, const char *method, const char *path);
+void carillon_http_req_head(struct carillon_req *r, const char *content_length, bool chunked);
+void carillon_http_req_body(struct carillon_req *r, const void *in, size_t len);
+void carillon_http_req_body_complete(struct carillon_req *r);
+void carillon_http_req_dispatch(struct carillon_req *r);
+/* The client is gone: a dispatched request is orphaned (freed when answered), any other freed. */
+void carillon_http_req_closed(struct carillon_req *r);
+void carillon_http_req_free(struct carillon_req *r);
+/* Ask for a writable callback (lws_callback_on_writable; the unit test records it instead). */
+extern void (*carillon_http_want_write)(struct lws *wsi);
+/* Requests alive (allocated, not freed). */
+unsigned carillon_http_live(void);
+
 #endif
