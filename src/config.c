@@ -56,6 +56,8 @@ static const struct cfg_key cfg_keys[] = {
 	NUM(header_timeout_seconds, "CARILLON_HEADER_TIMEOUT_SECONDS", "5", 1, 300,
 	    "time allowed for a complete request head; slower clients are closed"),
 	NUM(max_headers, "CARILLON_MAX_HEADERS", "64", 8, 1024, "header lines per request (431 above)"),
+	NUM(max_query_args, "CARILLON_MAX_QUERY_ARGS", "64", 8, 64,
+	    "query arguments per request (400 above; lws 4.1 closes heads of ~100 header lines + arguments)"),
 	NUM(max_sessions_per_user, "CARILLON_MAX_SESSIONS_PER_USER", "10", 1, 100000,
 	    "concurrent messaging sessions per AppInstanceUser per process (Chime: 10)"),
 	NUM(max_endpoints_per_user, "CARILLON_MAX_ENDPOINTS_PER_USER", "10", 1, 100000,

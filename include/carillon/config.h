@@ -30,6 +30,7 @@ struct carillon_config {
 	char *run_as_user;            /* as root: drop to this user after binding */
 	long header_timeout_seconds;
 	long max_headers;
+	long max_query_args;
 	/* quotas (Chime's defaults) */
 	long max_sessions_per_user;
 	long max_endpoints_per_user;

@@ -241,18 +241,25 @@ static const char *method_of(struct lws *wsi)
 }
 
 /* Query pairs, decoded by lws into one fragment per pair; the raw form is rebuilt with the
- * RFC 3986 encoding the SDKs use, for the signature. */
-static void read_query(struct carillon_req *r, struct lws *wsi)
+ * RFC 3986 encoding the SDKs use, for the signature. False when there are more than
+ * CARILLON_MAX_QUERY_ARGS (the ones read are kept; the request is refused, never served with
+ * arguments silently left out). */
+static bool read_query(struct carillon_req *r, struct lws *wsi)
 {
 	/* Every argument fits in the total length: none is dropped for being long (a fixed buffer
 	 * used to end the loop there, silently losing the arguments after it). */
 	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
 	char *frag = carillon_xmalloc(total > 0 ? (size_t)total + 1 : 1);
 	struct carillon_buf raw = {0};
-	for (int i = 0; total > 0 && i < 256; i++) {
+	bool all = true;
+	for (int i = 0; total > 0; i++) {
 		int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
 		if (n < 0)
 			break;
+		if (i >= carillon_cfg.max_query_args) {
+			all = false;
+			break;
+		}
 		char *eq = strchr(frag, '=');
 		const char *value = eq ? eq + 1 : "";
 		if (eq)
@@ -268,6 +275,7 @@ static void read_query(struct carillon_req *r, struct lws *wsi)
 	}
 	free(frag);
 	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
+	return all;
 }
 
 static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
@@ -275,7 +283,7 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 	const char *method = method_of(wsi);
 	struct carillon_req *r = carillon_http_req_new(wsi, method, path);
 	pss->req = r;
-	read_query(r, wsi);
+	bool query_read = read_query(r, wsi);
 
 	if (!method) {
 		r->close_after = true;
@@ -286,6 +294,12 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 		r->close_after = true;
 		carillon_reply_error(r, CARILLON_ERR_HEADERS_TOO_LARGE,
 				     "Request Header Fields Too Large: more than %ld header lines", carillon_cfg.max_headers);
+		return 0;
+	}
+	if (!query_read) {
+		r->close_after = true;
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "More than %ld query arguments (CARILLON_MAX_QUERY_ARGS)",
+				     carillon_cfg.max_query_args);
 		return 0;
 	}
 	carillon_http_req_head(r, carillon_req_header(r, "content-length"),

@@ -1,3 +1,5 @@
+// Limits of the REST path are settings, and a request past one gets an AWS-shaped answer.
+//
 // Every queue of the REST path is bounded: past CARILLON_WRITE_QUEUE_MAX writes waiting for a
 // group-commit batch, or CARILLON_DB_QUEUE_MAX statements waiting for a database connection, a
 // request is answered ServiceUnavailableException (503, the AWS error shape) at once instead of
@@ -67,4 +69,26 @@ test('statements beyond CARILLON_DB_QUEUE_MAX are ServiceUnavailableException (5
   assert.ok(ok >= 1, 'the reads the queue holds succeed');
   const read = await listAppInstances(srv);
   assert.equal(read.status, 200, read.body);
+});
+
+test('more query arguments than CARILLON_MAX_QUERY_ARGS are BadRequestException (400), never served with some left out', async () => {
+  const srv = await ctx.startAnother({ env: { CARILLON_MAX_QUERY_ARGS: '16' } });
+  // At the limit: served (unknown arguments are ignored by the operation).
+  const at = {};
+  for (let i = 0; i < 15; i++) at[`x${i}`] = String(i);
+  const ok = await signedFetch(srv, { path: '/app-instances', query: { 'max-results': '1', ...at } });
+  assert.equal(ok.status, 200, ok.body);
+  // One over: refused, not answered as if the last arguments had not been sent.
+  const over = { ...at, x15: '15' };
+  const res = await signedFetch(srv, { path: '/app-instances', query: { 'max-results': '1', ...over } });
+  assertRawError(res, 'BadRequestException', 'one query argument over the limit');
+  assert.match(res.json.Message, /query arguments/);
+  // The default bound (64): 80 arguments (fewer than lws's own cap) are refused the same way, and
+  // the server keeps serving.
+  const many = {};
+  for (let i = 0; i < 80; i++) many[`a${i}`] = '1';
+  const res2 = await signedFetch(ctx.srv, { path: '/app-instances', query: many });
+  assertRawError(res2, 'BadRequestException', '80 query arguments');
+  const after = await signedFetch(ctx.srv, { path: '/app-instances', query: { 'max-results': '1' } });
+  assert.equal(after.status, 200, after.body);
 });
