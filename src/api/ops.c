@@ -61,6 +61,15 @@ static int check_row(const struct carillon_op_def *d, const struct carillon_op *
 		snprintf(err, err_len, "%s.%s: exactly one of READ and WRITE", d->service, d->name);
 		return -1;
 	}
+	if ((d->flags & CARILLON_OP_EVENTS) && !(d->flags & CARILLON_OP_WRITE)) {
+		snprintf(err, err_len, "%s.%s: EVENTS without WRITE (a read commits nothing)", d->service, d->name);
+		return -1;
+	}
+	if (!d->sql_function && (d->flags & CARILLON_OP_WRITE)) {
+		snprintf(err, err_len, "%s.%s: a WRITE without an SQL function cannot go through group commit",
+			 d->service, d->name);
+		return -1;
+	}
 	if (!(d->flags & CARILLON_OP_BEARER) != !op->has_bearer) {
 		snprintf(err, err_len, "%s.%s: BEARER is %s but the model %s ChimeBearer", d->service, d->name,
 			 op->has_bearer ? "missing" : "set", op->has_bearer ? "has" : "has no");

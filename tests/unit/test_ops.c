@@ -88,6 +88,12 @@ static void test_check_refuses_bad_tables(void **state)
 	copy[at].flags |= CARILLON_OP_READ; /* both READ and WRITE */
 	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
 	copy[at] = *send;
+	copy[at].flags = (copy[at].flags & ~(unsigned)CARILLON_OP_WRITE) | CARILLON_OP_READ; /* a READ with EVENTS */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+	copy[at].sql_function = NULL; /* a WRITE without its function */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
 
 	/* The tag operations share their routes across services: they must be served alike. */
 	const struct carillon_op_def *tag = carillon_ops_find("messaging", "TagResource");
