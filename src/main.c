@@ -142,9 +142,12 @@ static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 	}
 	if (carillon_model_init())
 		goto out;
-	carillon_api_init();
+	if (carillon_api_init())
+		goto out;
+	carillon_http_set_dispatcher(carillon_api_dispatch);
 	print_banner(embedded);
 	rc = carillon_server_run(conninfo);
+	carillon_api_free();
 	carillon_model_free();
 out:
 	if (embedded)

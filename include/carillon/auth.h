@@ -29,10 +29,23 @@ struct carillon_principal {
 enum carillon_auth_result {
 	CARILLON_AUTH_OK,
 	CARILLON_AUTH_UNAUTHORIZED,  /* unsigned, bad signature, unknown key, expired */
+	CARILLON_AUTH_THROTTLED,     /* genuine, but over its request budget (429) */
 };
 
-/* Verify the SigV4 signature of a request and resolve its principal. On failure, `why` says why
- * (for the error message; never reveals secrets). */
+/* The one authentication entry point of every signed request (REST operations,
+ * POST /carillon/credentials, and GET /connect): verifies the SigV4 signature, resolves who acts
+ * (`out`: the kind says with which rights) and, with CARILLON_AUTH_METERED, then takes one request
+ * from that credential's budget (CARILLON_REQUEST_RATE_PER_CREDENTIAL; checked only after the
+ * signature, so an unauthenticated flood costs no more than the check and cannot spend another
+ * caller's budget). Unmetered: the operations the table marks so (minting credentials) and
+ * connects, which have their own per-user budget. On failure `why` says why (for the error
+ * message; never reveals secrets). */
+enum { CARILLON_AUTH_METERED = 1 };
+enum carillon_auth_result carillon_auth_request(const struct carillon_sigv4_request *req, int64_t now_ms,
+						unsigned flags, struct carillon_principal *out, char *why,
+						size_t why_len);
+
+/* The signature and principal part of carillon_auth_request alone, without the rate limit. */
 enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_request *req, int64_t now_ms,
 					       struct carillon_principal *out, char *why, size_t why_len);
 

@@ -31,6 +31,7 @@ struct carillon_config {
 	char *run_as_user;            /* as root: drop to this user after binding */
 	long header_timeout_seconds;
 	long max_headers;
+	long max_query_args;
 	/* quotas (Chime's defaults) */
 	long max_sessions_per_user;
 	long max_endpoints_per_user;
@@ -43,6 +44,11 @@ struct carillon_config {
 	long connect_burst_per_user;
 	long request_rate_per_credential;
 	long request_burst_per_credential;
+	long rate_max_credentials;    /* live request-rate buckets (credentials) at most */
+	/* queues and batches of the REST write path */
+	long write_batch_max;         /* requests per group-commit batch */
+	long write_queue_max;         /* writes waiting for a batch (503 above) */
+	long db_queue_max;            /* statements waiting for a pool connection (503 above) */
 	/* resume (since-position) bounds */
 	long resume_max_events;
 	long resume_max_bytes;

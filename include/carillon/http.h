@@ -1,21 +1,23 @@
 /*
- * The HTTP side of one API request. The http layer owns a request object from the moment the
- * headers arrive until the response is written; a handler never touches the socket: it answers
- * with carillon_reply_json()/carillon_reply_error(), and the http layer writes when writable.
- * If the client goes away while a handler waits on the database, the request is orphaned and
- * freed when the handler replies.
+ * The HTTP side of one request. The http layer owns a request object from the moment the headers
+ * arrive until the response is written; once a request is complete (head and body) it hands it to
+ * the dispatcher registered with carillon_http_set_dispatcher (the api module's, wired by main.c).
+ * A handler never touches the socket: it reads the request through the accessors below and answers
+ * with carillon_reply_json()/carillon_reply_error(); the http layer writes when writable. If the
+ * client goes away while a handler waits on the database, the request is orphaned and freed when
+ * the handler replies. The http layer knows nothing of models, credentials or operations.
  */
 #ifndef CARILLON_HTTP_H
 #define CARILLON_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
 
-#include "carillon/auth.h"
-#include "carillon/model.h"
+#include "carillon/util.h"
 
 /* One error currency: the AWS error shapes of both Chime services. */
 enum carillon_err {
@@ -35,15 +37,35 @@ enum carillon_err {
 
 struct carillon_req;
 
-/* Accessors for handlers. */
-const struct carillon_op *carillon_req_op(const struct carillon_req *r);
-json_t *carillon_req_input(const struct carillon_req *r);        /* validated input (borrowed) */
-const struct carillon_principal *carillon_req_principal(const struct carillon_req *r);
-const char *carillon_req_id(const struct carillon_req *r);
-int64_t carillon_req_time_ms(const struct carillon_req *r);       /* when the request arrived */
+/* Called once per complete request; it must eventually reply (at once or from a callback). */
+typedef void (*carillon_http_dispatch_fn)(struct carillon_req *r);
+void carillon_http_set_dispatcher(carillon_http_dispatch_fn fn);
 
-/* Answer with the operation's modeled status (status 0) or an explicit one; `body` is stolen
- * (NULL: empty body). */
+/* The request as received. */
+const char *carillon_req_method(const struct carillon_req *r);        /* "GET", "POST", ... */
+const char *carillon_req_path(const struct carillon_req *r);          /* percent-decoded */
+const struct carillon_kv *carillon_req_query(const struct carillon_req *r, size_t *n); /* decoded pairs */
+const char *carillon_req_raw_query(const struct carillon_req *r);     /* re-encoded (RFC 3986), for SigV4 */
+const char *carillon_req_body(const struct carillon_req *r, size_t *len);
+const char *carillon_req_id(const struct carillon_req *r);
+int64_t carillon_req_time_ms(const struct carillon_req *r);           /* when the request arrived */
+
+/* Header lookup usable as carillon_header_fn / carillon_sigv4_header_fn (ctx: the request): any
+ * header of the request, whatever their number; NULL when absent. */
+const char *carillon_req_header(void *ctx, const char *lower_name);
+
+/* Fills `names` with up to `max` header names of the request (static storage); returns the count. */
+size_t carillon_req_header_names(struct carillon_req *r, const char **names, size_t max);
+
+/* The request path made safe to quote in a message or a log line: valid UTF-8 without control
+ * characters, at most `size` - 1 bytes. */
+const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size);
+
+/* The dispatcher's per-request state: freed with `free_fn` when the request is freed. */
+void carillon_req_set_data(struct carillon_req *r, void *data, void (*free_fn)(void *data));
+void *carillon_req_data(const struct carillon_req *r);
+
+/* Answer with `status` (0: 200); `body` is stolen (NULL: empty body). */
 void carillon_reply_json(struct carillon_req *r, int status, json_t *body);
 void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -54,12 +76,5 @@ size_t carillon_http_pss_size(void);
 
 /* Requests dispatched and not yet answered (for graceful shutdown). */
 unsigned carillon_http_in_flight(void);
-
-/* Carillon's own routes outside the AWS models: /healthz, /carillon/... Returns true when the
- * request was taken. */
-bool carillon_api_extra_route(struct carillon_req *r, const char *method, const char *path);
-
-/* The dispatcher: called once a request is complete (route, auth, validation, handler). */
-void carillon_api_dispatch(struct carillon_req *r);
 
 #endif

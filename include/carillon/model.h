@@ -1,7 +1,9 @@
 /*
- * The AWS service models (service-2.json of chime-sdk-identity and chime-sdk-messaging, embedded
- * in the binary) drive routing, input assembly and validation: every operation gets the same
- * complete checks (required members, types, lengths, patterns, enums, ranges).
+ * The service models (service-2.json of chime-sdk-identity and chime-sdk-messaging, plus Carillon's
+ * own model/carillon.json, all embedded in the binary) drive routing, input assembly and
+ * validation: every operation gets the same complete checks (required members, types, lengths,
+ * patterns, enums, ranges). Once loaded the model is read-only: what serves an operation is
+ * registered elsewhere (the api module's operation table), never written into it.
  */
 #ifndef CARILLON_MODEL_H
 #define CARILLON_MODEL_H
@@ -11,10 +13,9 @@
 
 #include <jansson.h>
 
-#define CARILLON_MAX_SEGMENTS 8
+#include "carillon/util.h"
 
-struct carillon_req;
-typedef void (*carillon_handler_fn)(struct carillon_req *req);
+#define CARILLON_MAX_SEGMENTS 8
 
 struct carillon_route_seg {
 	const char *literal;   /* NULL for a label */
@@ -23,7 +24,8 @@ struct carillon_route_seg {
 
 struct carillon_op {
 	const char *name;           /* "CreateAppInstance" */
-	const char *service;        /* "identity" or "messaging" */
+	const char *service;        /* "identity", "messaging" or "carillon" */
+	size_t index;               /* position in the model: 0 .. carillon_model_op_count() - 1 */
 	const char *method;         /* "GET", "POST", ... */
 	int response_code;          /* modeled success status */
 	bool has_output;            /* an output shape exists (else empty body) */
@@ -35,27 +37,24 @@ struct carillon_op {
 	const char *idempotency_member; /* member with the idempotencyToken trait, or NULL */
 	bool has_bearer;            /* input has ChimeBearer (x-amz-chime-bearer) */
 	bool paginated;             /* input has NextToken */
-	carillon_handler_fn handler;    /* set by the api modules; NULL = not implemented */
-	const char *sql_function;   /* for the generic SQL handler: "create_app_instance" */
 };
 
-/* Load both embedded models. Returns 0 or -1. */
+/* Load the embedded models. Returns 0 or -1. */
 int carillon_model_init(void);
 void carillon_model_free(void);
 
-/* Operation by name (either service), or NULL. */
-struct carillon_op *carillon_model_op(const char *name);
+/* The operation `name` of `service`, or NULL. */
+const struct carillon_op *carillon_model_find(const char *service, const char *name);
+/* Operation by name alone, the first service's that has it (the tag operations exist in both
+ * Chime models with the same route and shapes), or NULL. */
+const struct carillon_op *carillon_model_op(const char *name);
 /* Iterate over all operations: i from 0 while non-NULL. */
-struct carillon_op *carillon_model_op_at(size_t i);
+const struct carillon_op *carillon_model_op_at(size_t i);
+size_t carillon_model_op_count(void);
 
 /* A decoded request as the router sees it. */
-struct carillon_kv {
-	char *name;
-	char *value;
-};
-
 struct carillon_route_match {
-	struct carillon_op *op;
+	const struct carillon_op *op;
 	int n_labels;
 	struct carillon_kv labels[CARILLON_MAX_SEGMENTS]; /* label name -> decoded value (owned) */
 	char *raw_path;   /* the path re-encoded as the SDKs send it (owned) */

@@ -50,6 +50,12 @@ size_t carillon_utf8_snprintf(char *buf, size_t size, const char *fmt, ...) __at
 size_t carillon_utf8_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* A name/value pair (decoded query arguments, path labels); both owned by whoever holds it. */
+struct carillon_kv {
+	char *name;
+	char *value;
+};
+
 /* Growable byte buffer. */
 struct carillon_buf {
 	char *data;

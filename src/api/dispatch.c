@@ -1,89 +1,219 @@
-/* From a complete request to its handler: route, authenticate, validate, authorise. */
+/*
+ * From a complete request to its handler: route (the models), authenticate (carillon_auth_request),
+ * validate (the model), authorise (rights), then the handler registered for the operation's row of
+ * the operation table. GET /healthz is the one route outside the models (no authentication).
+ */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "carillon/api.h"
 #include "carillon/auth.h"
-#include "carillon/config.h"
+#include "carillon/db.h"
 #include "carillon/log.h"
-#include "carillon/ratelimit.h"
 #include "carillon/rights.h"
-#include "../http/http_internal.h"
+#include "api_internal.h"
 
-/* Live buckets at most: every credential that called in the last few seconds (a bucket that has
- * refilled is dropped); beyond it new credentials are refused until the sweep frees room. */
-#define RATE_MAX_CREDENTIALS 100000
+/* What the api keeps per request (the http layer's request data). */
+struct api_call {
+	struct carillon_route_match match;
+	const struct carillon_op_def *def;
+	json_t *input;
+	struct carillon_principal principal;
+	void *handler_state;
+};
 
-static struct carillon_ratelimit request_rate;
-static bool request_rate_ready;
+/* Handlers by model operation index (the model stays read-only). */
+static carillon_api_handler_fn *handlers;
+static const struct carillon_op_def **defs;
+static size_t n_handlers;
 
-/* The per-credential request budget (CARILLON_REQUEST_RATE_PER_CREDENTIAL, off by default). Checked
- * only after the signature: an unauthenticated flood costs no more than the signature check and
- * cannot spend another caller's budget. */
-static bool request_allowed(const struct carillon_req *r)
+static struct api_call *call_of(const struct carillon_req *r) { return carillon_req_data(r); }
+
+const struct carillon_op *carillon_req_op(const struct carillon_req *r)
 {
-	if (carillon_cfg.request_rate_per_credential <= 0)
-		return true;
-	if (!request_rate_ready) {
-		carillon_ratelimit_init(&request_rate, carillon_cfg.request_rate_per_credential,
-					carillon_cfg.request_burst_per_credential, RATE_MAX_CREDENTIALS);
-		request_rate_ready = true;
-	}
-	return carillon_ratelimit_take(&request_rate, r->principal.access_key_id, r->t_ms);
+	struct api_call *c = call_of(r);
+	return c ? c->match.op : NULL;
+}
+const struct carillon_op_def *carillon_req_op_def(const struct carillon_req *r)
+{
+	struct api_call *c = call_of(r);
+	return c ? c->def : NULL;
+}
+json_t *carillon_req_input(const struct carillon_req *r) { return call_of(r)->input; }
+const struct carillon_principal *carillon_req_principal(const struct carillon_req *r)
+{
+	return &call_of(r)->principal;
+}
+void *carillon_req_handler_state(const struct carillon_req *r) { return call_of(r)->handler_state; }
+void carillon_req_set_handler_state(struct carillon_req *r, void *state) { call_of(r)->handler_state = state; }
+
+static void call_free(void *data)
+{
+	struct api_call *c = data;
+	carillon_route_match_free(&c->match);
+	json_decref(c->input);
+	free(c);
 }
 
-static void not_implemented(struct carillon_req *r)
+static void healthz(struct carillon_req *r)
 {
-	carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "%s is not implemented by this server yet",
-			     r->match.op->name);
+	if (carillon_db_ready())
+		carillon_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+	else
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The database is not reachable");
+}
+
+/* The SigV4 view of a request: header form or presigned query, over the route's canonical path. */
+static void sigv4_of(struct carillon_req *r, const char *raw_path, struct carillon_sigv4_request *sr,
+		     const char **names, size_t max_names)
+{
+	size_t body_len;
+	const char *body = carillon_req_body(r, &body_len);
+	*sr = (struct carillon_sigv4_request){
+	    .header_names = names,
+	    .n_header_names = carillon_req_header_names(r, names, max_names),
+	    .method = carillon_req_method(r),
+	    .raw_path = raw_path,
+	    .raw_query = carillon_req_raw_query(r),
+	    .header = carillon_req_header,
+	    .header_ctx = r,
+	    .body = (const unsigned char *)body,
+	    .body_len = body_len,
+	};
+}
+
+static bool authenticate(struct carillon_req *r, struct api_call *c)
+{
+	const char *names[128];
+	struct carillon_sigv4_request sr;
+	sigv4_of(r, c->match.raw_path, &sr, names, sizeof(names) / sizeof(names[0]));
+	char why[512] = "The request signature is not valid";
+	unsigned flags = c->def->flags & CARILLON_OP_UNMETERED ? 0 : CARILLON_AUTH_METERED;
+	switch (carillon_auth_request(&sr, carillon_req_time_ms(r), flags, &c->principal, why, sizeof(why))) {
+	case CARILLON_AUTH_OK:
+		return true;
+	case CARILLON_AUTH_THROTTLED:
+		carillon_reply_error(r, CARILLON_ERR_THROTTLED, "%s", why);
+		return false;
+	default:
+		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
+		return false;
+	}
+}
+
+static bool authorise(struct carillon_req *r, struct api_call *c)
+{
+	char why[256];
+	if ((c->def->flags & CARILLON_OP_ADMIN) && c->principal.kind != CARILLON_PRINCIPAL_ROOT &&
+	    c->principal.kind != CARILLON_PRINCIPAL_ADMIN) {
+		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential or an admin key may call %s",
+				     c->match.op->name);
+		return false;
+	}
+	if (carillon_rights_check(c->match.op, &c->principal, c->input, why, sizeof(why))) {
+		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "%s", why);
+		return false;
+	}
+	return true;
 }
 
 void carillon_api_dispatch(struct carillon_req *r)
 {
-	if (carillon_api_extra_route(r, r->method, r->path))
+	const char *method = carillon_req_method(r), *path = carillon_req_path(r);
+	if (!strcmp(path, "/healthz") && (!strcmp(method, "GET") || !strcmp(method, "HEAD"))) {
+		healthz(r);
 		return;
-	if (carillon_route(r->method, r->path, r->query, r->n_query, &r->match)) {
+	}
+	struct api_call *c = carillon_xcalloc(1, sizeof(*c));
+	carillon_req_set_data(r, c, call_free);
+	size_t n_query;
+	const struct carillon_kv *query = carillon_req_query(r, &n_query);
+	if (carillon_route(method, path, query, n_query, &c->match)) {
 		/* The path is client bytes (decoded by lws: any byte but NUL): quoted sanitised and short. */
-		char path[256];
-		carillon_reply_error(r, CARILLON_ERR_UNKNOWN_OPERATION, "No operation matches %s %s", r->method,
-				     carillon_req_path_for_message(r, path, sizeof(path)));
+		char quoted[256];
+		carillon_reply_error(r, CARILLON_ERR_UNKNOWN_OPERATION, "No operation matches %s %s", method,
+				     carillon_req_path_for_message(r, quoted, sizeof(quoted)));
 		return;
 	}
-	const char *names[128];
-	struct carillon_sigv4_request sr = {
-		.header_names = names,
-		.n_header_names = carillon_req_header_names(r, names, sizeof(names) / sizeof(names[0])),
-		.method = r->method,
-		.raw_path = r->match.raw_path,
-		.raw_query = r->raw_query,
-		.header = carillon_req_header,
-		.header_ctx = r,
-		.body = (const unsigned char *)r->body.data,
-		.body_len = r->body.len,
-	};
-	char why[256] = "The request signature is not valid";
-	if (carillon_auth_verify(&sr, r->t_ms, &r->principal, why, sizeof(why)) != CARILLON_AUTH_OK) {
-		carillon_reply_error(r, CARILLON_ERR_UNAUTHORIZED, "%s", why);
+	const struct carillon_op *op = c->match.op;
+	c->def = op->index < n_handlers ? defs[op->index] : NULL;
+	if (!c->def || !handlers[op->index]) {
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "%s is not served by this server", op->name);
 		return;
 	}
-	if (!request_allowed(r)) {
-		carillon_reply_error(r, CARILLON_ERR_THROTTLED,
-				     "Rate exceeded for this access key (%ld requests a second, bursts of %ld); retry later",
-				     carillon_cfg.request_rate_per_credential, carillon_cfg.request_burst_per_credential);
+	if (!authenticate(r, c))
 		return;
-	}
+	/* The admin-only check comes before the input is read, as it always did for credentials. */
+	if ((c->def->flags & CARILLON_OP_ADMIN) && !authorise(r, c))
+		return;
 	char err[512] = "Invalid request";
-	const struct carillon_op *op = r->match.op;
-	r->input = carillon_model_input(op, &r->match, r->query, r->n_query, carillon_req_header, r, r->body.data,
-					r->body.len, err, sizeof(err));
-	if (!r->input) {
+	size_t body_len;
+	const char *body = carillon_req_body(r, &body_len);
+	c->input = carillon_model_input(op, &c->match, query, n_query, carillon_req_header, r, body, body_len, err,
+					sizeof(err));
+	if (!c->input) {
 		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "%s", err);
 		return;
 	}
-	if (carillon_rights_check(op, &r->principal, r->input, why, sizeof(why))) {
-		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "%s", why);
+	if (!(c->def->flags & CARILLON_OP_ADMIN) && !authorise(r, c))
 		return;
+	log_debug("%s %s.%s by %s", carillon_req_id(r), op->service, op->name, c->principal.access_key_id);
+	handlers[op->index](r);
+}
+
+void carillon_api_register(const char *service, const char *name, carillon_api_handler_fn fn)
+{
+	const struct carillon_op *op = carillon_model_find(service, name);
+	const struct carillon_op_def *def = carillon_ops_find(service, name);
+	if (!op || !def || op->index >= n_handlers) {
+		log_err("api: %s.%s is not an operation of both the models and the operation table", service, name);
+		abort();
 	}
-	log_debug("%s %s by %s", r->id, op->name, r->principal.access_key_id);
-	(op->handler ? op->handler : not_implemented)(r);
+	handlers[op->index] = fn;
+	defs[op->index] = def;
+}
+
+void carillon_api_register_service(const char *service, carillon_api_handler_fn fn)
+{
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(t[i].service, service) && t[i].sql_function)
+			carillon_api_register(t[i].service, t[i].name, fn);
+}
+
+int carillon_api_registry_open(void)
+{
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	char err[512];
+	if (carillon_ops_check(t, n, err, sizeof(err))) {
+		log_err("api: the operation table does not match the models: %s", err);
+		return -1;
+	}
+	n_handlers = carillon_model_op_count();
+	handlers = carillon_xcalloc(n_handlers ? n_handlers : 1, sizeof(*handlers));
+	defs = carillon_xcalloc(n_handlers ? n_handlers : 1, sizeof(*defs));
+	return 0;
+}
+
+int carillon_api_registry_complete(void)
+{
+	for (size_t i = 0; i < n_handlers; i++)
+		if (!handlers[i]) {
+			const struct carillon_op *op = carillon_model_op_at(i);
+			log_err("api: no handler registered for %s.%s", op->service, op->name);
+			return -1;
+		}
+	return 0;
+}
+
+void carillon_api_free(void)
+{
+	free(handlers);
+	free(defs);
+	handlers = NULL;
+	defs = NULL;
+	n_handlers = 0;
 }

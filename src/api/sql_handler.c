@@ -1,12 +1,13 @@
 /*
  * The generic operation handler: one round trip to PostgreSQL.
  *
- * Reads call carillon_api.invoke() directly. Writes go through group commit: they queue here and
- * whenever a batch slot is free, everything queued (up to BATCH_MAX) is sent as one
- * carillon_api.invoke_batch() call: one transaction, each request in its own subtransaction, one
- * event-lock acquisition and one NOTIFY for all of them, each request answered after the commit.
- * Under light load a batch holds one request (no added latency); under load batches grow by
- * themselves, which is what turns one fdatasync per request into one per batch.
+ * A READ row of the operation table calls its function directly (carillon_api.<fn>, wrapped in
+ * carillon.check_token). A WRITE row goes through group commit: it is queued in the write batcher
+ * (batcher.c) and whenever a batch slot is free, everything queued (up to CARILLON_WRITE_BATCH_MAX)
+ * is sent as one carillon_api.invoke_batch() call: one transaction, each request in its own
+ * subtransaction (carillon.run_op: idempotency, then the function), one event-lock acquisition and
+ * one NOTIFY for all of them, each request answered after the commit. The queue holds at most
+ * CARILLON_WRITE_QUEUE_MAX writes; beyond, ServiceUnavailableException.
  *
  * Pagination cursors are sealed into NextTokens bound to the listing, so a client can neither forge
  * one nor replay it against another listing.
@@ -19,34 +20,19 @@
 
 #include "carillon/api.h"
 #include "carillon/auth.h"
+#include "carillon/batcher.h"
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/util.h"
-#include "../http/http_internal.h"
 
 #define NEXT_TOKEN_PURPOSE "carillon next token v1"
-#define BATCH_MAX 50          /* subtransactions per batch (PostgreSQL caches 64 per backend) */
-
-struct batch_item {
-	struct batch_item *next;
-	struct carillon_req *r;
-	char *json;           /* {"fn":..,"ctx":..,"input":..} */
-};
-
-struct batch {
-	int n;
-	struct carillon_req *reqs[BATCH_MAX];
-};
-
-static struct batch_item *q_head, *q_tail;
-static unsigned q_len, batches_in_flight;
 
 /* The listing a NextToken belongs to: the operation and every input member but the paging ones.
  * -1 when jansson cannot copy or encode the input (out of memory). */
 static int listing_scope(const struct carillon_req *r, char out[33])
 {
-	json_t *copy = json_deep_copy(r->input);
+	json_t *copy = json_deep_copy(carillon_req_input(r));
 	json_object_del(copy, "NextToken");
 	json_object_del(copy, "MaxResults");
 	char *text = copy ? json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -56,7 +42,8 @@ static int listing_scope(const struct carillon_req *r, char out[33])
 	unsigned char h[16];
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, NULL, 0, sizeof(h));
-	crypto_generichash_update(&st, (const unsigned char *)r->match.op->name, strlen(r->match.op->name) + 1);
+	const char *op = carillon_req_op(r)->name;
+	crypto_generichash_update(&st, (const unsigned char *)op, strlen(op) + 1);
 	crypto_generichash_update(&st, (const unsigned char *)text, strlen(text));
 	crypto_generichash_final(&st, h, sizeof(h));
 	free(text);
@@ -67,7 +54,7 @@ static int listing_scope(const struct carillon_req *r, char out[33])
 /* NextToken -> cursor; -1 when it is not one of ours for this listing. */
 static int open_next_token(struct carillon_req *r, json_t *ctx)
 {
-	const char *token = json_string_value(json_object_get(r->input, "NextToken"));
+	const char *token = json_string_value(json_object_get(carillon_req_input(r), "NextToken"));
 	if (!token)
 		return 0;
 	size_t len;
@@ -106,15 +93,15 @@ static int seal_next_token(struct carillon_req *r, json_t *body)
 
 static json_t *make_ctx(struct carillon_req *r)
 {
-	const struct carillon_principal *p = &r->principal;
+	const struct carillon_principal *p = carillon_req_principal(r);
 	char principal[160];
 	snprintf(principal, sizeof(principal), "%s",
 		 p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : p->kind == CARILLON_PRINCIPAL_ADMIN ? "admin" : "user");
 	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
 		snprintf(principal, sizeof(principal), "admin:%s", p->access_key_id);
 	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
-				carillon_cfg.account_id, "principal", principal, "now_ms", (json_int_t)r->t_ms,
-				"request_id", r->id);
+				carillon_cfg.account_id, "principal", principal, "now_ms",
+				(json_int_t)carillon_req_time_ms(r), "request_id", carillon_req_id(r));
 	if (!ctx)
 		return NULL;
 	/* A context missing a member would change who the database thinks is calling: any failure
@@ -127,8 +114,10 @@ static json_t *make_ctx(struct carillon_req *r)
 	failed |= json_object_set_new(
 	    ctx, "public_endpoint",
 	    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
-	const char *idem = r->match.op->idempotency_member;
-	json_t *token = idem ? json_object_get(r->input, idem) : NULL;
+	/* The table's IDEMPOTENT trait; the member's name is the model's (the table check keeps the two
+	 * in agreement). */
+	const char *idem = carillon_req_op_def(r)->flags & CARILLON_OP_IDEMPOTENT ? carillon_req_op(r)->idempotency_member : NULL;
+	json_t *token = idem ? json_object_get(carillon_req_input(r), idem) : NULL;
 	if (token) {
 		failed |= json_object_set_new(ctx, "idempotency_member", json_string(idem));
 		failed |= json_object_set(ctx, "idempotency_token", token);
@@ -148,11 +137,12 @@ static void reply_output(struct carillon_req *r, json_t *body)
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the NextToken could not be built");
 		return;
 	}
-	if (!r->match.op->has_output || json_is_null(body)) {
+	const struct carillon_op *op = carillon_req_op(r);
+	if (!op->has_output || json_is_null(body)) {
 		json_decref(body);
 		body = NULL;
 	}
-	carillon_reply_json(r, 0, body);
+	carillon_reply_json(r, op->response_code, body);
 }
 
 static void sql_done(void *arg, const struct carillon_db_result *res)
@@ -167,7 +157,8 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 		json_error_t jerr;
 		body = json_loads(PQgetvalue(res->res, 0, 0), JSON_DECODE_ANY, &jerr);
 		if (!body) {
-			log_err("%s: unparsable result from %s: %s", r->id, r->match.op->sql_function, jerr.text);
+			log_err("%s: unparsable result from %s: %s", carillon_req_id(r), carillon_req_op_def(r)->sql_function,
+				jerr.text);
 			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
 			return;
 		}
@@ -175,96 +166,62 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 	reply_output(r, body);
 }
 
-static bool op_is_read(const struct carillon_op *op)
-{
-	static const char *const prefixes[] = {"Describe", "List", "Get", "Search", NULL};
-	for (const char *const *p = prefixes; *p; p++)
-		if (!strncmp(op->name, *p, strlen(*p)))
-			return true;
-	return false;
-}
-
-static void batch_pump(void);
+/* The write batcher, sending its batches to carillon_api.invoke_batch. */
+static struct carillon_batcher batcher;
 
 static void batch_done(void *arg, const struct carillon_db_result *res)
 {
-	struct batch *b = arg;
-	batches_in_flight--;
-	json_t *results = NULL;
-	if (res->res && PQntuples(res->res) == 1)
-		results = json_loads(PQgetvalue(res->res, 0, 0), 0, NULL);
-	for (int i = 0; i < b->n; i++) {
-		struct carillon_req *r = b->reqs[i];
-		json_t *item = json_array_get(results, (size_t)i);
-		json_t *err = json_object_get(item, "error");
-		if (!res->res)
-			carillon_api_reply_db_error(r, res->sqlstate, res->message);
-		else if (!item)
-			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
-		else if (err)
-			carillon_api_reply_db_error(r, json_string_value(json_object_get(err, "state")),
-						    json_string_value(json_object_get(err, "message")));
-		else
-			reply_output(r, json_incref(json_object_get(item, "ok")));
-	}
-	json_decref(results);
-	free(b);
-	batch_pump();
+	struct carillon_batch *batch = arg;
+	const char *results = res->res && PQntuples(res->res) == 1 ? PQgetvalue(res->res, 0, 0) : NULL;
+	if (res->res && !results)
+		carillon_batcher_complete(&batcher, batch, NULL, "XX000", "invoke_batch returned no row");
+	else
+		carillon_batcher_complete(&batcher, batch, results, res->sqlstate, res->message);
 }
 
-static void batch_pump(void)
+static int batch_submit(void *ctx, struct carillon_batch *batch)
 {
-	unsigned max_in_flight = carillon_cfg.db_pool_size > 1 ? (unsigned)carillon_cfg.db_pool_size / 2 : 1;
-	while (q_head && batches_in_flight < max_in_flight) {
-		struct batch *b = carillon_xcalloc(1, sizeof(*b));
-		struct carillon_buf text = {0};
-		carillon_buf_append(&text, "[", 1);
-		while (q_head && b->n < BATCH_MAX) {
-			struct batch_item *it = q_head;
-			q_head = it->next;
-			q_len--;
-			if (b->n)
-				carillon_buf_append(&text, ",", 1);
-			carillon_buf_append(&text, it->json, strlen(it->json));
-			b->reqs[b->n++] = it->r;
-			free(it->json);
-			free(it);
-		}
-		if (!q_head)
-			q_tail = NULL;
-		carillon_buf_append(&text, "]", 1);
-		const char *params[1] = {text.data};
-		if (carillon_db_query("select carillon_api.invoke_batch($1::jsonb)::text", 1, params, batch_done, b)) {
-			for (int i = 0; i < b->n; i++)
-				carillon_reply_error(b->reqs[i], CARILLON_ERR_SERVICE_UNAVAILABLE,
-						     "The server is overloaded; retry later");
-			free(b);
-		} else {
-			batches_in_flight++;
-		}
-		carillon_buf_free(&text);
-	}
+	const char *params[1] = {batch->json};
+	return carillon_db_query("select carillon_api.invoke_batch($1::jsonb)::text", 1, params, batch_done, batch);
+}
+
+static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
+{
+	struct carillon_req *r = owner;
+	if (o->ok)
+		reply_output(r, json_incref(o->ok));
+	else if (o->refused)
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
+	else if (o->state)
+		carillon_api_reply_db_error(r, o->state, o->message);
+	else
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
 }
 
 static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 {
-	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", r->match.op->sql_function, "ctx", ctx, "input", r->input);
+	if (!batcher.submit) {
+		batcher.submit = batch_submit;
+		batcher.item_done = batch_item_done;
+	}
+	/* Settings may differ per run (tests start servers with their own); read them every time. */
+	batcher.max_batch = (size_t)carillon_cfg.write_batch_max;
+	batcher.max_queue = (size_t)carillon_cfg.write_queue_max;
+	batcher.max_in_flight = carillon_cfg.db_pool_size > 1 ? (size_t)carillon_cfg.db_pool_size / 2 : 1;
+	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", carillon_req_op_def(r)->sql_function, "ctx", ctx, "input",
+				 carillon_req_input(r));
 	char *text = item ? json_dumps(item, JSON_COMPACT) : NULL;
 	json_decref(item);
 	if (!text) {
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
-	struct batch_item *it = carillon_xcalloc(1, sizeof(*it));
-	it->r = r;
-	it->json = text;
-	if (q_tail)
-		q_tail->next = it;
-	else
-		q_head = it;
-	q_tail = it;
-	q_len++;
-	batch_pump();
+	int rc = carillon_batcher_enqueue(&batcher, r, text);
+	free(text);
+	if (rc)
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE,
+				     "Too many writes are waiting (CARILLON_WRITE_QUEUE_MAX %ld); retry later",
+				     carillon_cfg.write_queue_max);
 }
 
 void carillon_api_sql_handler(struct carillon_req *r)
@@ -279,15 +236,16 @@ void carillon_api_sql_handler(struct carillon_req *r)
 		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid NextToken");
 		return;
 	}
-	if (!op_is_read(r->match.op)) {
+	const struct carillon_op_def *def = carillon_req_op_def(r);
+	if (def->flags & CARILLON_OP_WRITE) {
 		batch_enqueue(r, ctx);
 		json_decref(ctx);
 		return;
 	}
 	/* A read has no idempotency token and writes nothing: call the operation's function directly
-	 * (its name comes from the model, never from the request). */
+	 * (its name comes from the operation table, never from the request). */
 	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
-	char *in_text = json_dumps(r->input, JSON_COMPACT);
+	char *in_text = json_dumps(carillon_req_input(r), JSON_COMPACT);
 	json_decref(ctx);
 	if (!ctx_text || !in_text) {
 		free(ctx_text);
@@ -297,7 +255,7 @@ void carillon_api_sql_handler(struct carillon_req *r)
 	}
 	char sql[192];
 	snprintf(sql, sizeof(sql), "select carillon_api.%s(carillon.check_token($1::jsonb), $2::jsonb)::text",
-		 r->match.op->sql_function);
+		 def->sql_function);
 	const char *params[2] = {ctx_text, in_text};
 	if (carillon_db_query(sql, 2, params, sql_done, r))
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
@@ -329,7 +287,7 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 			bool ours = sqlstate[0] == 'C' && sqlstate[1] == 'H';
 			if (!strcmp(sqlstate, "42883"))
 				carillon_reply_error(r, map[i].err, "%s is not implemented by this server",
-						     r->match.op ? r->match.op->name : "This operation");
+						     carillon_req_op(r) ? carillon_req_op(r)->name : "This operation");
 			else
 				carillon_reply_error(r, map[i].err, "%s",
 						     ours ? message : "The request conflicts with the current state");
@@ -342,25 +300,9 @@ void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, c
 		return;
 	}
 	char path[256];
-	log_err("%s %s: database error %s: %s", r->id,
-		r->match.op ? r->match.op->name : carillon_req_path_for_message(r, path, sizeof(path)), sqlstate, message);
-	carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error (request %s)", r->id);
+	const struct carillon_op *op = carillon_req_op(r);
+	log_err("%s %s: database error %s: %s", carillon_req_id(r),
+		op ? op->name : carillon_req_path_for_message(r, path, sizeof(path)), sqlstate, message);
+	carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error (request %s)", carillon_req_id(r));
 }
 
-void carillon_api_register_sql(const char *const *op_names)
-{
-	for (; *op_names; op_names++) {
-		struct carillon_op *op = carillon_model_op(*op_names);
-		if (!op) {
-			log_err("api: no operation %s in the models", *op_names);
-			abort();
-		}
-		op->handler = carillon_api_sql_handler;
-	}
-}
-
-void carillon_api_init(void)
-{
-	carillon_api_identity_init();
-	carillon_api_messaging_init();
-}

@@ -19,6 +19,7 @@
 #include "carillon/auth.h"
 #include "carillon/config.h"
 #include "carillon/keys.h"
+#include "carillon/ratelimit.h"
 #include "carillon/util.h"
 
 #define TOKEN_PURPOSE "carillon session token v2"
@@ -167,5 +168,37 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 	if (st != CARILLON_SIGV4_OK)
 		return deny(why, why_len,
 			    "The request signature we calculated does not match the signature you provided");
+	return CARILLON_AUTH_OK;
+}
+
+/* Live buckets at most: every credential that called in the last few seconds (a bucket that has
+ * refilled is dropped); beyond it new credentials are refused until the sweep frees room. */
+static struct carillon_ratelimit request_rate;
+static bool request_rate_ready;
+
+static bool request_allowed(const struct carillon_principal *p, int64_t now_ms)
+{
+	if (carillon_cfg.request_rate_per_credential <= 0)
+		return true;
+	if (!request_rate_ready) {
+		carillon_ratelimit_init(&request_rate, carillon_cfg.request_rate_per_credential,
+					carillon_cfg.request_burst_per_credential, carillon_cfg.rate_max_credentials);
+		request_rate_ready = true;
+	}
+	return carillon_ratelimit_take(&request_rate, p->access_key_id, now_ms);
+}
+
+enum carillon_auth_result carillon_auth_request(const struct carillon_sigv4_request *req, int64_t now_ms,
+						unsigned flags, struct carillon_principal *out, char *why,
+						size_t why_len)
+{
+	enum carillon_auth_result rc = carillon_auth_verify(req, now_ms, out, why, why_len);
+	if (rc != CARILLON_AUTH_OK)
+		return rc;
+	if ((flags & CARILLON_AUTH_METERED) && !request_allowed(out, now_ms)) {
+		snprintf(why, why_len, "Rate exceeded for this access key (%ld requests a second, bursts of %ld); retry later",
+			 carillon_cfg.request_rate_per_credential, carillon_cfg.request_burst_per_credential);
+		return CARILLON_AUTH_THROTTLED;
+	}
 	return CARILLON_AUTH_OK;
 }

@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/migrations.h"
-#include "carillon/sigv4.h"
 #include "carillon/util.h"
 
 #define MIGRATION_LOCK_KEY "7061726c696f6e" /* any constant shared by all nodes */
@@ -47,9 +48,12 @@ static bool is_applied(PGconn *pg, const char *name, const char *checksum)
 	return yes;
 }
 
+/* SHA-256 of the text, in hex (libsodium's; the same value the bookkeeping has always stored). */
 static void checksum_of(const struct carillon_migration *m, char out[65])
 {
-	carillon_sha256_hex(m->start, (size_t)(m->end - m->start), out);
+	unsigned char h[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256(h, (const unsigned char *)m->start, (unsigned long long)(m->end - m->start));
+	sodium_bin2hex(out, 65, h, sizeof(h));
 }
 
 static int apply_one(PGconn *pg, const struct carillon_migration *m, const char *checksum)

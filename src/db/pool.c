@@ -7,7 +7,6 @@
 #include "carillon/log.h"
 #include "carillon/util.h"
 
-#define MAX_QUEUED 20000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
@@ -292,7 +291,7 @@ static void pump(void)
 
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
-	if (q_len >= MAX_QUEUED || shutting_down)
+	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
 		return -1;
 	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
 	q->sql = carillon_xstrdup(sql);

@@ -1,10 +1,8 @@
-/* The request object, private to the http layer and the dispatcher. */
+/* The request object, private to the http layer (everyone else uses the accessors of http.h). */
 #ifndef CARILLON_HTTP_INTERNAL_H
 #define CARILLON_HTTP_INTERNAL_H
 
-#include "carillon/auth.h"
 #include "carillon/http.h"
-#include "carillon/model.h"
 #include "carillon/util.h"
 
 enum carillon_req_state { REQ_READING, REQ_DISPATCHED, REQ_REPLIED, REQ_HEADERS_SENT };
@@ -27,10 +25,8 @@ struct carillon_req {
 	size_t content_length;
 	struct carillon_buf body;
 
-	struct carillon_route_match match;
-	json_t *input;
-	struct carillon_principal principal;
-	void *handler_state;             /* owned by the handler while dispatched */
+	void *data;                      /* the dispatcher's, freed with data_free */
+	void (*data_free)(void *data);
 
 	int status;
 	const char *error_type;
@@ -39,15 +35,18 @@ struct carillon_req {
 	bool close_after;
 };
 
-/* Header lookup usable as carillon_header_fn / carillon_sigv4_header_fn: any header of the
- * request, whatever their number (no cache limit); NULL when absent. */
-const char *carillon_req_header(void *ctx, const char *lower_name);
-
-/* Fills `names` with up to `max` header names of the request (static storage); returns the count. */
-size_t carillon_req_header_names(struct carillon_req *r, const char **names, size_t max);
-
-/* The request path made safe to quote in a message or a log line: valid UTF-8 without control
- * characters, at most `size` - 1 bytes. */
-const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size);
+/* The request state machine (lifecycle.c). */
+struct carillon_req *carillon_http_req_new(struct lws *wsi, const char *method, const char *path);
+void carillon_http_req_head(struct carillon_req *r, const char *content_length, bool chunked);
+void carillon_http_req_body(struct carillon_req *r, const void *in, size_t len);
+void carillon_http_req_body_complete(struct carillon_req *r);
+void carillon_http_req_dispatch(struct carillon_req *r);
+/* The client is gone: a dispatched request is orphaned (freed when answered), any other freed. */
+void carillon_http_req_closed(struct carillon_req *r);
+void carillon_http_req_free(struct carillon_req *r);
+/* Ask for a writable callback (lws_callback_on_writable; the unit test records it instead). */
+extern void (*carillon_http_want_write)(struct lws *wsi);
+/* Requests alive (allocated, not freed). */
+unsigned carillon_http_live(void);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * HTTP request assembly and response writing on libwebsockets.
+ * HTTP request assembly and response writing on libwebsockets (the state machine itself is in
+ * lifecycle.c).
  *
  * Flow: LWS_CALLBACK_HTTP (headers complete) -> bounded body in LWS_CALLBACK_HTTP_BODY ->
  * dispatch at BODY_COMPLETION (or at once without a body) -> a handler replies later ->
@@ -24,39 +25,8 @@ struct http_pss {
 	struct carillon_req *req;
 };
 
-static unsigned in_flight;
-
-unsigned carillon_http_in_flight(void) { return in_flight; }
 size_t carillon_http_pss_size(void) { return sizeof(struct http_pss); }
 
-const struct carillon_op *carillon_req_op(const struct carillon_req *r) { return r->match.op; }
-json_t *carillon_req_input(const struct carillon_req *r) { return r->input; }
-const struct carillon_principal *carillon_req_principal(const struct carillon_req *r) { return &r->principal; }
-const char *carillon_req_id(const struct carillon_req *r) { return r->id; }
-int64_t carillon_req_time_ms(const struct carillon_req *r) { return r->t_ms; }
-
-static void req_free(struct carillon_req *r)
-{
-	if (!r)
-		return;
-	free(r->path);
-	for (size_t i = 0; i < r->n_query; i++) {
-		free(r->query[i].name);
-		free(r->query[i].value);
-	}
-	free(r->query);
-	free(r->raw_query);
-	for (int i = 0; i < r->n_hdr; i++) {
-		free(r->hdr[i].name);
-		free(r->hdr[i].value);
-	}
-	free(r->hdr);
-	carillon_buf_free(&r->body);
-	carillon_route_match_free(&r->match);
-	json_decref(r->input);
-	free(r->resp);
-	free(r);
-}
 
 /*
  * Headers. lws 4.1 parses the ~90 header names it knows into token slots (a repeated one becomes
@@ -224,13 +194,6 @@ const char *carillon_req_header(void *ctx, const char *lower_name)
 	return value;
 }
 
-const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size)
-{
-	const char *path = r->path ? r->path : "";
-	carillon_utf8_sanitize(buf, size, path, strlen(path));
-	return buf;
-}
-
 /* The header names of the request, for the SigV4 signed-header rule (carillon_sigv4_unsigned_header).
  * Stopgap on lws 4.1, which cannot enumerate custom headers: every header lws knows by token, plus
  * the x-amz-* names the AWS clients send, probed by name. Points into static storage. */
@@ -278,18 +241,25 @@ static const char *method_of(struct lws *wsi)
 }
 
 /* Query pairs, decoded by lws into one fragment per pair; the raw form is rebuilt with the
- * RFC 3986 encoding the SDKs use, for the signature. */
-static void read_query(struct carillon_req *r, struct lws *wsi)
+ * RFC 3986 encoding the SDKs use, for the signature. False when there are more than
+ * CARILLON_MAX_QUERY_ARGS (the ones read are kept; the request is refused, never served with
+ * arguments silently left out). */
+static bool read_query(struct carillon_req *r, struct lws *wsi)
 {
 	/* Every argument fits in the total length: none is dropped for being long (a fixed buffer
 	 * used to end the loop there, silently losing the arguments after it). */
 	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
 	char *frag = carillon_xmalloc(total > 0 ? (size_t)total + 1 : 1);
 	struct carillon_buf raw = {0};
-	for (int i = 0; total > 0 && i < 256; i++) {
+	bool all = true;
+	for (int i = 0; total > 0; i++) {
 		int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
 		if (n < 0)
 			break;
+		if (i >= carillon_cfg.max_query_args) {
+			all = false;
+			break;
+		}
 		char *eq = strchr(frag, '=');
 		const char *value = eq ? eq + 1 : "";
 		if (eq)
@@ -305,134 +275,15 @@ static void read_query(struct carillon_req *r, struct lws *wsi)
 	}
 	free(frag);
 	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
-}
-
-static void req_schedule_write(struct carillon_req *r)
-{
-	if (r->wsi)
-		lws_callback_on_writable(r->wsi);
-	else
-		req_free(r);
-}
-
-static void req_set_response(struct carillon_req *r, int status, const char *error_type, const char *body,
-			     size_t len)
-{
-	r->status = status;
-	r->error_type = error_type;
-	r->resp = carillon_xmalloc(LWS_PRE + len + 1);
-	memcpy(r->resp + LWS_PRE, body, len);
-	r->resp_len = len;
-	if (r->state == REQ_DISPATCHED)
-		in_flight--;
-	r->state = REQ_REPLIED;
-}
-
-static const struct {
-	const char *type;
-	int status;
-	const char *code;
-} err_table[] = {
-	[CARILLON_ERR_BAD_REQUEST] = {"BadRequestException", 400, "BadRequest"},
-	[CARILLON_ERR_UNAUTHORIZED] = {"UnauthorizedClientException", 401, "Unauthorized"},
-	[CARILLON_ERR_FORBIDDEN] = {"ForbiddenException", 403, "Forbidden"},
-	[CARILLON_ERR_NOT_FOUND] = {"NotFoundException", 404, "NotFound"},
-	[CARILLON_ERR_CONFLICT] = {"ConflictException", 409, "Conflict"},
-	[CARILLON_ERR_RESOURCE_LIMIT] = {"ResourceLimitExceededException", 400, "ResourceLimitExceeded"},
-	[CARILLON_ERR_THROTTLED] = {"ThrottledClientException", 429, "Throttled"},
-	[CARILLON_ERR_SERVICE_FAILURE] = {"ServiceFailureException", 500, "ServiceFailure"},
-	[CARILLON_ERR_SERVICE_UNAVAILABLE] = {"ServiceUnavailableException", 503, "ServiceUnavailable"},
-	[CARILLON_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", 404, "NotFound"},
-	[CARILLON_ERR_PAYLOAD_TOO_LARGE] = {"BadRequestException", 413, "BadRequest"},
-	[CARILLON_ERR_HEADERS_TOO_LARGE] = {"BadRequestException", 431, "BadRequest"},
-};
-#define N_ERRORS (sizeof(err_table) / sizeof(err_table[0]))
-
-/* What is left to say when even the error body cannot be built (jansson out of memory). */
-static const char service_failure_body[] = "{\"Code\":\"ServiceFailure\",\"Message\":\"Internal error\"}";
-
-void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
-{
-	if (r->state >= REQ_REPLIED) {
-		json_decref(body);
-		return;
-	}
-	if (!status)
-		status = r->match.op ? r->match.op->response_code : 200;
-	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-	json_decref(body);
-	if (body && !s) {
-		/* Never an empty success for a body that could not be encoded. */
-		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the response could not be encoded");
-		return;
-	}
-	req_set_response(r, status, NULL, s ? s : "", s ? strlen(s) : 0);
-	free(s);
-	req_schedule_write(r);
-}
-
-/* {"Code":..,"Message":..}; NULL only when jansson cannot allocate. */
-static char *error_body(const char *code, const char *message)
-{
-	json_t *body = json_pack("{s:s,s:s}", "Code", code, "Message", message);
-	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	return s;
-}
-
-/*
- * Messages may quote request bytes (a path, a member name, a database message about input): the
- * text is made valid UTF-8 without control characters, cut on a code point boundary, before it
- * goes into JSON, so the answer is always a well-formed AWS error whatever the client sent.
- */
-void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
-{
-	if (r->state >= REQ_REPLIED)
-		return;
-	if ((size_t)e >= N_ERRORS || !err_table[e].type)
-		e = CARILLON_ERR_SERVICE_FAILURE;
-	char raw[1024], msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	size_t n = carillon_utf8_vsnprintf(raw, sizeof(raw), fmt, ap);
-	va_end(ap);
-	carillon_utf8_sanitize(msg, sizeof(msg), raw, n);
-	char *s = error_body(err_table[e].code, msg);
-	if (s) {
-		req_set_response(r, err_table[e].status, err_table[e].type, s, strlen(s));
-		free(s);
-	} else {
-		e = CARILLON_ERR_SERVICE_FAILURE;
-		req_set_response(r, err_table[e].status, err_table[e].type, service_failure_body,
-				 sizeof(service_failure_body) - 1);
-	}
-	if (err_table[e].status >= 500 || e == CARILLON_ERR_UNAUTHORIZED) {
-		char path[256];
-		log_info("%s %s %s -> %s: %s", r->id, r->method, carillon_req_path_for_message(r, path, sizeof(path)),
-			 err_table[e].type, msg);
-	}
-	req_schedule_write(r);
-}
-
-static void req_dispatch(struct carillon_req *r)
-{
-	r->state = REQ_DISPATCHED;
-	in_flight++;
-	carillon_api_dispatch(r);
+	return all;
 }
 
 static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 {
-	struct carillon_req *r = carillon_xcalloc(1, sizeof(*r));
-	pss->req = r;
-	r->wsi = wsi;
-	r->t_ms = carillon_now_ms();
-	carillon_uuid4(r->id);
 	const char *method = method_of(wsi);
-	snprintf(r->method, sizeof(r->method), "%s", method ? method : "?");
-	r->path = carillon_xstrdup(path && *path ? path : "/");
-	read_query(r, wsi);
-	r->state = REQ_READING;
+	struct carillon_req *r = carillon_http_req_new(wsi, method, path);
+	pss->req = r;
+	bool query_read = read_query(r, wsi);
 
 	if (!method) {
 		r->close_after = true;
@@ -445,45 +296,14 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 				     "Request Header Fields Too Large: more than %ld header lines", carillon_cfg.max_headers);
 		return 0;
 	}
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+	if (!query_read) {
 		r->close_after = true;
-		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Chunked request bodies are not supported: send Content-Length");
+		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "More than %ld query arguments (CARILLON_MAX_QUERY_ARGS)",
+				     carillon_cfg.max_query_args);
 		return 0;
 	}
-	const char *cl = carillon_req_header(r, "content-length");
-	if (cl) {
-		char *end;
-		unsigned long long n = strtoull(cl, &end, 10);
-		if (end == cl || *end || cl[0] == '-') {
-			r->close_after = true;
-			carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid Content-Length");
-			return 0;
-		}
-		if (n > (unsigned long long)carillon_cfg.max_body_bytes) {
-			r->close_after = true;
-			carillon_reply_error(r, CARILLON_ERR_PAYLOAD_TOO_LARGE,
-					     "Request body of %llu bytes exceeds the limit of %ld bytes", n,
-					     carillon_cfg.max_body_bytes);
-			return 0;
-		}
-		r->content_length = (size_t)n;
-	}
-	/* Without Content-Length lws never completes a body: there is none. */
-	if (!r->content_length)
-		req_dispatch(r);
-	return 0;
-}
-
-static int on_body(struct carillon_req *r, const void *in, size_t len)
-{
-	if (!r || r->state != REQ_READING)
-		return 0;
-	if (r->body.len + len > r->content_length) {
-		r->close_after = true;
-		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Request body longer than its Content-Length");
-		return 0;
-	}
-	carillon_buf_append(&r->body, in, len);
+	carillon_http_req_head(r, carillon_req_header(r, "content-length"),
+			       lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0);
 	return 0;
 }
 
@@ -532,23 +352,11 @@ static int on_writeable(struct lws *wsi, struct http_pss *pss)
 		}
 	}
 	bool close_after = r->close_after;
-	req_free(r);
+	carillon_http_req_free(r);
 	pss->req = NULL;
 	if (close_after || lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
-}
-
-static void on_closed(struct http_pss *pss)
-{
-	struct carillon_req *r = pss->req;
-	pss->req = NULL;
-	if (!r)
-		return;
-	if (r->state == REQ_DISPATCHED)
-		r->wsi = NULL; /* orphaned: freed when its handler replies */
-	else
-		req_free(r);
 }
 
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -559,19 +367,20 @@ int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		if (pss->req)
-			on_closed(pss);
+		carillon_http_req_closed(pss->req);
+		pss->req = NULL;
 		return on_http(wsi, pss, in);
 	case LWS_CALLBACK_HTTP_BODY:
-		return on_body(pss->req, in, len);
+		carillon_http_req_body(pss->req, in, len);
+		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		if (pss->req && pss->req->state == REQ_READING)
-			req_dispatch(pss->req);
+		carillon_http_req_body_complete(pss->req);
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return on_writeable(wsi, pss);
 	case LWS_CALLBACK_CLOSED_HTTP:
-		on_closed(pss);
+		carillon_http_req_closed(pss->req);
+		pss->req = NULL;
 		return 0;
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);

@@ -8,6 +8,7 @@
 
 extern const char carillon_model_identity_json[], carillon_model_identity_json_end[];
 extern const char carillon_model_messaging_json[], carillon_model_messaging_json_end[];
+extern const char carillon_model_carillon_json[], carillon_model_carillon_json_end[];
 
 struct model_service {
 	const char *name;
@@ -18,6 +19,7 @@ struct model_service {
 static struct model_service services[] = {
 	{"identity", carillon_model_identity_json, carillon_model_identity_json_end, NULL},
 	{"messaging", carillon_model_messaging_json, carillon_model_messaging_json_end, NULL},
+	{"carillon", carillon_model_carillon_json, carillon_model_carillon_json_end, NULL},
 };
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
 
@@ -79,23 +81,6 @@ static void op_scan_input(struct carillon_op *op, const char *service)
 	}
 }
 
-/* "CreateAppInstance" -> "create_app_instance" */
-static char *snake_case(const char *name)
-{
-	struct carillon_buf b = {0};
-	for (const char *s = name; *s; s++) {
-		if (*s >= 'A' && *s <= 'Z') {
-			if (s != name)
-				carillon_buf_append(&b, "_", 1);
-			char c = (char)(*s - 'A' + 'a');
-			carillon_buf_append(&b, &c, 1);
-		} else {
-			carillon_buf_append(&b, s, 1);
-		}
-	}
-	return b.data;
-}
-
 static int model_load_service(struct model_service *svc)
 {
 	json_error_t jerr;
@@ -109,11 +94,11 @@ static int model_load_service(struct model_service *svc)
 	const char *name;
 	json_t *jop;
 	json_object_foreach(jops, name, jop) {
-		/* The tag operations are identical in both models (ROUTES.md 5.1): keep one. */
-		if (carillon_model_op(name))
-			continue;
-		struct carillon_op *op = &ops[n_ops++];
+		/* Every operation of every service is kept, the tag operations of both Chime models too
+		 * (same routes and shapes, ROUTES.md 5.1): the router takes the first loaded. */
+		struct carillon_op *op = &ops[n_ops];
 		memset(op, 0, sizeof(*op));
+		op->index = n_ops++;
 		json_t *http = json_object_get(jop, "http");
 		op->name = name;
 		op->service = svc->name;
@@ -124,7 +109,6 @@ static int model_load_service(struct model_service *svc)
 		op_parse_uri(op, json_string_value(json_object_get(http, "requestUri")));
 		const char *in = json_string_value(json_object_get(json_object_get(jop, "input"), "shape"));
 		op->input_shape = in ? carillon_model_shape(svc->name, in) : NULL;
-		op->sql_function = snake_case(name);
 		op_scan_input(op, svc->name);
 	}
 	return 0;
@@ -149,7 +133,6 @@ void carillon_model_free(void)
 		}
 		free((char *)op->fixed_query_name);
 		free((char *)op->fixed_query_value);
-		free((char *)op->sql_function);
 	}
 	free(ops);
 	ops = NULL;
@@ -160,7 +143,15 @@ void carillon_model_free(void)
 	}
 }
 
-struct carillon_op *carillon_model_op(const char *name)
+const struct carillon_op *carillon_model_find(const char *service, const char *name)
+{
+	for (size_t i = 0; i < n_ops; i++)
+		if (!strcmp(ops[i].name, name) && !strcmp(ops[i].service, service))
+			return &ops[i];
+	return NULL;
+}
+
+const struct carillon_op *carillon_model_op(const char *name)
 {
 	for (size_t i = 0; i < n_ops; i++)
 		if (!strcmp(ops[i].name, name))
@@ -168,7 +159,8 @@ struct carillon_op *carillon_model_op(const char *name)
 	return NULL;
 }
 
-struct carillon_op *carillon_model_op_at(size_t i) { return i < n_ops ? &ops[i] : NULL; }
+const struct carillon_op *carillon_model_op_at(size_t i) { return i < n_ops ? &ops[i] : NULL; }
+size_t carillon_model_op_count(void) { return n_ops; }
 
 /*
  * Routing. libwebsockets hands us the path already percent-decoded, so an ARN label
@@ -260,7 +252,7 @@ static const char *query_value(const struct carillon_kv *q, size_t n, const char
 	return NULL;
 }
 
-static void fill_match(struct carillon_op *op, const struct path_segs *ps, const int span[],
+static void fill_match(const struct carillon_op *op, const struct path_segs *ps, const int span[],
 		       struct carillon_route_match *m)
 {
 	struct carillon_buf raw = {0};
@@ -295,10 +287,10 @@ int carillon_route(const char *method, const char *path, const struct carillon_k
 	memset(m, 0, sizeof(*m));
 	if (split_path(path, &ps))
 		return -1;
-	struct carillon_op *plain = NULL, *fixed = NULL;
+	const struct carillon_op *plain = NULL, *fixed = NULL;
 	int plain_span[CARILLON_MAX_SEGMENTS], fixed_span[CARILLON_MAX_SEGMENTS];
 	for (size_t i = 0; i < n_ops; i++) {
-		struct carillon_op *op = &ops[i];
+		const struct carillon_op *op = &ops[i];
 		int span[CARILLON_MAX_SEGMENTS];
 		if (strcmp(op->method, method) || !match_from(op, 0, &ps, 0, span))
 			continue;

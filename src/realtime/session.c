@@ -782,7 +782,7 @@ static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *us
 		snprintf(why, why_len, "not /connect");
 	else if (!user[0])
 		snprintf(why, why_len, "no userArn");
-	else if (carillon_auth_verify(&sr, carillon_now_ms(), &p, why, why_len) != CARILLON_AUTH_OK)
+	else if (carillon_auth_request(&sr, carillon_now_ms(), 0, &p, why, why_len) != CARILLON_AUTH_OK)
 		; /* why says why */
 	else if (p.kind == CARILLON_PRINCIPAL_USER && strcmp(p.user_arn, user))
 		snprintf(why, why_len, "user credentials may connect only as their own AppInstanceUser");

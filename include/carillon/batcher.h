@@ -1,0 +1,58 @@
+/*
+ * The write batcher of group commit, apart from the database: a bounded FIFO of encoded writes
+ * that are cut into batches of at most `max_batch` whenever fewer than `max_in_flight` batches are
+ * out. What a batch is sent to is the `submit` function (the api module's sends it to
+ * carillon_api.invoke_batch; the unit test records it); its results come back through
+ * carillon_batcher_complete, which answers each item through `item_done` in order.
+ */
+#ifndef CARILLON_BATCHER_H
+#define CARILLON_BATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct carillon_batch_item;
+
+/* One batch: its items' owners in order and the JSON array of their documents. */
+struct carillon_batch {
+	size_t n;
+	void **owners;
+	char *json;        /* "[doc,doc,...]" */
+};
+
+/* The outcome of one item: `refused` (its batch could not be sent: the caller answers 503), `ok`
+ * (borrowed; may be JSON null) or an error `state` + `message`. None of them: the item has no
+ * result (a malformed answer): an internal error. */
+struct carillon_batch_outcome {
+	bool refused;
+	json_t *ok;
+	const char *state;
+	const char *message;
+};
+
+struct carillon_batcher {
+	/* configuration */
+	size_t max_batch, max_queue, max_in_flight;
+	/* Send a batch; 0 when sent (carillon_batcher_complete follows, once), -1 when refused (every
+	 * item is then answered with a `refused` outcome). */
+	int (*submit)(void *ctx, struct carillon_batch *batch);
+	void (*item_done)(void *ctx, void *owner, const struct carillon_batch_outcome *o);
+	void *ctx;
+	/* state */
+	struct carillon_batch_item *head, *tail;
+	size_t len, in_flight;
+};
+
+/* Queue one item (`doc` is copied); sends batches if a slot is free. -1 when the queue holds
+ * max_queue items already (the caller answers 503 ServiceUnavailable). */
+int carillon_batcher_enqueue(struct carillon_batcher *b, void *owner, const char *doc);
+
+/* A submitted batch's results: `results` is the JSON array [{"ok":..}|{"error":{"state","message"}}]
+ * in item order, or NULL with the batch's own error (`state`, `message`: every item gets it).
+ * Answers every item, frees the batch and sends the next ones. */
+void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch *batch, const char *results,
+			       const char *state, const char *message);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * Group commit's queue logic (see include/carillon/batcher.h). Under light load a batch holds one
+ * write (no added latency); under load batches grow by themselves up to max_batch, which is what
+ * turns one fdatasync per request into one per batch. The queue is bounded: past max_queue a write
+ * is refused at once instead of waiting without limit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "carillon/batcher.h"
+#include "carillon/util.h"
+
+struct carillon_batch_item {
+	struct carillon_batch_item *next;
+	void *owner;
+	char *doc;
+};
+
+static void batch_free(struct carillon_batch *batch)
+{
+	free(batch->owners);
+	free(batch->json);
+	free(batch);
+}
+
+/* Take up to max_batch items off the queue into one batch. */
+static struct carillon_batch *batch_cut(struct carillon_batcher *b)
+{
+	struct carillon_batch *batch = carillon_xcalloc(1, sizeof(*batch));
+	size_t cap = b->len < b->max_batch ? b->len : b->max_batch;
+	batch->owners = carillon_xcalloc(cap ? cap : 1, sizeof(void *));
+	struct carillon_buf text = {0};
+	carillon_buf_append(&text, "[", 1);
+	while (b->head && batch->n < cap) {
+		struct carillon_batch_item *it = b->head;
+		b->head = it->next;
+		b->len--;
+		if (batch->n)
+			carillon_buf_append(&text, ",", 1);
+		carillon_buf_append(&text, it->doc, strlen(it->doc));
+		batch->owners[batch->n++] = it->owner;
+		free(it->doc);
+		free(it);
+	}
+	if (!b->head)
+		b->tail = NULL;
+	carillon_buf_append(&text, "]", 1);
+	batch->json = text.data;
+	return batch;
+}
+
+static void batcher_pump(struct carillon_batcher *b)
+{
+	while (b->head && b->in_flight < (b->max_in_flight ? b->max_in_flight : 1)) {
+		struct carillon_batch *batch = batch_cut(b);
+		b->in_flight++;
+		if (!b->submit(b->ctx, batch))
+			continue;
+		b->in_flight--;
+		const struct carillon_batch_outcome refused = {.refused = true};
+		for (size_t i = 0; i < batch->n; i++)
+			b->item_done(b->ctx, batch->owners[i], &refused);
+		batch_free(batch);
+	}
+}
+
+int carillon_batcher_enqueue(struct carillon_batcher *b, void *owner, const char *doc)
+{
+	if (b->len >= b->max_queue)
+		return -1;
+	struct carillon_batch_item *it = carillon_xcalloc(1, sizeof(*it));
+	it->owner = owner;
+	it->doc = carillon_xstrdup(doc);
+	if (b->tail)
+		b->tail->next = it;
+	else
+		b->head = it;
+	b->tail = it;
+	b->len++;
+	batcher_pump(b);
+	return 0;
+}
+
+void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch *batch, const char *results,
+			       const char *state, const char *message)
+{
+	b->in_flight--;
+	json_t *all = results ? json_loads(results, 0, NULL) : NULL;
+	for (size_t i = 0; i < batch->n; i++) {
+		struct carillon_batch_outcome o = {0};
+		json_t *item = json_array_get(all, i);
+		json_t *err = json_object_get(item, "error");
+		if (!results) {
+			o.state = state;
+			o.message = message;
+		} else if (err) {
+			/* Either may be missing in a malformed answer: the receiver treats that as internal. */
+			o.state = json_string_value(json_object_get(err, "state"));
+			o.message = json_string_value(json_object_get(err, "message"));
+			if (!o.state)
+				o.state = "XX000";
+		} else {
+			o.ok = json_object_get(item, "ok");
+		}
+		b->item_done(b->ctx, batch->owners[i], &o);
+	}
+	json_decref(all);
+	batch_free(batch);
+	batcher_pump(b);
+}

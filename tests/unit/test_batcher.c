@@ -1,0 +1,231 @@
+/*
+ * The write batcher's queue logic, driven with a submit function that records the batches it is
+ * given (no database: what is under test is how writes are queued, cut into batches, bounded and
+ * answered).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "carillon/batcher.h"
+
+#define MAX_SEEN 64
+
+struct recorder {
+	int refuse;                               /* submit refuses the next n batches */
+	struct carillon_batch *sent[MAX_SEEN];    /* batches submitted, not yet completed */
+	int n_sent;
+	/* answers, in order */
+	int owner[MAX_SEEN];
+	char what[MAX_SEEN][64];
+	int n_done;
+};
+
+static int rec_submit(void *ctx, struct carillon_batch *batch)
+{
+	struct recorder *rec = ctx;
+	if (rec->refuse) {
+		rec->refuse--;
+		return -1;
+	}
+	rec->sent[rec->n_sent++] = batch;
+	return 0;
+}
+
+static void rec_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
+{
+	struct recorder *rec = ctx;
+	int i = rec->n_done++;
+	rec->owner[i] = (int)(intptr_t)owner;
+	if (o->refused)
+		snprintf(rec->what[i], sizeof(rec->what[i]), "refused");
+	else if (o->ok)
+		snprintf(rec->what[i], sizeof(rec->what[i]), "ok %lld", (long long)json_integer_value(json_object_get(o->ok, "v")));
+	else if (o->state)
+		snprintf(rec->what[i], sizeof(rec->what[i]), "error %s %s", o->state, o->message ? o->message : "-");
+	else
+		snprintf(rec->what[i], sizeof(rec->what[i]), "none");
+}
+
+static struct carillon_batcher make(struct recorder *rec, size_t max_batch, size_t max_queue, size_t in_flight)
+{
+	memset(rec, 0, sizeof(*rec));
+	return (struct carillon_batcher){.max_batch = max_batch, .max_queue = max_queue, .max_in_flight = in_flight,
+					 .submit = rec_submit, .item_done = rec_done, .ctx = rec};
+}
+
+static void enqueue(struct carillon_batcher *b, int owner)
+{
+	char doc[32];
+	snprintf(doc, sizeof(doc), "{\"n\":%d}", owner);
+	assert_int_equal(carillon_batcher_enqueue(b, (void *)(intptr_t)owner, doc), 0);
+}
+
+/* Light load: a write goes out alone at once; while the slot is busy, writes queue and then leave
+ * together in one batch, in order, as a JSON array of their documents. */
+static void test_batches_grow_under_load(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	enqueue(&b, 1);
+	assert_int_equal(rec.n_sent, 1);
+	assert_string_equal(rec.sent[0]->json, "[{\"n\":1}]");
+	for (int i = 2; i <= 5; i++)
+		enqueue(&b, i);
+	assert_int_equal(rec.n_sent, 1); /* the one slot is busy */
+	assert_int_equal(b.len, 4);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{\"v\":1}}]", NULL, NULL);
+	assert_int_equal(rec.n_done, 1);
+	assert_string_equal(rec.what[0], "ok 1");
+	assert_int_equal(rec.n_sent, 2); /* the queued four left together */
+	assert_string_equal(rec.sent[1]->json, "[{\"n\":2},{\"n\":3},{\"n\":4},{\"n\":5}]");
+	assert_int_equal(rec.sent[1]->n, 4);
+	assert_int_equal(b.len, 0);
+	assert_null(b.head);
+	assert_null(b.tail);
+	carillon_batcher_complete(&b, rec.sent[1], "[{\"ok\":{\"v\":2}},{\"ok\":{\"v\":3}},{\"ok\":null},{\"ok\":{\"v\":5}}]",
+				  NULL, NULL);
+	assert_int_equal(rec.n_done, 5);
+	for (int i = 1; i < 5; i++)
+		assert_int_equal(rec.owner[i], i + 1);
+	assert_string_equal(rec.what[3], "ok 0"); /* JSON null is an answer (no body), not a failure */
+	assert_int_equal(b.in_flight, 0);
+}
+
+/* No batch exceeds max_batch; the rest waits for the next free slot. */
+static void test_batch_size_bound(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 3, 1000, 1);
+	enqueue(&b, 0);
+	for (int i = 1; i <= 7; i++)
+		enqueue(&b, i);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.sent[1]->n, 3);
+	carillon_batcher_complete(&b, rec.sent[1], "[{\"ok\":{}},{\"ok\":{}},{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.sent[2]->n, 3);
+	carillon_batcher_complete(&b, rec.sent[2], "[{\"ok\":{}},{\"ok\":{}},{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.sent[3]->n, 1);
+	assert_string_equal(rec.sent[3]->json, "[{\"n\":7}]");
+	carillon_batcher_complete(&b, rec.sent[3], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.n_done, 8);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(rec.owner[i], i);
+}
+
+/* Several slots: batches go out in parallel up to max_in_flight. */
+static void test_in_flight_bound(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 2, 1000, 2);
+	for (int i = 0; i < 5; i++)
+		enqueue(&b, i);
+	assert_int_equal(rec.n_sent, 2);
+	assert_int_equal(b.in_flight, 2);
+	assert_int_equal(b.len, 3);
+	carillon_batcher_complete(&b, rec.sent[1], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.n_sent, 3);
+	assert_int_equal(rec.sent[2]->n, 2);
+	assert_int_equal(b.len, 1);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{}}]", NULL, NULL);
+	carillon_batcher_complete(&b, rec.sent[2], "[{\"ok\":{}},{\"ok\":{}}]", NULL, NULL);
+	carillon_batcher_complete(&b, rec.sent[3], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.n_done, 5);
+	assert_int_equal(b.in_flight, 0);
+}
+
+/* The queue is bounded: past max_queue a write is refused at once (the caller answers 503) and
+ * nothing is queued for it; once the queue drains, writes are accepted again. */
+static void test_queue_bound(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 3, 1);
+	enqueue(&b, 0); /* sent at once: not queued */
+	for (int i = 1; i <= 3; i++)
+		enqueue(&b, i);
+	assert_int_equal(b.len, 3);
+	assert_int_equal(carillon_batcher_enqueue(&b, (void *)(intptr_t)99, "{}"), -1);
+	assert_int_equal(b.len, 3);
+	assert_int_equal(rec.n_done, 0);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(b.len, 0);
+	enqueue(&b, 4);
+	assert_int_equal(b.len, 1);
+	carillon_batcher_complete(&b, rec.sent[1], "[{\"ok\":{}},{\"ok\":{}},{\"ok\":{}}]", NULL, NULL);
+	carillon_batcher_complete(&b, rec.sent[2], "[{\"ok\":{}}]", NULL, NULL);
+	assert_int_equal(rec.n_done, 5);
+	for (int i = 0; i < rec.n_done; i++)
+		assert_int_not_equal(rec.owner[i], 99);
+}
+
+/* One item of a batch fails: only that item gets its error, the others their results, in order;
+ * an item the answer leaves out is an internal error, not someone else's result. */
+static void test_one_item_fails(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	enqueue(&b, 0);
+	for (int i = 1; i <= 4; i++)
+		enqueue(&b, i);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{\"v\":0}}]", NULL, NULL);
+	carillon_batcher_complete(&b, rec.sent[1],
+				  "[{\"ok\":{\"v\":1}},{\"error\":{\"state\":\"CH404\",\"message\":\"no channel\"}},"
+				  "{\"ok\":{\"v\":3}}]",
+				  NULL, NULL);
+	assert_int_equal(rec.n_done, 5);
+	assert_string_equal(rec.what[1], "ok 1");
+	assert_string_equal(rec.what[2], "error CH404 no channel");
+	assert_string_equal(rec.what[3], "ok 3");
+	assert_string_equal(rec.what[4], "none");
+	assert_int_equal(rec.owner[4], 4);
+}
+
+/* The whole batch fails (the transaction, the connection): every item gets that error. */
+static void test_whole_batch_fails(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	enqueue(&b, 0);
+	enqueue(&b, 1);
+	enqueue(&b, 2);
+	carillon_batcher_complete(&b, rec.sent[0], NULL, "08006", "connection lost");
+	carillon_batcher_complete(&b, rec.sent[1], NULL, "40P01", "deadlock detected");
+	assert_int_equal(rec.n_done, 3);
+	assert_string_equal(rec.what[0], "error 08006 connection lost");
+	assert_string_equal(rec.what[1], "error 40P01 deadlock detected");
+	assert_string_equal(rec.what[2], "error 40P01 deadlock detected");
+}
+
+/* A batch the database cannot take (its own queue full) is answered `refused` item by item, and
+ * its slot is free again for the next write. */
+static void test_submit_refused(void **state)
+{
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	rec.refuse = 1;
+	enqueue(&b, 7);
+	assert_int_equal(rec.n_done, 1);
+	assert_string_equal(rec.what[0], "refused");
+	assert_int_equal(b.in_flight, 0);
+	enqueue(&b, 8);
+	assert_int_equal(rec.n_sent, 1);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{\"v\":8}}]", NULL, NULL);
+	assert_string_equal(rec.what[1], "ok 8");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_batches_grow_under_load), cmocka_unit_test(test_batch_size_bound),
+		cmocka_unit_test(test_in_flight_bound),         cmocka_unit_test(test_queue_bound),
+		cmocka_unit_test(test_one_item_fails),          cmocka_unit_test(test_whole_batch_fails),
+		cmocka_unit_test(test_submit_refused),
+	};
+	return cmocka_run_group_tests_name("batcher", tests, NULL, NULL);
+}

@@ -1,0 +1,174 @@
+/*
+ * The operation table against the models and the SQL: a model operation without its row (or a row
+ * without an operation, a trait that disagrees with the model, an SQL function that does not exist)
+ * fails here, at build-and-test time, instead of leaving an operation silently unrouted.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "carillon/model.h"
+#include "carillon/ops.h"
+#include "carillon/util.h"
+
+static int setup(void **state)
+{
+	(void)state;
+	return carillon_model_init();
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	carillon_model_free();
+	return 0;
+}
+
+static size_t count_service(const char *service)
+{
+	size_t n, count = 0;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	for (size_t i = 0; i < n; i++)
+		count += !strcmp(t[i].service, service);
+	return count;
+}
+
+static void test_table_matches_models(void **state)
+{
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	char err[512] = "";
+	int rc = carillon_ops_check(t, n, err, sizeof(err));
+	if (rc)
+		fail_msg("%s", err);
+	/* 30 identity + 51 messaging operations + the credentials pseudo-operation. */
+	assert_int_equal(count_service("identity"), 30);
+	assert_int_equal(count_service("messaging"), 51);
+	assert_int_equal(count_service("carillon"), 1);
+	assert_int_equal(n, carillon_model_op_count());
+}
+
+/* The checker itself: a table missing a row, with an extra row, a duplicate row or a wrong trait
+ * is refused. */
+static void test_check_refuses_bad_tables(void **state)
+{
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	struct carillon_op_def *copy = carillon_xcalloc(n + 1, sizeof(*copy));
+	char err[512];
+
+	memcpy(copy, t + 1, (n - 1) * sizeof(*copy)); /* the first row missing */
+	assert_int_equal(carillon_ops_check(copy, n - 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, t[0].name));
+
+	memcpy(copy, t, n * sizeof(*copy));
+	copy[n] = (struct carillon_op_def){"messaging", "NoSuchOperation", "no_such_operation", CARILLON_OP_READ};
+	assert_int_equal(carillon_ops_check(copy, n + 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "NoSuchOperation"));
+
+	copy[n] = t[3]; /* a duplicate */
+	assert_int_equal(carillon_ops_check(copy, n + 1, err, sizeof(err)), -1);
+
+	const struct carillon_op_def *send = carillon_ops_find("messaging", "SendChannelMessage");
+	assert_non_null(send);
+	size_t at = (size_t)(send - t);
+	copy[at].flags &= ~(unsigned)CARILLON_OP_IDEMPOTENT; /* the model has ClientRequestToken */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+	copy[at].flags &= ~(unsigned)CARILLON_OP_BEARER;
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+	copy[at].flags |= CARILLON_OP_READ; /* both READ and WRITE */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+	copy[at].flags = (copy[at].flags & ~(unsigned)CARILLON_OP_WRITE) | CARILLON_OP_READ; /* a READ with EVENTS */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+	copy[at].sql_function = NULL; /* a WRITE without its function */
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	copy[at] = *send;
+
+	/* The tag operations share their routes across services: they must be served alike. */
+	const struct carillon_op_def *tag = carillon_ops_find("messaging", "TagResource");
+	assert_non_null(tag);
+	copy[tag - t].sql_function = "tag_messaging_resource";
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "TagResource"));
+	copy[tag - t] = *tag;
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), 0);
+	free(copy);
+}
+
+/* Both TagResource rows exist and are found by (service, name), not by load order. */
+static void test_lookup_by_service(void **state)
+{
+	const struct carillon_op *a = carillon_model_find("identity", "TagResource");
+	const struct carillon_op *b = carillon_model_find("messaging", "TagResource");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	assert_string_equal(b->service, "messaging");
+	assert_non_null(carillon_ops_find("messaging", "TagResource"));
+	assert_null(carillon_ops_find("identity", "SendChannelMessage"));
+	assert_non_null(carillon_model_find("carillon", "CreateCredentials"));
+}
+
+/* Every SQL function the table names is defined under sql/api/. */
+static char *read_sql(void)
+{
+	struct carillon_buf all = {0};
+	DIR *d = opendir(CARILLON_SQL_DIR "/api");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || strcmp(e->d_name + len - 4, ".sql"))
+			continue;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/api/%s", CARILLON_SQL_DIR, e->d_name);
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		char buf[8192];
+		size_t got;
+		while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
+			carillon_buf_append(&all, buf, got);
+		fclose(f);
+	}
+	closedir(d);
+	carillon_buf_append(&all, "", 1);
+	return all.data;
+}
+
+static void test_sql_functions_exist(void **state)
+{
+	char *sql = read_sql();
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	for (size_t i = 0; i < n; i++) {
+		if (!t[i].sql_function)
+			continue;
+		char needle[256];
+		snprintf(needle, sizeof(needle), "function carillon_api.%s(", t[i].sql_function);
+		if (!strstr(sql, needle))
+			fail_msg("%s.%s: no %s in sql/api/", t[i].service, t[i].name, needle);
+	}
+	free(sql);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table_matches_models),
+		cmocka_unit_test(test_check_refuses_bad_tables),
+		cmocka_unit_test(test_lookup_by_service),
+		cmocka_unit_test(test_sql_functions_exist),
+	};
+	return cmocka_run_group_tests_name("ops", tests, setup, teardown);
+}
