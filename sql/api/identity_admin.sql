@@ -66,17 +66,11 @@ begin
 end $$;
 
 create or replace function carillon_api.list_app_instance_admins(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-begin
-    return carillon.identity_page(array(
-        select admin_arn from carillon.app_instance_admins
-         where app_instance_id = v_app_id and (ctx->>'after' is null or admin_arn > ctx->>'after')
-         order by admin_arn limit v_lim + 1), v_lim, 'Admin', 'AppInstanceAdmins',
-        jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
-end $$;
+language sql stable as $$
+    select carillon.identity_page(ctx, input, 'app_instance_admins', 'app_instance_id',
+                                  carillon.app_instance_id(input->>'AppInstanceArn'), 'admin_arn', 'Admin',
+                                  'AppInstanceAdmins', jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'))
+$$;
 
 create or replace function carillon_api.delete_app_instance_admin(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

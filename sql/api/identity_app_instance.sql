@@ -27,19 +27,11 @@ begin
 end $$;
 
 create or replace function carillon_api.list_app_instances(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', arn, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'AppInstanceArn', arn, 'Name', name, 'Metadata', metadata))) order by arn)
-      into v_rows
-      from (select * from carillon.app_instances
-             where ctx->>'after' is null or arn > ctx->>'after'
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstances');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstances',
+        'select arn as k, name, metadata from carillon.app_instances',
+        $i$jsonb_strip_nulls(jsonb_build_object('AppInstanceArn', r.k, 'Name', r.name, 'Metadata', r.metadata))$i$)
+$$;
 
 create or replace function carillon_api.update_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

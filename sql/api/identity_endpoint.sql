@@ -53,19 +53,12 @@ begin
 end $$;
 
 create or replace function carillon_api.list_app_instance_user_endpoints(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_user carillon.app_instance_users := carillon.user_row(input->>'AppInstanceUserArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', endpoint_id, 'v', carillon.endpoint_summary(s)) order by endpoint_id)
-      into v_rows
-      from (select * from carillon.app_instance_user_endpoints
-             where user_arn = v_user.arn and (ctx->>'after' is null or endpoint_id > ctx->>'after')
-             order by endpoint_id limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstanceUserEndpoints');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstanceUserEndpoints',
+        $q$select endpoint_id as k, e from carillon.app_instance_user_endpoints e where user_arn = $3->>'user'$q$,
+        'carillon.endpoint_summary(r.e)',
+        jsonb_build_object('user', (carillon.user_row(input->>'AppInstanceUserArn')).arn))
+$$;
 
 create or replace function carillon_api.update_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

@@ -85,15 +85,11 @@ end $$;
 -- ListChannelBans: {ChannelArn, ChannelBans: [{Member}], NextToken}, by member ARN.
 create or replace function carillon_api.list_channel_bans(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare
-    c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
+declare c carillon.channels := carillon.channel_for(ctx, input);
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
-    return carillon.identity_page(array(
-        select member_arn from carillon.channel_bans
-         where channel_arn = c.arn and (ctx->>'after' is null or member_arn > ctx->>'after')
-         order by member_arn limit v_lim + 1), v_lim, 'Member', 'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(ctx, input, 'channel_bans', 'channel_arn', c.arn, 'member_arn', 'Member',
+                                  'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelBan: DELETE, 204. The identity may then be added again (it is not re-added).

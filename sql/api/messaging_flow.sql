@@ -106,19 +106,12 @@ begin
 end $$;
 
 create or replace function carillon_api.list_channel_flows(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.flow_summary(s)) order by s.arn)
-      into v_rows
-      from (select * from carillon.channel_flows
-             where app_instance_id = v_app_id and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelFlows');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'ChannelFlows',
+        $q$select arn as k, f from carillon.channel_flows f where app_instance_id = $3->>'app'$q$,
+        'carillon.flow_summary(r.f)',
+        jsonb_build_object('app', carillon.app_instance_id(input->>'AppInstanceArn')))
+$$;
 
 -- UpdateChannelFlow: Processors and Name are both required and replace the stored ones.
 create or replace function carillon_api.update_channel_flow(ctx jsonb, input jsonb) returns jsonb
@@ -207,21 +200,13 @@ begin
 end $$;
 
 create or replace function carillon_api.list_channels_associated_with_channel_flow(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    f carillon.channel_flows := carillon.flow_row(input->>'ChannelFlowArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'Name', s.name, 'ChannelArn', s.arn, 'Mode', s.mode, 'Privacy', s.privacy,
-               'Metadata', s.metadata))) order by s.arn)
-      into v_rows
-      from (select * from carillon.channels
-             where flow_arn = f.arn and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'Channels');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'Channels',
+        $q$select arn as k, name, mode, privacy, metadata from carillon.channels where flow_arn = $3->>'flow'$q$,
+        $i$jsonb_strip_nulls(jsonb_build_object('Name', r.name, 'ChannelArn', r.k, 'Mode', r.mode,
+                                                'Privacy', r.privacy, 'Metadata', r.metadata))$i$,
+        jsonb_build_object('flow', (carillon.flow_row(input->>'ChannelFlowArn')).arn))
+$$;
 
 -- ChannelFlowCallback: a processor's answer for the message it was invoked with (CallbackId is the
 -- token the service passed to that invocation). Carillon does not invoke processors yet, so no

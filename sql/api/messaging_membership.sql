@@ -218,8 +218,6 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_type text := coalesce(input->>'Type', 'DEFAULT');
     v_sub text := input->>'SubChannelId';
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_visible(c, v_bearer);
     if v_type = 'HIDDEN' and not carillon.can_manage(c, v_bearer) then
@@ -228,15 +226,13 @@ begin
     if v_sub is not null and c.elastic is null then
         perform carillon.fail('CH400', 'SubChannelId is only for elastic channels');
     end if;
-    select jsonb_agg(jsonb_build_object('k', member_arn, 'v',
-                         jsonb_build_object('Member', carillon.identity_of(member_arn))) order by member_arn)
-      into v_rows
-      from (select member_arn from carillon.channel_memberships
-             where channel_arn = c.arn and type = v_type
-               and (v_sub is null or sub_channel_id = v_sub)
-               and (ctx->>'after' is null or member_arn > ctx->>'after')
-             order by member_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelMemberships', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.keyset_page(ctx, input, 'ChannelMemberships',
+        $q$select member_arn as k from carillon.channel_memberships
+            where channel_arn = $3->>'channel' and type = $3->>'type'
+              and ($3->>'sub' is null or sub_channel_id = $3->>'sub')$q$,
+        $i$jsonb_build_object('Member', carillon.identity_of(r.k))$i$,
+        jsonb_build_object('channel', c.arn, 'type', v_type, 'sub', v_sub),
+        jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- Elastic channels: after a member left sub-channel p_sub, a sub-channel left with fewer than
@@ -369,8 +365,6 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_user text := coalesce(input->>'AppInstanceUserArn', v_bearer);
     v_app_id text;
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     select app_instance_id into v_app_id
       from (select app_instance_id from carillon.app_instance_users where arn = v_bearer
@@ -388,15 +382,12 @@ begin
             perform carillon.fail('CH404', format('No AppInstanceUser or AppInstanceBot %s in this AppInstance', v_user));
         end if;
     end if;
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.membership_user_summary(s.c, s.m)) order by s.arn)
-      into v_rows
-      from (select c.arn, c, m
-              from carillon.channel_memberships m
-              join carillon.channels c on c.arn = m.channel_arn
-             where m.member_arn = v_user and c.app_instance_id = v_app_id
-               and (ctx->>'after' is null or m.channel_arn > ctx->>'after')
-             order by m.channel_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelMemberships');
+    return carillon.keyset_page(ctx, input, 'ChannelMemberships',
+        $q$select m.channel_arn as k, c, m from carillon.channel_memberships m
+             join carillon.channels c on c.arn = m.channel_arn
+            where m.member_arn = $3->>'user' and c.app_instance_id = $3->>'app'$q$,
+        'carillon.membership_user_summary(r.c, r.m)',
+        jsonb_build_object('user', v_user, 'app', v_app_id));
 end $$;
 
 -- A push-notification FilterRule (Chime: "Using filter rules to filter messages"): a JSON object
@@ -554,20 +545,15 @@ create or replace function carillon_api.list_sub_channels(ctx jsonb, input jsonb
 language plpgsql stable as $$
 declare
     c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     if c.elastic is null then
         perform carillon.fail('CH400', 'ListSubChannels is only for elastic channels');
     end if;
-    select jsonb_agg(jsonb_build_object('k', sub_channel_id, 'v',
-                         jsonb_build_object('SubChannelId', sub_channel_id, 'MembershipCount', n)) order by sub_channel_id)
-      into v_rows
-      from (select sub_channel_id, count(*) as n from carillon.channel_memberships
-             where channel_arn = c.arn and sub_channel_id is not null
-               and (ctx->>'after' is null or sub_channel_id > ctx->>'after')
-             group by sub_channel_id
-             order by sub_channel_id limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'SubChannels', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.keyset_page(ctx, input, 'SubChannels',
+        $q$select sub_channel_id as k, count(*) as n from carillon.channel_memberships
+            where channel_arn = $3->>'channel' and sub_channel_id is not null
+            group by sub_channel_id$q$,
+        $i$jsonb_build_object('SubChannelId', r.k, 'MembershipCount', r.n)$i$,
+        jsonb_build_object('channel', c.arn), jsonb_build_object('ChannelArn', c.arn));
 end $$;

@@ -111,16 +111,11 @@ end $$;
 -- ListChannelModerators: {ChannelArn, ChannelModerators: [{Moderator}], NextToken}, by moderator ARN.
 create or replace function carillon_api.list_channel_moderators(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare
-    c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
+declare c carillon.channels := carillon.channel_for(ctx, input);
 begin
     perform carillon.require_visible(c, carillon.bearer(ctx, input));
-    return carillon.identity_page(array(
-        select moderator_arn from carillon.channel_moderators
-         where channel_arn = c.arn and (ctx->>'after' is null or moderator_arn > ctx->>'after')
-         order by moderator_arn limit v_lim + 1), v_lim, 'Moderator', 'ChannelModerators',
-        jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(ctx, input, 'channel_moderators', 'channel_arn', c.arn, 'moderator_arn',
+                                  'Moderator', 'ChannelModerators', jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelModerator: DELETE, 204.
