@@ -8,6 +8,18 @@ begin
     raise exception using errcode = code, message = msg;
 end $$;
 
+-- p_found, or NotFound (p_what) when it is null. p_found is a row or a value looked up by key with a
+-- scalar subquery, (select t from carillon.<table> t where <key> = ...), which is null when there is
+-- no such row.
+create or replace function carillon.must_exist(p_found anyelement, p_what text) returns anyelement
+language plpgsql stable as $$
+begin
+    if p_found is null then
+        perform carillon.fail('CH404', p_what);
+    end if;
+    return p_found;
+end $$;
+
 -- REST timestamps are epoch seconds with milliseconds.
 create or replace function carillon.ts(t timestamptz) returns numeric
 language sql immutable as $$ select round(extract(epoch from t)::numeric, 3) $$;
@@ -86,6 +98,24 @@ language plpgsql stable as $$
 declare v_id text;
 begin
     select id into v_id from carillon.app_instances where arn = p_arn;
+    if v_id is null then
+        perform carillon.fail('CH404', format('AppInstance %s not found', p_arn));
+    end if;
+    return v_id;
+end $$;
+
+-- The id of AppInstance p_arn with its row locked until commit, or NotFound. p_exclusive: FOR NO KEY
+-- UPDATE, which also serialises what is counted per AppInstance (quotas); else FOR KEY SHARE, which
+-- only its deletion waits for.
+create or replace function carillon.app_instance_lock(p_arn text, p_exclusive boolean) returns text
+language plpgsql as $$
+declare v_id text;
+begin
+    if p_exclusive then
+        select id into v_id from carillon.app_instances where arn = p_arn for no key update;
+    else
+        select id into v_id from carillon.app_instances where arn = p_arn for key share;
+    end if;
     if v_id is null then
         perform carillon.fail('CH404', format('AppInstance %s not found', p_arn));
     end if;

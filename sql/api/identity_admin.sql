@@ -53,13 +53,11 @@ create or replace function carillon_api.describe_app_instance_admin(ctx jsonb, i
 language plpgsql stable as $$
 declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_created timestamptz;
+    v_created timestamptz := carillon.must_exist(
+        (select created_at from carillon.app_instance_admins
+          where app_instance_id = v_app_id and admin_arn = input->>'AppInstanceAdminArn'),
+        format('AppInstanceAdmin %s not found', input->>'AppInstanceAdminArn'));
 begin
-    select created_at into v_created from carillon.app_instance_admins
-     where app_instance_id = v_app_id and admin_arn = input->>'AppInstanceAdminArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceAdmin %s not found', input->>'AppInstanceAdminArn'));
-    end if;
     return jsonb_build_object('AppInstanceAdmin', jsonb_build_object(
         'Admin', carillon.identity_of(input->>'AppInstanceAdminArn'),
         'AppInstanceArn', input->>'AppInstanceArn', 'CreatedTimestamp', carillon.ts(v_created)));

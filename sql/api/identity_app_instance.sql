@@ -1,5 +1,11 @@
 -- AppInstance: the tenant that users, bots, admins and channels belong to; and its retention settings.
 
+create or replace function carillon.app_instance_row(p_arn text) returns carillon.app_instances
+language sql stable as $$
+    select carillon.must_exist((select r from carillon.app_instances r where r.arn = p_arn),
+                               format('AppInstance %s not found', p_arn))
+$$;
+
 create or replace function carillon_api.create_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
@@ -15,12 +21,8 @@ end $$;
 
 create or replace function carillon_api.describe_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare r carillon.app_instances%rowtype;
+declare r carillon.app_instances := carillon.app_instance_row(input->>'AppInstanceArn');
 begin
-    select * into r from carillon.app_instances where arn = input->>'AppInstanceArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
-    end if;
     return jsonb_build_object('AppInstance', jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceArn', r.arn, 'Name', r.name, 'Metadata', r.metadata,
         'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at))));
@@ -86,12 +88,6 @@ begin
 end $$;
 
 create or replace function carillon_api.get_app_instance_retention_settings(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare r carillon.app_instances%rowtype;
-begin
-    select * into r from carillon.app_instances where arn = input->>'AppInstanceArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
-    end if;
-    return carillon.retention_output(r);
-end $$;
+language sql stable as $$
+    select carillon.retention_output(carillon.app_instance_row(input->>'AppInstanceArn'))
+$$;

@@ -15,12 +15,10 @@ end $$;
 
 create or replace function carillon_api.describe_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare r carillon.app_instance_bots%rowtype;
+declare r carillon.app_instance_bots := carillon.must_exist(
+    (select t from carillon.app_instance_bots t where t.arn = input->>'AppInstanceBotArn'),
+    format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
 begin
-    select * into r from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
-    end if;
     return jsonb_build_object('AppInstanceBot', jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceBotArn', r.arn, 'Name', r.name, 'Metadata', r.metadata, 'Configuration', r.configuration,
         'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at))));

@@ -1,15 +1,10 @@
 -- AppInstanceUser: a chat identity, arn = <app instance arn>/user/<AppInstanceUserId>.
 
 create or replace function carillon.user_row(p_arn text) returns carillon.app_instance_users
-language plpgsql stable as $$
-declare r carillon.app_instance_users%rowtype;
-begin
-    select * into r from carillon.app_instance_users where arn = p_arn;
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceUser %s not found', p_arn));
-    end if;
-    return r;
-end $$;
+language sql stable as $$
+    select carillon.must_exist((select r from carillon.app_instance_users r where r.arn = p_arn),
+                               format('AppInstanceUser %s not found', p_arn))
+$$;
 
 create or replace function carillon.expiration_json(p_days int, p_criterion text) returns jsonb
 language sql immutable as $$

@@ -25,15 +25,10 @@
 -- is ordered against any write that locks the channel first; then the membership.
 
 create or replace function carillon.ban_row(c carillon.channels, p_member text) returns carillon.channel_bans
-language plpgsql stable as $$
-declare b carillon.channel_bans%rowtype;
-begin
-    select * into b from carillon.channel_bans where channel_arn = c.arn and member_arn = p_member;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not banned from channel %s', p_member, c.arn));
-    end if;
-    return b;
-end $$;
+language sql stable as $$
+    select carillon.must_exist((select b from carillon.channel_bans b where b.channel_arn = c.arn and b.member_arn = p_member),
+                               format('%s is not banned from channel %s', p_member, c.arn))
+$$;
 
 -- CreateChannelBan: 201 {ChannelArn, Member: Identity}.
 create or replace function carillon_api.create_channel_ban(ctx jsonb, input jsonb) returns jsonb
@@ -77,9 +72,8 @@ declare
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     b := carillon.ban_row(c, input->>'MemberArn');
-    return jsonb_build_object('ChannelBan', jsonb_build_object(
-        'Member', carillon.identity_of(b.member_arn), 'ChannelArn', c.arn,
-        'CreatedTimestamp', carillon.ts(b.created_at), 'CreatedBy', carillon.identity_of(b.created_by)));
+    return jsonb_build_object('ChannelBan',
+        carillon.channel_grant_doc('Member', b.member_arn, c.arn, b.created_at, b.created_by));
 end $$;
 
 -- ListChannelBans: {ChannelArn, ChannelBans: [{Member}], NextToken}, by member ARN.

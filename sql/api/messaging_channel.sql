@@ -74,23 +74,17 @@ end $$;
 create or replace function carillon.channel_require_identity(p_app_id text, p_arn text, p_what text) returns void
 language plpgsql stable as $$
 begin
-    if not exists (select 1 from carillon.app_instance_users where arn = p_arn and app_instance_id = p_app_id)
-       and not exists (select 1 from carillon.app_instance_bots where arn = p_arn and app_instance_id = p_app_id) then
+    if not carillon.is_app_identity(p_app_id, p_arn) then
         perform carillon.fail('CH404', format('%s %s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_what, p_arn));
     end if;
 end $$;
 
 -- The channel row, locked (FOR UPDATE), or NotFound.
 create or replace function carillon.channel_lock(p_arn text) returns carillon.channels
-language plpgsql as $$
-declare r carillon.channels%rowtype;
-begin
-    select * into r from carillon.channels where arn = p_arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', p_arn));
-    end if;
-    return r;
-end $$;
+language sql as $$
+    select carillon.must_exist((select r from carillon.channels r where r.arn = p_arn for update),
+                               format('Channel %s not found', p_arn))
+$$;
 
 -- CreateChannel: the bearer creates; it becomes a moderator and (non-elastic) a member, then the
 -- ModeratorArns (moderators and members) and MemberArns. Events: CREATE_CHANNEL_MEMBERSHIP for each
@@ -352,10 +346,7 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_now timestamptz := carillon.req_time(ctx);
 begin
-    perform 1 from carillon.channels where arn = c.arn for key share;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, false);
     if c.elastic is not null then
         perform carillon.fail('CH400', 'Elastic channels have no read markers');
     end if;

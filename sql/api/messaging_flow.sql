@@ -40,15 +40,10 @@
 -- Conflict) or finds the flow gone (NotFound) -- never a foreign-key error.
 
 create or replace function carillon.flow_row(p_arn text) returns carillon.channel_flows
-language plpgsql stable as $$
-declare r carillon.channel_flows%rowtype;
-begin
-    select * into r from carillon.channel_flows where arn = p_arn;
-    if not found then
-        perform carillon.fail('CH404', format('ChannelFlow %s not found', p_arn));
-    end if;
-    return r;
-end $$;
+language sql stable as $$
+    select carillon.must_exist((select r from carillon.channel_flows r where r.arn = p_arn),
+                               format('ChannelFlow %s not found', p_arn))
+$$;
 
 -- ExecutionOrder must be unique within the flow (the model checks 1..3 and the list size).
 create or replace function carillon.flow_check_processors(p_processors jsonb) returns void
@@ -83,10 +78,7 @@ declare
 begin
     -- FOR NO KEY UPDATE: a concurrent DeleteAppInstance waits for us (or we see it gone: NotFound),
     -- and concurrent CreateChannelFlows of the AppInstance are counted one after the other.
-    select id into v_app_id from carillon.app_instances where arn = v_app_arn for no key update;
-    if v_app_id is null then
-        perform carillon.fail('CH404', format('AppInstance %s not found', v_app_arn));
-    end if;
+    v_app_id := carillon.app_instance_lock(v_app_arn, true);
     perform carillon.flow_check_processors(input->'Processors');
     perform carillon.require_quota(
         (select count(*) from carillon.channel_flows where app_instance_id = v_app_id) + 1,
@@ -155,10 +147,7 @@ declare
     v_flow text := input->>'ChannelFlowArn';
 begin
     perform carillon.require_manager(c, v_bearer);
-    select * into c from carillon.channels where arn = c.arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', input->>'ChannelArn'));
-    end if;
+    c := carillon.channel_lock(c.arn);
     perform 1 from carillon.channel_flows where arn = v_flow and app_instance_id = c.app_instance_id for key share;
     if not found then
         perform carillon.fail('CH404', format('ChannelFlow %s not found in the AppInstance of channel %s', v_flow, c.arn));
@@ -185,10 +174,7 @@ declare
     v_flow text := input->>'ChannelFlowArn';
 begin
     perform carillon.require_manager(c, v_bearer);
-    select * into c from carillon.channels where arn = c.arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', input->>'ChannelArn'));
-    end if;
+    c := carillon.channel_lock(c.arn);
     if c.flow_arn is distinct from v_flow then
         perform carillon.fail('CH404', format('Channel %s is not associated with ChannelFlow %s', c.arn, v_flow));
     end if;

@@ -65,14 +65,7 @@ end $$;
 create or replace function carillon.membership_lock_channel(c carillon.channels) returns void
 language plpgsql as $$
 begin
-    if c.elastic is null then
-        perform 1 from carillon.channels where arn = c.arn for key share;
-    else
-        perform 1 from carillon.channels where arn = c.arn for no key update;
-    end if;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, c.elastic is not null);
 end $$;
 
 -- Adding members: FOR NO KEY UPDATE on every channel, so that concurrent additions are counted one
@@ -82,11 +75,16 @@ end $$;
 create or replace function carillon.membership_lock_channel_for_add(c carillon.channels) returns void
 language plpgsql as $$
 begin
-    perform 1 from carillon.channels where arn = c.arn for no key update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, true);
 end $$;
+
+-- The membership of p_member in channel c, or NotFound.
+create or replace function carillon.membership_row(c carillon.channels, p_member text) returns carillon.channel_memberships
+language sql stable as $$
+    select carillon.must_exist((select m from carillon.channel_memberships m
+                                 where m.channel_arn = c.arn and m.member_arn = p_member),
+                               format('%s is not a member of this channel', p_member))
+$$;
 
 -- Server-side credentials (the root key, admin access keys) rather than a user's own credential.
 create or replace function carillon.membership_server_principal(ctx jsonb) returns boolean
@@ -348,10 +346,7 @@ begin
        and not carillon.membership_server_principal(ctx) then
         perform carillon.fail('CH403', 'Only an AppInstanceAdmin may ask about the membership of another user');
     end if;
-    select * into m from carillon.channel_memberships where channel_arn = c.arn and member_arn = v_user;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not a member of this channel', v_user));
-    end if;
+    m := carillon.membership_row(c, v_user);
     return jsonb_build_object('ChannelMembership', carillon.membership_user_summary(c, m));
 end $$;
 
@@ -377,8 +372,7 @@ begin
         if not carillon.is_admin(v_app_id, v_bearer) and not carillon.membership_server_principal(ctx) then
             perform carillon.fail('CH403', 'Only an AppInstanceAdmin may list the memberships of another user');
         end if;
-        if not exists (select 1 from carillon.app_instance_users where arn = v_user and app_instance_id = v_app_id)
-           and not exists (select 1 from carillon.app_instance_bots where arn = v_user and app_instance_id = v_app_id) then
+        if not carillon.is_app_identity(v_app_id, v_user) then
             perform carillon.fail('CH404', format('No AppInstanceUser or AppInstanceBot %s in this AppInstance', v_user));
         end if;
     end if;
@@ -505,11 +499,7 @@ begin
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = v_member) then
         perform carillon.fail('CH403', format('%s is banned from this channel', v_member));
     end if;
-    select * into m from carillon.channel_memberships where channel_arn = c.arn and member_arn = v_member;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not a member of this channel', v_member));
-    end if;
-    return m;
+    return carillon.membership_row(c, v_member);
 end $$;
 
 -- PutChannelMembershipPreferences: replaces the preferences. No event (none is documented).
