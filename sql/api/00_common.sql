@@ -95,13 +95,9 @@ $$;
 
 create or replace function carillon.app_instance_id(p_arn text) returns text
 language plpgsql stable as $$
-declare v_id text;
 begin
-    select id into v_id from carillon.app_instances where arn = p_arn;
-    if v_id is null then
-        perform carillon.fail('CH404', format('AppInstance %s not found', p_arn));
-    end if;
-    return v_id;
+    return carillon.must_exist((select id from carillon.app_instances where arn = p_arn),
+                               format('AppInstance %s not found', p_arn));
 end $$;
 
 -- The id of AppInstance p_arn with its row locked until commit, or NotFound. p_exclusive: FOR NO KEY

@@ -1,10 +1,11 @@
 -- AppInstance: the tenant that users, bots, admins and channels belong to; and its retention settings.
 
 create or replace function carillon.app_instance_row(p_arn text) returns carillon.app_instances
-language sql stable as $$
-    select carillon.must_exist((select r from carillon.app_instances r where r.arn = p_arn),
-                               format('AppInstance %s not found', p_arn))
-$$;
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.app_instances r where r.arn = p_arn),
+                               format('AppInstance %s not found', p_arn));
+end $$;
 
 create or replace function carillon_api.create_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

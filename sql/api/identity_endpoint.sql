@@ -1,11 +1,12 @@
 -- AppInstanceUserEndpoint: a push-notification device of a user (stored; delivery is out of scope).
 
 create or replace function carillon.endpoint_row(p_user text, p_id text) returns carillon.app_instance_user_endpoints
-language sql stable as $$
-    select carillon.must_exist((select r from carillon.app_instance_user_endpoints r
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.app_instance_user_endpoints r
                                  where r.user_arn = p_user and r.endpoint_id = p_id),
-                               format('Endpoint %s of %s not found', p_id, p_user))
-$$;
+                               format('Endpoint %s of %s not found', p_id, p_user));
+end $$;
 
 -- RegisterAppInstanceUserEndpoint: at most carillon.quota('max_endpoints_per_user') endpoints per
 -- user (Chime: 10); one more is ResourceLimitExceeded. The user row is locked (FOR NO KEY UPDATE, to

@@ -1,10 +1,11 @@
 -- AppInstanceUser: a chat identity, arn = <app instance arn>/user/<AppInstanceUserId>.
 
 create or replace function carillon.user_row(p_arn text) returns carillon.app_instance_users
-language sql stable as $$
-    select carillon.must_exist((select r from carillon.app_instance_users r where r.arn = p_arn),
-                               format('AppInstanceUser %s not found', p_arn))
-$$;
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.app_instance_users r where r.arn = p_arn),
+                               format('AppInstanceUser %s not found', p_arn));
+end $$;
 
 create or replace function carillon.expiration_json(p_days int, p_criterion text) returns jsonb
 language sql immutable as $$

@@ -25,10 +25,11 @@
 -- is ordered against any write that locks the channel first; then the membership.
 
 create or replace function carillon.ban_row(c carillon.channels, p_member text) returns carillon.channel_bans
-language sql stable as $$
-    select carillon.must_exist((select b from carillon.channel_bans b where b.channel_arn = c.arn and b.member_arn = p_member),
-                               format('%s is not banned from channel %s', p_member, c.arn))
-$$;
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select b from carillon.channel_bans b where b.channel_arn = c.arn and b.member_arn = p_member),
+                               format('%s is not banned from channel %s', p_member, c.arn));
+end $$;
 
 -- CreateChannelBan: 201 {ChannelArn, Member: Identity}.
 create or replace function carillon_api.create_channel_ban(ctx jsonb, input jsonb) returns jsonb

@@ -81,10 +81,11 @@ end $$;
 
 -- The channel row, locked (FOR UPDATE), or NotFound.
 create or replace function carillon.channel_lock(p_arn text) returns carillon.channels
-language sql as $$
-    select carillon.must_exist((select r from carillon.channels r where r.arn = p_arn for update),
-                               format('Channel %s not found', p_arn))
-$$;
+language plpgsql as $$
+begin
+    return carillon.must_exist((select r from carillon.channels r where r.arn = p_arn for update),
+                               format('Channel %s not found', p_arn));
+end $$;
 
 -- CreateChannel: the bearer creates; it becomes a moderator and (non-elastic) a member, then the
 -- ModeratorArns (moderators and members) and MemberArns. Events: CREATE_CHANNEL_MEMBERSHIP for each

@@ -22,10 +22,11 @@ language sql immutable as $$
 $$;
 
 create or replace function carillon.channel_row(p_arn text) returns carillon.channels
-language sql stable as $$
-    select carillon.must_exist((select r from carillon.channels r where r.arn = p_arn),
-                               format('Channel %s not found', p_arn))
-$$;
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.channels r where r.arn = p_arn),
+                               format('Channel %s not found', p_arn));
+end $$;
 
 -- Locks the row of channel p_arn until commit, or NotFound (deleted meanwhile). p_exclusive: FOR NO
 -- KEY UPDATE, which also serialises what is counted or placed per channel (quotas, elastic
@@ -43,12 +44,14 @@ begin
     end if;
 end $$;
 
--- Is p_arn a user or bot of the AppInstance?
+-- Is p_arn a user or bot of the AppInstance? (PL/pgSQL, which keeps its plans across transactions: a
+-- SQL function with subqueries is planned again in each, and this runs for every messaging request.)
 create or replace function carillon.is_app_identity(p_app_id text, p_arn text) returns boolean
-language sql stable as $$
-    select exists (select 1 from carillon.app_instance_users where arn = p_arn and app_instance_id = p_app_id)
-        or exists (select 1 from carillon.app_instance_bots where arn = p_arn and app_instance_id = p_app_id)
-$$;
+language plpgsql stable as $$
+begin
+    return exists (select 1 from carillon.app_instance_users where arn = p_arn and app_instance_id = p_app_id)
+        or exists (select 1 from carillon.app_instance_bots where arn = p_arn and app_instance_id = p_app_id);
+end $$;
 
 -- The bearer must be a user or bot of the AppInstance.
 create or replace function carillon.require_app_identity(p_app_id text, p_bearer text) returns void

@@ -40,10 +40,11 @@
 -- Conflict) or finds the flow gone (NotFound) -- never a foreign-key error.
 
 create or replace function carillon.flow_row(p_arn text) returns carillon.channel_flows
-language sql stable as $$
-    select carillon.must_exist((select r from carillon.channel_flows r where r.arn = p_arn),
-                               format('ChannelFlow %s not found', p_arn))
-$$;
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.channel_flows r where r.arn = p_arn),
+                               format('ChannelFlow %s not found', p_arn));
+end $$;
 
 -- ExecutionOrder must be unique within the flow (the model checks 1..3 and the list size).
 create or replace function carillon.flow_check_processors(p_processors jsonb) returns void

@@ -80,11 +80,12 @@ end $$;
 
 -- The membership of p_member in channel c, or NotFound.
 create or replace function carillon.membership_row(c carillon.channels, p_member text) returns carillon.channel_memberships
-language sql stable as $$
-    select carillon.must_exist((select m from carillon.channel_memberships m
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select m from carillon.channel_memberships m
                                  where m.channel_arn = c.arn and m.member_arn = p_member),
-                               format('%s is not a member of this channel', p_member))
-$$;
+                               format('%s is not a member of this channel', p_member));
+end $$;
 
 -- Server-side credentials (the root key, admin access keys) rather than a user's own credential.
 create or replace function carillon.membership_server_principal(ctx jsonb) returns boolean
