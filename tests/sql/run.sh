@@ -54,22 +54,32 @@ for file in "$here"/*.sql; do
 	# The setup (before the first "-- test:" line), then one file per test.
 	awk -v dir="$work" -v base="$base" '
 		/^-- test: / { n++; name = substr($0, 10); out = sprintf("%s/%s.%03d.sql", dir, base, n);
-		               print name > (out ".name"); close(out ".name") }
+		               print name > (out ".name"); close(out ".name");
+		               print NR > (out ".line"); close(out ".line") }
 		{ if (n == 0) print > (dir "/" base ".setup.sql"); else print > out }
 	' "$file"
 	touch "$work/$base.setup.sql"
 	for t in "$work/$base".[0-9][0-9][0-9].sql; do
 		[[ -e $t ]] || continue
 		name=$(cat "$t.name")
-		if out=$(printf '%s\n' 'begin;' "\\i $here/lib/common.sql" "\\i $work/$base.setup.sql" "\\i $t" 'rollback;' |
+		if out=$(printf '%s\n' 'begin;' "\\i '$here/lib/common.sql'" "\\i '$work/$base.setup.sql'" "\\i '$t'" 'rollback;' |
 			psql "$conn" -X -q -o /dev/null -v ON_ERROR_STOP=1 2>&1); then
 			passed=$((passed + 1))
 			echo "ok   $base: $name"
 		else
 			failed=$((failed + 1))
 			echo "FAIL $base: $name"
-			# shellcheck disable=SC2001 # indent every line
-			sed 's/^/    /' <<<"$out"
+			# psql names the pieces it ran; name the lines of the test file instead.
+			awk -v t="psql:$t:" -v setup="psql:$work/$base.setup.sql:" -v src="tests/sql/$base.sql:" \
+				-v start="$(cat "$t.line")" '
+				function relabel(line, piece, offset,   i, rest, n) {
+					i = index(line, piece)
+					if (i == 0) return line
+					rest = substr(line, i + length(piece))
+					n = rest + 0
+					return substr(line, 1, i - 1) src (n + offset) substr(rest, length(n "") + 1)
+				}
+				{ print "    " relabel(relabel($0, t, start - 1), setup, 0) }' <<<"$out"
 		fi
 	done
 done
