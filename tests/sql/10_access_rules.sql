@@ -66,3 +66,19 @@ do $$ begin
     perform pg_temp.raises(format('select carillon.channel_for(%L, %L)', pg_temp.ctx(),
         jsonb_build_object('ChannelArn', pg_temp.fx('priv') || 'x', 'ChimeBearer', pg_temp.fx('member'))), 'CH404');
 end $$;
+
+-- test: lookups and row locks: the row when it exists, NotFound (CH404) when it does not
+do $$ begin
+    assert (carillon.channel_row(pg_temp.fx('priv'))).name = 'priv';
+    assert (carillon.membership_row(pg_temp.ch('priv'), pg_temp.fx('member'))).type = 'DEFAULT';
+    assert carillon.app_instance_id(pg_temp.fx('app')) = pg_temp.fx('app_id');
+    perform carillon.channel_lock_row(pg_temp.fx('priv'), true);
+    perform carillon.channel_lock_row(pg_temp.fx('pub'), false);
+    perform pg_temp.raises(format('select carillon.channel_row(%L)', pg_temp.fx('priv') || 'x'), 'CH404');
+    perform pg_temp.raises(format('select carillon.channel_lock_row(%L, true)', pg_temp.fx('priv') || 'x'), 'CH404');
+    perform pg_temp.raises(format('select carillon.channel_lock(%L)', pg_temp.fx('priv') || 'x'), 'CH404');
+    perform pg_temp.raises(format('select carillon.membership_row(carillon.channel_row(%L), %L)',
+                                  pg_temp.fx('priv'), pg_temp.fx('outsider')), 'CH404');
+    perform pg_temp.raises(format('select carillon.app_instance_id(%L)', pg_temp.fx('app') || 'x'), 'CH404');
+    perform pg_temp.raises(format('select carillon.user_row(%L)', pg_temp.fx('member') || 'x'), 'CH404');
+end $$;
