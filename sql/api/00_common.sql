@@ -8,6 +8,18 @@ begin
     raise exception using errcode = code, message = msg;
 end $$;
 
+-- p_found, or NotFound (p_what) when it is null. p_found is a row or a value looked up by key with a
+-- scalar subquery, (select t from carillon.<table> t where <key> = ...), which is null when there is
+-- no such row.
+create or replace function carillon.must_exist(p_found anyelement, p_what text) returns anyelement
+language plpgsql stable as $$
+begin
+    if p_found is null then
+        perform carillon.fail('CH404', p_what);
+    end if;
+    return p_found;
+end $$;
+
 -- REST timestamps are epoch seconds with milliseconds.
 create or replace function carillon.ts(t timestamptz) returns numeric
 language sql immutable as $$ select round(extract(epoch from t)::numeric, 3) $$;
@@ -40,22 +52,66 @@ begin
     return extra;
 end $$;
 
--- A page of identities: p_arns (at most lim + 1, in cursor order) become [{p_item: {Arn, Name}}]
--- under p_list, the ARN being the cursor. Shared by the listings of admins, moderators and bans.
-create or replace function carillon.identity_page(p_arns text[], p_lim int, p_item text, p_list text,
+-- Every keyset listing goes through here: the rows after the cursor ctx.after (the gateway sets it
+-- from the NextToken), in cursor order, at most MaxResults (default 50), made into a page by
+-- carillon.page.
+--   p_rows: the text of a query with one row per listed thing: a text column k, the cursor key
+--           (unique within the listing), and whatever p_item reads. It names the listing's
+--           parameters as $3, the jsonb object p_args ($3->>'channel'). No ORDER BY, no LIMIT.
+--   p_item: the item's expression over a row r of p_rows.
+-- EXECUTE plans the query with the cursor and the arguments as constants: the cursor bound and the
+-- scope become index conditions, and the limit stops an index scan in key order (PostgreSQL pulls
+-- a simple p_rows up into the paging query). p_item is computed for the rows of the page only.
+-- p_rows and p_item are SQL text written in these files, never built from input (input goes in
+-- p_args).
+create or replace function carillon.keyset_page(ctx jsonb, input jsonb, p_list text, p_rows text, p_item text,
+                                                p_args jsonb default '{}', p_extra jsonb default '{}')
+returns jsonb language plpgsql stable as $$
+declare
+    v_lim int := carillon.page_size(input);
+    v_rows jsonb;
+begin
+    execute format('select jsonb_agg(jsonb_build_object(''k'', r.k, ''v'', %s) order by r.k)
+                      from (select * from (%s) q where $1::text is null or q.k > $1 order by q.k limit $2) r',
+                   p_item, p_rows)
+       into v_rows
+      using ctx->>'after', v_lim + 1, p_args;
+    return carillon.page(v_rows, v_lim, p_list, p_extra);
+end $$;
+
+-- The admin, moderator and ban listings: the identities in column p_arn_col of p_table (a table of
+-- the carillon schema) whose p_scope_col is p_scope, by ARN, each as {p_item: {Arn, Name}} under
+-- p_list.
+drop function if exists carillon.identity_page(text[], int, text, text, jsonb);
+create or replace function carillon.identity_page(ctx jsonb, input jsonb, p_table text, p_scope_col text,
+                                                  p_scope text, p_arn_col text, p_item text, p_list text,
                                                   p_extra jsonb default '{}')
 returns jsonb language sql stable as $$
-    select carillon.page((select jsonb_agg(jsonb_build_object('k', a, 'v',
-                                    jsonb_build_object(p_item, carillon.identity_of(a))) order by n)
-                            from unnest(p_arns) with ordinality as u(a, n)),
-                         p_lim, p_list, p_extra)
+    select carillon.keyset_page(ctx, input, p_list,
+        format('select %I as k from carillon.%I where %I = $3->>''scope''', p_arn_col, p_table, p_scope_col),
+        format('jsonb_build_object(%L, carillon.identity_of(r.k))', p_item),
+        jsonb_build_object('scope', p_scope), p_extra)
 $$;
 
 create or replace function carillon.app_instance_id(p_arn text) returns text
 language plpgsql stable as $$
+begin
+    return carillon.must_exist((select id from carillon.app_instances where arn = p_arn),
+                               format('AppInstance %s not found', p_arn));
+end $$;
+
+-- The id of AppInstance p_arn with its row locked until commit, or NotFound. p_exclusive: FOR NO KEY
+-- UPDATE, which also serialises what is counted per AppInstance (quotas); else FOR KEY SHARE, which
+-- only its deletion waits for.
+create or replace function carillon.app_instance_lock(p_arn text, p_exclusive boolean) returns text
+language plpgsql as $$
 declare v_id text;
 begin
-    select id into v_id from carillon.app_instances where arn = p_arn;
+    if p_exclusive then
+        select id into v_id from carillon.app_instances where arn = p_arn for no key update;
+    else
+        select id into v_id from carillon.app_instances where arn = p_arn for key share;
+    end if;
     if v_id is null then
         perform carillon.fail('CH404', format('AppInstance %s not found', p_arn));
     end if;

@@ -53,30 +53,22 @@ create or replace function carillon_api.describe_app_instance_admin(ctx jsonb, i
 language plpgsql stable as $$
 declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_created timestamptz;
+    v_created timestamptz := carillon.must_exist(
+        (select created_at from carillon.app_instance_admins
+          where app_instance_id = v_app_id and admin_arn = input->>'AppInstanceAdminArn'),
+        format('AppInstanceAdmin %s not found', input->>'AppInstanceAdminArn'));
 begin
-    select created_at into v_created from carillon.app_instance_admins
-     where app_instance_id = v_app_id and admin_arn = input->>'AppInstanceAdminArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceAdmin %s not found', input->>'AppInstanceAdminArn'));
-    end if;
     return jsonb_build_object('AppInstanceAdmin', jsonb_build_object(
         'Admin', carillon.identity_of(input->>'AppInstanceAdminArn'),
         'AppInstanceArn', input->>'AppInstanceArn', 'CreatedTimestamp', carillon.ts(v_created)));
 end $$;
 
 create or replace function carillon_api.list_app_instance_admins(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-begin
-    return carillon.identity_page(array(
-        select admin_arn from carillon.app_instance_admins
-         where app_instance_id = v_app_id and (ctx->>'after' is null or admin_arn > ctx->>'after')
-         order by admin_arn limit v_lim + 1), v_lim, 'Admin', 'AppInstanceAdmins',
-        jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
-end $$;
+language sql stable as $$
+    select carillon.identity_page(ctx, input, 'app_instance_admins', 'app_instance_id',
+                                  carillon.app_instance_id(input->>'AppInstanceArn'), 'admin_arn', 'Admin',
+                                  'AppInstanceAdmins', jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'))
+$$;
 
 create or replace function carillon_api.delete_app_instance_admin(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

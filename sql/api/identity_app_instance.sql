@@ -1,5 +1,12 @@
 -- AppInstance: the tenant that users, bots, admins and channels belong to; and its retention settings.
 
+create or replace function carillon.app_instance_row(p_arn text) returns carillon.app_instances
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select r from carillon.app_instances r where r.arn = p_arn),
+                               format('AppInstance %s not found', p_arn));
+end $$;
+
 create or replace function carillon_api.create_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
 declare
@@ -15,31 +22,19 @@ end $$;
 
 create or replace function carillon_api.describe_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare r carillon.app_instances%rowtype;
+declare r carillon.app_instances := carillon.app_instance_row(input->>'AppInstanceArn');
 begin
-    select * into r from carillon.app_instances where arn = input->>'AppInstanceArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
-    end if;
     return jsonb_build_object('AppInstance', jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceArn', r.arn, 'Name', r.name, 'Metadata', r.metadata,
         'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at))));
 end $$;
 
 create or replace function carillon_api.list_app_instances(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', arn, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'AppInstanceArn', arn, 'Name', name, 'Metadata', metadata))) order by arn)
-      into v_rows
-      from (select * from carillon.app_instances
-             where ctx->>'after' is null or arn > ctx->>'after'
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstances');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstances',
+        'select arn as k, name, metadata from carillon.app_instances',
+        $i$jsonb_strip_nulls(jsonb_build_object('AppInstanceArn', r.k, 'Name', r.name, 'Metadata', r.metadata))$i$)
+$$;
 
 create or replace function carillon_api.update_app_instance(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
@@ -94,12 +89,6 @@ begin
 end $$;
 
 create or replace function carillon_api.get_app_instance_retention_settings(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare r carillon.app_instances%rowtype;
-begin
-    select * into r from carillon.app_instances where arn = input->>'AppInstanceArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstance %s not found', input->>'AppInstanceArn'));
-    end if;
-    return carillon.retention_output(r);
-end $$;
+language sql stable as $$
+    select carillon.retention_output(carillon.app_instance_row(input->>'AppInstanceArn'))
+$$;

@@ -15,33 +15,23 @@ end $$;
 
 create or replace function carillon_api.describe_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare r carillon.app_instance_bots%rowtype;
+declare r carillon.app_instance_bots := carillon.must_exist(
+    (select t from carillon.app_instance_bots t where t.arn = input->>'AppInstanceBotArn'),
+    format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
 begin
-    select * into r from carillon.app_instance_bots where arn = input->>'AppInstanceBotArn';
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceBot %s not found', input->>'AppInstanceBotArn'));
-    end if;
     return jsonb_build_object('AppInstanceBot', jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceBotArn', r.arn, 'Name', r.name, 'Metadata', r.metadata, 'Configuration', r.configuration,
         'CreatedTimestamp', carillon.ts(r.created_at), 'LastUpdatedTimestamp', carillon.ts(r.updated_at))));
 end $$;
 
 create or replace function carillon_api.list_app_instance_bots(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', arn, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'AppInstanceBotArn', arn, 'Name', name, 'Metadata', metadata))) order by arn)
-      into v_rows
-      from (select * from carillon.app_instance_bots
-             where app_instance_id = v_app_id and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstanceBots',
-                         jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstanceBots',
+        $q$select arn as k, name, metadata from carillon.app_instance_bots where app_instance_id = $3->>'app'$q$,
+        $i$jsonb_strip_nulls(jsonb_build_object('AppInstanceBotArn', r.k, 'Name', r.name, 'Metadata', r.metadata))$i$,
+        jsonb_build_object('app', carillon.app_instance_id(input->>'AppInstanceArn')),
+        jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'))
+$$;
 
 create or replace function carillon_api.update_app_instance_bot(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

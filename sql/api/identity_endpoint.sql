@@ -2,13 +2,10 @@
 
 create or replace function carillon.endpoint_row(p_user text, p_id text) returns carillon.app_instance_user_endpoints
 language plpgsql stable as $$
-declare r carillon.app_instance_user_endpoints%rowtype;
 begin
-    select * into r from carillon.app_instance_user_endpoints where user_arn = p_user and endpoint_id = p_id;
-    if not found then
-        perform carillon.fail('CH404', format('Endpoint %s of %s not found', p_id, p_user));
-    end if;
-    return r;
+    return carillon.must_exist((select r from carillon.app_instance_user_endpoints r
+                                 where r.user_arn = p_user and r.endpoint_id = p_id),
+                               format('Endpoint %s of %s not found', p_id, p_user));
 end $$;
 
 -- RegisterAppInstanceUserEndpoint: at most carillon.quota('max_endpoints_per_user') endpoints per
@@ -53,19 +50,12 @@ begin
 end $$;
 
 create or replace function carillon_api.list_app_instance_user_endpoints(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_user carillon.app_instance_users := carillon.user_row(input->>'AppInstanceUserArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', endpoint_id, 'v', carillon.endpoint_summary(s)) order by endpoint_id)
-      into v_rows
-      from (select * from carillon.app_instance_user_endpoints
-             where user_arn = v_user.arn and (ctx->>'after' is null or endpoint_id > ctx->>'after')
-             order by endpoint_id limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstanceUserEndpoints');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstanceUserEndpoints',
+        $q$select endpoint_id as k, e from carillon.app_instance_user_endpoints e where user_arn = $3->>'user'$q$,
+        'carillon.endpoint_summary(r.e)',
+        jsonb_build_object('user', (carillon.user_row(input->>'AppInstanceUserArn')).arn))
+$$;
 
 create or replace function carillon_api.update_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

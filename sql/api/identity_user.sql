@@ -2,13 +2,9 @@
 
 create or replace function carillon.user_row(p_arn text) returns carillon.app_instance_users
 language plpgsql stable as $$
-declare r carillon.app_instance_users%rowtype;
 begin
-    select * into r from carillon.app_instance_users where arn = p_arn;
-    if not found then
-        perform carillon.fail('CH404', format('AppInstanceUser %s not found', p_arn));
-    end if;
-    return r;
+    return carillon.must_exist((select r from carillon.app_instance_users r where r.arn = p_arn),
+                               format('AppInstanceUser %s not found', p_arn));
 end $$;
 
 create or replace function carillon.expiration_json(p_days int, p_criterion text) returns jsonb
@@ -49,21 +45,13 @@ begin
 end $$;
 
 create or replace function carillon_api.list_app_instance_users(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', user_id, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'AppInstanceUserArn', arn, 'Name', name, 'Metadata', metadata))) order by user_id)
-      into v_rows
-      from (select * from carillon.app_instance_users
-             where app_instance_id = v_app_id and (ctx->>'after' is null or user_id > ctx->>'after')
-             order by user_id limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'AppInstanceUsers',
-                         jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'));
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'AppInstanceUsers',
+        $q$select user_id as k, arn, name, metadata from carillon.app_instance_users where app_instance_id = $3->>'app'$q$,
+        $i$jsonb_strip_nulls(jsonb_build_object('AppInstanceUserArn', r.arn, 'Name', r.name, 'Metadata', r.metadata))$i$,
+        jsonb_build_object('app', carillon.app_instance_id(input->>'AppInstanceArn')),
+        jsonb_build_object('AppInstanceArn', input->>'AppInstanceArn'))
+$$;
 
 create or replace function carillon_api.update_app_instance_user(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$

@@ -30,14 +30,10 @@ create or replace function carillon_api.put_messaging_streaming_configurations(c
 language plpgsql as $$
 declare
     v_app_arn text := input->>'AppInstanceArn';
-    v_app_id text;
+    v_app_id text := carillon.app_instance_lock(v_app_arn, false);
     v_confs jsonb;
     v_bad text;
 begin
-    select id into v_app_id from carillon.app_instances where arn = v_app_arn for key share;
-    if v_app_id is null then
-        perform carillon.fail('CH404', format('AppInstance %s not found', v_app_arn));
-    end if;
     select d into v_bad
       from (select c->>'DataType' as d from jsonb_array_elements(input->'StreamingConfigurations') c) s
      group by d having count(*) > 1 limit 1;
@@ -64,13 +60,10 @@ create or replace function carillon_api.get_messaging_streaming_configurations(c
 language plpgsql stable as $$
 declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_confs jsonb;
 begin
-    select configurations into v_confs from carillon.streaming_configurations where app_instance_id = v_app_id;
-    if v_confs is null then
-        perform carillon.fail('CH404', format('AppInstance %s has no streaming configurations', input->>'AppInstanceArn'));
-    end if;
-    return jsonb_build_object('StreamingConfigurations', v_confs);
+    return jsonb_build_object('StreamingConfigurations', carillon.must_exist(
+        (select configurations from carillon.streaming_configurations where app_instance_id = v_app_id),
+        format('AppInstance %s has no streaming configurations', input->>'AppInstanceArn')));
 end $$;
 
 create or replace function carillon_api.delete_messaging_streaming_configurations(ctx jsonb, input jsonb) returns jsonb

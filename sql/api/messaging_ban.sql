@@ -26,13 +26,9 @@
 
 create or replace function carillon.ban_row(c carillon.channels, p_member text) returns carillon.channel_bans
 language plpgsql stable as $$
-declare b carillon.channel_bans%rowtype;
 begin
-    select * into b from carillon.channel_bans where channel_arn = c.arn and member_arn = p_member;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not banned from channel %s', p_member, c.arn));
-    end if;
-    return b;
+    return carillon.must_exist((select b from carillon.channel_bans b where b.channel_arn = c.arn and b.member_arn = p_member),
+                               format('%s is not banned from channel %s', p_member, c.arn));
 end $$;
 
 -- CreateChannelBan: 201 {ChannelArn, Member: Identity}.
@@ -77,23 +73,18 @@ declare
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     b := carillon.ban_row(c, input->>'MemberArn');
-    return jsonb_build_object('ChannelBan', jsonb_build_object(
-        'Member', carillon.identity_of(b.member_arn), 'ChannelArn', c.arn,
-        'CreatedTimestamp', carillon.ts(b.created_at), 'CreatedBy', carillon.identity_of(b.created_by)));
+    return jsonb_build_object('ChannelBan',
+        carillon.channel_grant_doc('Member', b.member_arn, c.arn, b.created_at, b.created_by));
 end $$;
 
 -- ListChannelBans: {ChannelArn, ChannelBans: [{Member}], NextToken}, by member ARN.
 create or replace function carillon_api.list_channel_bans(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare
-    c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
+declare c carillon.channels := carillon.channel_for(ctx, input);
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
-    return carillon.identity_page(array(
-        select member_arn from carillon.channel_bans
-         where channel_arn = c.arn and (ctx->>'after' is null or member_arn > ctx->>'after')
-         order by member_arn limit v_lim + 1), v_lim, 'Member', 'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(ctx, input, 'channel_bans', 'channel_arn', c.arn, 'member_arn', 'Member',
+                                  'ChannelBans', jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelBan: DELETE, 204. The identity may then be added again (it is not re-added).

@@ -74,8 +74,7 @@ end $$;
 create or replace function carillon.channel_require_identity(p_app_id text, p_arn text, p_what text) returns void
 language plpgsql stable as $$
 begin
-    if not exists (select 1 from carillon.app_instance_users where arn = p_arn and app_instance_id = p_app_id)
-       and not exists (select 1 from carillon.app_instance_bots where arn = p_arn and app_instance_id = p_app_id) then
+    if not carillon.is_app_identity(p_app_id, p_arn) then
         perform carillon.fail('CH404', format('%s %s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_what, p_arn));
     end if;
 end $$;
@@ -83,13 +82,9 @@ end $$;
 -- The channel row, locked (FOR UPDATE), or NotFound.
 create or replace function carillon.channel_lock(p_arn text) returns carillon.channels
 language plpgsql as $$
-declare r carillon.channels%rowtype;
 begin
-    select * into r from carillon.channels where arn = p_arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', p_arn));
-    end if;
-    return r;
+    return carillon.must_exist((select r from carillon.channels r where r.arn = p_arn for update),
+                               format('Channel %s not found', p_arn));
 end $$;
 
 -- CreateChannel: the bearer creates; it becomes a moderator and (non-elastic) a member, then the
@@ -221,20 +216,15 @@ declare
     v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
     v_bearer text := carillon.bearer(ctx, input);
     v_privacy text := coalesce(input->>'Privacy', 'PUBLIC');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_app_identity(v_app_id, v_bearer);
     if v_privacy = 'PRIVATE' and not carillon.is_admin(v_app_id, v_bearer) then
         perform carillon.fail('CH403', 'Only an AppInstanceAdmin may list private channels');
     end if;
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.channel_summary(s, false)) order by s.arn)
-      into v_rows
-      from (select * from carillon.channels
-             where app_instance_id = v_app_id and privacy = v_privacy
-               and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'Channels');
+    return carillon.keyset_page(ctx, input, 'Channels',
+        $q$select arn as k, c from carillon.channels c where app_instance_id = $3->>'app' and privacy = $3->>'privacy'$q$,
+        'carillon.channel_summary(r.c, false)',
+        jsonb_build_object('app', v_app_id, 'privacy', v_privacy));
 end $$;
 
 -- SearchChannels: POST /channels?operation=search {Fields}, {Channels: [ChannelSummary], NextToken}.
@@ -244,40 +234,37 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_app_id text;
     v_all boolean := true;           -- every channel in scope, every membership counts
-    v_first text := input #>> '{Fields,0,Values,0}';
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     if v_bearer is not null then
         v_app_id := carillon.channel_bearer_app_id(v_bearer);
         v_all := carillon.is_admin(v_app_id, v_bearer);
     end if;
-    with f as (
-        select value->>'Operator' as op,
-               array(select distinct jsonb_array_elements_text(value->'Values')) as vals
-          from jsonb_array_elements(input->'Fields')
-    )
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.channel_summary(s, false)) order by s.arn)
-      into v_rows
-      from (select c.* from carillon.channels c
-             where c.arn in (select channel_arn from carillon.channel_memberships where member_arn = v_first)
-               and (v_app_id is null or c.app_instance_id = v_app_id)
-               and (v_all or exists (select 1 from carillon.channel_memberships b
-                                      where b.channel_arn = c.arn and b.member_arn = v_bearer))
-               and (ctx->>'after' is null or c.arn > ctx->>'after')
-               and not exists (
-                   select 1 from f
-                    where (select count(*) from carillon.channel_memberships m
-                            where m.channel_arn = c.arn and m.member_arn = any(f.vals)
-                              and (v_all or m.type <> 'HIDDEN' or m.member_arn = v_bearer))
-                          <> cardinality(f.vals)
-                       or (f.op = 'EQUALS'
-                           and (select count(*) from carillon.channel_memberships m
-                                 where m.channel_arn = c.arn
-                                   and (v_all or m.type <> 'HIDDEN' or m.member_arn = v_bearer))
-                               <> cardinality(f.vals)))
-             order by c.arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'Channels');
+    -- A channel matches when no field fails: a field fails when one of its Values is not a member
+    -- (as the bearer may see the members), or, for EQUALS, when the channel has other members too.
+    return carillon.keyset_page(ctx, input, 'Channels',
+        $q$select c.arn as k, c from carillon.channels c
+            where c.arn in (select channel_arn from carillon.channel_memberships
+                             where member_arn = $3 #>> '{fields,0,Values,0}')
+              and ($3->>'app' is null or c.app_instance_id = $3->>'app')
+              and (($3->>'all')::boolean
+                   or exists (select 1 from carillon.channel_memberships b
+                               where b.channel_arn = c.arn and b.member_arn = $3->>'bearer'))
+              and not exists (
+                  select 1
+                    from (select value->>'Operator' as op,
+                                 array(select distinct jsonb_array_elements_text(value->'Values')) as vals
+                            from jsonb_array_elements($3->'fields')) f
+                   where (select count(*) from carillon.channel_memberships m
+                           where m.channel_arn = c.arn and m.member_arn = any(f.vals)
+                             and (($3->>'all')::boolean or m.type <> 'HIDDEN' or m.member_arn = $3->>'bearer'))
+                         <> cardinality(f.vals)
+                      or (f.op = 'EQUALS'
+                          and (select count(*) from carillon.channel_memberships m
+                                where m.channel_arn = c.arn
+                                  and (($3->>'all')::boolean or m.type <> 'HIDDEN' or m.member_arn = $3->>'bearer'))
+                              <> cardinality(f.vals)))$q$,
+        'carillon.channel_summary(r.c, false)',
+        jsonb_build_object('app', v_app_id, 'all', v_all, 'bearer', v_bearer, 'fields', input->'Fields'));
 end $$;
 
 -- ListChannelsModeratedByAppInstanceUser: {Channels: [{ChannelSummary}], NextToken}.
@@ -287,8 +274,6 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_app_id text := carillon.channel_bearer_app_id(v_bearer);
     v_user text := coalesce(input->>'AppInstanceUserArn', v_bearer);
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     if v_user <> v_bearer then
         if not carillon.is_admin(v_app_id, v_bearer) then
@@ -296,15 +281,12 @@ begin
         end if;
         perform carillon.channel_require_identity(v_app_id, v_user, 'AppInstanceUser');
     end if;
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v',
-               jsonb_build_object('ChannelSummary', carillon.channel_summary(s, false))) order by s.arn)
-      into v_rows
-      from (select c.* from carillon.channel_moderators mo
-              join carillon.channels c on c.arn = mo.channel_arn
-             where mo.moderator_arn = v_user and c.app_instance_id = v_app_id
-               and (ctx->>'after' is null or mo.channel_arn > ctx->>'after')
-             order by mo.channel_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'Channels');
+    return carillon.keyset_page(ctx, input, 'Channels',
+        $q$select mo.channel_arn as k, c from carillon.channel_moderators mo
+             join carillon.channels c on c.arn = mo.channel_arn
+            where mo.moderator_arn = $3->>'user' and c.app_instance_id = $3->>'app'$q$,
+        $i$jsonb_build_object('ChannelSummary', carillon.channel_summary(r.c, false))$i$,
+        jsonb_build_object('user', v_user, 'app', v_app_id));
 end $$;
 
 -- DescribeChannelModeratedByAppInstanceUser: {Channel: {ChannelSummary}}.
@@ -365,10 +347,7 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_now timestamptz := carillon.req_time(ctx);
 begin
-    perform 1 from carillon.channels where arn = c.arn for key share;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, false);
     if c.elastic is not null then
         perform carillon.fail('CH400', 'Elastic channels have no read markers');
     end if;

@@ -23,13 +23,34 @@ $$;
 
 create or replace function carillon.channel_row(p_arn text) returns carillon.channels
 language plpgsql stable as $$
-declare r carillon.channels%rowtype;
 begin
-    select * into r from carillon.channels where arn = p_arn;
+    return carillon.must_exist((select r from carillon.channels r where r.arn = p_arn),
+                               format('Channel %s not found', p_arn));
+end $$;
+
+-- Locks the row of channel p_arn until commit, or NotFound (deleted meanwhile). p_exclusive: FOR NO
+-- KEY UPDATE, which also serialises what is counted or placed per channel (quotas, elastic
+-- sub-channels); else FOR KEY SHARE, which only a DeleteChannel (FOR UPDATE) waits for.
+create or replace function carillon.channel_lock_row(p_arn text, p_exclusive boolean) returns void
+language plpgsql as $$
+begin
+    if p_exclusive then
+        perform 1 from carillon.channels where arn = p_arn for no key update;
+    else
+        perform 1 from carillon.channels where arn = p_arn for key share;
+    end if;
     if not found then
         perform carillon.fail('CH404', format('Channel %s not found', p_arn));
     end if;
-    return r;
+end $$;
+
+-- Is p_arn a user or bot of the AppInstance? (PL/pgSQL, which keeps its plans across transactions: a
+-- SQL function with subqueries is planned again in each, and this runs for every messaging request.)
+create or replace function carillon.is_app_identity(p_app_id text, p_arn text) returns boolean
+language plpgsql stable as $$
+begin
+    return exists (select 1 from carillon.app_instance_users where arn = p_arn and app_instance_id = p_app_id)
+        or exists (select 1 from carillon.app_instance_bots where arn = p_arn and app_instance_id = p_app_id);
 end $$;
 
 -- The bearer must be a user or bot of the AppInstance.
@@ -39,8 +60,7 @@ begin
     if p_bearer is null then
         perform carillon.fail('CH400', 'ChimeBearer is required');
     end if;
-    if not exists (select 1 from carillon.app_instance_users where arn = p_bearer and app_instance_id = p_app_id)
-       and not exists (select 1 from carillon.app_instance_bots where arn = p_bearer and app_instance_id = p_app_id) then
+    if not carillon.is_app_identity(p_app_id, p_bearer) then
         perform carillon.fail('CH403', format('%s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_bearer));
     end if;
 end $$;
@@ -121,6 +141,14 @@ language sql stable as $$
         'SubChannelId', m.sub_channel_id))
 $$;
 
+-- A ChannelBan or ChannelModerator document: {p_role: Identity, ChannelArn, CreatedTimestamp, CreatedBy}.
+create or replace function carillon.channel_grant_doc(p_role text, p_arn text, p_channel text, p_at timestamptz,
+                                                      p_by text) returns jsonb
+language sql stable as $$
+    select jsonb_build_object(p_role, carillon.identity_of(p_arn), 'ChannelArn', p_channel,
+                              'CreatedTimestamp', carillon.ts(p_at), 'CreatedBy', carillon.identity_of(p_by))
+$$;
+
 -- The membership event: HIDDEN members are not announced, only they themselves hear of it.
 create or replace function carillon.membership_event(c carillon.channels, m carillon.channel_memberships,
                                                      p_type text) returns jsonb
@@ -160,8 +188,7 @@ begin
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = p_member) then
         perform carillon.fail('CH403', format('%s is banned from this channel', p_member));
     end if;
-    if not exists (select 1 from carillon.app_instance_users where arn = p_member and app_instance_id = c.app_instance_id)
-       and not exists (select 1 from carillon.app_instance_bots where arn = p_member and app_instance_id = c.app_instance_id) then
+    if not carillon.is_app_identity(c.app_instance_id, p_member) then
         perform carillon.fail('CH404', format('%s is not an AppInstanceUser or AppInstanceBot of this AppInstance', p_member));
     end if;
     -- Before placing the member in a sub-channel, so that an existing member is a Conflict even when

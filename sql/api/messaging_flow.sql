@@ -41,13 +41,9 @@
 
 create or replace function carillon.flow_row(p_arn text) returns carillon.channel_flows
 language plpgsql stable as $$
-declare r carillon.channel_flows%rowtype;
 begin
-    select * into r from carillon.channel_flows where arn = p_arn;
-    if not found then
-        perform carillon.fail('CH404', format('ChannelFlow %s not found', p_arn));
-    end if;
-    return r;
+    return carillon.must_exist((select r from carillon.channel_flows r where r.arn = p_arn),
+                               format('ChannelFlow %s not found', p_arn));
 end $$;
 
 -- ExecutionOrder must be unique within the flow (the model checks 1..3 and the list size).
@@ -83,10 +79,7 @@ declare
 begin
     -- FOR NO KEY UPDATE: a concurrent DeleteAppInstance waits for us (or we see it gone: NotFound),
     -- and concurrent CreateChannelFlows of the AppInstance are counted one after the other.
-    select id into v_app_id from carillon.app_instances where arn = v_app_arn for no key update;
-    if v_app_id is null then
-        perform carillon.fail('CH404', format('AppInstance %s not found', v_app_arn));
-    end if;
+    v_app_id := carillon.app_instance_lock(v_app_arn, true);
     perform carillon.flow_check_processors(input->'Processors');
     perform carillon.require_quota(
         (select count(*) from carillon.channel_flows where app_instance_id = v_app_id) + 1,
@@ -106,19 +99,12 @@ begin
 end $$;
 
 create or replace function carillon_api.list_channel_flows(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.flow_summary(s)) order by s.arn)
-      into v_rows
-      from (select * from carillon.channel_flows
-             where app_instance_id = v_app_id and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelFlows');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'ChannelFlows',
+        $q$select arn as k, f from carillon.channel_flows f where app_instance_id = $3->>'app'$q$,
+        'carillon.flow_summary(r.f)',
+        jsonb_build_object('app', carillon.app_instance_id(input->>'AppInstanceArn')))
+$$;
 
 -- UpdateChannelFlow: Processors and Name are both required and replace the stored ones.
 create or replace function carillon_api.update_channel_flow(ctx jsonb, input jsonb) returns jsonb
@@ -162,10 +148,7 @@ declare
     v_flow text := input->>'ChannelFlowArn';
 begin
     perform carillon.require_manager(c, v_bearer);
-    select * into c from carillon.channels where arn = c.arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', input->>'ChannelArn'));
-    end if;
+    c := carillon.channel_lock(c.arn);
     perform 1 from carillon.channel_flows where arn = v_flow and app_instance_id = c.app_instance_id for key share;
     if not found then
         perform carillon.fail('CH404', format('ChannelFlow %s not found in the AppInstance of channel %s', v_flow, c.arn));
@@ -192,10 +175,7 @@ declare
     v_flow text := input->>'ChannelFlowArn';
 begin
     perform carillon.require_manager(c, v_bearer);
-    select * into c from carillon.channels where arn = c.arn for update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', input->>'ChannelArn'));
-    end if;
+    c := carillon.channel_lock(c.arn);
     if c.flow_arn is distinct from v_flow then
         perform carillon.fail('CH404', format('Channel %s is not associated with ChannelFlow %s', c.arn, v_flow));
     end if;
@@ -207,21 +187,13 @@ begin
 end $$;
 
 create or replace function carillon_api.list_channels_associated_with_channel_flow(ctx jsonb, input jsonb) returns jsonb
-language plpgsql stable as $$
-declare
-    f carillon.channel_flows := carillon.flow_row(input->>'ChannelFlowArn');
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
-begin
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', jsonb_strip_nulls(jsonb_build_object(
-               'Name', s.name, 'ChannelArn', s.arn, 'Mode', s.mode, 'Privacy', s.privacy,
-               'Metadata', s.metadata))) order by s.arn)
-      into v_rows
-      from (select * from carillon.channels
-             where flow_arn = f.arn and (ctx->>'after' is null or arn > ctx->>'after')
-             order by arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'Channels');
-end $$;
+language sql stable as $$
+    select carillon.keyset_page(ctx, input, 'Channels',
+        $q$select arn as k, name, mode, privacy, metadata from carillon.channels where flow_arn = $3->>'flow'$q$,
+        $i$jsonb_strip_nulls(jsonb_build_object('Name', r.name, 'ChannelArn', r.k, 'Mode', r.mode,
+                                                'Privacy', r.privacy, 'Metadata', r.metadata))$i$,
+        jsonb_build_object('flow', (carillon.flow_row(input->>'ChannelFlowArn')).arn))
+$$;
 
 -- ChannelFlowCallback: a processor's answer for the message it was invoked with (CallbackId is the
 -- token the service passed to that invocation). Carillon does not invoke processors yet, so no

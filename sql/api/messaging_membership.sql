@@ -65,14 +65,7 @@ end $$;
 create or replace function carillon.membership_lock_channel(c carillon.channels) returns void
 language plpgsql as $$
 begin
-    if c.elastic is null then
-        perform 1 from carillon.channels where arn = c.arn for key share;
-    else
-        perform 1 from carillon.channels where arn = c.arn for no key update;
-    end if;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, c.elastic is not null);
 end $$;
 
 -- Adding members: FOR NO KEY UPDATE on every channel, so that concurrent additions are counted one
@@ -82,10 +75,16 @@ end $$;
 create or replace function carillon.membership_lock_channel_for_add(c carillon.channels) returns void
 language plpgsql as $$
 begin
-    perform 1 from carillon.channels where arn = c.arn for no key update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, true);
+end $$;
+
+-- The membership of p_member in channel c, or NotFound.
+create or replace function carillon.membership_row(c carillon.channels, p_member text) returns carillon.channel_memberships
+language plpgsql stable as $$
+begin
+    return carillon.must_exist((select m from carillon.channel_memberships m
+                                 where m.channel_arn = c.arn and m.member_arn = p_member),
+                               format('%s is not a member of this channel', p_member));
 end $$;
 
 -- Server-side credentials (the root key, admin access keys) rather than a user's own credential.
@@ -218,8 +217,6 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_type text := coalesce(input->>'Type', 'DEFAULT');
     v_sub text := input->>'SubChannelId';
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_visible(c, v_bearer);
     if v_type = 'HIDDEN' and not carillon.can_manage(c, v_bearer) then
@@ -228,15 +225,13 @@ begin
     if v_sub is not null and c.elastic is null then
         perform carillon.fail('CH400', 'SubChannelId is only for elastic channels');
     end if;
-    select jsonb_agg(jsonb_build_object('k', member_arn, 'v',
-                         jsonb_build_object('Member', carillon.identity_of(member_arn))) order by member_arn)
-      into v_rows
-      from (select member_arn from carillon.channel_memberships
-             where channel_arn = c.arn and type = v_type
-               and (v_sub is null or sub_channel_id = v_sub)
-               and (ctx->>'after' is null or member_arn > ctx->>'after')
-             order by member_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelMemberships', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.keyset_page(ctx, input, 'ChannelMemberships',
+        $q$select member_arn as k from carillon.channel_memberships
+            where channel_arn = $3->>'channel' and type = $3->>'type'
+              and ($3->>'sub' is null or sub_channel_id = $3->>'sub')$q$,
+        $i$jsonb_build_object('Member', carillon.identity_of(r.k))$i$,
+        jsonb_build_object('channel', c.arn, 'type', v_type, 'sub', v_sub),
+        jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- Elastic channels: after a member left sub-channel p_sub, a sub-channel left with fewer than
@@ -352,10 +347,7 @@ begin
        and not carillon.membership_server_principal(ctx) then
         perform carillon.fail('CH403', 'Only an AppInstanceAdmin may ask about the membership of another user');
     end if;
-    select * into m from carillon.channel_memberships where channel_arn = c.arn and member_arn = v_user;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not a member of this channel', v_user));
-    end if;
+    m := carillon.membership_row(c, v_user);
     return jsonb_build_object('ChannelMembership', carillon.membership_user_summary(c, m));
 end $$;
 
@@ -369,8 +361,6 @@ declare
     v_bearer text := carillon.bearer(ctx, input);
     v_user text := coalesce(input->>'AppInstanceUserArn', v_bearer);
     v_app_id text;
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     select app_instance_id into v_app_id
       from (select app_instance_id from carillon.app_instance_users where arn = v_bearer
@@ -383,20 +373,16 @@ begin
         if not carillon.is_admin(v_app_id, v_bearer) and not carillon.membership_server_principal(ctx) then
             perform carillon.fail('CH403', 'Only an AppInstanceAdmin may list the memberships of another user');
         end if;
-        if not exists (select 1 from carillon.app_instance_users where arn = v_user and app_instance_id = v_app_id)
-           and not exists (select 1 from carillon.app_instance_bots where arn = v_user and app_instance_id = v_app_id) then
+        if not carillon.is_app_identity(v_app_id, v_user) then
             perform carillon.fail('CH404', format('No AppInstanceUser or AppInstanceBot %s in this AppInstance', v_user));
         end if;
     end if;
-    select jsonb_agg(jsonb_build_object('k', s.arn, 'v', carillon.membership_user_summary(s.c, s.m)) order by s.arn)
-      into v_rows
-      from (select c.arn, c, m
-              from carillon.channel_memberships m
-              join carillon.channels c on c.arn = m.channel_arn
-             where m.member_arn = v_user and c.app_instance_id = v_app_id
-               and (ctx->>'after' is null or m.channel_arn > ctx->>'after')
-             order by m.channel_arn limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'ChannelMemberships');
+    return carillon.keyset_page(ctx, input, 'ChannelMemberships',
+        $q$select m.channel_arn as k, c, m from carillon.channel_memberships m
+             join carillon.channels c on c.arn = m.channel_arn
+            where m.member_arn = $3->>'user' and c.app_instance_id = $3->>'app'$q$,
+        'carillon.membership_user_summary(r.c, r.m)',
+        jsonb_build_object('user', v_user, 'app', v_app_id));
 end $$;
 
 -- A push-notification FilterRule (Chime: "Using filter rules to filter messages"): a JSON object
@@ -514,11 +500,7 @@ begin
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = v_member) then
         perform carillon.fail('CH403', format('%s is banned from this channel', v_member));
     end if;
-    select * into m from carillon.channel_memberships where channel_arn = c.arn and member_arn = v_member;
-    if not found then
-        perform carillon.fail('CH404', format('%s is not a member of this channel', v_member));
-    end if;
-    return m;
+    return carillon.membership_row(c, v_member);
 end $$;
 
 -- PutChannelMembershipPreferences: replaces the preferences. No event (none is documented).
@@ -554,20 +536,15 @@ create or replace function carillon_api.list_sub_channels(ctx jsonb, input jsonb
 language plpgsql stable as $$
 declare
     c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
-    v_rows jsonb;
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     if c.elastic is null then
         perform carillon.fail('CH400', 'ListSubChannels is only for elastic channels');
     end if;
-    select jsonb_agg(jsonb_build_object('k', sub_channel_id, 'v',
-                         jsonb_build_object('SubChannelId', sub_channel_id, 'MembershipCount', n)) order by sub_channel_id)
-      into v_rows
-      from (select sub_channel_id, count(*) as n from carillon.channel_memberships
-             where channel_arn = c.arn and sub_channel_id is not null
-               and (ctx->>'after' is null or sub_channel_id > ctx->>'after')
-             group by sub_channel_id
-             order by sub_channel_id limit v_lim + 1) s;
-    return carillon.page(v_rows, v_lim, 'SubChannels', jsonb_build_object('ChannelArn', c.arn));
+    return carillon.keyset_page(ctx, input, 'SubChannels',
+        $q$select sub_channel_id as k, count(*) as n from carillon.channel_memberships
+            where channel_arn = $3->>'channel' and sub_channel_id is not null
+            group by sub_channel_id$q$,
+        $i$jsonb_build_object('SubChannelId', r.k, 'MembershipCount', r.n)$i$,
+        jsonb_build_object('channel', c.arn), jsonb_build_object('ChannelArn', c.arn));
 end $$;

@@ -133,12 +133,10 @@ end $$;
 -- last_message_at locks it) before any message row; the bearer must belong to its AppInstance.
 create or replace function carillon.message_channel_locked(ctx jsonb, input jsonb) returns carillon.channels
 language plpgsql as $$
-declare c carillon.channels%rowtype;
+declare c carillon.channels := carillon.must_exist(
+    (select t from carillon.channels t where t.arn = input->>'ChannelArn' for no key update),
+    format('Channel %s not found', input->>'ChannelArn'));
 begin
-    select * into c from carillon.channels where arn = input->>'ChannelArn' for no key update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', input->>'ChannelArn'));
-    end if;
     perform carillon.require_app_identity(c.app_instance_id, carillon.bearer(ctx, input));
     return c;
 end $$;

@@ -31,10 +31,7 @@
 create or replace function carillon.moderator_lock_channel(c carillon.channels) returns void
 language plpgsql as $$
 begin
-    perform 1 from carillon.channels where arn = c.arn for key share;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, false);
 end $$;
 
 -- The moderator quota of a channel, counted with the moderators just inserted (failing rolls them
@@ -72,10 +69,7 @@ declare
 begin
     perform carillon.require_manager(c, v_bearer);
     perform carillon.channel_require_identity(c.app_instance_id, v_mod, 'ChannelModerator');
-    perform 1 from carillon.channels where arn = c.arn for no key update;
-    if not found then
-        perform carillon.fail('CH404', format('Channel %s not found', c.arn));
-    end if;
+    perform carillon.channel_lock_row(c.arn, true);
     if exists (select 1 from carillon.channel_bans where channel_arn = c.arn and member_arn = v_mod) then
         perform carillon.fail('CH403', format('%s is banned from this channel; delete the ban first', v_mod));
     end if;
@@ -98,29 +92,21 @@ declare
     mo carillon.channel_moderators%rowtype;
 begin
     perform carillon.require_visible(c, carillon.bearer(ctx, input));
-    select * into mo from carillon.channel_moderators
-     where channel_arn = c.arn and moderator_arn = input->>'ChannelModeratorArn';
-    if not found then
-        perform carillon.fail('CH404', format('%s is not a moderator of channel %s', input->>'ChannelModeratorArn', c.arn));
-    end if;
-    return jsonb_build_object('ChannelModerator', jsonb_build_object(
-        'Moderator', carillon.identity_of(mo.moderator_arn), 'ChannelArn', c.arn,
-        'CreatedTimestamp', carillon.ts(mo.created_at), 'CreatedBy', carillon.identity_of(mo.created_by)));
+    mo := carillon.must_exist((select t from carillon.channel_moderators t
+                                where t.channel_arn = c.arn and t.moderator_arn = input->>'ChannelModeratorArn'),
+                              format('%s is not a moderator of channel %s', input->>'ChannelModeratorArn', c.arn));
+    return jsonb_build_object('ChannelModerator',
+        carillon.channel_grant_doc('Moderator', mo.moderator_arn, c.arn, mo.created_at, mo.created_by));
 end $$;
 
 -- ListChannelModerators: {ChannelArn, ChannelModerators: [{Moderator}], NextToken}, by moderator ARN.
 create or replace function carillon_api.list_channel_moderators(ctx jsonb, input jsonb) returns jsonb
 language plpgsql stable as $$
-declare
-    c carillon.channels := carillon.channel_for(ctx, input);
-    v_lim int := carillon.page_size(input);
+declare c carillon.channels := carillon.channel_for(ctx, input);
 begin
     perform carillon.require_visible(c, carillon.bearer(ctx, input));
-    return carillon.identity_page(array(
-        select moderator_arn from carillon.channel_moderators
-         where channel_arn = c.arn and (ctx->>'after' is null or moderator_arn > ctx->>'after')
-         order by moderator_arn limit v_lim + 1), v_lim, 'Moderator', 'ChannelModerators',
-        jsonb_build_object('ChannelArn', c.arn));
+    return carillon.identity_page(ctx, input, 'channel_moderators', 'channel_arn', c.arn, 'moderator_arn',
+                                  'Moderator', 'ChannelModerators', jsonb_build_object('ChannelArn', c.arn));
 end $$;
 
 -- DeleteChannelModerator: DELETE, 204.
