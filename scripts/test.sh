@@ -8,7 +8,8 @@
 #   4. smoke test: `carillon serve` with no CARILLON_DATABASE_URL (embedded PostgreSQL) answers
 #      GET /healthz, exits 0 on SIGTERM and stops its PostgreSQL
 #   5. conformance tests: node --test tests/conformance, against a throwaway PostgreSQL
-#      (tests/lib/pg.sh), with CARILLON_BIN and CARILLON_TEST_DATABASE_URL set
+#      (tests/lib/pg.sh), with CARILLON_BIN and CARILLON_TEST_DATABASE_URL set; then the SQL-level
+#      tests (tests/sql/run.sh) on the same database
 #   6. fuzzing (tests/fuzz/README.md): the libFuzzer harnesses, built with clang in build-fuzz
 #      (ASan + UBSan); each replays its regression inputs, then fuzzes from its seed corpus for
 #      CARILLON_FUZZ_SECONDS (default 60; 0 skips the step); one test per harness
@@ -234,6 +235,22 @@ else
 		for ((i = 0; i < ${#conformance[@]}; i++)); do
 			node_tests "$root/$build/conformance.$i.tap" "${conformance[i]}"
 		done
+	fi
+	# SQL-level tests (tests/sql/run.sh) on the same database: each test rolls back.
+	sql_log=$root/$build/sql-tests.log
+	set +e
+	CARILLON_BIN=$bin tests/sql/run.sh "$CARILLON_TEST_DATABASE_URL" </dev/null 2>&1 | tee "$sql_log"
+	sql_rc=${PIPESTATUS[0]}
+	set -e
+	sql_counts=$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$sql_log" | tail -n 1)
+	if [[ -n $sql_counts ]]; then
+		read -r sql_pass sql_fail <<<"$sql_counts"
+		n_pass=$((n_pass + sql_pass))
+		n_fail=$((n_fail + sql_fail))
+	fi
+	if [[ $sql_rc -ne 0 && ${sql_fail:-0} -eq 0 ]]; then
+		log "sql tests: tests/sql/run.sh exited with status $sql_rc"
+		n_fail=$((n_fail + 1))
 	fi
 	pg_stop
 	passed=$((passed + n_pass))
