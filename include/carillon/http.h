@@ -70,6 +70,13 @@ void carillon_reply_json(struct carillon_req *r, int status, json_t *body);
 void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The query of a request lws is parsing (a REST request or a websocket upgrade): its decoded
+ * fragments ("name=value"), each a malloc'd string, in a malloc'd array (carillon_http_fragments_free).
+ * Returns the count, or -1 (nothing to free) when there are more than `max_args` or one is longer
+ * than `max_len` bytes: the caller refuses the request rather than drop or cut an argument. */
+int carillon_http_query_fragments(struct lws *wsi, int max_args, int max_len, char ***frags);
+void carillon_http_fragments_free(char **frags, int n);
+
 /* The lws protocol callback of the HTTP protocol (registered by server.c). */
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_http_pss_size(void);

@@ -18,11 +18,19 @@ char *carillon_xstrndup(const char *s, size_t n);
 char *carillon_trim(char *s);
 int carillon_mkdir_p(const char *path, mode_t mode);
 
+struct carillon_buf;
+
 /* Percent-decoding; returns the decoded length or -1 on a malformed escape or an embedded NUL.
  * `out` must hold len + 1 bytes. */
 ssize_t carillon_pct_decode(const char *in, size_t len, char *out);
 /* Percent-encode every byte outside A-Za-z0-9-_.~ ; returns a new string. */
 char *carillon_pct_encode(const char *in, size_t len);
+
+/* One query fragment as lws yields it ("name=value", already percent-decoded; without '=' the value
+ * is empty), split in place: `frag` becomes the name and the value is returned. The pair is appended
+ * to `canonical` re-encoded the way the SigV4 verifier reads a query (RFC 3986 unreserved set,
+ * '&'-joined, in the order received). The one query parser of REST requests and /connect. */
+const char *carillon_query_fragment(char *frag, struct carillon_buf *canonical);
 
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t carillon_now_ms(void);

@@ -7,6 +7,7 @@
  * LWS_CALLBACK_HTTP_WRITEABLE writes the headers, then the body, one lws_write per callback.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,42 +241,54 @@ static const char *method_of(struct lws *wsi)
 	return NULL;
 }
 
-/* Query pairs, decoded by lws into one fragment per pair; the raw form is rebuilt with the
- * RFC 3986 encoding the SDKs use, for the signature. False when there are more than
- * CARILLON_MAX_QUERY_ARGS (the ones read are kept; the request is refused, never served with
- * arguments silently left out). */
+int carillon_http_query_fragments(struct lws *wsi, int max_args, int max_len, char ***frags)
+{
+	int n = 0;
+	*frags = NULL;
+	for (;; n++) {
+		int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+		/* 0 is both "no such fragment" and "an empty one": only the copy tells them apart */
+		char probe[1];
+		if (len <= 0 && lws_hdr_copy_fragment(wsi, probe, sizeof(probe), WSI_TOKEN_HTTP_URI_ARGS, n) < 0)
+			break;
+		if (n >= max_args || len > max_len) {
+			carillon_http_fragments_free(*frags, n);
+			*frags = NULL;
+			return -1;
+		}
+		*frags = carillon_xrealloc(*frags, sizeof(**frags) * (size_t)(n + 1));
+		(*frags)[n] = carillon_xmalloc((size_t)len + 1);
+		if (lws_hdr_copy_fragment(wsi, (*frags)[n], len + 1, WSI_TOKEN_HTTP_URI_ARGS, n) < 0)
+			(*frags)[n][0] = '\0';
+	}
+	return n;
+}
+
+void carillon_http_fragments_free(char **frags, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(frags[i]);
+	free(frags);
+}
+
+/* Query pairs, decoded by lws, and the query re-encoded for the signature: no argument is dropped
+ * or cut (more than CARILLON_MAX_QUERY_ARGS: refused). */
 static bool read_query(struct carillon_req *r, struct lws *wsi)
 {
-	/* Every argument fits in the total length: none is dropped for being long (a fixed buffer
-	 * used to end the loop there, silently losing the arguments after it). */
-	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-	char *frag = carillon_xmalloc(total > 0 ? (size_t)total + 1 : 1);
+	char **frags;
+	int n = carillon_http_query_fragments(wsi, (int)carillon_cfg.max_query_args, INT32_MAX - 1, &frags);
 	struct carillon_buf raw = {0};
-	bool all = true;
-	for (int i = 0; total > 0; i++) {
-		int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
-			break;
-		if (i >= carillon_cfg.max_query_args) {
-			all = false;
-			break;
-		}
-		char *eq = strchr(frag, '=');
-		const char *value = eq ? eq + 1 : "";
-		if (eq)
-			*eq = '\0';
+	for (int i = 0; i < n; i++) {
+		const char *value = carillon_query_fragment(frags[i], &raw);
 		r->query = carillon_xrealloc(r->query, sizeof(*r->query) * (r->n_query + 1));
-		r->query[r->n_query].name = carillon_xstrdup(frag);
+		r->query[r->n_query].name = carillon_xstrdup(frags[i]);
 		r->query[r->n_query].value = carillon_xstrdup(value);
 		r->n_query++;
-		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
-		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
-		free(en);
-		free(ev);
 	}
-	free(frag);
+	if (n > 0)
+		carillon_http_fragments_free(frags, n);
 	r->raw_query = raw.data ? raw.data : carillon_xstrdup("");
-	return all;
+	return n >= 0;
 }
 
 static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)

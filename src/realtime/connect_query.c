@@ -12,40 +12,9 @@
 #include "carillon/connect_query.h"
 #include "carillon/util.h"
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF — what
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF): what
  * PostgreSQL and jansson accept, so a value that passes here is accepted by both. */
-static bool utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + len;
-	while (p < end) {
-		unsigned c = *p;
-		size_t k;
-		unsigned min;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 2, min = 0x80, c &= 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 3, min = 0x800, c &= 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 4, min = 0x10000, c &= 0x07;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - p) < k)
-			return false;
-		for (size_t i = 1; i < k; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			c = (c << 6) | (p[i] & 0x3f);
-		}
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return false;
-		p += k;
-	}
-	return true;
-}
+static bool utf8_valid(const char *s, size_t len) { return carillon_utf8_length(s, len) >= 0; }
 
 /* A non-negative decimal integer, digits only, no sign, no overflow. */
 static bool parse_position(const char *s, int64_t *out)
@@ -119,16 +88,9 @@ int carillon_connect_params_parse(const char *const *frags, size_t n, struct car
 		if (len > CARILLON_CONNECT_MAX_FRAGMENT)
 			goto malformed;
 		memcpy(frag, frags[i] ? frags[i] : "", len + 1);
-		char *eq = strchr(frag, '=');
-		const char *value = eq ? eq + 1 : "";
-		if (eq)
-			*eq = '\0';
+		const char *value = carillon_query_fragment(frag, &raw);
 		if (!apply_param(out, &seen, frag, value))
 			goto malformed;
-		char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
-		carillon_buf_appendf(&raw, "%s%s=%s", raw.len ? "&" : "", en, ev);
-		free(en);
-		free(ev);
 	}
 	out->canonical_query = raw.data ? raw.data : carillon_xstrdup("");
 	return 0;

@@ -32,6 +32,7 @@
 #include "carillon/auth.h"
 #include "carillon/config.h"
 #include "carillon/connect_query.h"
+#include "carillon/http.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/ratelimit.h"
@@ -708,32 +709,20 @@ static void request_register(struct carillon_session *s)
 	session_fail(s, 1013, "Busy");
 }
 
-/* The query pairs of the upgrade request, decoded, and re-encoded for the signature. */
 /* The query of the upgrade request, copied out of lws fragment by fragment and parsed by
  * carillon_connect_params_parse (the fuzzed parser). Returns the query re-encoded for the
  * signature, or NULL when it is malformed (too many or too long fragments, a bad value). */
 static char *connect_query(struct lws *wsi, struct carillon_session *s, char *user_arn, size_t user_len)
 {
-	char *frags[CARILLON_CONNECT_MAX_PARAMS + 1];
-	size_t n = 0;
-	bool too_long = false;
+	char **frags;
 	user_arn[0] = '\0';
-	for (; n <= CARILLON_CONNECT_MAX_PARAMS; n++) {
-		int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, (int)n);
-		if (len <= 0 && lws_hdr_copy_fragment(wsi, (char[1]){0}, 1, WSI_TOKEN_HTTP_URI_ARGS, (int)n) < 0)
-			break;
-		if (len > CARILLON_CONNECT_MAX_FRAGMENT) {
-			too_long = true;
-			break;
-		}
-		frags[n] = carillon_xmalloc((size_t)len + 1);
-		if (lws_hdr_copy_fragment(wsi, frags[n], len + 1, WSI_TOKEN_HTTP_URI_ARGS, (int)n) < 0)
-			frags[n][0] = '\0';
-	}
+	int n = carillon_http_query_fragments(wsi, CARILLON_CONNECT_MAX_PARAMS, CARILLON_CONNECT_MAX_FRAGMENT, &frags);
+	if (n < 0)
+		return NULL;
 	struct carillon_connect_params p;
-	int rc = too_long ? -1 : carillon_connect_params_parse((const char *const *)frags, n, &p);
-	for (size_t i = 0; i < n; i++)
-		free(frags[i]);
+	int rc = carillon_connect_params_parse((const char *const *)frags, (size_t)n, &p);
+	if (n > 0)
+		carillon_http_fragments_free(frags, n);
 	if (rc)
 		return NULL;
 	snprintf(user_arn, user_len, "%s", p.user_arn);

@@ -187,6 +187,19 @@ static size_t utf8_seq(const unsigned char *p, size_t avail)
 	return k;
 }
 
+const char *carillon_query_fragment(char *frag, struct carillon_buf *canonical)
+{
+	char *eq = strchr(frag, '=');
+	const char *value = eq ? eq + 1 : "";
+	if (eq)
+		*eq = '\0';
+	char *en = carillon_pct_encode(frag, strlen(frag)), *ev = carillon_pct_encode(value, strlen(value));
+	carillon_buf_appendf(canonical, "%s%s=%s", canonical->len ? "&" : "", en, ev);
+	free(en);
+	free(ev);
+	return value;
+}
+
 long carillon_utf8_length(const char *s, size_t len)
 {
 	long n = 0;
