@@ -224,14 +224,15 @@ static int create_lws_context(void)
 	 * been handled; with the pool in use, new connections wait for a table. A client holding one
 	 * has timeout_secs_ah_idle to complete its head (CARILLON_HEADER_TIMEOUT_SECONDS; lws's 10 s
 	 * default let 256 trickling clients stall every other client for 10 s). Tables are allocated
-	 * on demand and freed when idle, so the pool size is a bound, not a reservation: 4096 heads
-	 * in progress at once are ~70 MB at worst, and each lasts at most the header timeout.
+	 * on demand and freed when idle, so the pool size (CARILLON_HEADER_POOL) is a bound, not a
+	 * reservation: 4096 heads in progress at once are ~70 MB at worst, and each lasts at most the
+	 * header timeout.
 	 */
-	info.max_http_header_data = 16384;
-	info.max_http_header_pool2 = 4096;
+	info.max_http_header_data2 = (unsigned)carillon_cfg.max_header_bytes; /* the unsigned short one stays 0 */
+	info.max_http_header_pool2 = (unsigned)carillon_cfg.header_pool;
 	info.timeout_secs_ah_idle = (unsigned)carillon_cfg.header_timeout_seconds;
 	info.keepalive_timeout = (int)carillon_cfg.http_keepalive_seconds;
-	info.timeout_secs = 30;
+	info.timeout_secs = (unsigned)carillon_cfg.io_timeout_seconds;
 	/* No fd_limit_per_thread: with it, lws 4.1 looks connections up by a linear scan of its fd table
 	 * on every socket event (wsi_from_fd); sized from RLIMIT_NOFILE it indexes directly. */
 	srv.ctx = lws_create_context(&info);

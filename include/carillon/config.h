@@ -31,6 +31,9 @@ struct carillon_config {
 	char *run_as_user;            /* as root: drop to this user after binding */
 	long header_timeout_seconds;
 	long max_headers;
+	long max_header_bytes;
+	long header_pool;
+	long io_timeout_seconds;
 	long max_query_args;
 	/* quotas (Chime's defaults) */
 	long max_sessions_per_user;
