@@ -98,6 +98,24 @@ static const struct cfg_key cfg_keys[] = {
 	    "bytes of events a resuming session may catch up on; beyond: CARILLON_RESYNC_REQUIRED"),
 	NUM(min_credential_seconds, "CARILLON_MIN_CREDENTIAL_SECONDS", "900", 1, 43200,
 	    "smallest DurationSeconds POST /carillon/credentials accepts (AWS STS: 900)"),
+	NUM(listener_batch, "CARILLON_LISTENER_BATCH", "500", 1, 100000,
+	    "events each node's listener reads from the log per query"),
+	NUM(listener_poll_ms, "CARILLON_LISTENER_POLL_MS", "1000", 10, 60000,
+	    "the listener reads the log this often even without a notification (a lost NOTIFY costs at most this)"),
+	NUM(session_queue_max, "CARILLON_SESSION_QUEUE_MAX", "1024", 1, 1000000,
+	    "frames waiting to be written to one websocket session; beyond: close 1013 \"Too slow\""),
+	NUM(session_queue_bytes, "CARILLON_SESSION_QUEUE_BYTES", "4194304", 65536, 1L << 30,
+	    "bytes of frames waiting for one websocket session; beyond: close 1013 \"Too slow\""),
+	NUM(session_pending_max, "CARILLON_SESSION_PENDING_MAX", "4096", 1, 1000000,
+	    "events buffered for a session while its snapshot is read; beyond: close 1013 \"Busy\""),
+	NUM(snapshot_page, "CARILLON_SNAPSHOT_PAGE", "500", 1, 100000,
+	    "channels of a connecting user read and joined per query (one loop turn each)"),
+	NUM(resume_page, "CARILLON_RESUME_PAGE", "100", 1, 100000,
+	    "events of a resume gap read per query (one loop turn each)"),
+	NUM(ws_ping_seconds, "CARILLON_WS_PING_SECONDS", "30", 1, 3600,
+	    "ping a websocket session that sent nothing for this long"),
+	NUM(ws_idle_seconds, "CARILLON_WS_IDLE_SECONDS", "75", 2, 7200,
+	    "close (1001 \"No pong\") a websocket session that sent nothing for this long; above CARILLON_WS_PING_SECONDS"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -299,6 +317,11 @@ int carillon_config_load(int *argc, char **argv)
 		const char *v = cfg_flag_value(argc, argv, flag);
 		if (v && (cfg_refuse_secret_flag(&cfg_keys[i], flag, v) || cfg_set(&cfg_keys[i], v, "the command line")))
 			return -1;
+	}
+	if (carillon_cfg.ws_idle_seconds <= carillon_cfg.ws_ping_seconds) {
+		fprintf(stderr, "carillon: CARILLON_WS_IDLE_SECONDS (%ld) must exceed CARILLON_WS_PING_SECONDS (%ld)\n",
+			carillon_cfg.ws_idle_seconds, carillon_cfg.ws_ping_seconds);
+		return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
 	for (int i = 0; i < 5; i++)
