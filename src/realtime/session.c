@@ -922,9 +922,14 @@ static int session_writeable(struct carillon_session *s)
 		return -1;
 	}
 	if (s->ping_due) {
-		unsigned char buf[LWS_PRE + 4];
+		/* A ping with a payload: the peer's pong echoes it, and lws 4.1 hands an EMPTY pong to
+		 * nobody (no LWS_CALLBACK_RECEIVE_PONG), so an empty ping's answer would go unseen and a
+		 * healthy but quiet client would be dropped as silent. */
+		static const char ping_payload[] = "carillon";
+		unsigned char buf[LWS_PRE + sizeof(ping_payload)];
 		s->ping_due = false;
-		if (lws_write(s->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		memcpy(buf + LWS_PRE, ping_payload, sizeof(ping_payload) - 1);
+		if (lws_write(s->wsi, buf + LWS_PRE, sizeof(ping_payload) - 1, LWS_WRITE_PING) < 0)
 			return -1;
 		if (s->q_len || (s->state == S_ACTIVE && !s->established_sent))
 			lws_callback_on_writable(s->wsi);
