@@ -116,6 +116,14 @@ static const struct cfg_key cfg_keys[] = {
 	    "ping a websocket session that sent nothing for this long"),
 	NUM(ws_idle_seconds, "CARILLON_WS_IDLE_SECONDS", "75", 2, 7200,
 	    "close (1001 \"No pong\") a websocket session that sent nothing for this long; above CARILLON_WS_PING_SECONDS"),
+	NUM(connect_rate_max_users, "CARILLON_CONNECT_RATE_MAX_USERS", "100000", 16, 100000000,
+	    "users tracked at once by the connect rate limit; a new one beyond it gets 429 until buckets refill"),
+	NUM(node_heartbeat_seconds, "CARILLON_NODE_HEARTBEAT_SECONDS", "3", 1, 600,
+	    "how often a node refreshes its row in the session registry (carillon.ws_nodes)"),
+	NUM(node_alive_seconds, "CARILLON_NODE_ALIVE_SECONDS", "10", 2, 3600,
+	    "the sessions of a node not heard from for this long stop counting against the session quota"),
+	NUM(node_forget_seconds, "CARILLON_NODE_FORGET_SECONDS", "120", 3, 86400,
+	    "a node not heard from for this long is deleted from the registry with its sessions"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -321,6 +329,13 @@ int carillon_config_load(int *argc, char **argv)
 	if (carillon_cfg.ws_idle_seconds <= carillon_cfg.ws_ping_seconds) {
 		fprintf(stderr, "carillon: CARILLON_WS_IDLE_SECONDS (%ld) must exceed CARILLON_WS_PING_SECONDS (%ld)\n",
 			carillon_cfg.ws_idle_seconds, carillon_cfg.ws_ping_seconds);
+		return -1;
+	}
+	if (carillon_cfg.node_alive_seconds <= carillon_cfg.node_heartbeat_seconds ||
+	    carillon_cfg.node_forget_seconds <= carillon_cfg.node_alive_seconds) {
+		fprintf(stderr, "carillon: CARILLON_NODE_HEARTBEAT_SECONDS (%ld) < CARILLON_NODE_ALIVE_SECONDS (%ld) < "
+				"CARILLON_NODE_FORGET_SECONDS (%ld) must hold\n",
+			carillon_cfg.node_heartbeat_seconds, carillon_cfg.node_alive_seconds, carillon_cfg.node_forget_seconds);
 		return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};

@@ -63,6 +63,10 @@ struct carillon_config {
 	long resume_page;             /* events of a resume gap read per query */
 	long ws_ping_seconds;         /* ping a session silent this long */
 	long ws_idle_seconds;         /* close (1001) a session silent this long */
+	long connect_rate_max_users;  /* users tracked at once by the connect rate limit */
+	long node_heartbeat_seconds;  /* the session registry: how often a node says it is alive */
+	long node_alive_seconds;      /* sessions of a node silent this long stop counting */
+	long node_forget_seconds;     /* a node silent this long is deleted with its sessions */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

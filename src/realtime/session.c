@@ -54,12 +54,8 @@
  * sessions whose credential expired, so it runs every second (a pass over the sessions is a few
  * comparisons each). */
 #define KEEPALIVE_TICK_MS 1000
-#define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
 /* The session registry (carillon.ws_sessions): this node's heartbeat, how long a silent node's
- * sessions still count, and when they are forgotten. */
-#define REGISTRY_HEARTBEAT_MS 3000
-#define REGISTRY_ALIVE_S 10
-#define REGISTRY_FORGET_S 120
+ * sessions still count, and when they are forgotten, are settings (CARILLON_NODE_*_SECONDS). */
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
@@ -546,7 +542,7 @@ static void request_snapshot(struct carillon_session *s)
  * carillon.ws_sessions under this process's random node id before its snapshot, counted under a
  * per-user lock (carillon.ws_register), and unregistered when it closes. The ids of closed
  * sessions are deleted in batches with the node's heartbeat (carillon.ws_heartbeat), which also
- * keeps the node alive: the sessions of a node silent for REGISTRY_ALIVE_S no longer count. At
+ * keeps the node alive: the sessions of a node silent for CARILLON_NODE_ALIVE_SECONDS no longer count. At
  * shutdown the node's row goes, and its sessions with it, before the database connections close
  * (clients reconnecting elsewhere must not find their old sessions still counted). */
 static char node_id[37];
@@ -600,7 +596,7 @@ static void registry_flush(void)
 		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)closed_ids[i]);
 	carillon_buf_appendf(&ids, "}");
 	char forget[16];
-	snprintf(forget, sizeof(forget), "%d", REGISTRY_FORGET_S);
+	snprintf(forget, sizeof(forget), "%ld", carillon_cfg.node_forget_seconds);
 	const char *params[3] = {node_id, ids.data, forget};
 	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int)", 3, params, heartbeat_done,
 			      NULL)) {
@@ -694,7 +690,7 @@ static void request_register(struct carillon_session *s)
 	int64_t reg_id = ++next_reg_id;
 	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
 	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
-	snprintf(alive, sizeof(alive), "%d", REGISTRY_ALIVE_S);
+	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
 	const char *params[5] = {node_id, id, s->user_arn, max, alive};
 	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
 			  register_done)) {
@@ -1020,7 +1016,7 @@ static void keepalive_tick(uv_timer_t *t)
 			lws_callback_on_writable(s->wsi);
 		}
 	}
-	if (now - last_heartbeat_ms >= REGISTRY_HEARTBEAT_MS)
+	if (now - last_heartbeat_ms >= carillon_cfg.node_heartbeat_seconds * 1000)
 		registry_flush();
 }
 
@@ -1033,7 +1029,7 @@ void carillon_sessions_start(uv_loop_t *loop)
 	carillon_uuid4(node_id);
 	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
-				CONNECT_RATE_KEYS);
+				(size_t)carillon_cfg.connect_rate_max_users);
 	keepalive_running = true;
 }
 
