@@ -3,12 +3,14 @@
  * DefaultMessagingSession speaks, fed from the event log.
  *
  *   listener.c  LISTEN carillon_events on a dedicated connection; on every notification (and after
- *               every reconnect, and once a second as a fallback) read the events after the last
- *               position seen, in position (= commit) order, and hand them to the hub.
+ *               every reconnect, and every CARILLON_LISTENER_POLL_MS as a fallback) read the events
+ *               after the last position seen (carillon.events_after), in position (= commit) order,
+ *               and hand them to the hub.
  *   event.c     one event = one refcounted text frame built once, shared by every recipient, with
  *               the routing facts of its row (the one decoder of carillon.events_after rows).
  *   hub.c       the indexes: channel -> local sessions, user -> local sessions; applies each
- *               event's facts (joins, audience, leaves) in log order, knowing no event type.
+ *               event's facts (joins, audience, leaves, closes) in log order, knowing no event
+ *               type. docs/events.md describes the facts and the data flows.
  *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), the per-user connect
  *               rate (429 before the upgrade) and session quota (4003), a membership snapshot at
  *               position P joined in slices, for a resume the user's events of the gap in pages,
