@@ -102,7 +102,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "events each node's listener reads from the log per query"),
 	NUM(listener_poll_ms, "CARILLON_LISTENER_POLL_MS", "1000", 10, 60000,
 	    "the listener reads the log this often even without a notification (a lost NOTIFY costs at most this)"),
-	NUM(session_queue_max, "CARILLON_SESSION_QUEUE_MAX", "1024", 1, 1000000,
+	NUM(session_queue_max, "CARILLON_SESSION_QUEUE_MAX", "1024", 64, 1000000,
 	    "frames waiting to be written to one websocket session; beyond: close 1013 \"Too slow\""),
 	NUM(session_queue_bytes, "CARILLON_SESSION_QUEUE_BYTES", "4194304", 65536, 1L << 30,
 	    "bytes of frames waiting for one websocket session; beyond: close 1013 \"Too slow\""),

@@ -1,13 +1,16 @@
 // Real-time limits are settings (README, configuration table): the keepalive times
 // (CARILLON_WS_PING_SECONDS, CARILLON_WS_IDLE_SECONDS) take effect and keep their documented close
-// code, and a contradictory pair is refused at start-up. Real server, real PostgreSQL, a real
+// code, and a contradictory pair is refused at start-up; tiny snapshot and resume pages
+// (CARILLON_SNAPSHOT_PAGE, CARILLON_RESUME_PAGE) lose nothing at page boundaries. Real server, real PostgreSQL, a real
 // websocket client (the `ws` package).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, test } from 'node:test';
 import WS from 'ws';
 import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand } from '@aws-sdk/client-chime-sdk-identity';
-import { deadline, identity, presignConnectUrl, userCreds } from './lib/realtime.mjs';
+import { CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
+import { logPosition } from './lib/eventlog.mjs';
+import { deadline, identity, messaging, presignConnectUrl, rawSession, userCreds } from './lib/realtime.mjs';
 import { randomMasterKey, randomRootKey, startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
 
@@ -15,7 +18,8 @@ const servers = [];
 const apps = [];
 
 after(async () => {
-  for (const { srv, id } of servers) {
+  for (const { srv, id, msg } of servers) {
+    msg?.destroy();
     for (const ai of apps) {
       try {
         await id.send(new DeleteAppInstanceCommand({ AppInstanceArn: ai }));
@@ -28,9 +32,11 @@ after(async () => {
   }
 });
 
-async function user(srv, id, name) {
-  const ai = (await id.send(new CreateAppInstanceCommand({ Name: uniq('limits') }))).AppInstanceArn;
-  apps.push(ai);
+async function user(srv, id, name, ai) {
+  if (!ai) {
+    ai = (await id.send(new CreateAppInstanceCommand({ Name: uniq('limits') }))).AppInstanceArn;
+    apps.push(ai);
+  }
   const arn = (await id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ai, AppInstanceUserId: uniq(name), Name: name }))).AppInstanceUserArn;
   return { arn, creds: await userCreds(srv, arn) };
 }
@@ -87,4 +93,49 @@ test('an idle time not above the ping time is refused at start-up, naming both s
   });
   assert.notEqual(out.status, 0, `refused: ${out.stdout}${out.stderr}`);
   assert.match(out.stderr, /CARILLON_WS_IDLE_SECONDS \(10\) must exceed CARILLON_WS_PING_SECONDS \(10\)/);
+});
+
+test('CARILLON_SNAPSHOT_PAGE=2, CARILLON_RESUME_PAGE=2: a user in 4 channels (two full pages) hears all of them; a resume of 5 events (pages of 2) gets all 5 in order, then live events', async () => {
+  const srv = await startCarillon({
+    rootKey: randomRootKey(),
+    masterKey: randomMasterKey(),
+    env: { CARILLON_SNAPSHOT_PAGE: '2', CARILLON_RESUME_PAGE: '2' },
+  });
+  const id = identity(srv);
+  const msg = messaging(srv);
+  servers.push({ srv, id, msg });
+  const ai = (await id.send(new CreateAppInstanceCommand({ Name: uniq('pages') }))).AppInstanceArn;
+  apps.push(ai);
+  const pat = await user(srv, id, 'pat', ai);
+  const sam = await user(srv, id, 'sam', ai);
+  const chans = [];
+  for (let i = 0; i < 4; i++) {
+    const out = await msg.send(
+      new CreateChannelCommand({ AppInstanceArn: ai, Name: uniq('p'), Mode: 'RESTRICTED', Privacy: 'PRIVATE', ChimeBearer: sam.arn, MemberArns: [pat.arn] }),
+    );
+    chans.push(out.ChannelArn);
+  }
+  const say = (ch, text) => msg.send(new SendChannelMessageCommand({ ChannelArn: ch, Content: text, Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: sam.arn }));
+  const texts = (r) => r.ofType('CREATE_CHANNEL_MESSAGE').map((m) => m.payload.Content);
+  const open = async (params) => {
+    const r = await rawSession(`127.0.0.1:${srv.port}`, pat.arn, pat.creds, { scheme: 'ws', params });
+    await r.waitFor((x) => x.ofType('SESSION_ESTABLISHED').length === 1, 10000, 'SESSION_ESTABLISHED');
+    return r;
+  };
+  // the snapshot in pages of 2: every channel joined
+  const live = await open({});
+  for (const [i, ch] of chans.entries()) await say(ch, `live ${i}`);
+  await live.waitFor((x) => texts(x).length === 4, 10000, 'a message of each of the 4 channels');
+  assert.deepEqual(texts(live), ['live 0', 'live 1', 'live 2', 'live 3']);
+  await live.close();
+  // the resume gap in pages of 2 (5 events: two full pages and one of 1)
+  const since = logPosition();
+  for (let i = 0; i < 5; i++) await say(chans[i % 4], `gap ${i}`);
+  const resumed = await open({ 'since-position': String(since) });
+  await resumed.waitFor((x) => texts(x).length === 5, 10000, 'the 5 events of the gap');
+  await say(chans[3], 'after');
+  await resumed.waitFor((x) => texts(x).length === 6, 10000, 'the live event after the gap');
+  assert.deepEqual(texts(resumed), ['gap 0', 'gap 1', 'gap 2', 'gap 3', 'gap 4', 'after']);
+  assert.equal(resumed.ofType('CARILLON_RESYNC_REQUIRED').length, 0);
+  await resumed.close();
 });
