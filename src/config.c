@@ -104,6 +104,32 @@ static const struct cfg_key cfg_keys[] = {
 	    "bytes of events a resuming session may catch up on; beyond: CARILLON_RESYNC_REQUIRED"),
 	NUM(min_credential_seconds, "CARILLON_MIN_CREDENTIAL_SECONDS", "900", 1, 43200,
 	    "smallest DurationSeconds POST /carillon/credentials accepts (AWS STS: 900)"),
+	NUM(listener_batch, "CARILLON_LISTENER_BATCH", "500", 1, 100000,
+	    "events each node's listener reads from the log per query"),
+	NUM(listener_poll_ms, "CARILLON_LISTENER_POLL_MS", "1000", 10, 60000,
+	    "the listener reads the log this often even without a notification (a lost NOTIFY costs at most this)"),
+	NUM(session_queue_max, "CARILLON_SESSION_QUEUE_MAX", "1024", 64, 1000000,
+	    "frames waiting to be written to one websocket session; beyond: close 1013 \"Too slow\""),
+	NUM(session_queue_bytes, "CARILLON_SESSION_QUEUE_BYTES", "4194304", 65536, 1L << 30,
+	    "bytes of frames waiting for one websocket session; beyond: close 1013 \"Too slow\""),
+	NUM(session_pending_max, "CARILLON_SESSION_PENDING_MAX", "4096", 1, 1000000,
+	    "events buffered for a session while its snapshot is read; beyond: close 1013 \"Busy\""),
+	NUM(snapshot_page, "CARILLON_SNAPSHOT_PAGE", "500", 1, 100000,
+	    "channels of a connecting user read and joined per query (one loop turn each)"),
+	NUM(resume_page, "CARILLON_RESUME_PAGE", "100", 1, 100000,
+	    "events of a resume gap read per query (one loop turn each)"),
+	NUM(ws_ping_seconds, "CARILLON_WS_PING_SECONDS", "30", 1, 3600,
+	    "ping a websocket session that sent nothing for this long"),
+	NUM(ws_idle_seconds, "CARILLON_WS_IDLE_SECONDS", "75", 2, 7200,
+	    "close (1001 \"No pong\") a websocket session that sent nothing for this long; above CARILLON_WS_PING_SECONDS"),
+	NUM(connect_rate_max_users, "CARILLON_CONNECT_RATE_MAX_USERS", "100000", 16, 100000000,
+	    "users tracked at once by the connect rate limit; a new one beyond it gets 429 until buckets refill"),
+	NUM(node_heartbeat_seconds, "CARILLON_NODE_HEARTBEAT_SECONDS", "3", 1, 600,
+	    "how often a node refreshes its row in the session registry (carillon.ws_nodes)"),
+	NUM(node_alive_seconds, "CARILLON_NODE_ALIVE_SECONDS", "10", 2, 3600,
+	    "the sessions of a node not heard from for this long stop counting against the session quota"),
+	NUM(node_forget_seconds, "CARILLON_NODE_FORGET_SECONDS", "120", 3, 86400,
+	    "a node not heard from for this long is deleted from the registry with its sessions"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -305,6 +331,18 @@ int carillon_config_load(int *argc, char **argv)
 		const char *v = cfg_flag_value(argc, argv, flag);
 		if (v && (cfg_refuse_secret_flag(&cfg_keys[i], flag, v) || cfg_set(&cfg_keys[i], v, "the command line")))
 			return -1;
+	}
+	if (carillon_cfg.ws_idle_seconds <= carillon_cfg.ws_ping_seconds) {
+		fprintf(stderr, "carillon: CARILLON_WS_IDLE_SECONDS (%ld) must exceed CARILLON_WS_PING_SECONDS (%ld)\n",
+			carillon_cfg.ws_idle_seconds, carillon_cfg.ws_ping_seconds);
+		return -1;
+	}
+	if (carillon_cfg.node_alive_seconds <= carillon_cfg.node_heartbeat_seconds ||
+	    carillon_cfg.node_forget_seconds <= carillon_cfg.node_alive_seconds) {
+		fprintf(stderr, "carillon: CARILLON_NODE_HEARTBEAT_SECONDS (%ld) < CARILLON_NODE_ALIVE_SECONDS (%ld) < "
+				"CARILLON_NODE_FORGET_SECONDS (%ld) must hold\n",
+			carillon_cfg.node_heartbeat_seconds, carillon_cfg.node_alive_seconds, carillon_cfg.node_forget_seconds);
+		return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
 	for (int i = 0; i < 5; i++)

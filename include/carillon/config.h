@@ -56,6 +56,20 @@ struct carillon_config {
 	long resume_max_events;
 	long resume_max_bytes;
 	long min_credential_seconds;  /* smallest DurationSeconds of POST /carillon/credentials */
+	/* real time: the listener, the websocket sessions' queues, pages and keepalive */
+	long listener_batch;          /* events read per query by each node's listener */
+	long listener_poll_ms;        /* fallback read of the log when no notification comes */
+	long session_queue_max;       /* frames waiting to be written to one session (1013 above) */
+	long session_queue_bytes;     /* bytes of those frames (1013 above) */
+	long session_pending_max;     /* events buffered for a session waiting for its snapshot (1013 above) */
+	long snapshot_page;           /* channels of a connect's snapshot read and joined per query */
+	long resume_page;             /* events of a resume gap read per query */
+	long ws_ping_seconds;         /* ping a session silent this long */
+	long ws_idle_seconds;         /* close (1001) a session silent this long */
+	long connect_rate_max_users;  /* users tracked at once by the connect rate limit */
+	long node_heartbeat_seconds;  /* the session registry: how often a node says it is alive */
+	long node_alive_seconds;      /* sessions of a node silent this long stop counting */
+	long node_forget_seconds;     /* a node silent this long is deleted with its sessions */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

@@ -3,11 +3,14 @@
  * DefaultMessagingSession speaks, fed from the event log.
  *
  *   listener.c  LISTEN carillon_events on a dedicated connection; on every notification (and after
- *               every reconnect, and once a second as a fallback) read the events after the last
- *               position seen, in position (= commit) order, and hand them to the hub.
- *   event.c     one event = one refcounted text frame built once, shared by every recipient.
- *   hub.c       the indexes: channel -> local sessions, user -> local sessions; routing rules per
- *               event type (membership changes update the channel index in order).
+ *               every reconnect, and every CARILLON_LISTENER_POLL_MS as a fallback) read the events
+ *               after the last position seen (carillon.events_after), in position (= commit) order,
+ *               and hand them to the hub.
+ *   event.c     one event = one refcounted text frame built once, shared by every recipient, with
+ *               the routing facts of its row (the one decoder of carillon.events_after rows).
+ *   hub.c       the indexes: channel -> local sessions, user -> local sessions; applies each
+ *               event's facts (joins, audience, leaves, closes) in log order, knowing no event
+ *               type. docs/events.md describes the facts and the data flows.
  *   session.c   one websocket session: SigV4-presigned auth (4401 on refusal), the per-user connect
  *               rate (429 before the upgrade) and session quota (4003), a membership snapshot at
  *               position P joined in slices, for a resume the user's events of the gap in pages,
@@ -21,29 +24,85 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
 #include <libwebsockets.h>
 #include <uv.h>
 
 struct carillon_session;
 
+/* A list of user ARNs (owned by the event). */
+struct carillon_names {
+	char **v;
+	int n;
+};
+
+/* A routed event: the frame every recipient shares, and the routing facts its row carries
+ * (migration 060; written by carillon.event in the write's own transaction). The hub applies the
+ * facts and reads nothing else: it never looks at the type or the payload. */
 struct carillon_event {
 	unsigned refs;
-	int64_t position;
+	int64_t position;            /* 0: a frame private to one session (never routed) */
 	char *channel_arn;
-	char *event_type;
-	bool only;               /* audience 'only': exactly `arns`; else the members plus `arns` */
-	char **arns;
-	int n_arns;
-	char **members;          /* membership events: the members the event adds or removes */
-	int n_members;
-	unsigned char *frame;    /* LWS_PRE bytes of headroom, then the text frame */
+	char *event_type;            /* for logs and tests only */
+	bool only;                   /* audience 'only': exactly `arns`; else the channel's sessions plus `arns` */
+	struct carillon_names arns;
+	struct carillon_names joins;  /* users whose sessions join the channel before delivery */
+	struct carillon_names leaves; /* users whose sessions leave the channel after delivery */
+	bool closes;                 /* every session leaves the channel after delivery */
+	unsigned char *frame;        /* LWS_PRE bytes of headroom, then the text frame */
 	size_t frame_len;
 };
 
-/* Build an event from a row of carillon.events (payload and arns as JSON text). NULL if malformed. */
-struct carillon_event *carillon_event_new(int64_t position, const char *channel_arn, const char *event_type,
-					  const char *message_type, const char *payload_json, const char *audience,
-					  const char *arns_json);
+/* The facts of one event, as given to carillon_event_build (borrowed; copied into the event). */
+struct carillon_event_facts {
+	int64_t position;
+	const char *channel_arn;
+	const char *event_type;
+	const char *message_type;
+	const char *payload_json;
+	bool only;
+	const char *const *arns;
+	int n_arns;
+	const char *const *joins;
+	int n_joins;
+	const char *const *leaves;
+	int n_leaves;
+	bool closes;
+};
+
+/* Render an event's frame once and keep its facts. NULL when the payload is not JSON. */
+struct carillon_event *carillon_event_build(const struct carillon_event_facts *f);
+
+/* The one row shape of the event log, as carillon.events_after() returns it (sql/api/realtime.sql),
+ * read by the listener and by a resuming session alike. */
+enum {
+	CARILLON_EVENT_COL_POSITION,
+	CARILLON_EVENT_COL_CHANNEL,
+	CARILLON_EVENT_COL_TYPE,
+	CARILLON_EVENT_COL_MESSAGE_TYPE,
+	CARILLON_EVENT_COL_PAYLOAD,
+	CARILLON_EVENT_COL_AUDIENCE,
+	CARILLON_EVENT_COL_ARNS,     /* JSON array of strings */
+	CARILLON_EVENT_COL_JOINS,    /* JSON array of strings */
+	CARILLON_EVENT_COL_LEAVES,   /* JSON array of strings */
+	CARILLON_EVENT_COL_CLOSES,   /* "t" / "f" */
+	CARILLON_EVENT_COLS
+};
+/* The statement both readers run: $1 after, $2 limit, $3 until, $4 user, $5 moved channels
+ * (text[]), $6 moves only (boolean); $3..$6 may be NULL (the listener: every event). */
+#define CARILLON_EVENTS_AFTER_SQL \
+	"select * from carillon.events_after($1::bigint, $2::int, $3::bigint, $4, $5::text[], coalesce($6::boolean, false))"
+
+/* The one decoder: a row of carillon.events_after() (text columns, in the order above) -> a routed
+ * event. NULL if the row is malformed (a bad position, payload or name list). */
+struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVENT_COLS]);
+/* Row `row` of a carillon.events_after() result (NULL if malformed). */
+struct carillon_event *carillon_event_from_result(const PGresult *res, int row);
+
+/* A frame private to one session (SESSION-side signals such as CHANNEL_DETAILS and
+ * CARILLON_RESYNC_REQUIRED): position 0, no routing facts. */
+struct carillon_event *carillon_event_system(const char *event_type, const char *payload_json);
+
 struct carillon_event *carillon_event_ref(struct carillon_event *e);
 void carillon_event_unref(struct carillon_event *e);
 

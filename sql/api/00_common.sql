@@ -139,18 +139,28 @@ language sql as $$
 $$;
 
 -- Events. An operation function returns its output document and may add "__events": an array of
--- {"channel_arn", "app_instance_id", "event_type", "message_type", "payload", "audience", "arns"}.
+-- {"channel_arn", "app_instance_id", "event_type", "message_type", "payload", "audience", "arns",
+--  "joins", "leaves", "closes"} built by carillon.event. Besides who hears it (audience 'members':
+-- the channel's sessions plus the users in arns; 'only': just the users in arns), an event states
+-- its routing facts (docs/events.md): the users whose sessions join the channel before it is
+-- delivered (joins), leave it after (leaves), or whether every session leaves it (closes). Readers
+-- apply those facts; none of them looks at event types or payloads.
 -- carillon.flush_events() stores them at the end of the transaction, under the event lock, so that
 -- positions follow commit order, and wakes every gateway with one NOTIFY.
+drop function if exists carillon.event(text, text, text, text, jsonb, text, text[]);
 create or replace function carillon.event(p_channel_arn text, p_app_instance_id text, p_type text,
                                           p_message_type text, p_payload jsonb,
-                                          p_audience text default 'members', p_arns text[] default '{}')
+                                          p_audience text default 'members', p_arns text[] default '{}',
+                                          p_joins text[] default '{}', p_leaves text[] default '{}',
+                                          p_closes boolean default false)
 returns jsonb language sql immutable as $$
     select jsonb_build_object('channel_arn', p_channel_arn, 'app_instance_id', p_app_instance_id,
                               'event_type', p_type, 'message_type', p_message_type, 'payload', p_payload,
-                              'audience', p_audience, 'arns', to_jsonb(p_arns))
+                              'audience', p_audience, 'arns', to_jsonb(p_arns),
+                              'joins', to_jsonb(p_joins), 'leaves', to_jsonb(p_leaves), 'closes', p_closes)
 $$;
 
+-- An event without routing facts may leave out "joins", "leaves" and "closes".
 create or replace function carillon.flush_events(p_events jsonb) returns void
 language plpgsql as $$
 declare v_last bigint;
@@ -162,10 +172,13 @@ begin
     -- positions they take are therefore in commit order.
     perform pg_advisory_xact_lock(7263, 1);
     insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
-                                 audience, arns)
+                                 audience, arns, joins, leaves, closes)
     select nextval('carillon.event_position'), e->>'app_instance_id', e->>'channel_arn', e->>'event_type',
            e->>'message_type', e->'payload', e->>'audience',
-           array(select jsonb_array_elements_text(e->'arns'))
+           array(select jsonb_array_elements_text(e->'arns')),
+           array(select jsonb_array_elements_text(coalesce(e->'joins', '[]'))),
+           array(select jsonb_array_elements_text(coalesce(e->'leaves', '[]'))),
+           coalesce((e->>'closes')::boolean, false)
       from jsonb_array_elements(p_events) with ordinality as t(e, n)
      order by n;
     v_last := currval('carillon.event_position');

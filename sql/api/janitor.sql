@@ -2,7 +2,8 @@
 -- its members, built before the rows go.
 create or replace function carillon.channel_gone_event(p_arn text) returns jsonb
 language sql stable as $$
-    select carillon.event(c.arn, c.app_instance_id, 'DELETE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true))
+    select carillon.event(c.arn, c.app_instance_id, 'DELETE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true),
+                          p_closes => true)
       from carillon.channels c where c.arn = p_arn
 $$;
 

@@ -203,7 +203,8 @@ declare
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     c := carillon.channel_lock(c.arn);
-    v_event := carillon.event(c.arn, c.app_instance_id, 'DELETE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true));
+    v_event := carillon.event(c.arn, c.app_instance_id, 'DELETE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true),
+                              p_closes => true);
     delete from carillon.channels where arn = c.arn;
     perform carillon.drop_tags(c.arn);
     return jsonb_build_object('__events', jsonb_build_array(v_event));

@@ -149,13 +149,20 @@ language sql stable as $$
                               'CreatedTimestamp', carillon.ts(p_at), 'CreatedBy', carillon.identity_of(p_by))
 $$;
 
--- The membership event: HIDDEN members are not announced, only they themselves hear of it.
+-- The membership event: HIDDEN members are not announced, only they themselves hear of it. Its
+-- routing facts: a CREATE_CHANNEL_MEMBERSHIP joins the member's sessions to the channel (before
+-- delivery: the new member hears it), a DELETE_CHANNEL_MEMBERSHIP takes them out (after delivery:
+-- the removed member hears it); other membership events move nobody.
 create or replace function carillon.membership_event(c carillon.channels, m carillon.channel_memberships,
                                                      p_type text) returns jsonb
 language sql stable as $$
     select carillon.event(c.arn, c.app_instance_id, p_type, 'SYSTEM', carillon.membership_doc(m, true),
                           case when m.type = 'HIDDEN' then 'only' else 'members' end,
-                          array[m.member_arn])
+                          array[m.member_arn],
+                          p_joins => case when p_type = 'CREATE_CHANNEL_MEMBERSHIP' then array[m.member_arn]
+                                          else '{}' end,
+                          p_leaves => case when p_type = 'DELETE_CHANNEL_MEMBERSHIP' then array[m.member_arn]
+                                           else '{}' end)
 $$;
 
 -- Add a member (used by CreateChannel, CreateChannelMembership, BatchCreateChannelMembership, and

@@ -175,7 +175,7 @@ begin
     if c.elastic is null and cardinality(v_added) > 0 then
         v_events := jsonb_build_array(carillon.event(c.arn, c.app_instance_id, 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'SYSTEM',
                                                      v_doc, case when v_type = 'HIDDEN' then 'only' else 'members' end,
-                                                     v_added));
+                                                     v_added, p_joins => v_added));
     end if;
     return jsonb_build_object('BatchChannelMemberships', v_doc, 'Errors', v_errors, '__events', v_events);
 end $$;

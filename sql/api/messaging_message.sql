@@ -352,6 +352,7 @@ begin
         '__events', jsonb_build_array(jsonb_build_object(
             'channel_arn', v_arn, 'app_instance_id', v_app_id, 'event_type', 'CREATE_CHANNEL_MESSAGE',
             'message_type', v_type, 'audience', v_audience, 'arns', to_jsonb(v_arns),
+            'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
             'payload', jsonb_strip_nulls(jsonb_build_object(
                 'ChannelArn', v_arn, 'MessageId', v_id, 'Content', v_content, 'Metadata', input->>'Metadata',
                 'Type', v_type, 'CreatedTimestamp', v_at_iso, 'LastUpdatedTimestamp', v_at_iso,

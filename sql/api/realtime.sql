@@ -58,33 +58,65 @@ language sql stable as $$
       from mine
 $$;
 
--- Resuming a session (Carillon's extension to the protocol; the stock clients don't use it): the
--- events after position p_since that the user would have received, up to p_until (the new
--- session's snapshot position), in order — or null when p_since is older than the retained log or
--- the gap holds more than p_max events (the client must re-sync through REST).
---
--- Which channels the user belonged to at p_since: its current channels, corrected by the membership
--- events about it in the gap (a channel whose first such event is a CREATE was joined later; one
--- whose first is a DELETE was left later). Replaying the gap through the same routing rules as live
--- delivery then reproduces exactly what a continuously connected session received.
-create or replace function carillon.resume_channels(p_user text, p_since bigint, p_until bigint) returns text[]
+-- Reading the event log. Every reader (each node's listener, a resuming session's gap, the channel
+-- list of a snapshot) reads rows through the two functions below, and routes them by the facts the
+-- rows carry (audience, arns, joins, leaves, closes: migration 060, carillon.event): no reader
+-- looks at event types or payloads to decide who hears what.
+
+-- The last position of the log (0 when empty): where a listener starts, the position P of a
+-- session's snapshot.
+create or replace function carillon.log_position() returns bigint
 language sql stable as $$
-    with firsts as (
-        select distinct on (e.channel_arn) e.channel_arn, e.event_type
-          from carillon.events e
-         where e.position > p_since and e.position <= p_until
-           and e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
-           and (e.payload #>> '{Member,Arn}' = p_user
-                or e.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
-         order by e.channel_arn, e.position
-    )
-    select coalesce(array_agg(arn), '{}') from (
-        select channel_arn as arn from carillon.channel_memberships
-         where member_arn = p_user
-           and channel_arn not in (select channel_arn from firsts where event_type <> 'DELETE_CHANNEL_MEMBERSHIP')
-        union
-        select channel_arn from firsts where event_type = 'DELETE_CHANNEL_MEMBERSHIP'
-    ) s
+    select coalesce(max(position), 0) from carillon.events
+$$;
+
+-- The first membership move of p_user in each channel in (p_after, p_until] (p_until null: to the
+-- end of the log): joined = its sessions joined the channel there, else they left it. A channel
+-- whose first move is a join was not the user's at p_after; one whose first move is a leave was.
+create or replace function carillon.user_moves(p_user text, p_after bigint, p_until bigint default null)
+returns table (channel_arn text, joined boolean)
+language sql stable as $$
+    select distinct on (e.channel_arn) e.channel_arn, p_user = any (e.joins)
+      from carillon.events e
+     where e.position > p_after and (p_until is null or e.position <= p_until)
+       and (p_user = any (e.joins) or p_user = any (e.leaves))
+     order by e.channel_arn, e.position
+$$;
+
+-- The events after position p_after, in position order, at most p_limit, as the one row shape the
+-- realtime side decodes (carillon_event_decode in src/realtime/event.c): position, channel,
+-- types, the payload as text, the audience, and the routing facts (arrays as JSON text).
+--
+-- Without p_user: every event (the listener). With p_user: one page of a resume gap, the events in
+-- (p_after, p_until] that can matter to p_user — those naming it in arns, and those of a channel
+-- it was in at some point of the gap. Those channels are all among: its memberships now, the
+-- channels in p_moved (its membership moves in the gap, from resume_moved) and the channels it
+-- moved in after p_until (while the session was connecting). The session's routing (the same facts
+-- as live delivery, from the channels as of the gap's start) then picks exactly what it would have
+-- received; this filter only keeps other users' traffic out. With p_moves_only, just the events
+-- that move sessions (once the gap is over its bounds and will not be delivered).
+drop function if exists carillon.resume_page(text, text[], bigint, bigint, int, boolean);
+drop function if exists carillon.resume_channels(text, bigint, bigint);
+create or replace function carillon.events_after(p_after bigint, p_limit int, p_until bigint default null,
+                                                 p_user text default null, p_moved text[] default null,
+                                                 p_moves_only boolean default false)
+returns table (r_position bigint, r_channel_arn text, r_event_type text, r_message_type text, r_payload text,
+               r_audience text, r_arns text, r_joins text, r_leaves text, r_closes boolean)
+language sql stable as $$
+    select e.position, e.channel_arn, e.event_type, e.message_type, e.payload::text, e.audience,
+           array_to_json(e.arns)::text, array_to_json(e.joins)::text, array_to_json(e.leaves)::text, e.closes
+      from carillon.events e
+     where e.position > p_after and (p_until is null or e.position <= p_until)
+       and (not p_moves_only or cardinality(e.joins) > 0 or cardinality(e.leaves) > 0 or e.closes)
+       and (p_user is null
+            or p_user = any (e.arns)
+            or (e.audience <> 'only'
+                and (e.channel_arn in (select unnest(p_moved))   -- hashed, whatever its size
+                     or exists (select 1 from carillon.channel_memberships m
+                                 where m.member_arn = p_user and m.channel_arn = e.channel_arn)
+                     or e.channel_arn in (select l.channel_arn from carillon.user_moves(p_user, p_until) l))))
+     order by e.position
+     limit p_limit
 $$;
 
 -- The bound on a gap is now the user's own events (resume_max_events / resume_max_bytes, counted
@@ -98,85 +130,33 @@ language sql stable as $$
        and p_until - p_since <= p_max
 $$;
 
--- The channels whose membership of p_user changed in (p_since, p_until]: each such change is an
+-- The channels where p_user moved (joined or left) in (p_since, p_until]: each such move is an
 -- event for the user, so a gap with more of them than the resume bound is not resumed.
 create or replace function carillon.resume_moved(p_user text, p_since bigint, p_until bigint) returns text[]
 language sql stable as $$
-    select coalesce(array_agg(distinct e.channel_arn), '{}')
-      from carillon.events e
-     where e.position > p_since and e.position <= p_until
-       and e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
-       and (e.payload #>> '{Member,Arn}' = p_user
-            or e.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
-$$;
-
--- One page of a resume gap: the events in (p_after, p_until] (at most p_limit, in position order)
--- that can matter to p_user — those naming it in `arns`, and those of a channel it was in at some
--- point of the gap. Those channels are all among: its memberships now, the channels in p_moved
--- (membership changes in the gap, from resume_moved) and the channels whose membership of the user
--- changed after p_until (while the session was connecting). The session's routing (the same rules
--- as live delivery, from the channels as of the gap's start) then picks exactly what it would have
--- received; this filter only keeps other users' traffic out. With p_moves_only, just the events
--- that change the session's channels (once the gap is over its bounds and will not be delivered).
-create or replace function carillon.resume_page(p_user text, p_moved text[], p_after bigint, p_until bigint,
-                                                p_limit int, p_moves_only boolean)
-returns table (r_position bigint, r_channel_arn text, r_event_type text, r_message_type text, r_payload text,
-               r_audience text, r_arns text)
-language sql stable as $$
-    with later as (
-        select distinct x.channel_arn
-          from carillon.events x
-         where x.position > p_until
-           and x.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
-           and (x.payload #>> '{Member,Arn}' = p_user
-                or x.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
-    )
-    select e.position, e.channel_arn, e.event_type, e.message_type, e.payload::text, e.audience,
-           array_to_json(e.arns)::text
-      from carillon.events e
-     where e.position > p_after and e.position <= p_until
-       and (not p_moves_only
-            or e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP',
-                                'DELETE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL'))
-       and (p_user = any (e.arns)
-            or (e.audience <> 'only'
-                and (e.channel_arn in (select unnest(p_moved))   -- hashed, whatever its size
-                     or exists (select 1 from carillon.channel_memberships m
-                                 where m.member_arn = p_user and m.channel_arn = e.channel_arn)
-                     or e.channel_arn in (select l.channel_arn from later l))))
-     order by e.position
-     limit p_limit
+    select coalesce(array_agg(m.channel_arn), '{}') from carillon.user_moves(p_user, p_since, p_until) m
 $$;
 
 -- The channels p_user was in at log position p_at, in ARN order, after p_after (keyset paging),
--- at most p_limit: its memberships in this snapshot, corrected by the membership events about it
--- after p_at (a channel whose first such event is a CREATE was joined later; one whose first is a
--- DELETE was left later) — the same correction as resume_channels, by pages, so that a session
--- joins tens of thousands of channels a page per loop turn. Any later snapshot gives the same
--- answer (a write and its event commit together), except for a channel deleted since p_at
--- (DELETE_CHANNEL names no members): it is not listed.
+-- at most p_limit: its memberships in this snapshot, corrected by its moves after p_at (a channel
+-- it first joined later was not its own; one it first left later was) — by pages, so that a
+-- session joins tens of thousands of channels a page per loop turn. Any later snapshot gives the
+-- same answer (a write and its event commit together), except for a channel deleted since p_at
+-- (its members' rows go with it, without moves of their own): it is not listed.
 create or replace function carillon.channels_at(p_user text, p_at bigint, p_after text, p_limit int)
 returns setof text
 language sql stable as $$
-    with firsts as (
-        select distinct on (e.channel_arn) e.channel_arn, e.event_type
-          from carillon.events e
-         where e.position > p_at
-           and e.event_type in ('CREATE_CHANNEL_MEMBERSHIP', 'BATCH_CREATE_CHANNEL_MEMBERSHIP', 'DELETE_CHANNEL_MEMBERSHIP')
-           and (e.payload #>> '{Member,Arn}' = p_user
-                or e.payload->'Members' @> jsonb_build_array(jsonb_build_object('Arn', p_user)))
-         order by e.channel_arn, e.position
-    )
+    with firsts as (select f.channel_arn, f.joined from carillon.user_moves(p_user, p_at) f)
     select arn from (
         (select m.channel_arn as arn
            from carillon.channel_memberships m
           where m.member_arn = p_user and m.channel_arn > p_after
-            and m.channel_arn not in (select f.channel_arn from firsts f where f.event_type <> 'DELETE_CHANNEL_MEMBERSHIP')
+            and m.channel_arn not in (select f.channel_arn from firsts f where f.joined)
           order by m.channel_arn
           limit p_limit)
         union
         (select f.channel_arn from firsts f
-          where f.event_type = 'DELETE_CHANNEL_MEMBERSHIP' and f.channel_arn > p_after)
+          where not f.joined and f.channel_arn > p_after)
     ) s
     order by arn
     limit p_limit

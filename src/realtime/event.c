@@ -1,4 +1,10 @@
-/* Events as they travel to sessions: the text frame is rendered once and shared by reference. */
+/*
+ * Events as they travel to sessions: the text frame is rendered once and shared by reference, and
+ * the routing facts of the row (audience, joins, leaves, closes) travel with it. This file is the
+ * one decoder of event rows (carillon.events_after); nothing here or in the hub reads a payload to
+ * route an event.
+ */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,69 +14,37 @@
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
-static char **string_array(json_t *a, int *n)
+static void names_copy(struct carillon_names *out, const char *const *v, int n)
 {
-	*n = 0;
-	if (!json_is_array(a) || !json_array_size(a))
-		return NULL;
-	char **out = carillon_xcalloc(json_array_size(a), sizeof(char *));
-	size_t i;
-	json_t *v;
-	json_array_foreach(a, i, v) if (json_is_string(v)) out[(*n)++] = carillon_xstrdup(json_string_value(v));
-	return out;
+	out->n = 0;
+	out->v = NULL;
+	if (n <= 0)
+		return;
+	out->v = carillon_xcalloc((size_t)n, sizeof(char *));
+	for (int i = 0; i < n; i++)
+		if (v[i])
+			out->v[out->n++] = carillon_xstrdup(v[i]);
 }
 
-/* Membership events name who joins or leaves: Member.Arn, or Members[].Arn for a batch. */
-static char **event_members(json_t *payload, int *n)
+static void names_free(struct carillon_names *names)
 {
-	*n = 0;
-	json_t *one = json_object_get(json_object_get(payload, "Member"), "Arn");
-	if (json_is_string(one)) {
-		char **out = carillon_xcalloc(1, sizeof(char *));
-		out[(*n)++] = carillon_xstrdup(json_string_value(one));
-		return out;
-	}
-	json_t *many = json_object_get(payload, "Members");
-	if (!json_is_array(many) || !json_array_size(many))
-		return NULL;
-	char **out = carillon_xcalloc(json_array_size(many), sizeof(char *));
-	size_t i;
-	json_t *m;
-	json_array_foreach(many, i, m) {
-		json_t *arn = json_object_get(m, "Arn");
-		if (json_is_string(arn))
-			out[(*n)++] = carillon_xstrdup(json_string_value(arn));
-	}
-	return out;
+	for (int i = 0; i < names->n; i++)
+		free(names->v[i]);
+	free(names->v);
+	names->v = NULL;
+	names->n = 0;
 }
 
-static bool is_membership_event(const char *type) { return strstr(type, "CHANNEL_MEMBERSHIP") != NULL; }
-
-struct carillon_event *carillon_event_new(int64_t position, const char *channel_arn, const char *event_type,
-					  const char *message_type, const char *payload_json, const char *audience,
-					  const char *arns_json)
+/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once.
+ * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
+ * a client may resume from (since-position on /connect); the stock clients ignore it. */
+static char *render_frame(int64_t position, const char *event_type, const char *message_type, json_t *payload)
 {
-	json_t *payload = json_loads(payload_json, 0, NULL);
-	json_t *arns = json_loads(arns_json ? arns_json : "[]", 0, NULL);
-	if (!payload) {
-		json_decref(arns);
+	char *compact = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY); /* jsonb's text form has spaces */
+	if (!compact)
 		return NULL;
-	}
-	struct carillon_event *e = carillon_xcalloc(1, sizeof(*e));
-	e->refs = 1;
-	e->position = position;
-	e->channel_arn = carillon_xstrdup(channel_arn);
-	e->event_type = carillon_xstrdup(event_type);
-	e->only = !strcmp(audience, "only");
-	e->arns = string_array(arns, &e->n_arns);
-	if (is_membership_event(event_type))
-		e->members = event_members(payload, &e->n_members);
-	/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once.
-	 * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
-	 * a client may resume from (since-position on /connect); the stock clients ignore it. */
-	char *compact = json_dumps(payload, JSON_COMPACT); /* jsonb's text form has spaces */
 	json_t *frame = json_pack("{s:{s:s,s:s},s:s}", "Headers", "x-amz-chime-event-type", event_type,
-				  "x-amz-chime-message-type", message_type, "Payload", compact ? compact : payload_json);
+				  "x-amz-chime-message-type", message_type, "Payload", compact);
 	free(compact);
 	if (frame && position > 0) {
 		char pos[24];
@@ -79,17 +53,120 @@ struct carillon_event *carillon_event_new(int64_t position, const char *channel_
 	}
 	char *text = frame ? json_dumps(frame, JSON_COMPACT) : NULL;
 	json_decref(frame);
-	json_decref(payload);
-	json_decref(arns);
-	if (!text) {
-		carillon_event_unref(e);
+	return text;
+}
+
+struct carillon_event *carillon_event_build(const struct carillon_event_facts *f)
+{
+	json_t *payload = json_loads(f->payload_json ? f->payload_json : "", JSON_DECODE_ANY, NULL);
+	if (!payload)
 		return NULL;
-	}
+	char *text = render_frame(f->position, f->event_type ? f->event_type : "",
+				  f->message_type ? f->message_type : "", payload);
+	json_decref(payload);
+	if (!text)
+		return NULL;
+	struct carillon_event *e = carillon_xcalloc(1, sizeof(*e));
+	e->refs = 1;
+	e->position = f->position;
+	e->channel_arn = carillon_xstrdup(f->channel_arn ? f->channel_arn : "");
+	e->event_type = carillon_xstrdup(f->event_type ? f->event_type : "");
+	e->only = f->only;
+	names_copy(&e->arns, f->arns, f->n_arns);
+	names_copy(&e->joins, f->joins, f->n_joins);
+	names_copy(&e->leaves, f->leaves, f->n_leaves);
+	e->closes = f->closes;
 	e->frame_len = strlen(text);
 	e->frame = carillon_xmalloc(LWS_PRE + e->frame_len);
 	memcpy(e->frame + LWS_PRE, text, e->frame_len);
 	free(text);
 	return e;
+}
+
+struct carillon_event *carillon_event_system(const char *event_type, const char *payload_json)
+{
+	struct carillon_event_facts f = {.position = 0, .channel_arn = "", .event_type = event_type,
+					 .message_type = "SYSTEM", .payload_json = payload_json, .only = true};
+	return carillon_event_build(&f);
+}
+
+/* A JSON array of strings (a column of names), borrowed from `doc`: false if it is anything else. */
+static bool names_view(json_t *doc, const char ***out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!json_is_array(doc))
+		return false;
+	size_t len = json_array_size(doc);
+	if (!len)
+		return true;
+	*out = carillon_xcalloc(len, sizeof(char *));
+	size_t i;
+	json_t *v;
+	json_array_foreach(doc, i, v) {
+		if (!json_is_string(v))
+			return false;
+		(*out)[(*n)++] = json_string_value(v);
+	}
+	return true;
+}
+
+/* A names column: NULL (as a nullable column reads) is an empty list. */
+static json_t *names_column(const char *text)
+{
+	return json_loads(text && *text ? text : "[]", 0, NULL);
+}
+
+struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVENT_COLS])
+{
+	const char *pos_text = cols[CARILLON_EVENT_COL_POSITION];
+	if (!pos_text || !*pos_text)
+		return NULL;
+	char *end;
+	errno = 0;
+	long long position = strtoll(pos_text, &end, 10);
+	if (errno || *end || position < 0)
+		return NULL;
+	json_t *docs[3] = {names_column(cols[CARILLON_EVENT_COL_ARNS]), names_column(cols[CARILLON_EVENT_COL_JOINS]),
+			   names_column(cols[CARILLON_EVENT_COL_LEAVES])};
+	const char **lists[3] = {NULL, NULL, NULL};
+	int counts[3] = {0, 0, 0};
+	bool ok = true;
+	for (int i = 0; i < 3; i++)
+		ok = names_view(docs[i], &lists[i], &counts[i]) && ok;
+	struct carillon_event *e = NULL;
+	if (ok) {
+		const char *audience = cols[CARILLON_EVENT_COL_AUDIENCE];
+		const char *closes = cols[CARILLON_EVENT_COL_CLOSES];
+		struct carillon_event_facts f = {
+			.position = position,
+			.channel_arn = cols[CARILLON_EVENT_COL_CHANNEL],
+			.event_type = cols[CARILLON_EVENT_COL_TYPE],
+			.message_type = cols[CARILLON_EVENT_COL_MESSAGE_TYPE],
+			.payload_json = cols[CARILLON_EVENT_COL_PAYLOAD],
+			.only = audience && !strcmp(audience, "only"),
+			.arns = lists[0], .n_arns = counts[0],
+			.joins = lists[1], .n_joins = counts[1],
+			.leaves = lists[2], .n_leaves = counts[2],
+			.closes = closes && !strcmp(closes, "t"),
+		};
+		e = carillon_event_build(&f);
+	}
+	for (int i = 0; i < 3; i++) {
+		free(lists[i]);
+		json_decref(docs[i]);
+	}
+	return e;
+}
+
+struct carillon_event *carillon_event_from_result(const PGresult *res, int row)
+{
+	if (PQnfields(res) < CARILLON_EVENT_COLS || row < 0 || row >= PQntuples(res))
+		return NULL;
+	const char *cols[CARILLON_EVENT_COLS];
+	for (int c = 0; c < CARILLON_EVENT_COLS; c++)
+		cols[c] = PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+	return carillon_event_decode(cols);
 }
 
 struct carillon_event *carillon_event_ref(struct carillon_event *e)
@@ -102,12 +179,9 @@ void carillon_event_unref(struct carillon_event *e)
 {
 	if (!e || --e->refs)
 		return;
-	for (int i = 0; i < e->n_arns; i++)
-		free(e->arns[i]);
-	for (int i = 0; i < e->n_members; i++)
-		free(e->members[i]);
-	free(e->arns);
-	free(e->members);
+	names_free(&e->arns);
+	names_free(&e->joins);
+	names_free(&e->leaves);
 	free(e->channel_arn);
 	free(e->event_type);
 	free(e->frame);

@@ -1,13 +1,15 @@
 /*
  * The hub: which local sessions hear which event.
  *
- * Indexes: channel ARN -> sessions of members (kept by membership events, in log order), user ARN ->
- * sessions. Routing per event, for each candidate session (the channel's sessions, plus the sessions
- * of the users the event names), in this order:
- *   1. CREATE_/BATCH_CREATE_CHANNEL_MEMBERSHIP naming the session's user: it joins the channel;
+ * Indexes: channel ARN -> sessions of members (kept by the events' routing facts, in log order),
+ * user ARN -> sessions. Every event carries its facts (struct carillon_event, decoded from its row:
+ * the hub never reads an event type or a payload). Routing per event, for each candidate session
+ * (the channel's sessions, plus the sessions of the users the event names in `joins` or `arns`),
+ * in this order:
+ *   1. joins: the session's user is in `joins` -> it joins the channel;
  *   2. deliver: audience 'only' -> the session's user is in `arns`; otherwise it is in the channel
  *      or its user is in `arns` (e.g. the member a DELETE_CHANNEL_MEMBERSHIP removes);
- *   3. DELETE_CHANNEL_MEMBERSHIP naming the session's user, or DELETE_CHANNEL: it leaves.
+ *   3. leaves: the session's user is in `leaves`, or the event `closes` the channel -> it leaves.
  * Sessions still waiting for their membership snapshot get every event buffered and apply the same
  * rules once they know their channels (session.c).
  *
@@ -157,7 +159,7 @@ static void set_remove(struct session_set *set, struct carillon_session *s)
 		}
 }
 
-static bool named(char **arns, int n, const char *arn)
+static bool named(char *const *arns, int n, const char *arn)
 {
 	for (int i = 0; i < n; i++)
 		if (!strcmp(arns[i], arn))
@@ -313,17 +315,14 @@ static void route(struct carillon_session *s, struct carillon_event *e)
 	if (e->position <= carillon_session_start(s))
 		return;
 	const char *user = carillon_session_user(s);
-	bool about_user = named(e->members, e->n_members, user);
-	bool joins = about_user && strstr(e->event_type, "CREATE_CHANNEL_MEMBERSHIP");
-	bool leaves = (about_user && !strcmp(e->event_type, "DELETE_CHANNEL_MEMBERSHIP")) ||
-		      !strcmp(e->event_type, "DELETE_CHANNEL");
-	if (joins)
+	if (named(e->joins.v, e->joins.n, user))
 		carillon_hub_join(s, e->channel_arn);
 	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
-	bool deliver = e->only ? named(e->arns, e->n_arns, user)
-			       : in_channel(s, c) || named(e->arns, e->n_arns, user);
+	bool deliver = e->only ? named(e->arns.v, e->arns.n, user)
+			       : in_channel(s, c) || named(e->arns.v, e->arns.n, user);
 	if (deliver)
 		carillon_session_deliver(s, e);
+	bool leaves = e->closes || named(e->leaves.v, e->leaves.n, user);
 	int ref = leaves && c ? ref_index(hub_of(s), c) : -1;
 	if (ref >= 0)
 		hub_leave_ref(hub_of(s), ref);
@@ -339,7 +338,7 @@ static void consider(struct carillon_session *s, struct carillon_event *e)
 	route(s, e);
 }
 
-static void consider_users(char **arns, int n, struct carillon_event *e)
+static void consider_users(char *const *arns, int n, struct carillon_event *e)
 {
 	for (int i = 0; i < n; i++) {
 		struct session_set *set = carillon_hmap_get(&users, arns[i]);
@@ -352,8 +351,8 @@ void carillon_hub_dispatch(struct carillon_event *e)
 {
 	dispatch_stamp++;
 	/* Candidates: users the event names first (a join must happen before delivery)... */
-	consider_users(e->members, e->n_members, e);
-	consider_users(e->arns, e->n_arns, e);
+	consider_users(e->joins.v, e->joins.n, e);
+	consider_users(e->arns.v, e->arns.n, e);
 	/* ...then the channel's sessions. Copy: routing may remove sessions from the channel. */
 	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
 	if (c && c->n) {

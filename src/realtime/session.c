@@ -10,15 +10,19 @@
  *   registry     the session's row in carillon.ws_sessions, counted against max_sessions_per_user
  *                over every node; over the quota it is closed with 4003 (terminal for the client).
  *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
- *                channels are read and joined JOIN_PAGE per query (a user may have tens of thousands).
- *   resume       (since-position) the user's events of the gap (since, P], GAP_PAGE per query and per
- *                loop turn, filtered to the user's channels in SQL and bounded by resume_max_events
- *                and resume_max_bytes (beyond: CARILLON_RESYNC_REQUIRED).
+ *                channels are read and joined CARILLON_SNAPSHOT_PAGE per query (a user may have tens
+ *                of thousands).
+ *   resume       (since-position) the user's events of the gap (since, P], CARILLON_RESUME_PAGE per
+ *                query and per loop turn (carillon.events_after, decoded by the one event decoder),
+ *                filtered to the user's channels in SQL and bounded by resume_max_events and
+ *                resume_max_bytes (beyond: CARILLON_RESYNC_REQUIRED).
  *   active       send SESSION_ESTABLISHED, then the gap's events, then the buffered events after P,
  *                then live events, each routed by the hub; one frame per WRITEABLE.
- *   bounds       at most MAX_QUEUE frames / MAX_QUEUE_BYTES waiting (besides a resume's backlog);
- *                beyond that the session is closed with 1013 (retryable: the client reconnects and
- *                re-syncs through REST).
+ *   bounds       at most CARILLON_SESSION_QUEUE_MAX frames / CARILLON_SESSION_QUEUE_BYTES waiting
+ *                (besides a resume's backlog, itself bounded by the resume bounds); beyond that the
+ *                session is closed with 1013 "Too slow" (retryable: the client reconnects and
+ *                re-syncs through REST). While pending, at most CARILLON_SESSION_PENDING_MAX events
+ *                are buffered (1013 "Busy" beyond).
  *   expiry       a session opened with a temporary credential is closed with 4410 (retryable: the
  *                client reconnects with fresh credentials) once that credential expires.
  *   close        detach from the hub; a query still in flight finds its ticket orphaned.
@@ -39,28 +43,20 @@
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
-#define MAX_QUEUE 1024
-#define MAX_QUEUE_BYTES (4u << 20)
-#define MAX_PENDING 4096
-#define JOIN_PAGE 500        /* channels of a snapshot read and joined per query (one loop turn) */
-#define GAP_PAGE 100         /* events of a resume gap read and rendered per query (one loop turn) */
+/* Queue bounds, pages and keepalive times are settings (carillon_cfg.session_*, snapshot_page,
+ * resume_page, ws_*: src/config.c). What stays here is loop-slice granularity, not a limit. */
 #define REAP_SLICE 500       /* channels of closed sessions left per loop iteration */
 /* A gap may span at most this many times resume_max_events log positions (all users' events):
  * bounds what the database scans for one connect. */
 #define GAP_SCAN_FACTOR 100
 /* Keepalive, from one loop timer over all sessions (lws 4.1 keeps a per-connection ping timer in
- * one sorted list, which costs O(sessions) per insert): ping a session silent for PING_AFTER_S,
- * drop one silent for HANGUP_AFTER_S. The same tick closes sessions whose credential expired, so
- * it runs every second (a pass over the sessions is a few comparisons each). */
+ * one sorted list, which costs O(sessions) per insert): ping a session silent for
+ * CARILLON_WS_PING_SECONDS, drop one silent for CARILLON_WS_IDLE_SECONDS. The same tick closes
+ * sessions whose credential expired, so it runs every second (a pass over the sessions is a few
+ * comparisons each). */
 #define KEEPALIVE_TICK_MS 1000
-#define PING_AFTER_S 30
-#define HANGUP_AFTER_S 75
-#define CONNECT_RATE_KEYS 100000 /* users tracked by the connect rate limiter */
 /* The session registry (carillon.ws_sessions): this node's heartbeat, how long a silent node's
- * sessions still count, and when they are forgotten. */
-#define REGISTRY_HEARTBEAT_MS 3000
-#define REGISTRY_ALIVE_S 10
-#define REGISTRY_FORGET_S 120
+ * sessions still count, and when they are forgotten, are settings (CARILLON_NODE_*_SECONDS). */
 
 enum session_state { S_NEW, S_PENDING, S_ACTIVE, S_CLOSING };
 
@@ -101,7 +97,7 @@ struct carillon_session {
 	struct carillon_event **gap;
 	unsigned gap_len, gap_cap;
 	size_t gap_bytes;
-	/* frames at the head of q that came from a resume gap: allowed beyond MAX_QUEUE(_BYTES) */
+	/* frames at the head of q that came from a resume gap: allowed beyond the session queue bounds */
 	unsigned q_backlog;
 	size_t q_backlog_bytes;
 	int64_t reg_id;             /* its row in carillon.ws_sessions (0: not registered) */
@@ -221,7 +217,8 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 			session_fail(s, 1011, "Write failed");
 		return;
 	}
-	if (s->q_len >= MAX_QUEUE + s->q_backlog || s->q_bytes + e->frame_len > MAX_QUEUE_BYTES + s->q_backlog_bytes) {
+	if ((long)s->q_len >= carillon_cfg.session_queue_max + (long)s->q_backlog ||
+	    s->q_bytes + e->frame_len > (size_t)carillon_cfg.session_queue_bytes + s->q_backlog_bytes) {
 		log_notice("session of %s is too slow (%u frames queued): closing it", s->user_arn, s->q_len);
 		session_fail(s, 1013, "Too slow");
 		return;
@@ -234,7 +231,7 @@ void carillon_session_buffer(struct carillon_session *s, struct carillon_event *
 {
 	if (s->state != S_PENDING)
 		return;
-	if (s->q_len >= MAX_PENDING) {
+	if ((long)s->q_len >= carillon_cfg.session_pending_max) {
 		session_fail(s, 1013, "Busy");
 		return;
 	}
@@ -280,9 +277,7 @@ static void prefetch_done(void *arg, const struct carillon_db_result *r)
 	json_t *d;
 	json_array_foreach(details, i, d) {
 		char *payload = json_dumps(d, JSON_COMPACT);
-		struct carillon_event *e = payload ? carillon_event_new(0, "", "CHANNEL_DETAILS", "SYSTEM", payload,
-									"only", "[]")
-						   : NULL;
+		struct carillon_event *e = payload ? carillon_event_system("CHANNEL_DETAILS", payload) : NULL;
 		free(payload);
 		if (e) {
 			carillon_session_deliver(s, e);
@@ -303,7 +298,7 @@ static void request_gap(struct carillon_session *s);
 
 /* ------------------------------------------------------------------------ joining the snapshot */
 
-/* The channels of the snapshot come JOIN_PAGE at a time, in ARN order: the first page with the
+/* The channels of the snapshot come CARILLON_SNAPSHOT_PAGE at a time, in ARN order: the first page with the
  * snapshot itself, the next ones from carillon.channels_at(user, position, after), which computes
  * the channels as of that log position from a later snapshot (current memberships corrected by the
  * membership events after it). Each page is joined in the loop turn of its reply, so a user with
@@ -330,7 +325,7 @@ static bool join_page(struct carillon_session *s, const char *text)
 		}
 		p = nl ? nl + 1 : p + len;
 	}
-	if (n < JOIN_PAGE)
+	if (n < carillon_cfg.snapshot_page)
 		return true;
 	free(s->join_after);
 	s->join_after = carillon_xstrndup(last, last_len);
@@ -368,7 +363,7 @@ static void request_channels(struct carillon_session *s)
 {
 	char at[24], limit[16];
 	snprintf(at, sizeof(at), "%lld", (long long)(s->resuming ? s->since : s->start_pos));
-	snprintf(limit, sizeof(limit), "%d", JOIN_PAGE);
+	snprintf(limit, sizeof(limit), "%ld", carillon_cfg.snapshot_page);
 	const char *params[4] = {s->user_arn, at, s->join_after, limit};
 	if (!session_query(s, "select coalesce(string_agg(a, E'\\n' order by a), '')"
 			      " from carillon.channels_at($1, $2::bigint, $3, $4::int) a",
@@ -438,7 +433,7 @@ static void session_activate(struct carillon_session *s)
 	struct carillon_event **buffered = take_buffered(s, &n);
 	s->state = S_ACTIVE;
 	if (s->resync_required) {
-		struct carillon_event *e = carillon_event_new(0, "", "CARILLON_RESYNC_REQUIRED", "SYSTEM", "{}", "only", "[]");
+		struct carillon_event *e = carillon_event_system("CARILLON_RESYNC_REQUIRED", "{}");
 		if (e) {
 			carillon_session_deliver(s, e);
 			carillon_event_unref(e);
@@ -486,34 +481,31 @@ static void gap_done(void *arg, const struct carillon_db_result *r)
 	}
 	int rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
-		int64_t pos = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
-		struct carillon_event *e = carillon_event_new(
-			pos, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 2),
-			PQgetvalue(r->res, i, 3), PQgetvalue(r->res, i, 4), PQgetvalue(r->res, i, 5), PQgetvalue(r->res, i, 6));
+		int64_t pos = strtoll(PQgetvalue(r->res, i, CARILLON_EVENT_COL_POSITION), NULL, 10);
+		struct carillon_event *e = carillon_event_from_result(r->res, i);
 		if (e) {
 			carillon_hub_replay(s, e);
 			carillon_event_unref(e);
 		}
 		s->gap_cursor = pos;
 	}
-	if (rows < GAP_PAGE)
+	if (rows < carillon_cfg.resume_page)
 		gap_finished(s);
 	else
 		request_gap(s);
 }
 
 /* The next page of the gap after gap_cursor: events of the user's channels or naming the user
- * (carillon.resume_page); once over the bounds, only the membership moves that keep the session's
- * channels right. */
+ * (carillon.events_after with the user's filter); once over the bounds, only the events that move
+ * sessions (joins, leaves, closes), which keep the session's channels right. */
 static void request_gap(struct carillon_session *s)
 {
 	char after[24], until[24], limit[16];
 	snprintf(after, sizeof(after), "%lld", (long long)s->gap_cursor);
 	snprintf(until, sizeof(until), "%lld", (long long)s->gap_until);
-	snprintf(limit, sizeof(limit), "%d", GAP_PAGE);
-	const char *params[6] = {s->user_arn, s->gap_moved, after, until, limit, s->gap_overflow ? "t" : "f"};
-	if (!session_query(s, "select * from carillon.resume_page($1, $2::text[], $3::bigint, $4::bigint, $5::int, $6::boolean)",
-			   6, params, gap_done))
+	snprintf(limit, sizeof(limit), "%ld", carillon_cfg.resume_page);
+	const char *params[6] = {after, limit, until, s->user_arn, s->gap_moved, s->gap_overflow ? "t" : "f"};
+	if (!session_query(s, CARILLON_EVENTS_AFTER_SQL, 6, params, gap_done))
 		session_fail(s, 1013, "Busy");
 }
 
@@ -522,13 +514,13 @@ static void request_snapshot(struct carillon_session *s)
 	char since[24], max_scan[24], page[16];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
-	snprintf(page, sizeof(page), "%d", JOIN_PAGE);
+	snprintf(page, sizeof(page), "%ld", carillon_cfg.snapshot_page);
 	const char *params[5] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL};
 	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
 	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
 	 * channels the user joined or left in the gap (how many: each is an event for the user).
-	 * Channel lists are the first JOIN_PAGE, '\n'-separated (ARNs have no newline). */
-	if (!session_query(s, "with p as (select coalesce(max(position), 0) as pos from carillon.events),"
+	 * Channel lists are the first page, '\n'-separated (ARNs have no newline). */
+	if (!session_query(s, "with p as (select carillon.log_position() as pos),"
 			      " moved as (select case when $2::bigint >= 0 then"
 			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
@@ -551,7 +543,7 @@ static void request_snapshot(struct carillon_session *s)
  * carillon.ws_sessions under this process's random node id before its snapshot, counted under a
  * per-user lock (carillon.ws_register), and unregistered when it closes. The ids of closed
  * sessions are deleted in batches with the node's heartbeat (carillon.ws_heartbeat), which also
- * keeps the node alive: the sessions of a node silent for REGISTRY_ALIVE_S no longer count. At
+ * keeps the node alive: the sessions of a node silent for CARILLON_NODE_ALIVE_SECONDS no longer count. At
  * shutdown the node's row goes, and its sessions with it, before the database connections close
  * (clients reconnecting elsewhere must not find their old sessions still counted). */
 static char node_id[37];
@@ -605,7 +597,7 @@ static void registry_flush(void)
 		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)closed_ids[i]);
 	carillon_buf_appendf(&ids, "}");
 	char forget[16];
-	snprintf(forget, sizeof(forget), "%d", REGISTRY_FORGET_S);
+	snprintf(forget, sizeof(forget), "%ld", carillon_cfg.node_forget_seconds);
 	const char *params[3] = {node_id, ids.data, forget};
 	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int)", 3, params, heartbeat_done,
 			      NULL)) {
@@ -699,7 +691,7 @@ static void request_register(struct carillon_session *s)
 	int64_t reg_id = ++next_reg_id;
 	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
 	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
-	snprintf(alive, sizeof(alive), "%d", REGISTRY_ALIVE_S);
+	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
 	const char *params[5] = {node_id, id, s->user_arn, max, alive};
 	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
 			  register_done)) {
@@ -915,9 +907,14 @@ static int session_writeable(struct carillon_session *s)
 		return -1;
 	}
 	if (s->ping_due) {
-		unsigned char buf[LWS_PRE + 4];
+		/* A ping with a payload: the peer's pong echoes it, and lws 4.1 hands an EMPTY pong to
+		 * nobody (no LWS_CALLBACK_RECEIVE_PONG), so an empty ping's answer would go unseen and a
+		 * healthy but quiet client would be dropped as silent. */
+		static const char ping_payload[] = "carillon";
+		unsigned char buf[LWS_PRE + sizeof(ping_payload)];
 		s->ping_due = false;
-		if (lws_write(s->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		memcpy(buf + LWS_PRE, ping_payload, sizeof(ping_payload) - 1);
+		if (lws_write(s->wsi, buf + LWS_PRE, sizeof(ping_payload) - 1, LWS_WRITE_PING) < 0)
 			return -1;
 		if (s->q_len || (s->state == S_ACTIVE && !s->established_sent))
 			lws_callback_on_writable(s->wsi);
@@ -1001,14 +998,14 @@ static void keepalive_tick(uv_timer_t *t)
 		if (s->expires_ms && now >= s->expires_ms) {
 			/* retryable: the client asks for fresh credentials and reconnects */
 			session_fail(s, 4410, "Credentials expired");
-		} else if (silent > HANGUP_AFTER_S * 1000) {
+		} else if (silent > carillon_cfg.ws_idle_seconds * 1000) {
 			session_fail(s, 1001, "No pong");
-		} else if (silent > PING_AFTER_S * 1000 && !s->ping_due) {
+		} else if (silent > carillon_cfg.ws_ping_seconds * 1000 && !s->ping_due) {
 			s->ping_due = true;
 			lws_callback_on_writable(s->wsi);
 		}
 	}
-	if (now - last_heartbeat_ms >= REGISTRY_HEARTBEAT_MS)
+	if (now - last_heartbeat_ms >= carillon_cfg.node_heartbeat_seconds * 1000)
 		registry_flush();
 }
 
@@ -1021,7 +1018,7 @@ void carillon_sessions_start(uv_loop_t *loop)
 	carillon_uuid4(node_id);
 	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
-				CONNECT_RATE_KEYS);
+				(size_t)carillon_cfg.connect_rate_max_users);
 	keepalive_running = true;
 }
 

@@ -1,14 +1,17 @@
 /*
- * libFuzzer harness: the event renderer (carillon_event_new, src/realtime/event.c), which turns a
- * row of carillon.events into the websocket text frame every recipient shares.
+ * libFuzzer harness: the one event decoder (carillon_event_decode, src/realtime/event.c), which
+ * turns a row of carillon.events_after() into the routed event every recipient shares: its text
+ * frame and its routing facts.
  *
- * Input: the row's fields, one per line, the payload last (it may span lines):
- *   position LF channel_arn LF event_type LF message_type LF audience LF arns_json LF payload_json
- * (a missing field is ""; arns_json "-" stands for NULL, as the column allows).
+ * Input: the row's columns, one per line, the payload last (it may span lines):
+ *   position LF channel_arn LF event_type LF message_type LF audience LF arns_json LF joins_json LF
+ *   leaves_json LF closes LF payload_json
+ * (a missing column is ""; "-" stands for NULL, as libpq reports a NULL column).
  *
- * Properties checked beyond "no crash": a rendered frame is a JSON object whose Headers carry the
- * event and message types and whose Payload is a string holding a JSON document; membership
- * events list their members as non-NULL strings; references count down to a clean free.
+ * Properties checked beyond "no crash": a decoded event's frame is a JSON object whose Headers
+ * carry the event and message types and whose Payload is a string holding a JSON document; its
+ * name lists are non-NULL strings, as many as the row's JSON arrays hold; references count down
+ * to a clean free.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -42,8 +45,27 @@ static char *next_field(char **p, bool last)
 	return s;
 }
 
-static void check_frame(const struct carillon_event *e, const char *event_type, const char *message_type)
+static int json_count(const char *text)
 {
+	json_t *a = json_loads(text && *text ? text : "[]", 0, NULL);
+	int n = json_is_array(a) ? (int)json_array_size(a) : -1;
+	json_decref(a);
+	return n;
+}
+
+static void check_names(const struct carillon_names *names, const char *column)
+{
+	if (names->n != json_count(column))
+		fail("a name list lost or gained names");
+	for (int i = 0; i < names->n; i++)
+		if (!names->v[i])
+			fail("a NULL name");
+}
+
+static void check_frame(const struct carillon_event *e, const char *const *cols)
+{
+	const char *event_type = cols[CARILLON_EVENT_COL_TYPE] ? cols[CARILLON_EVENT_COL_TYPE] : "";
+	const char *message_type = cols[CARILLON_EVENT_COL_MESSAGE_TYPE] ? cols[CARILLON_EVENT_COL_MESSAGE_TYPE] : "";
 	json_error_t jerr;
 	json_t *f = json_loadb((const char *)e->frame + LWS_PRE, e->frame_len, 0, &jerr);
 	if (!json_is_object(f))
@@ -62,31 +84,33 @@ static void check_frame(const struct carillon_event *e, const char *event_type, 
 		fail("the frame's Payload is not a JSON document");
 	json_decref(doc);
 	json_decref(f);
-	for (int i = 0; i < e->n_members; i++)
-		if (!e->members[i])
-			fail("a NULL member");
-	for (int i = 0; i < e->n_arns; i++)
-		if (!e->arns[i])
-			fail("a NULL recipient ARN");
+	check_names(&e->arns, cols[CARILLON_EVENT_COL_ARNS]);
+	check_names(&e->joins, cols[CARILLON_EVENT_COL_JOINS]);
+	check_names(&e->leaves, cols[CARILLON_EVENT_COL_LEAVES]);
 }
+
+/* The input's order (payload last, so it may span lines) -> the row's column numbers. */
+static const int input_order[] = {
+	CARILLON_EVENT_COL_POSITION, CARILLON_EVENT_COL_CHANNEL, CARILLON_EVENT_COL_TYPE,
+	CARILLON_EVENT_COL_MESSAGE_TYPE, CARILLON_EVENT_COL_AUDIENCE, CARILLON_EVENT_COL_ARNS,
+	CARILLON_EVENT_COL_JOINS, CARILLON_EVENT_COL_LEAVES, CARILLON_EVENT_COL_CLOSES, CARILLON_EVENT_COL_PAYLOAD,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	_Static_assert(sizeof(input_order) / sizeof(input_order[0]) == CARILLON_EVENT_COLS, "every column");
 	char *copy = malloc(size + 1);
 	memcpy(copy, data, size);
 	copy[size] = '\0';
 	char *p = copy;
-	long long position = strtoll(next_field(&p, false), NULL, 10);
-	const char *channel = next_field(&p, false);
-	const char *event_type = next_field(&p, false);
-	const char *message_type = next_field(&p, false);
-	const char *audience = next_field(&p, false);
-	const char *arns = next_field(&p, false);
-	const char *payload = next_field(&p, true);
-	struct carillon_event *e = carillon_event_new(position, channel, event_type, message_type, payload, audience,
-						      strcmp(arns, "-") ? arns : NULL);
+	const char *cols[CARILLON_EVENT_COLS];
+	for (int i = 0; i < CARILLON_EVENT_COLS; i++) {
+		const char *v = next_field(&p, i == CARILLON_EVENT_COLS - 1);
+		cols[input_order[i]] = strcmp(v, "-") ? v : NULL;
+	}
+	struct carillon_event *e = carillon_event_decode(cols);
 	if (e) {
-		check_frame(e, event_type, message_type);
+		check_frame(e, cols);
 		carillon_event_ref(e);
 		carillon_event_unref(e);
 		carillon_event_unref(e);
