@@ -20,6 +20,9 @@ int carillon_mkdir_p(const char *path, mode_t mode);
 
 struct carillon_buf;
 
+/* The value of one hex digit (either case), or -1. */
+int carillon_hexval(char c);
+
 /* Percent-decoding; returns the decoded length or -1 on a malformed escape or an embedded NUL.
  * `out` must hold len + 1 bytes. */
 ssize_t carillon_pct_decode(const char *in, size_t len, char *out);

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "carillon/sigv4.h"
+#include "carillon/util.h"
 
 #define SV4_ALGORITHM "AWS4-HMAC-SHA256"
 #define SV4_TERMINATOR "aws4_request"
@@ -156,17 +157,6 @@ static void sv4_encode(struct sv4_buf *b, const char *s, size_t n, enum sv4_enc 
 	}
 }
 
-static int sv4_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes the byte at s[*i] (a literal or a %XX escape) and advances *i past it. */
 static bool sv4_decode_byte(const char *s, size_t n, size_t *i, char *out)
 {
@@ -176,7 +166,7 @@ static bool sv4_decode_byte(const char *s, size_t n, size_t *i, char *out)
 	}
 	if (n - *i < 3)
 		return false;
-	int hi = sv4_hexval(s[*i + 1]), lo = sv4_hexval(s[*i + 2]);
+	int hi = carillon_hexval(s[*i + 1]), lo = carillon_hexval(s[*i + 2]);
 	if (hi < 0 || lo < 0)
 		return false;
 	*out = (char)((hi << 4) | lo);

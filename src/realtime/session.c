@@ -347,15 +347,23 @@ static void channels_joined(struct carillon_session *s, const char *text)
 		session_activate(s);
 }
 
-static void channels_done(void *arg, const struct carillon_db_result *r)
+/* The pending session a one-row answer belongs to; NULL when it is gone, or when the answer is not
+ * one row (the session is then failed with 1011). */
+static struct carillon_session *claim_one_row(void *arg, const struct carillon_db_result *r)
 {
 	struct carillon_session *s = session_claim(arg, S_PENDING);
+	if (s && (!r->res || PQntuples(r->res) != 1)) {
+		session_fail(s, 1011, "Internal error");
+		return NULL;
+	}
+	return s;
+}
+
+static void channels_done(void *arg, const struct carillon_db_result *r)
+{
+	struct carillon_session *s = claim_one_row(arg, r);
 	if (!s)
 		return;
-	if (!r->res || PQntuples(r->res) != 1) {
-		session_fail(s, 1011, "Internal error");
-		return;
-	}
 	channels_joined(s, PQgetvalue(r->res, 0, 0));
 }
 
@@ -376,13 +384,9 @@ static void request_channels(struct carillon_session *s)
 /* The snapshot: the user's channels and the log position, in one statement (one snapshot). */
 static void snapshot_done(void *arg, const struct carillon_db_result *r)
 {
-	struct carillon_session *s = session_claim(arg, S_PENDING);
+	struct carillon_session *s = claim_one_row(arg, r);
 	if (!s)
 		return;
-	if (!r->res || PQntuples(r->res) != 1) {
-		session_fail(s, 1011, "Internal error");
-		return;
-	}
 	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {
 		session_fail(s, 4401, "Unauthorized");
 		return;

@@ -82,7 +82,7 @@ int carillon_mkdir_p(const char *path, mode_t mode)
 	return rc;
 }
 
-static int hexval(char c)
+int carillon_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -101,7 +101,7 @@ ssize_t carillon_pct_decode(const char *in, size_t len, char *out)
 		if (c == '%') {
 			if (len - i < 3)
 				return -1;
-			int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+			int h = carillon_hexval(in[i + 1]), l = carillon_hexval(in[i + 2]);
 			if (h < 0 || l < 0)
 				return -1;
 			c = (char)(h << 4 | l);

@@ -198,8 +198,11 @@ export async function startCarillon(opts = {}) {
     try {
       const res = await fetch(`${endpoint}/healthz`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.status === 200) break;
-      lastErr = new Error(`GET /healthz answered ${res.status}`);
+      // Ready means this process serves: with SO_REUSEPORT another process on the same port may
+      // have answered /healthz while this one is still starting, so its own log must say so too.
+      if (res.status === 200 && log().includes('serving on ')) break;
+      lastErr = new Error(res.status === 200 ? 'GET /healthz answered 200, but this process has not logged "serving on" yet'
+        : `GET /healthz answered ${res.status}`);
     } catch (e) {
       lastErr = e;
     }
