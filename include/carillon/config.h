@@ -53,6 +53,13 @@ struct carillon_config {
 	long resume_max_events;
 	long resume_max_bytes;
 	long min_credential_seconds;  /* smallest DurationSeconds of POST /carillon/credentials */
+	/* outbound HTTP (outbound.h) */
+	char *outbound_ca_file;       /* extra trusted CA certificates (PEM); "" -> the system store only */
+	long outbound_max_in_flight;
+	long outbound_max_queued;
+	long outbound_timeout_ms;
+	long outbound_connect_timeout_ms;
+	long outbound_max_response_bytes;
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
