@@ -258,8 +258,13 @@ test('a certificate no trusted CA signed fails with a TLS error (no CA file); wi
 
 test('an unreadable CARILLON_OUTBOUND_CA_FILE stops the module from starting', async () => {
   const r = await runDriver({ requests: [] }, { caFile: '/nonexistent/ca.pem' });
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /CARILLON_OUTBOUND_CA_FILE/);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /CARILLON_OUTBOUND_CA_FILE \/nonexistent\/ca.pem cannot be read/);
+  // a file without a PEM certificate (here: the private key) is refused too
+  const k = await runDriver({ requests: [] }, { caFile: cert.keyFile });
+  assert.equal(k.code, 2, k.stderr);
+  assert.match(k.stderr, /holds no PEM certificate/);
+  assert.doesNotMatch(r.stderr + k.stderr, /LeakSanitizer|AddressSanitizer|runtime error/);
 });
 
 test('a response body over the cap fails the request (too_large); under the cap it arrives whole', async () => {

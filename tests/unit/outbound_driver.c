@@ -148,8 +148,10 @@ int main(int argc, char **argv)
 	}
 	int cargc = 1;
 	char *cargv[] = {argv[0], NULL};
-	if (carillon_config_load(&cargc, cargv))
+	if (carillon_config_load(&cargc, cargv)) {
+		json_decref(plan);
 		return 2;
+	}
 	struct carillon_outbound_opts opts;
 	carillon_outbound_opts_from_config(&opts);
 	opts.max_in_flight = plan_long(plan, "max_in_flight", opts.max_in_flight);
@@ -164,6 +166,8 @@ int main(int argc, char **argv)
 	uv_loop_init(&loop);
 	if (carillon_outbound_init(&loop, &opts)) {
 		fprintf(stderr, "outbound-driver: the outbound module did not start\n");
+		uv_loop_close(&loop);
+		json_decref(plan);
 		return 2;
 	}
 	uv_timer_init(&loop, &tick);
