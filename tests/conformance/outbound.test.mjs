@@ -220,6 +220,19 @@ test('a 503 with Retry-After is an answer: status, header and body reported', as
   assert.equal(l.body, '{"reason":"busy"}');
 });
 
+test('a callback may make the next request (a retry after 503): it reuses the connection', async () => {
+  reset();
+  const r = await runDriver({
+    requests: [{ url: `${base}/busy`, body: 'first', then: { url: `${base}/echo?retry=1`, body: 'again', headers: ['x-id: retry'] } }],
+    capture: ['retry-after', 'x-echo-id'],
+  }, { caFile: cert.certFile });
+  assertCleanExit(r);
+  assert.deepEqual(r.lines.map((l) => [l.i, l.status]), [[0, 503], [1000, 200]]);
+  assert.equal(r.lines[1].headers['x-echo-id'], 'retry');
+  assert.deepEqual(recorded.map((x) => x.body), ['first', 'again']);
+  assert.equal(sessions, 1, 'the follow-up opened a new connection');
+});
+
 test('an answer slower than the timeout is a timeout, and the loop keeps ticking meanwhile', async () => {
   reset();
   const TIMEOUT = 800;

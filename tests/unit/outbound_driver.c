@@ -7,7 +7,8 @@
  *   outbound-driver '<plan JSON>'
  *
  * Plan: {"requests": [{"url", "method"?, "headers"?: ["Name: value"...], "body"?, "timeout_ms"?,
- *        "http"?: "prior" | "1.1"}...], "capture"?: [response header names],
+ *        "http"?: "prior" | "1.1", "then"?: {a request fired from inside this one's callback,
+ *        reported as i + 1000}}...], "capture"?: [response header names],
  *        "max_in_flight"?, "max_queued"?, "timeout_ms"?, "max_response_bytes"?,
  *        "ca_file"? (else CARILLON_OUTBOUND_CA_FILE), "cancel_after_ms"?}
  * Settings come from the environment (CARILLON_OUTBOUND_*) as in the server; the plan overrides.
@@ -32,7 +33,10 @@ static json_t *capture;
 
 struct slot {
 	size_t i;
+	json_t *then;   /* a request to fire from inside this one's callback (borrowed from the plan) */
 };
+
+static int fire(json_t *r, size_t i);
 
 static bool closing;
 
@@ -79,6 +83,9 @@ static void on_response(void *arg, const struct carillon_outbound_resp *resp)
 	fflush(stdout);
 	free(line);
 	json_decref(o);
+	/* A follow-up made from inside the callback, as a retry would be: numbered i + 1000. */
+	if (s->then)
+		fire(s->then, s->i + 1000);
 	free(s);
 	pending--;
 	finish_if_done();
@@ -123,6 +130,7 @@ static int fire(json_t *r, size_t i)
 	req.n_headers = n;
 	struct slot *s = malloc(sizeof(*s));
 	s->i = i;
+	s->then = json_is_object(json_object_get(r, "then")) ? json_object_get(r, "then") : NULL;
 	int rc = carillon_outbound_request(&req, on_response, s);
 	free(lines);
 	if (rc) {
