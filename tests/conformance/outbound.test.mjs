@@ -305,6 +305,25 @@ test('bounded: at most max_in_flight run at once, max_queued wait, the rest are 
   assert.equal(recorded.length, 5);
 });
 
+test('malformed requests are refused at once: other schemes, header lines with CR/LF or no name', async () => {
+  reset();
+  const r = await runDriver({
+    requests: [
+      { url: `ftp://127.0.0.1/x` },
+      { url: `file:///etc/passwd` },
+      { url: `${base}/echo`, headers: ['x-a: 1\r\nx-injected: 1'] },
+      { url: `${base}/echo`, headers: [': no-name'] },
+      { url: `${base}/echo`, headers: ['no-colon'] },
+      { url: `${base}/echo?ok=1`, headers: ['x-id: fine'] },
+    ],
+  }, { caFile: cert.certFile });
+  assertCleanExit(r);
+  assert.deepEqual(r.lines.filter((l) => l.refused).map((l) => l.i), [0, 1, 2, 3, 4]);
+  assert.equal(r.lines.find((l) => l.i === 5).status, 200);
+  assert.equal(recorded.length, 1);
+  assert.equal(recorded[0].headers['x-injected'], undefined);
+});
+
 test('shutdown cancels pending requests with an error callback and frees everything', async () => {
   reset();
   const requests = Array.from({ length: 6 }, (_, i) => ({ url: `${base}/hold?n=${i}`, body: 'x', timeout_ms: 30000 }));
