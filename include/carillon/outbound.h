@@ -54,6 +54,12 @@ struct carillon_outbound_req {
 	size_t body_len;
 	long timeout_ms;               /* whole transfer, from its start; 0: the module's default */
 	enum carillon_outbound_http http;
+	/* TLS client certificate (APNs certificate auth): PEM certificate (chain) and its unencrypted
+	 * PEM private key, both or neither. libcurl reuses a connection only for the same pair. A
+	 * server refusing the certificate under TLS 1.3 does so after the client's handshake: that is
+	 * CARILLON_OUTBOUND_E_TLS when its alert is read, E_PROTOCOL when only the reset is seen. */
+	const char *client_cert_pem;
+	const char *client_key_pem;
 };
 
 struct carillon_outbound_resp {

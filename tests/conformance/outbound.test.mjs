@@ -10,7 +10,9 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import http2 from 'node:http2';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -119,7 +121,7 @@ let cert;
 
 before(async () => {
   cert = testCert();
-  tlsServer = http2.createSecureServer({ key: (await import('node:fs')).readFileSync(cert.keyFile), cert: cert.ca, allowHTTP1: true }, handler);
+  tlsServer = http2.createSecureServer({ key: readFileSync(cert.keyFile), cert: cert.ca, allowHTTP1: true }, handler);
   tlsServer.on('session', () => sessions++);
   await new Promise((r) => tlsServer.listen(0, '127.0.0.1', r));
   base = `https://127.0.0.1:${tlsServer.address().port}`;
@@ -322,6 +324,64 @@ test('malformed requests are refused at once: other schemes, header lines with C
   assert.equal(r.lines.find((l) => l.i === 5).status, 200);
   assert.equal(recorded.length, 1);
   assert.equal(recorded[0].headers['x-injected'], undefined);
+});
+
+test('a TLS client certificate (APNs certificate auth) is presented when given, and required by the server', async () => {
+  // A client certificate of its own (self-signed) that the mutual-TLS stand-in trusts.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'carillon-client-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1',
+      '-subj', '/CN=carillon-test-client'], { stdio: 'ignore' });
+    const clientCert = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+    const clientKey = readFileSync(path.join(dir, 'key.pem'), 'utf8');
+    const seen = [];
+    let mtlsSessions = 0;
+    const mtls = http2.createSecureServer({
+      key: readFileSync(cert.keyFile), cert: cert.ca, requestCert: true, rejectUnauthorized: true, ca: [clientCert],
+    }, (req, res) => {
+      seen.push(req.stream.session.socket.getPeerCertificate().subject?.CN);
+      res.end('hello client');
+    });
+    mtls.on('session', () => mtlsSessions++);
+    await new Promise((r) => mtls.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${mtls.address().port}/apns`;
+    try {
+      const withCert = { url, body: 'x', client_cert_pem: clientCert, client_key_pem: clientKey };
+      const r = await runDriver({ requests: [withCert, withCert, withCert] }, { caFile: cert.certFile });
+      assertCleanExit(r);
+      for (const l of r.lines) {
+        assert.equal(l.status, 200, JSON.stringify(l));
+        assert.equal(l.http_version, 2);
+      }
+      assert.deepEqual(seen, ['carillon-test-client', 'carillon-test-client', 'carillon-test-client']);
+      assert.equal(mtlsSessions, 1);
+      // Without one the server refuses it, and nothing is served. In TLS 1.3 the refusal comes
+      // after the client's side of the handshake: an alert on the first read (reported as 'tls',
+      // not transient), or, when the server's reset wins the race, a dropped connection ('protocol').
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const bare = await runDriver({ requests: [{ url, body: 'x' }] }, { caFile: cert.certFile });
+        assertCleanExit(bare);
+        const l = bare.lines[0];
+        assert.equal(l.status, 0, JSON.stringify(l));
+        if (/alert/.test(l.detail)) {
+          assert.equal(l.error, 'tls', JSON.stringify(l));
+          assert.equal(l.transient, false);
+        } else {
+          assert.equal(l.error, 'protocol', JSON.stringify(l));
+        }
+      }
+      assert.equal(seen.length, 3);
+      // a certificate without its key (or the reverse) is refused at once
+      const half = await runDriver({ requests: [{ url, client_cert_pem: clientCert }, { url, client_key_pem: clientKey }] }, { caFile: cert.certFile });
+      assertCleanExit(half);
+      assert.deepEqual(half.lines.map((l) => l.refused), [true, true]);
+    } finally {
+      await new Promise((r) => mtls.close(r));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('shutdown cancels pending requests with an error callback and frees everything', async () => {

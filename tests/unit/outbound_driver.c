@@ -7,7 +7,7 @@
  *   outbound-driver '<plan JSON>'
  *
  * Plan: {"requests": [{"url", "method"?, "headers"?: ["Name: value"...], "body"?, "timeout_ms"?,
- *        "http"?: "prior" | "1.1", "then"?: {a request fired from inside this one's callback,
+ *        "http"?: "prior" | "1.1", "client_cert_pem"?, "client_key_pem"?, "then"?: {a request fired from inside this one's callback,
  *        reported as i + 1000}}...], "capture"?: [response header names],
  *        "max_in_flight"?, "max_queued"?, "timeout_ms"?, "max_response_bytes"?,
  *        "ca_file"? (else CARILLON_OUTBOUND_CA_FILE), "cancel_after_ms"?}
@@ -117,6 +117,8 @@ static int fire(json_t *r, size_t i)
 		req.body_len = json_string_length(body);
 	}
 	req.timeout_ms = plan_long(r, "timeout_ms", 0);
+	req.client_cert_pem = json_string_value(json_object_get(r, "client_cert_pem"));
+	req.client_key_pem = json_string_value(json_object_get(r, "client_key_pem"));
 	const char *http = json_string_value(json_object_get(r, "http"));
 	req.http = !http ? CARILLON_OUTBOUND_HTTP_AUTO
 		   : !strcmp(http, "prior") ? CARILLON_OUTBOUND_HTTP2_PRIOR
