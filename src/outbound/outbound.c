@@ -32,6 +32,7 @@ struct ob_req {
 	char *body;                    /* the response body, NUL-terminated */
 	size_t body_len;
 	bool too_large;
+	char errbuf[CURL_ERROR_SIZE];  /* libcurl's detailed message (OpenSSL's alert, say) */
 };
 
 /* One watched socket. Freed in the uv_close callback: libuv may still reference the handle. */
@@ -82,10 +83,15 @@ bool carillon_outbound_error_transient(enum carillon_outbound_error e)
 	       e == CARILLON_OUTBOUND_E_PROTOCOL;
 }
 
-static enum carillon_outbound_error classify(CURLcode rc, bool too_large)
+static enum carillon_outbound_error classify(CURLcode rc, bool too_large, const char *detail)
 {
 	if (too_large)
 		return CARILLON_OUTBOUND_E_TOO_LARGE;
+	/* With TLS 1.3 the server judges the client certificate after the client's handshake is done:
+	 * its refusal is an alert on the first read, which libcurl reports as a receive error. It is a
+	 * TLS problem (a missing, unknown or revoked certificate), not a transient one. */
+	if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) && strstr(detail, "alert"))
+		return CARILLON_OUTBOUND_E_TLS;
 	switch (rc) {
 	case CURLE_OK:
 		return CARILLON_OUTBOUND_OK;
@@ -300,7 +306,8 @@ static void check_done(void)
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
 		curl_multi_remove_handle(ob.multi, easy);
 		active_unlink(r);
-		req_finish(r, classify(rc, r->too_large), curl_easy_strerror(rc));
+		const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+		req_finish(r, classify(rc, r->too_large, detail), detail);
 	}
 	pump();
 }
@@ -370,6 +377,7 @@ static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) == CURLE_OK &&
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
 		curl_easy_setopt(e, CURLOPT_PRIVATE, r) == CURLE_OK &&
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
 		curl_easy_setopt(e, CURLOPT_USERAGENT, "carillon/" CARILLON_VERSION) == CURLE_OK;
 	if (ok && req->body) {
 		ok = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) == CURLE_OK &&
@@ -377,6 +385,14 @@ static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
 	}
 	if (ok && strcmp(method, req->body ? "POST" : "GET"))
 		ok = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
+	if (ok && req->client_cert_pem) {
+		struct curl_blob cert = {(void *)req->client_cert_pem, strlen(req->client_cert_pem), CURL_BLOB_COPY};
+		struct curl_blob key = {(void *)req->client_key_pem, strlen(req->client_key_pem), CURL_BLOB_COPY};
+		ok = curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert) == CURLE_OK &&
+		     curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM") == CURLE_OK &&
+		     curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key) == CURLE_OK &&
+		     curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM") == CURLE_OK;
+	}
 	if (ok && ob.extra_ca && https) {
 		CURLcode rc = curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 		ok = rc == CURLE_OK;
@@ -424,6 +440,8 @@ int carillon_outbound_request(const struct carillon_outbound_req *req, carillon_
 	if (strncasecmp(req->url, "https://", 8) && strncasecmp(req->url, "http://", 7))
 		return -1;
 	if (req->n_headers && !req->headers)
+		return -1;
+	if (!req->client_cert_pem != !req->client_key_pem)
 		return -1;
 	if (ob.n_queued >= (size_t)ob.opts.max_queued && ob.n_active >= (size_t)ob.opts.max_in_flight)
 		return -1;
