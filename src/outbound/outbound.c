@@ -48,7 +48,7 @@ static struct {
 	CURLM *multi;
 	uv_timer_t *timer;
 	struct carillon_outbound_opts opts;
-	STACK_OF(X509) *extra_ca;
+	X509_STORE *store;             /* trusted CAs: the system's and CARILLON_OUTBOUND_CA_FILE's */
 	struct ob_req *q_head, *q_tail; /* waiting */
 	size_t n_queued;
 	struct ob_req *active;         /* running (doubly linked) */
@@ -60,6 +60,7 @@ static struct {
 static bool curl_global_done;
 
 static void check_done(void);
+static bool curl_uses_openssl(void);
 static void pump(void);
 
 const char *carillon_outbound_error_name(enum carillon_outbound_error e)
@@ -234,14 +235,12 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
-/* CURLOPT_SSL_CTX_FUNCTION (OpenSSL backend): add the extra CA certificates to the context's
- * store, on top of the system store libcurl loaded. */
+/* CURLOPT_SSL_CTX_FUNCTION (OpenSSL backend): every connection verifies against the one store
+ * built at init. libcurl would otherwise parse the system CA bundle (~150 certificates, some
+ * 30 ms) on the loop when it opens its first connection. */
 static CURLcode ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *userp)
 {
-	X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
-	for (int i = 0; i < sk_X509_num(ob.extra_ca); i++)
-		X509_STORE_add_cert(store, sk_X509_value(ob.extra_ca, i));  /* duplicates are ignored */
-	ERR_clear_error();
+	SSL_CTX_set1_cert_store(ssl_ctx, ob.store);
 	return CURLE_OK;
 }
 
@@ -393,10 +392,10 @@ static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
 		     curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key) == CURLE_OK &&
 		     curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM") == CURLE_OK;
 	}
-	if (ok && ob.extra_ca && https) {
-		CURLcode rc = curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-		ok = rc == CURLE_OK;
-	}
+	if (ok && ob.store && https)
+		ok = curl_easy_setopt(e, CURLOPT_CAINFO, NULL) == CURLE_OK &&
+		     curl_easy_setopt(e, CURLOPT_CAPATH, NULL) == CURLE_OK &&
+		     curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb) == CURLE_OK;
 	if (!ok) {
 		curl_easy_cleanup(e);
 		return NULL;
@@ -487,27 +486,54 @@ size_t carillon_outbound_queued(void) { return ob.n_queued; }
 
 /* ------------------------------------------------------------------ start and stop */
 
-static STACK_OF(X509) *ca_load(const char *path)
+/* Add the PEM certificates of `path` to the store: 0, or -1 (logged) when it cannot be read or
+ * holds none. */
+static int ca_add_file(X509_STORE *store, const char *path)
 {
 	BIO *bio = BIO_new_file(path, "r");
 	if (!bio) {
 		log_err("CARILLON_OUTBOUND_CA_FILE %s cannot be read", path);
 		ERR_clear_error();
-		return NULL;
+		return -1;
 	}
-	STACK_OF(X509) *certs = sk_X509_new_null();
+	int n = 0;
 	X509 *x;
-	while (certs && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)))
-		if (!sk_X509_push(certs, x))
-			X509_free(x);
-	ERR_clear_error();  /* the end of the file reads as an error */
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		n += X509_STORE_add_cert(store, x) == 1;   /* the store takes its own reference */
+		X509_free(x);
+	}
+	ERR_clear_error();  /* the end of the file reads as an error; so does a duplicate */
 	BIO_free(bio);
-	if (!certs || sk_X509_num(certs) == 0) {
+	if (n == 0) {
 		log_err("CARILLON_OUTBOUND_CA_FILE %s holds no PEM certificate", path);
-		sk_X509_pop_free(certs, X509_free);
+		return -1;
+	}
+	return 0;
+}
+
+/* The system store (OpenSSL's default file, loaded now, and its hashed directory, read lazily)
+ * plus the extra file. NULL when libcurl does not use OpenSSL: it then keeps its own defaults. */
+static X509_STORE *store_build(const char *ca_file, int *rc)
+{
+	*rc = 0;
+	if (!curl_uses_openssl()) {
+		if (ca_file && *ca_file) {
+			log_err("CARILLON_OUTBOUND_CA_FILE needs libcurl built with OpenSSL (this one: %s)",
+				curl_version_info(CURLVERSION_NOW)->ssl_version);
+			*rc = -1;
+		}
 		return NULL;
 	}
-	return certs;
+	X509_STORE *store = X509_STORE_new();
+	if (!store || X509_STORE_set_default_paths(store) != 1 ||
+	    (ca_file && *ca_file && ca_add_file(store, ca_file))) {
+		X509_STORE_free(store);
+		ERR_clear_error();
+		*rc = -1;
+		return NULL;
+	}
+	ERR_clear_error();
+	return store;
 }
 
 void carillon_outbound_opts_from_config(struct carillon_outbound_opts *o)
@@ -551,19 +577,14 @@ int carillon_outbound_init(uv_loop_t *loop, const struct carillon_outbound_opts 
 	if (ob.opts.max_response_bytes < 1)
 		ob.opts.max_response_bytes = 65536;
 	ob.opts.ca_file = NULL;   /* not kept: the certificates are */
-	if (opts->ca_file && *opts->ca_file) {
-		if (!curl_uses_openssl()) {
-			log_err("CARILLON_OUTBOUND_CA_FILE needs libcurl built with OpenSSL (this one: %s)",
-				  curl_version_info(CURLVERSION_NOW)->ssl_version);
-			return -1;
-		}
-		if (!(ob.extra_ca = ca_load(opts->ca_file)))
-			return -1;
-	}
+	int rc;
+	ob.store = store_build(opts->ca_file, &rc);
+	if (rc)
+		return -1;
 	ob.multi = curl_multi_init();
 	if (!ob.multi) {
-		sk_X509_pop_free(ob.extra_ca, X509_free);
-		ob.extra_ca = NULL;
+		X509_STORE_free(ob.store);
+		ob.store = NULL;
 		return -1;
 	}
 	curl_multi_setopt(ob.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
@@ -604,8 +625,8 @@ void carillon_outbound_shutdown(void)
 	uv_timer_stop(ob.timer);
 	uv_close((uv_handle_t *)ob.timer, timer_closed);
 	ob.timer = NULL;
-	sk_X509_pop_free(ob.extra_ca, X509_free);
-	ob.extra_ca = NULL;
+	X509_STORE_free(ob.store);
+	ob.store = NULL;
 	ob.running = false;
 	ob.in_shutdown = false;
 }

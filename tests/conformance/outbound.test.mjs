@@ -32,8 +32,8 @@ function driverPath() {
 }
 
 /** Run the driver with `plan`; resolves {lines, summary, code, stderr}. */
-function runDriver(plan, { caFile } = {}) {
-  const env = { ...process.env };
+function runDriver(plan, { caFile, env: extraEnv } = {}) {
+  const env = { ...process.env, ...extraEnv };
   delete env.CARILLON_OUTBOUND_CA_FILE;
   if (caFile) env.CARILLON_OUTBOUND_CA_FILE = caFile;
   return new Promise((resolve, reject) => {
@@ -269,6 +269,32 @@ test('a certificate no trusted CA signed fails with a TLS error (no CA file); wi
   const good = await runDriver({ requests: [{ url: `${base}/echo`, body: 'x' }] }, { caFile: cert.certFile });
   assertCleanExit(good);
   assert.equal(good.lines[0].error, 'ok');
+});
+
+test('CARILLON_OUTBOUND_CA_FILE adds to the system store, which stays trusted', async () => {
+  // A second server whose certificate plays a public CA's: OpenSSL's default store (the system
+  // store) is pointed at it with SSL_CERT_FILE, as the system bundle would hold a real one.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'carillon-sys-'));
+  const other = { key: path.join(dir, 'key.pem'), cert: path.join(dir, 'cert.pem') };
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', other.key, '-out', other.cert, '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const sys = http2.createSecureServer({ key: readFileSync(other.key), cert: readFileSync(other.cert) }, (q, r) => r.end('system'));
+  await new Promise((r) => sys.listen(0, '127.0.0.1', r));
+  try {
+    const env = { SSL_CERT_FILE: other.cert, SSL_CERT_DIR: dir };
+    const requests = [{ url: `https://127.0.0.1:${sys.address().port}/` }, { url: `${base}/echo` }];
+    const both = await runDriver({ requests }, { caFile: cert.certFile, env });
+    assertCleanExit(both);
+    assert.deepEqual(both.lines.map((l) => [l.error, l.status]), [['ok', 200], ['ok', 200]], JSON.stringify(both.lines));
+    assert.equal(both.lines[0].body, 'system');
+    const sysOnly = await runDriver({ requests }, { env });
+    assertCleanExit(sysOnly);
+    assert.deepEqual(sysOnly.lines.map((l) => l.error), ['ok', 'tls'], JSON.stringify(sysOnly.lines));
+  } finally {
+    await new Promise((r) => sys.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('an unreadable CARILLON_OUTBOUND_CA_FILE stops the module from starting', async () => {
