@@ -32,6 +32,9 @@ done
 packages=(
 	build-essential cmake pkg-config git ca-certificates
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libpq-dev libjansson-dev libsodium-dev libcmocka-dev
+	# outbound HTTP (src/outbound): libcurl with OpenSSL, HTTP/2 (nghttp2) and the threaded resolver;
+	# OpenSSL's libssl/libcrypto for the extra CA store and JWT signing
+	libcurl4-openssl-dev libssl-dev
 	postgresql-15 # the server; on Debian 12 it also provides postgresql-contrib-15
 	haproxy
 	openssl # the CLI: tests/conformance/lib/realtime.mjs makes the test certificate with it

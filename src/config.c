@@ -130,6 +130,18 @@ static const struct cfg_key cfg_keys[] = {
 	    "the sessions of a node not heard from for this long stop counting against the session quota"),
 	NUM(node_forget_seconds, "CARILLON_NODE_FORGET_SECONDS", "120", 3, 86400,
 	    "a node not heard from for this long is deleted from the registry with its sessions"),
+	STR(outbound_ca_file, "CARILLON_OUTBOUND_CA_FILE", "",
+	    "PEM file of CA certificates trusted for outbound HTTPS in addition to the system store"),
+	NUM(outbound_max_in_flight, "CARILLON_OUTBOUND_MAX_IN_FLIGHT", "256", 1, 100000,
+	    "outbound HTTP requests running at once per process (HTTP/2 streams share connections)"),
+	NUM(outbound_max_queued, "CARILLON_OUTBOUND_MAX_QUEUED", "10000", 0, 10000000,
+	    "outbound HTTP requests waiting for a slot; beyond: refused at once"),
+	NUM(outbound_timeout_ms, "CARILLON_OUTBOUND_TIMEOUT_MS", "10000", 100, 600000,
+	    "default time allowed for one outbound HTTP request, from its start"),
+	NUM(outbound_connect_timeout_ms, "CARILLON_OUTBOUND_CONNECT_TIMEOUT_MS", "5000", 100, 600000,
+	    "time allowed for an outbound connection's TCP and TLS handshake"),
+	NUM(outbound_max_response_bytes, "CARILLON_OUTBOUND_MAX_RESPONSE_BYTES", "65536", 1024, 64L << 20,
+	    "largest outbound HTTP response body kept; larger fails the request"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

@@ -70,6 +70,13 @@ struct carillon_config {
 	long node_heartbeat_seconds;  /* the session registry: how often a node says it is alive */
 	long node_alive_seconds;      /* sessions of a node silent this long stop counting */
 	long node_forget_seconds;     /* a node silent this long is deleted with its sessions */
+	/* outbound HTTP (outbound.h) */
+	char *outbound_ca_file;       /* extra trusted CA certificates (PEM); "" -> the system store only */
+	long outbound_max_in_flight;
+	long outbound_max_queued;
+	long outbound_timeout_ms;
+	long outbound_connect_timeout_ms;
+	long outbound_max_response_bytes;
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
