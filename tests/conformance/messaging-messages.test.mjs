@@ -574,6 +574,10 @@ test('ListChannelMessages pagination under concurrent sends: no duplicates, orde
   let token;
   let pages = 0;
   try {
+    // The walk starts once the writer's first batch is committed (it goes on writing meanwhile):
+    // otherwise, on a fast read path, the 4 pages of pre-existing messages could all be walked
+    // before any concurrent write committed, and the walk would see no concurrent write at all.
+    for (let t = 0; written.length === 0 && t < 1000; t++) await sleep(5);
     do {
       const out = await list(w.channel, w.mod.arn, { SortOrder: 'ASCENDING', MaxResults: 3, NextToken: token });
       assert.ok(out.ChannelMessages.length <= 3);
