@@ -45,9 +45,6 @@ void carillon_model_free(void);
 
 /* The operation `name` of `service`, or NULL. */
 const struct carillon_op *carillon_model_find(const char *service, const char *name);
-/* Operation by name alone, the first service's that has it (the tag operations exist in both
- * Chime models with the same route and shapes), or NULL. */
-const struct carillon_op *carillon_model_op(const char *name);
 /* Iterate over all operations: i from 0 while non-NULL. */
 const struct carillon_op *carillon_model_op_at(size_t i);
 size_t carillon_model_op_count(void);
@@ -76,10 +73,6 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 			     const struct carillon_kv *query, size_t n_query, carillon_header_fn header,
 			     void *header_ctx, const char *body, size_t body_len, char *err, size_t err_len);
 
-/* Validate `value` against the named shape (used for hand-written routes too). Returns 0 or -1 with
- * a message. `path` names the value in messages. */
-int carillon_model_validate(const char *service, const char *shape_name, json_t *value, const char *path,
-			    char *err, size_t err_len);
 
 /* Does `s` match the model pattern `pattern`? Patterns the checker does not know accept. */
 bool carillon_pattern_match(const char *pattern, const char *s, size_t len);

@@ -157,8 +157,11 @@ static bool read_headers(struct carillon_req *r, struct lws *wsi)
 		hdr_add(r, s, n - 1, value);
 		r->n_header_lines += lines;
 	}
-	static const char *const read_by_the_server[] = {"x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
-							  "x-amz-chime-bearer"};
+	/* The x-amz-* headers Carillon reads or the SDKs send (signed or not: the signed-header rule
+	 * must see them). */
+	static const char *const read_by_the_server[] = {"x-amz-date",         "x-amz-content-sha256",
+							  "x-amz-security-token", "x-amz-chime-bearer",
+							  "x-amz-user-agent",   "x-amz-target"};
 	for (size_t i = 0; i < sizeof(read_by_the_server) / sizeof(read_by_the_server[0]); i++)
 		read_unknown(r, wsi, read_by_the_server[i], strlen(read_by_the_server[i]));
 	/* "...SignedHeaders=host;x-amz-date;...,": every header the signature covers. */
@@ -195,33 +198,14 @@ const char *carillon_req_header(void *ctx, const char *lower_name)
 	return value;
 }
 
-/* The header names of the request, for the SigV4 signed-header rule (carillon_sigv4_unsigned_header).
- * Stopgap on lws 4.1, which cannot enumerate custom headers: every header lws knows by token, plus
- * the x-amz-* names the AWS clients send, probed by name. Points into static storage. */
+/* The header names of the request, for the SigV4 signed-header rule (carillon_sigv4_unsigned_header):
+ * the headers read with the head (every one lws knows, the x-amz-* ones Carillon and the SDKs use,
+ * every signed one) and any read since. lws 4.1 cannot list other names. Points into the request. */
 size_t carillon_req_header_names(struct carillon_req *r, const char **names, size_t max)
 {
-	static char known[WSI_TOKEN_COUNT][48];
-	static const char *const probed[] = {"x-amz-chime-bearer", "x-amz-date", "x-amz-security-token",
-					     "x-amz-content-sha256", "x-amz-user-agent", "x-amz-target"};
 	size_t n = 0;
-	if (!r->wsi)
-		return 0;
-	for (int t = 0; t < WSI_TOKEN_COUNT && n < max; t++) {
-		const char *s = (const char *)lws_token_to_string((enum lws_token_indexes)t);
-		size_t len = s ? strlen(s) : 0;
-		if (len < 2 || len > sizeof(known[0]) || s[0] == ':' || s[len - 1] != ':' ||
-		    lws_hdr_total_length(r->wsi, (enum lws_token_indexes)t) <= 0)
-			continue;
-		if (!known[t][0])
-			memcpy(known[t], s, len - 1);
-		names[n++] = known[t];
-	}
-	for (size_t i = 0; i < sizeof(probed) / sizeof(probed[0]) && n < max; i++) {
-		char name[64];
-		int nlen = snprintf(name, sizeof(name), "%s:", probed[i]);
-		if (lws_hdr_custom_length(r->wsi, name, nlen) >= 0)
-			names[n++] = probed[i];
-	}
+	for (int i = 0; i < r->n_hdr && n < max; i++)
+		names[n++] = r->hdr[i].name;
 	return n;
 }
 

@@ -151,14 +151,6 @@ const struct carillon_op *carillon_model_find(const char *service, const char *n
 	return NULL;
 }
 
-const struct carillon_op *carillon_model_op(const char *name)
-{
-	for (size_t i = 0; i < n_ops; i++)
-		if (!strcmp(ops[i].name, name))
-			return &ops[i];
-	return NULL;
-}
-
 const struct carillon_op *carillon_model_op_at(size_t i) { return i < n_ops ? &ops[i] : NULL; }
 size_t carillon_model_op_count(void) { return n_ops; }
 

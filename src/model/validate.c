@@ -186,13 +186,6 @@ static int validate_value(struct vctx *v, json_t *shape, json_t *value, const ch
 	return 0;
 }
 
-int carillon_model_validate(const char *service, const char *shape_name, json_t *value, const char *path,
-			    char *err, size_t err_len)
-{
-	struct vctx v = {service, err, err_len};
-	return validate_value(&v, carillon_model_shape(service, shape_name), value, path);
-}
-
 /* A string from the path, query or a header, converted to the member's type. */
 static json_t *scalar_from_text(struct vctx *v, json_t *shape, const char *text, const char *name)
 {

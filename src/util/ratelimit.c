@@ -66,7 +66,9 @@ bool carillon_ratelimit_take(struct carillon_ratelimit *rl, const char *key, int
 	struct bucket *b = carillon_hmap_get(&rl->buckets, key);
 	if (!b) {
 		if (rl->buckets.len >= rl->max_keys) {
-			sweep(rl, now_ms);
+			/* Full of live buckets: sweep at most once a millisecond, not once per new key. */
+			if (now_ms != rl->last_sweep_ms)
+				sweep(rl, now_ms);
 			if (rl->buckets.len >= rl->max_keys)
 				return false;
 		}

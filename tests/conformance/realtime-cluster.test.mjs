@@ -263,6 +263,12 @@ test('database connections cut while writes go on: every committed write reaches
   const wr = writer(w, ch, w.alice);
   const cuts = [];
   const cut = async (listenersOnly) => {
+    // A full cut waits until every node's LISTEN connection is back from the previous one (the
+    // nodes reconnect with backoff): it must find them all to show that it terminates them all.
+    for (let t0 = Date.now(); !listenersOnly && Date.now() - t0 < 10000; await sleep(20)) {
+      const up = Number(await psql(`select count(*) from pg_stat_activity where datname = current_database() and query like 'LISTEN%'`, { databaseUrl: pg.url }));
+      if (up >= nodes.length) break;
+    }
     const out = await psql(
       `select count(*) filter (where query like 'LISTEN%') || ' ' || count(*) from
          (select query, pg_terminate_backend(pid) from pg_stat_activity

@@ -101,6 +101,7 @@ static void route_one(const char *method, const char *path, const struct carillo
 	free(back);
 
 	char err[512];
+	memset(err, 0x5a, sizeof(err)); /* garbage in: a refusal must write its message */
 	json_t *input = carillon_model_input(m.op, &m, q, nq, fuzz_http_header, h, (const char *)h->body,
 					     h->body_len, err, sizeof(err));
 	if (!input && !memchr(err, 0, sizeof(err))) {

@@ -97,7 +97,8 @@ static const char *no_headers(void *ctx, const char *name) { return NULL; }
 
 static json_t *input_for(const char *op_name, const char *body, char *err, size_t err_len)
 {
-	struct carillon_route_match m = {.op = carillon_model_op(op_name)};
+	const struct carillon_op *op = carillon_model_find("identity", op_name);
+	struct carillon_route_match m = {.op = op ? op : carillon_model_find("messaging", op_name)};
 	return carillon_model_input(m.op, &m, NULL, 0, no_headers, NULL, body, strlen(body), err, err_len);
 }
 
