@@ -26,6 +26,7 @@
 #include "carillon/db.h"
 #include "carillon/http.h"
 #include "carillon/janitor.h"
+#include "carillon/outbound.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -155,6 +156,7 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	carillon_janitor_stop();
+	carillon_outbound_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
 	carillon_sessions_stop();
@@ -263,6 +265,11 @@ int carillon_server_run(const char *conninfo)
 	if (carillon_privdrop_now())
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
+	/* Outbound HTTP (push, flow processors, streaming) shares the loop; its consumers start after. */
+	struct carillon_outbound_opts oopts;
+	carillon_outbound_opts_from_config(&oopts);
+	if (carillon_outbound_init(&srv.loop, &oopts))
+		return 1;
 	carillon_listener_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);
