@@ -165,4 +165,9 @@ server.listen(port, host, () => {
   const scheme = tlsOpts ? 'https' : 'http';
   console.log(`web-chat: open ${scheme}://${host}:${server.address().port}/ (Carillon: ${publicUrl}, AppInstance ${appInstanceArn})`);
 });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => server.close(() => process.exit(0)));
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections(); // keep-alive connections would hold close() open
+  });
+}
