@@ -6,13 +6,14 @@
 // restricts the origins to a list, or turns CORS off. Hostile preflights get a bounded answer.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { rawFetch, signedFetch } from './lib/clients.mjs';
 import { rawExchange } from './lib/rawsocket.mjs';
 import { startCarillon } from './lib/server.mjs';
+import { startPrivatePostgres } from './lib/realtime.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGE = 'https://chat.example:8443';
@@ -189,5 +190,30 @@ test('hostile preflights get a clean, bounded answer and the server keeps servin
     const h = await rawFetch(s, { method: 'GET', path: '/healthz' });
     assert.equal(h.status, 200);
     assert.ok(s.alive());
+  }
+});
+
+test('preflights never touch the database: answered at once while it is down and signed calls cannot complete', async () => {
+  const pg = await startPrivatePostgres();
+  let s;
+  try {
+    // A short grace: the request left waiting for the database must not hold the shutdown.
+    s = await startCarillon({ databaseUrl: pg.url, env: { CARILLON_SHUTDOWN_GRACE_SECONDS: '1' } });
+    pg.stop();
+    // A signed call that needs the database does not complete now (it waits for a connection)...
+    const call = await signedFetch(s, { method: 'GET', path: '/app-instances', sendHeaders: { origin: PAGE }, timeoutMs: 1500 })
+      .then((r) => r, (e) => ({ status: 0, body: e.message }));
+    assert.ok(call.status === 0 || call.status >= 500, `a signed call with the database down: ${call.status} ${call.body}`);
+    // ... and preflights are still answered at once.
+    for (const p of ['/channels', '/app-instances', '/carillon/credentials']) {
+      const started = Date.now();
+      const r = await preflight(s, p);
+      assert.equal(r.status, 204, `${p}: ${r.status} ${r.body}`);
+      assert.ok(Date.now() - started < 1000, `${p}: ${Date.now() - started} ms`);
+    }
+  } finally {
+    if (s) await s.stop();
+    pg.stop();
+    rmSync(pg.dir, { recursive: true, force: true });
   }
 });
