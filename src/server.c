@@ -216,7 +216,7 @@ static int create_lws_context(void)
 		/*
 		 * HTTP/1.1 only, never h2: Debian's lws 4.1 drops every header field it has no token for
 		 * when it decodes an HTTP/2 request (its HPACK decoder keeps only the ~90 names it knows;
-		 * lws captures the others only since 4.3), and those are the x-amz-* headers SigV4 signs
+		 * lws keeps the others only since 5.0), and those are the x-amz-* headers SigV4 signs
 		 * (x-amz-date, x-amz-security-token, x-amz-content-sha256) and x-amz-chime-bearer. Offering
 		 * h2 made browsers, which prefer it, fail every signed call. Browsers fall back to
 		 * HTTP/1.1 on their own, websockets included (docs/web-chat.md).
