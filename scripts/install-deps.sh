@@ -5,7 +5,8 @@
 #                                    and clang with its libFuzzer/sanitizer runtimes for tests/fuzz
 #   scripts/install-deps.sh --node   also Node.js (>= 18, or what tests/conformance/package.json
 #                                    asks for) and npm, and the conformance tests' npm packages
-#                                    (npm ci in tests/conformance when its package-lock.json changed)
+#                                    (npm ci in tests/conformance when its package-lock.json changed),
+#                                    Chromium and the web chat example's packages (examples/web-chat)
 #
 # Idempotent; needs no stdin (CI=true is fine). Runs apt-get update only when something is missing.
 # As a non-root user it uses sudo (non-interactively when there is no terminal).
@@ -145,17 +146,23 @@ if [[ $with_node -eq 1 ]]; then
 		fi
 	fi
 
-	# The conformance tests' npm packages, reinstalled only when package-lock.json changed.
-	dir=tests/conformance
-	if [[ -f $dir/package-lock.json ]]; then
-		want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-		have=$(cat "$dir/node_modules/.carillon-lock-hash" 2>/dev/null || true)
-		if [[ ! -d $dir/node_modules || $want != "$have" ]]; then
-			echo "install-deps: npm ci in $dir"
-			(cd "$dir" && npm ci --no-audit --no-fund)
-			echo "$want" >"$dir/node_modules/.carillon-lock-hash"
+	# Headless Chromium for the web chat's browser test (tests/conformance/web-chat.test.mjs drives
+	# it with puppeteer-core): a test dependency, so only with --node.
+	is_installed chromium || apt_install chromium
+
+	# The npm packages of the conformance tests and of the web chat example (its browser test
+	# bundles the page), reinstalled only when a package-lock.json changed.
+	for dir in tests/conformance examples/web-chat; do
+		if [[ -f $dir/package-lock.json ]]; then
+			want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+			have=$(cat "$dir/node_modules/.carillon-lock-hash" 2>/dev/null || true)
+			if [[ ! -d $dir/node_modules || $want != "$have" ]]; then
+				echo "install-deps: npm ci in $dir"
+				(cd "$dir" && npm ci --no-audit --no-fund)
+				echo "$want" >"$dir/node_modules/.carillon-lock-hash"
+			fi
 		fi
-	fi
+	done
 fi
 
 echo "install-deps: all dependencies present"

@@ -53,6 +53,8 @@ static const struct cfg_key cfg_keys[] = {
 	STR(log_level, "CARILLON_LOG_LEVEL", "notice", "error, warn, notice, info or debug"),
 	STR(tls_cert, "CARILLON_TLS_CERT", "", "PEM certificate: serve https/wss on the listen address (else plain)"),
 	STR(tls_key, "CARILLON_TLS_KEY", "", "PEM private key of CARILLON_TLS_CERT"),
+	STR(cors_origins, "CARILLON_CORS_ORIGINS", "*",
+	    "origins whose pages may call the API (CORS): * for any, a comma list of scheme://host[:port], or none"),
 	NUM(max_body_bytes, "CARILLON_MAX_BODY_BYTES", "1048576", 1024, 64L << 20, "largest request body accepted (413 above)"),
 	NUM(db_pool_size, "CARILLON_DB_POOL_SIZE", "4", 1, 64, "database connections per process"),
 	NUM(clock_skew_seconds, "CARILLON_CLOCK_SKEW_SECONDS", "300", 1, 3600, "SigV4 X-Amz-Date tolerance"),

@@ -213,6 +213,15 @@ static int create_lws_context(void)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = carillon_cfg.tls_cert;
 		info.ssl_private_key_filepath = carillon_cfg.tls_key;
+		/*
+		 * HTTP/1.1 only, never h2: Debian's lws 4.1 drops every header field it has no token for
+		 * when it decodes an HTTP/2 request (its HPACK decoder keeps only the ~90 names it knows;
+		 * lws keeps the others only since 5.0), and those are the x-amz-* headers SigV4 signs
+		 * (x-amz-date, x-amz-security-token, x-amz-content-sha256) and x-amz-chime-bearer. Offering
+		 * h2 made browsers, which prefer it, fail every signed call. Browsers fall back to
+		 * HTTP/1.1 on their own, websockets included (docs/web-chat.md).
+		 */
+		info.alpn = "http/1.1";
 	}
 
 	info.options |= LWS_SERVER_OPTION_LIBUV;

@@ -23,6 +23,7 @@ struct carillon_config {
 	char *log_level;
 	char *tls_cert;               /* PEM certificate (chain): serve TLS (https/wss) when set */
 	char *tls_key;
+	char *cors_origins;           /* "*" (any), a comma list of origins, or "none" (CORS off) */
 	long max_body_bytes;
 	long db_pool_size;
 	long clock_skew_seconds;

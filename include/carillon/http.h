@@ -89,6 +89,10 @@ void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const cha
 int carillon_http_query_fragments(struct lws *wsi, int max_args, int max_len, char ***frags);
 void carillon_http_fragments_free(char **frags, int n);
 
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (`in`: the Upgrade value): an h2c upgrade is declined, the
+ * request served as HTTP/1.1; any other upgrade is left alone. */
+void carillon_http_confirm_upgrade(void *upgrade_value);
+
 /* The lws protocol callback of the HTTP protocol (registered by server.c). */
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t carillon_http_pss_size(void);

@@ -34,6 +34,10 @@ struct carillon_req {
 	char *resp;                      /* LWS_PRE headroom + body */
 	size_t resp_len, resp_off;
 	bool close_after;
+	/* CORS (cors.c): the Access-Control-Allow-Origin to send ("*", the request's Origin, or NULL:
+	 * none), and for a preflight the allowed request headers to list. */
+	char *cors_origin;
+	char *cors_preflight_headers;    /* non-NULL: the answer is a preflight's */
 };
 
 /* The request state machine (lifecycle.c). */
@@ -49,5 +53,11 @@ void carillon_http_req_free(struct carillon_req *r);
 extern void (*carillon_http_want_write)(struct lws *wsi);
 /* Requests alive (allocated, not freed). */
 unsigned carillon_http_live(void);
+
+/* CORS (cors.c). */
+bool carillon_cors_enabled(void);
+bool carillon_cors_any_origin(void);
+const char *carillon_cors_allow_origin(const char *origin);
+size_t carillon_cors_allow_headers(const char *requested, char *out, size_t size);
 
 #endif

@@ -81,6 +81,8 @@ void carillon_http_req_free(struct carillon_req *r)
 	if (r->data_free)
 		r->data_free(r->data);
 	free(r->resp);
+	free(r->cors_origin);
+	free(r->cors_preflight_headers);
 	free(r);
 	live--;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libwebsockets.h>
 
@@ -117,6 +118,14 @@ static char *unknown_header(struct lws *wsi, const char *name, size_t nlen)
 		return NULL;
 	}
 	return value;
+}
+
+/* One header straight from lws, known or not (malloc'd, NULL when absent). */
+static char *lws_header(struct lws *wsi, const char *name)
+{
+	size_t n = strlen(name);
+	int tok = header_token(name, n), lines;
+	return tok >= 0 ? known_header(wsi, (enum lws_token_indexes)tok, &lines) : unknown_header(wsi, name, n);
 }
 
 /* Copy an unknown header into the request when present; counts as one line. */
@@ -275,11 +284,51 @@ static bool read_query(struct carillon_req *r, struct lws *wsi)
 	return n >= 0;
 }
 
+/*
+ * CORS, before anything else is judged, so that every answer a page gets (errors included) carries
+ * the headers its browser needs to let the page read it. A preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method) is answered here from those headers alone: never authenticated,
+ * never dispatched. Returns true when the request was answered.
+ */
+static bool cors(struct carillon_req *r, struct lws *wsi, const char *method)
+{
+	if (!carillon_cors_enabled())
+		return false;
+	char *origin = lws_header(wsi, "origin");
+	if (!origin)
+		return false;
+	const char *allow = carillon_cors_allow_origin(origin);
+	if (allow)
+		r->cors_origin = carillon_xstrdup(allow);
+	char *want_method = method && !strcmp(method, "OPTIONS") ? lws_header(wsi, "access-control-request-method") : NULL;
+	free(origin);
+	if (!want_method)
+		return false;
+	free(want_method);
+	/* A preflight has no body; one that announces some is not read: the connection closes after. */
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+	    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+		r->close_after = true;
+	if (!r->cors_origin) {
+		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Origin not allowed (CARILLON_CORS_ORIGINS)");
+		return true;
+	}
+	char *requested = lws_header(wsi, "access-control-request-headers");
+	char allowed[2048];
+	carillon_cors_allow_headers(requested, allowed, sizeof(allowed));
+	free(requested);
+	r->cors_preflight_headers = carillon_xstrdup(allowed);
+	carillon_reply_json(r, 204, NULL);
+	return true;
+}
+
 static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 {
 	const char *method = method_of(wsi);
 	struct carillon_req *r = carillon_http_req_new(wsi, method, path);
 	pss->req = r;
+	if (cors(r, wsi, method))
+		return 0;
 	bool query_read = read_query(r, wsi);
 
 	if (!method) {
@@ -304,16 +353,42 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 	return 0;
 }
 
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p, unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)value,
+					   (int)strlen(value), p, end);
+}
+
+/* The CORS headers of an answer (nothing when the request had no allowed Origin). The response
+ * headers a page's SDK reads are exposed: the request id and the error type of an error. */
+static int add_cors_headers(struct lws *wsi, const struct carillon_req *r, unsigned char **p, unsigned char *end)
+{
+	if (!r->cors_origin)
+		return 0;
+	if (add_header(wsi, "access-control-allow-origin:", r->cors_origin, p, end) ||
+	    (strcmp(r->cors_origin, "*") && add_header(wsi, "vary:", "Origin", p, end)))
+		return -1;
+	if (!r->cors_preflight_headers)
+		return add_header(wsi, "access-control-expose-headers:",
+				  "x-amzn-RequestId, x-amzn-ErrorType, x-amzn-ErrorMessage, Date", p, end);
+	return add_header(wsi, "access-control-allow-methods:", "GET, POST, PUT, DELETE", p, end) ||
+	       (r->cors_preflight_headers[0] &&
+		add_header(wsi, "access-control-allow-headers:", r->cors_preflight_headers, p, end)) ||
+	       add_header(wsi, "access-control-max-age:", "600", p, end);
+}
+
 static int on_writeable(struct lws *wsi, struct http_pss *pss)
 {
 	struct carillon_req *r = pss->req;
 	if (!r || r->state < REQ_REPLIED)
 		return 0;
 	if (r->state == REQ_REPLIED) {
-		unsigned char hbuf[LWS_PRE + 2048], *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
+		unsigned char hbuf[LWS_PRE + 4096], *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
 		if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end) ||
-		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json",
-						 16, &p, end) ||
+		    (r->status != 204 &&
+		     lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json",
+						  16, &p, end)) ||
+		    add_cors_headers(wsi, r, &p, end) ||
 		    (r->status != 204 && lws_add_http_header_content_length(wsi, r->resp_len, &p, end)) ||
 		    lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-RequestId:",
 						(const unsigned char *)r->id, (int)strlen(r->id), &p, end) ||
@@ -354,6 +429,23 @@ static int on_writeable(struct lws *wsi, struct http_pss *pss)
 	if (close_after || lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
+}
+
+/*
+ * "Upgrade: h2c" on a cleartext connection (curl --http2 sends it): HTTP/2 is not served (see the
+ * ALPN note in server.c: lws 4.1 would drop the x-amz-* headers), and lws 4.1 cannot be told to
+ * decline an upgrade it knows, only to refuse the request or to perform it. So the Upgrade value
+ * in lws's header table is blanked ("-2c") for the moment lws decides (it compares it right after
+ * the LWS_CALLBACK_HTTP_CONFIRM_UPGRADE callback, which lws sends to the vhost's default protocol,
+ * the session one): the request goes on as HTTP/1.1, which RFC 9110 lets a server do with any
+ * Upgrade. The request's Upgrade header then reads "-2c": nothing reads it, and no client signs it
+ * (lws keeps no pointer a later callback could safely restore it through).
+ */
+void carillon_http_confirm_upgrade(void *upgrade_value)
+{
+	char *up = upgrade_value;
+	if (up && !strcasecmp(up, "h2c"))
+		up[0] = '-';
 }
 
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)

@@ -1056,6 +1056,9 @@ int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct carillon_session *s = user;
 	switch (reason) {
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: /* lws asks the default protocol, this one */
+		carillon_http_confirm_upgrade(in);
+		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return connect_filter(wsi);
 	case LWS_CALLBACK_ESTABLISHED:
