@@ -13,7 +13,8 @@
 //   - clients, from a grep of tests/ and examples/: the AWS SDK for JavaScript v3 (`<Op>Command` in
 //     a file importing that service's client), Debian's boto3 (`.<snake_op>(` in a Python file naming
 //     the service), Debian's AWS CLI (`<kebab-op>` in a file that runs `aws`; README.md counts when
-//     its walk-through is run by tests/conformance/readme-walkthrough.test.mjs).
+//     its walk-through is run by tests/conformance/readme-walkthrough.test.mjs, whose `chime SERVICE OP`
+//     wraps `aws chime-sdk-SERVICE OP`).
 // tests/conformance/docs-compatibility.test.mjs regenerates it and fails when the committed file
 // differs. The output depends only on the tree (no dates, sorted), so it is reproducible.
 import fs from 'node:fs';
@@ -101,7 +102,10 @@ function testedBy(svc, op, model) {
 	if (svc.cli) {
 		const re = new RegExp(`(?<![\\w-])${esc(kebab(op))}(?![\\w-])`);
 		const runsAws = (t) => /\/usr\/bin\/aws\b|(^|\s)aws\s+(--\S+\s+)*chime-sdk-|(^|\s)aws\s+pinpoint/m.test(t);
-		if (sources.some((s) => !s.p.endsWith('.py') && runsAws(s.text) && s.text.includes(svc.cli) && re.test(s.text))) clients.push('AWS CLI');
+		// README's walk-through wraps the CLI: `chime messaging send-channel-message ...`
+		const wrapped = new RegExp(`\\bchime ${svc.key} ${esc(kebab(op))}(?![\\w-])`);
+		if (sources.some((s) => !s.p.endsWith('.py') && runsAws(s.text) &&
+			((s.text.includes(svc.cli) && re.test(s.text)) || wrapped.test(s.text)))) clients.push('AWS CLI');
 	}
 	return clients;
 }
