@@ -121,7 +121,8 @@ expected="-rwxr-xr-x root/root ./usr/bin/carillon
 -rw-r--r-- root/root ./usr/share/doc/carillon/compatibility.md
 -rw-r--r-- root/root ./usr/share/doc/carillon/copyright
 -rw-r--r-- root/root ./usr/share/doc/carillon/examples/haproxy.cfg
--rw-r--r-- root/root ./usr/share/doc/carillon/operations.md"
+-rw-r--r-- root/root ./usr/share/doc/carillon/operations.md
+-rw-r--r-- root/root ./usr/share/man/man1/carillon.1.gz"
 actual=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { print $1, $2, $6 }')
 if [[ $(sort <<<"$actual") != $(sort <<<"$expected") ]]; then
 	diff <(sort <<<"$expected") <(sort <<<"$actual") >&2 || true
