@@ -5,7 +5,8 @@
 //   - the port: 127.0.0.1:8080 becomes a free port (CARILLON_LISTEN is set for the server);
 //   - scripts/quickstart.sh becomes CARILLON_BIN serve and build/carillon becomes CARILLON_BIN
 //     (quickstart builds the same binary), with the embedded PostgreSQL in a temporary data dir;
-//   - `npm ci --prefix examples/watch` is skipped: the test resolves the same packages, at the same
+//   - `scripts/install-deps.sh --node` is skipped (scripts/test.sh has run it), and
+//     `npm ci --prefix examples/watch` too: the test resolves the same packages, at the same
 //     versions (checked below), from tests/conformance/node_modules (NODE_PATH);
 //   - after the block that starts the watcher it waits for "watch: session started", and after the
 //     send for the message line, as the reader does.
@@ -70,6 +71,7 @@ test("README's five-minute walk-through works as written", { timeout: 240000 }, 
     .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
     .replaceAll('scripts/quickstart.sh', 'exec "$CARILLON_BIN" serve')
     .replaceAll('build/carillon', '"$CARILLON_BIN"')
+    .replace(/^scripts\/install-deps\.sh --node.*$/m, ': install-deps skipped by the test, scripts/test.sh ran it')
     .replace(/^npm ci --prefix examples\/watch.*$/m, ': npm ci skipped by the test')
     .replaceAll('examples/watch/', `${root}/examples/watch/`);
 
