@@ -7,6 +7,8 @@
 #                                    asks for) and npm, and the conformance tests' npm packages
 #                                    (npm ci in tests/conformance when its package-lock.json changed),
 #                                    Chromium and the web chat example's packages (examples/web-chat)
+#   scripts/install-deps.sh --package   also what tests/package/run.sh needs to build and check the
+#                                    Debian package: dpkg-dev, lintian, systemd (systemd-analyze)
 #
 # Idempotent; needs no stdin (CI=true is fine). Runs apt-get update only when something is missing.
 # As a non-root user it uses sudo (non-interactively when there is no terminal).
@@ -16,11 +18,13 @@ export DEBIAN_FRONTEND=noninteractive
 cd "$(dirname "$0")/.."
 
 with_node=0
+with_package=0
 for arg in "$@"; do
 	case "$arg" in
 	--node) with_node=1 ;;
+	--package) with_package=1 ;;
 	-h | --help)
-		sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -72,6 +76,12 @@ apt_install() {
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
+
+if [[ $with_package -eq 1 ]]; then
+	# tests/package/run.sh: cpack's dpkg-shlibdeps and dpkg-buildflags, lintian, systemd-analyze
+	# (systemd-sysusers and systemd-tmpfiles, which the package's postinst uses, come with it).
+	packages+=(dpkg-dev lintian systemd)
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: this script needs Debian (dpkg and apt-get); install the equivalents of:" >&2

@@ -7,6 +7,9 @@
 #   3. unit tests: ctest
 #   4. smoke test: `carillon serve` with no CARILLON_DATABASE_URL (embedded PostgreSQL) answers
 #      GET /healthz, exits 0 on SIGTERM and stops its PostgreSQL
+#  4b. the Debian package (tests/package/run.sh, as root): builds it, checks it with dpkg-deb,
+#      lintian and systemd-analyze, installs it, runs /usr/bin/carillon, purges it; one test.
+#      Skipped only with CARILLON_SKIP_PACKAGE_TEST=1
 #   5. conformance tests: node --test tests/conformance, against a throwaway PostgreSQL
 #      (tests/lib/pg.sh), with CARILLON_BIN and CARILLON_TEST_DATABASE_URL set; then the SQL-level
 #      tests (tests/sql/run.sh) on the same database
@@ -196,6 +199,17 @@ if [[ -x $bin ]]; then
 	cleanup
 else
 	log "smoke: $bin was not built"
+	failed=$((failed + 1))
+fi
+
+# ---- 4b. the Debian package --------------------------------------------------------------------
+if [[ ${CARILLON_SKIP_PACKAGE_TEST:-} == 1 ]]; then
+	log "package: CARILLON_SKIP_PACKAGE_TEST=1; skipped"
+elif tests/package/run.sh </dev/null; then
+	log "package: ok"
+	passed=$((passed + 1))
+else
+	log "package: failed (tests/package/run.sh)"
 	failed=$((failed + 1))
 fi
 

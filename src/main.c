@@ -1,4 +1,4 @@
-/* carillon: serve | migrate | --help | --version */
+/* carillon: serve | migrate | keys | root-key | config --defaults | --help | --version */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +24,8 @@ static void usage(void)
 	       "       carillon keys create [NAME] | list | revoke ACCESS_KEY_ID\n"
 	       "                          manage admin access keys (the root key's rights)\n"
 	       "       carillon root-key  print the root credential derived from the master key\n"
+	       "       carillon config --defaults\n"
+	       "                          print a config file listing every setting with its default\n"
 	       "       carillon --help | --version\n\n",
 	       CARILLON_VERSION);
 	carillon_config_usage();
@@ -181,6 +183,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_serve(MODE_KEYS, argc - 2, argv + 2);
+	}
+	if (!strcmp(cmd, "config")) {
+		if (argc != 3 || strcmp(argv[2], "--defaults")) {
+			fprintf(stderr, "usage: carillon config --defaults\n");
+			return 2;
+		}
+		carillon_config_print_defaults();
+		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 	}
 	if (argc > 2) {
 		fprintf(stderr, "carillon: unexpected argument '%s' (see --help)\n", argv[2]);

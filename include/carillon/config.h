@@ -95,6 +95,10 @@ int carillon_config_load(int *argc, char **argv);
 /* Print the settings table for --help. */
 void carillon_config_usage(void);
 
+/* Print a config file (the --config format) listing every setting, commented out, with its default
+ * and its help: `carillon config --defaults`, installed as /etc/carillon/carillon.conf. */
+void carillon_config_print_defaults(void);
+
 /* Resolve the master key (setting, key file, or generated into <data_dir>/master.key for the
  * embedded quickstart, by the user Carillon runs as: privdrop.h) and the root credential (derived
  * from the master key when unset). */
