@@ -122,6 +122,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 {
 	const char *method = carillon_req_method(r), *path = carillon_req_path(r);
 	if (!strcmp(path, "/healthz") && (!strcmp(method, "GET") || !strcmp(method, "HEAD"))) {
+		carillon_req_set_operation(r, "none", "healthz");
 		healthz(r);
 		return;
 	}
@@ -137,6 +138,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 		return;
 	}
 	const struct carillon_op *op = c->match.op;
+	carillon_req_set_operation(r, op->service, op->name);
 	c->def = op->index < n_handlers ? defs[op->index] : NULL;
 	if (!c->def || !handlers[op->index]) {
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "%s is not served by this server", op->name);
