@@ -840,7 +840,13 @@ static void session_id_of(struct lws *wsi, char *out, size_t size)
 {
 	char buf[80];
 	out[0] = '\0';
-	const char *v = lws_get_urlarg_by_name(wsi, "sessionId=", buf, (int)sizeof(buf));
+	const char *v = NULL;
+	for (int n = 0; n < CARILLON_CONNECT_MAX_PARAMS && !v; n++) { /* lws's own lookup stops at a long one */
+		int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+		if (len > 10 && len < (int)sizeof(buf) && lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, n) > 0 &&
+		    !strncmp(buf, "sessionId=", 10))
+			v = buf + 10;
+	}
 	if (!v || strlen(v) >= size)
 		return;
 	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == strlen(v))
