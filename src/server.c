@@ -31,6 +31,7 @@
 #include "carillon/realtime.h"
 #include "carillon/log.h"
 #include "carillon/metrics.h"
+#include "carillon/metrics_endpoint.h"
 #include "carillon/privdrop.h"
 #include "carillon/server.h"
 #include "carillon/util.h"

@@ -19,8 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <uv.h>
-
 #include "carillon/util.h"
 
 /* ------------------------------------------------------------------------------ the registry */
@@ -122,13 +120,5 @@ struct carillon_metrics_sample {
 };
 /* Set the sampled gauges and the process metrics (RSS, fds, CPU, start time). */
 void carillon_metrics_collect(const struct carillon_metrics_sample *s);
-
-/* ---------------------------------------------------------------------- the scrape endpoint */
-
-/* Serve GET /metrics on CARILLON_METRICS_LISTEN (host:port; "" = off) from `loop`: a small TCP
- * server of its own, HTTP/1.1, one request per connection. Binds at once (before the privilege
- * drop); -1 when the address cannot be used. */
-int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr);
-void carillon_metrics_server_stop(void);
 
 #endif

@@ -26,6 +26,7 @@
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/metrics.h"
+#include "carillon/metrics_endpoint.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
