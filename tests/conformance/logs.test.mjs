@@ -69,7 +69,8 @@ async function waitForLines(predicate, what, file = ctx.file, ms = 10000) {
   for (;;) {
     const found = predicate(readLines(file));
     if (found) return found;
-    if (Date.now() > deadline) assert.fail(`no ${what} in ${file} within ${ms} ms:\n${readFileSync(file, 'utf8').split('\n').slice(-15).join('\n')}`);
+    if (Date.now() > deadline)
+      assert.fail(`no ${what} in ${file} within ${ms} ms:\n${existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-15).join('\n') : '(no such file)'}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
