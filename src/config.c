@@ -361,9 +361,16 @@ int carillon_config_load(int *argc, char **argv)
 		return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
+	int level = -1;
 	for (int i = 0; i < 5; i++)
 		if (!strcmp(carillon_cfg.log_level, levels[i]))
-			carillon_log_set_level((enum carillon_log_level)i);
+			level = i;
+	if (level < 0) {
+		fprintf(stderr, "carillon: CARILLON_LOG_LEVEL must be error, warn, notice, info or debug, not '%s'\n",
+			carillon_cfg.log_level);
+		return -1;
+	}
+	carillon_log_set_level((enum carillon_log_level)level);
 	return carillon_log_configure(carillon_cfg.log_format, carillon_cfg.log_file);
 }
 

@@ -19,6 +19,7 @@ import {
 } from '@aws-sdk/client-chime-sdk-identity';
 import { CreateChannelCommand, CreateChannelMembershipCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession, session, startTlsCarillon, userCreds } from './lib/realtime.mjs';
+import { carillonCli, describeRun } from './lib/cli.mjs';
 
 const ctx = { secrets: [] };
 
@@ -201,4 +202,16 @@ test('SIGHUP reopens the log file: after a rename, new lines go to a new file', 
   await waitForLines(accessLine(later.$metadata.requestId), 'access line after SIGHUP', ctx.file);
   assert.ok(!readLines(rotated).some((l) => l.request_id === later.$metadata.requestId), 'the rotated file has no new line');
   assert.ok(ctx.srv.alive(), 'SIGHUP does not stop the server');
+});
+
+test('a log setting that cannot be honoured refuses to start', async () => {
+  for (const [env, why] of [
+    [{ CARILLON_LOG_FORMAT: 'xml' }, /CARILLON_LOG_FORMAT must be text or json, not 'xml'/],
+    [{ CARILLON_LOG_LEVEL: 'verbose' }, /CARILLON_LOG_LEVEL must be error, warn, notice, info or debug/],
+    [{ CARILLON_LOG_FILE: path.join(ctx.dir, 'no', 'such', 'dir', 'x.log') }, /cannot open the log file .*x\.log/],
+  ]) {
+    const r = await carillonCli(ctx.srv, ['serve'], { env, timeoutMs: 30000 });
+    assert.equal(r.code, 2, describeRun(r));
+    assert.match(r.stderr, why, describeRun(r));
+  }
 });

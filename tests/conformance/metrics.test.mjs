@@ -19,6 +19,7 @@ import {
 import { CreateChannelCommand, CreateChannelMembershipCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession, session, signedJson, startTlsCarillon, userCreds } from './lib/realtime.mjs';
 import { freePort } from './lib/server.mjs';
+import { carillonCli, describeRun } from './lib/cli.mjs';
 
 // ------------------------------------------------------------------ a strict text-format parser
 
@@ -403,4 +404,18 @@ test('the parser is strict (it would catch a malformed exposition)', () => {
     '# TYPE g gauge\ny 1\n', // outside its family
   ])
     assert.throws(() => parseExposition(bad), undefined, JSON.stringify(bad));
+});
+
+test('a metrics address that cannot be used refuses to start, the public port included', async () => {
+  const port = await freePort();
+  for (const [env, why] of [
+    [{ CARILLON_LISTEN: `127.0.0.1:${port}`, CARILLON_METRICS_LISTEN: `127.0.0.1:${port}` }, /cannot serve metrics on 127\.0\.0\.1:\d+: address already in use/],
+    [{ CARILLON_LISTEN: `127.0.0.1:${port}`, CARILLON_METRICS_LISTEN: `127.0.0.1:${ctx.metricsPort}` }, /cannot serve metrics on .*address already in use/],
+    [{ CARILLON_LISTEN: `127.0.0.1:${port}`, CARILLON_METRICS_LISTEN: 'localhost' }, /CARILLON_METRICS_LISTEN must be ip:port/],
+  ]) {
+    const r = await carillonCli(ctx.srv, ['serve'], { env, timeoutMs: 60000 });
+    assert.ok(r.code !== 0 && r.code !== null, describeRun(r));
+    assert.match(r.stderr, why, describeRun(r));
+  }
+  await scrape(); // the running server is unaffected
 });
