@@ -293,6 +293,14 @@ static void pump(void)
 	}
 }
 
+static bool conn_idle(void)
+{
+	for (int i = 0; i < n_conns; i++)
+		if (conns[i].state == CONN_IDLE)
+			return true;
+	return false;
+}
+
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
@@ -305,6 +313,8 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
 		q->params[i] = params[i] ? carillon_xstrdup(params[i]) : NULL;
 	q->cb = cb;
 	q->arg = arg;
+	if (q_head || !conn_idle()) /* it will wait in the queue for a connection */
+		carillon_metrics_db_wait();
 	if (q_tail)
 		q_tail->next = q;
 	else
@@ -312,8 +322,6 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
 	q_tail = q;
 	q_len++;
 	pump();
-	if (q_tail == q) /* no idle connection took it: it waits in the queue */
-		carillon_metrics_db_wait();
 	return 0;
 }
 
