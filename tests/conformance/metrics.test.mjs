@@ -19,7 +19,7 @@ import {
 import { CreateChannelCommand, CreateChannelMembershipCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession, session, signedJson, startTlsCarillon, userCreds } from './lib/realtime.mjs';
 import { freePort } from './lib/server.mjs';
-import { carillonCli, describeRun } from './lib/cli.mjs';
+import { carillonCli, describeRun, psql } from './lib/cli.mjs';
 
 // ------------------------------------------------------------------ a strict text-format parser
 
@@ -418,4 +418,24 @@ test('a metrics address that cannot be used refuses to start, the public port in
     assert.match(r.stderr, why, describeRun(r));
   }
   await scrape(); // the running server is unaffected
+});
+
+test('cut database connections are counted as reconnects and come back in the connection gauge', async () => {
+  const b = (await scrape()).m;
+  const poolSize = b.get('carillon_db_connections');
+  assert.equal(poolSize, 4, 'CARILLON_DB_POOL_SIZE connections up');
+  // Every backend of this server (the test database is this file's alone while it runs).
+  const cut = Number(
+    await psql(`select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`),
+  );
+  assert.ok(cut >= poolSize + 1, `pool and LISTEN connections cut (${cut})`);
+  let a;
+  for (const deadline = Date.now() + 20000; ; ) {
+    a = (await scrape()).m;
+    if (a.get('carillon_db_connections') === poolSize && a.sum('carillon_db_reconnects_total') - b.sum('carillon_db_reconnects_total') >= cut) break;
+    if (Date.now() > deadline) assert.fail(`connections ${a.get('carillon_db_connections')}, reconnects +${a.sum('carillon_db_reconnects_total') - b.sum('carillon_db_reconnects_total')} of ${cut} cut`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // the server still answers (a read through the pool)
+  assert.equal((await ctx.id.send(new DescribeAppInstanceCommand({ AppInstanceArn: ctx.app }))).$metadata.httpStatusCode, 200);
 });
