@@ -51,7 +51,11 @@ static const struct cfg_key cfg_keys[] = {
 	    "64 hex chars sealing tokens and secrets, same on every node (environment or config file only)"),
 	STR(master_key_file, "CARILLON_MASTER_KEY_FILE", "", "file holding the master key in hex (mode 0600)"),
 	STR(public_endpoint, "CARILLON_PUBLIC_ENDPOINT", "", "host[:port] clients use for websocket sessions (default: listen address)"),
-	STR(log_level, "CARILLON_LOG_LEVEL", "notice", "error, warn, notice, info or debug"),
+	STR(log_level, "CARILLON_LOG_LEVEL", "notice", "error, warn, notice, info (access and session lines) or debug"),
+	STR(log_format, "CARILLON_LOG_FORMAT", "text", "text, or json (one JSON object a line)"),
+	STR(log_file, "CARILLON_LOG_FILE", "", "append the log to this file instead of stderr (reopened on SIGHUP)"),
+	STR(metrics_listen, "CARILLON_METRICS_LISTEN", "",
+	    "ip:port serving GET /metrics (Prometheus), never the public port; empty: off"),
 	STR(tls_cert, "CARILLON_TLS_CERT", "", "PEM certificate: serve https/wss on the listen address (else plain)"),
 	STR(tls_key, "CARILLON_TLS_KEY", "", "PEM private key of CARILLON_TLS_CERT"),
 	STR(cors_origins, "CARILLON_CORS_ORIGINS", "*",
@@ -369,10 +373,17 @@ int carillon_config_load(int *argc, char **argv)
 		return -1;
 	}
 	static const char *const levels[] = {"error", "warn", "notice", "info", "debug"};
+	int level = -1;
 	for (int i = 0; i < 5; i++)
 		if (!strcmp(carillon_cfg.log_level, levels[i]))
-			carillon_log_set_level((enum carillon_log_level)i);
-	return 0;
+			level = i;
+	if (level < 0) {
+		fprintf(stderr, "carillon: CARILLON_LOG_LEVEL must be error, warn, notice, info or debug, not '%s'\n",
+			carillon_cfg.log_level);
+		return -1;
+	}
+	carillon_log_set_level((enum carillon_log_level)level);
+	return carillon_log_configure(carillon_cfg.log_format, carillon_cfg.log_file);
 }
 
 void carillon_config_usage(void)

@@ -30,6 +30,8 @@
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
+#include "carillon/metrics_endpoint.h"
 #include "carillon/privdrop.h"
 #include "carillon/server.h"
 #include "carillon/util.h"
@@ -40,7 +42,7 @@ static struct {
 	struct lws_vhost *vh;
 	int listen_fd;
 	uv_poll_t listen_poll;
-	uv_signal_t sig_term, sig_int;
+	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t drain;
 	int64_t drain_deadline_ms;
 	bool stopping;
@@ -155,6 +157,8 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.drain, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
+	uv_close((uv_handle_t *)&srv.sig_hup, close_cb);
+	carillon_metrics_server_stop();
 	carillon_janitor_stop();
 	carillon_outbound_shutdown();
 	carillon_keys_stop();
@@ -189,6 +193,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	carillon_sessions_close_all(1001, "Going away");
 	uv_timer_start(&srv.drain, drain_tick, 50, 50);
 }
+
+static void on_hup(uv_signal_t *h, int signum) { carillon_log_reopen(); }
 
 static void raise_fd_limit(void)
 {
@@ -270,6 +276,9 @@ int carillon_server_run(const char *conninfo)
 	srv.listen_fd = open_listener(carillon_cfg.listen);
 	if (srv.listen_fd < 0 || create_lws_context())
 		return 1;
+	carillon_metrics_init(CARILLON_VERSION);
+	if (carillon_metrics_server_start(&srv.loop, carillon_cfg.metrics_listen))
+		return 1;
 	/* Root was needed for the port and the TLS key files, both in hand now. */
 	if (carillon_privdrop_now())
 		return 1;
@@ -289,6 +298,8 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
 	uv_signal_init(&srv.loop, &srv.sig_int);
 	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+	uv_signal_init(&srv.loop, &srv.sig_hup);
+	uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
 	uv_timer_init(&srv.loop, &srv.drain);
 	log_notice("serving on %s://%s", *carillon_cfg.tls_cert ? "https" : "http", carillon_cfg.listen);
 	if (!*carillon_cfg.public_endpoint &&
@@ -304,6 +315,7 @@ int carillon_server_run(const char *conninfo)
 		log_warn("event loop closed with handles still open");
 	carillon_db_free();
 	carillon_hub_free();
+	carillon_metrics_free();
 	log_notice("stopped");
 	return srv.exit_status;
 }

@@ -20,6 +20,7 @@ struct carillon_batch {
 	size_t n;
 	void **owners;
 	char *json;        /* "[doc,doc,...]" */
+	double sent_at;    /* carillon_metrics_clock() when submitted */
 };
 
 /* The outcome of one item: `refused` (its batch could not be sent: the caller answers 503), `ok`

@@ -21,6 +21,9 @@ struct carillon_config {
 	char *master_key_file;
 	char *public_endpoint;        /* host[:port] returned by GetMessagingSessionEndpoint */
 	char *log_level;
+	char *log_format;             /* "text" or "json" */
+	char *log_file;               /* "" -> stderr; reopened on SIGHUP */
+	char *metrics_listen;         /* host:port of GET /metrics; "" -> off */
 	char *tls_cert;               /* PEM certificate (chain): serve TLS (https/wss) when set */
 	char *tls_key;
 	char *cors_origins;           /* "*" (any), a comma list of origins, or "none" (CORS off) */

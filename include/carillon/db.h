@@ -42,6 +42,9 @@ void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, ca
 /* At least one connection is up. */
 bool carillon_db_ready(void);
 
+/* For the metrics: pool connections up and busy (the LISTEN connection excluded), statements queued. */
+void carillon_db_stats(int *up, int *busy, int *queued);
+
 /* Migrations (blocking; before the loop starts): apply every embedded sql/ migration not yet
  * recorded, each in its own transaction, under an advisory lock so that several nodes starting
  * together apply each one once. */

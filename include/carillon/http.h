@@ -73,6 +73,10 @@ size_t carillon_req_header_names(struct carillon_req *r, const char **names, siz
  * characters, at most `size` - 1 bytes. */
 const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size);
 
+/* What the request is, for its metrics and access line: the service and operation names of the
+ * operation table (static strings, never request bytes). Unset: "none". */
+void carillon_req_set_operation(struct carillon_req *r, const char *service, const char *operation);
+
 /* The dispatcher's per-request state: freed with `free_fn` when the request is freed. */
 void carillon_req_set_data(struct carillon_req *r, void *data, void (*free_fn)(void *data));
 void *carillon_req_data(const struct carillon_req *r);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "carillon/batcher.h"
+#include "carillon/metrics.h"
 #include "carillon/util.h"
 
 struct carillon_batch_item {
@@ -54,8 +55,11 @@ static void batcher_pump(struct carillon_batcher *b)
 	while (b->head && b->in_flight < (b->max_in_flight ? b->max_in_flight : 1)) {
 		struct carillon_batch *batch = batch_cut(b);
 		b->in_flight++;
-		if (!b->submit(b->ctx, batch))
+		batch->sent_at = carillon_metrics_clock();
+		if (!b->submit(b->ctx, batch)) {
+			carillon_metrics_batch_sent(batch->n);
 			continue;
+		}
 		b->in_flight--;
 		const struct carillon_batch_outcome refused = {.refused = true};
 		for (size_t i = 0; i < batch->n; i++)
@@ -85,6 +89,7 @@ void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch
 			       const char *state, const char *message)
 {
 	b->in_flight--;
+	carillon_metrics_batch_done(carillon_metrics_clock() - batch->sent_at);
 	json_t *all = results ? json_loads(results, 0, NULL) : NULL;
 	for (size_t i = 0; i < batch->n; i++) {
 		struct carillon_batch_outcome o = {0};
@@ -99,6 +104,7 @@ void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch
 			o.message = json_string_value(json_object_get(err, "message"));
 			if (!o.state)
 				o.state = "XX000";
+			carillon_metrics_db_error(o.state); /* the item's subtransaction failed */
 		} else {
 			o.ok = json_object_get(item, "ok");
 		}

@@ -128,6 +128,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 {
 	const char *method = carillon_req_method(r), *path = carillon_req_path(r);
 	if (!strcmp(path, "/healthz") && (!strcmp(method, "GET") || !strcmp(method, "HEAD"))) {
+		carillon_req_set_operation(r, "none", "healthz");
 		healthz(r);
 		return;
 	}
@@ -147,6 +148,7 @@ void carillon_api_dispatch(struct carillon_req *r)
 		return;
 	}
 	const struct carillon_op *op = c->match.op;
+	carillon_req_set_operation(r, op->service, op->name);
 	/* From here on the request is the service's: its errors are named and shaped as its SDKs expect. */
 	carillon_req_set_error_style(r, strcmp(op->service, "pinpoint") ? CARILLON_ERR_STYLE_CHIME
 									 : CARILLON_ERR_STYLE_PINPOINT);

@@ -5,6 +5,7 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/util.h"
 
 #define BACKOFF_MIN_MS 100
@@ -63,6 +64,8 @@ static void query_free(struct db_query *q)
 
 static void query_finish(struct db_query *q, PGresult *res, const char *state, const char *msg)
 {
+	if (state)
+		carillon_metrics_db_error(state);
 	struct carillon_db_result r = {res, state, msg};
 	q->cb(q->arg, &r);
 	query_free(q);
@@ -120,6 +123,7 @@ static void conn_fail(struct db_conn *c, const char *why)
 	}
 	if (shutting_down)
 		return;
+	carillon_metrics_db_reconnect();
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (c->backoff_ms > BACKOFF_MAX_MS)
 		c->backoff_ms = BACKOFF_MAX_MS;
@@ -289,6 +293,14 @@ static void pump(void)
 	}
 }
 
+static bool conn_idle(void)
+{
+	for (int i = 0; i < n_conns; i++)
+		if (conns[i].state == CONN_IDLE)
+			return true;
+	return false;
+}
+
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
@@ -301,6 +313,8 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
 		q->params[i] = params[i] ? carillon_xstrdup(params[i]) : NULL;
 	q->cb = cb;
 	q->arg = arg;
+	if (q_head || !conn_idle()) /* it will wait in the queue for a connection */
+		carillon_metrics_db_wait();
 	if (q_tail)
 		q_tail->next = q;
 	else
@@ -330,6 +344,16 @@ bool carillon_db_ready(void)
 		if (conns[i].state == CONN_IDLE || conns[i].state == CONN_BUSY)
 			return true;
 	return false;
+}
+
+void carillon_db_stats(int *up, int *busy, int *queued)
+{
+	*up = *busy = 0;
+	for (int i = 0; i < n_conns; i++) {
+		*up += conns[i].state == CONN_IDLE || conns[i].state == CONN_BUSY;
+		*busy += conns[i].state == CONN_BUSY;
+	}
+	*queued = q_len;
 }
 
 /*

@@ -12,6 +12,9 @@ struct carillon_req {
 	enum carillon_req_state state;
 	char id[37];
 	int64_t t_ms;
+	double t0;                       /* carillon_metrics_clock() at arrival, for the latency */
+	const char *service, *operation; /* carillon_req_set_operation (static strings) */
+	char peer[48];                   /* the client's address (request.c), "" when unknown */
 	char method[8];
 	char *path;                      /* percent-decoded by lws */
 	struct carillon_kv *query;       /* decoded pairs */

@@ -19,6 +19,7 @@
 #include "carillon/config.h"
 #include "carillon/http.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/util.h"
 #include "http_internal.h"
 
@@ -51,6 +52,12 @@ const char *carillon_req_body(const struct carillon_req *r, size_t *len)
 {
 	*len = r->body.len;
 	return r->body.data;
+}
+
+void carillon_req_set_operation(struct carillon_req *r, const char *service, const char *operation)
+{
+	r->service = service;
+	r->operation = operation;
 }
 
 void carillon_req_set_data(struct carillon_req *r, void *data, void (*free_fn)(void *data))
@@ -102,6 +109,52 @@ static void req_schedule_write(struct carillon_req *r)
 		carillon_http_req_free(r);
 }
 
+/* A header read with the head (no lws lookup: the connection may be gone). */
+static const char *head_header(const struct carillon_req *r, const char *name)
+{
+	for (int i = 0; i < r->n_hdr; i++)
+		if (!strcmp(r->hdr[i].name, name))
+			return r->hdr[i].value;
+	return NULL;
+}
+
+/*
+ * The request is answered: its metrics and its access line. The access key id is the one the
+ * Authorization header names (Credential=AKID/...), verified or not (a refused request says which
+ * key was tried); signatures, tokens and bodies are never written.
+ */
+static void request_done(const struct carillon_req *r)
+{
+	const char *service = r->service ? r->service : "none", *operation = r->operation ? r->operation : "none";
+	double seconds = carillon_metrics_clock() - r->t0;
+	carillon_metrics_request(service, operation, r->status, seconds);
+	if (!carillon_log_enabled(CARILLON_LOG_INFO))
+		return;
+	char akid[129] = "";
+	const char *authz = head_header(r, "authorization");
+	const char *cred = authz ? strstr(authz, "Credential=") : NULL;
+	if (cred) {
+		cred += 11;
+		size_t n = strcspn(cred, "/, ");
+		snprintf(akid, sizeof(akid), "%.*s", (int)(n < 128 ? n : 128), cred);
+	}
+	const struct carillon_log_field f[] = {
+		CARILLON_LOG_STR("request_id", r->id),
+		CARILLON_LOG_STR("method", r->method),
+		CARILLON_LOG_STR("service", service),
+		CARILLON_LOG_STR("operation", operation),
+		CARILLON_LOG_INT("status", r->status),
+		CARILLON_LOG_STR("error", r->error_type),
+		CARILLON_LOG_NUM("latency_ms", seconds * 1000.0),
+		CARILLON_LOG_STR("access_key_id", akid[0] ? akid : NULL),
+		CARILLON_LOG_STR("bearer", head_header(r, "x-amz-chime-bearer")),
+		CARILLON_LOG_INT("bytes_in", r->body.len),
+		CARILLON_LOG_INT("bytes_out", r->resp_len),
+		CARILLON_LOG_STR("peer", r->peer[0] ? r->peer : NULL),
+	};
+	carillon_log_event(CARILLON_LOG_INFO, "access", f, sizeof(f) / sizeof(f[0]));
+}
+
 static void req_set_response(struct carillon_req *r, int status, const char *error_type, const char *body,
 			     size_t len)
 {
@@ -113,6 +166,7 @@ static void req_set_response(struct carillon_req *r, int status, const char *err
 	if (r->state == REQ_DISPATCHED)
 		in_flight--;
 	r->state = REQ_REPLIED;
+	request_done(r);
 }
 
 static const struct {
@@ -312,6 +366,7 @@ struct carillon_req *carillon_http_req_new(struct lws *wsi, const char *method, 
 	struct carillon_req *r = carillon_xcalloc(1, sizeof(*r));
 	r->wsi = wsi;
 	r->t_ms = carillon_now_ms();
+	r->t0 = carillon_metrics_clock();
 	carillon_uuid4(r->id);
 	snprintf(r->method, sizeof(r->method), "%s", method ? method : "?");
 	r->path = carillon_xstrdup(path && *path ? path : "/");

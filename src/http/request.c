@@ -25,6 +25,7 @@
 
 struct http_pss {
 	struct carillon_req *req;
+	char peer[48];     /* the client's address, read once per connection */
 };
 
 size_t carillon_http_pss_size(void) { return sizeof(struct http_pss); }
@@ -327,6 +328,9 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 	const char *method = method_of(wsi);
 	struct carillon_req *r = carillon_http_req_new(wsi, method, path);
 	pss->req = r;
+	if (!pss->peer[0])
+		lws_get_peer_simple(wsi, pss->peer, sizeof(pss->peer));
+	memcpy(r->peer, pss->peer, sizeof(r->peer));
 	if (cors(r, wsi, method))
 		return 0;
 	bool query_read = read_query(r, wsi);

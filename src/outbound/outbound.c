@@ -19,6 +19,7 @@
 
 #include "carillon/config.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/outbound.h"
 #include "carillon/util.h"
 
@@ -286,6 +287,7 @@ static void req_finish(struct ob_req *r, enum carillon_outbound_error err, const
 	curl_off_t total_us = 0;
 	if (r->easy && curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
 		resp.total_ms = (double)total_us / 1000.0;
+	carillon_metrics_outbound(carillon_outbound_error_name(err));
 	r->cb(r->arg, &resp);
 	req_free(r);
 }

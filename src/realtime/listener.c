@@ -15,7 +15,14 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/realtime.h"
+
+/* The listener's read: events_after's rows, then each event's created_at (epoch seconds) for the
+ * commit-to-delivery metric. */
+#define LISTENER_SQL                                                                                         \
+	"select a.*, extract(epoch from e.created_at)::float8 from carillon.events_after($1::bigint, $2::int) a" \
+	" join carillon.events e on e.position = a.r_position order by a.r_position"
 
 static int64_t last_position = -1; /* -1: not yet known (start from the end of the log) */
 static bool reading, read_again, running;
@@ -38,7 +45,9 @@ static void events_read(void *arg, const struct carillon_db_result *r)
 		int64_t pos = strtoll(PQgetvalue(r->res, i, CARILLON_EVENT_COL_POSITION), NULL, 10);
 		struct carillon_event *e = carillon_event_from_result(r->res, i);
 		if (e) {
+			uint64_t mark = carillon_metrics_delivery_mark();
 			carillon_hub_dispatch(e);
+			carillon_metrics_event_dispatched(mark, strtod(PQgetvalue(r->res, i, CARILLON_EVENT_COLS), NULL));
 			carillon_event_unref(e);
 		} else {
 			log_err("listener: event %lld is malformed; skipped", (long long)pos);
@@ -81,13 +90,21 @@ static void read_events(void)
 	char after[32], limit[16];
 	snprintf(after, sizeof(after), "%lld", (long long)last_position);
 	snprintf(limit, sizeof(limit), "%d", read_batch);
-	const char *params[6] = {after, limit, NULL, NULL, NULL, NULL};
-	reading = !carillon_db_query(CARILLON_EVENTS_AFTER_SQL, 6, params, events_read, NULL);
+	const char *params[2] = {after, limit};
+	reading = !carillon_db_query(LISTENER_SQL, 2, params, events_read, NULL);
 }
 
-static void on_notify(const char *payload) { read_events(); }
+static void on_notify(const char *payload)
+{
+	carillon_metrics_listener_notify();
+	read_events();
+}
 static void on_up(void) { read_events(); }
-static void on_fallback(uv_timer_t *t) { read_events(); }
+static void on_fallback(uv_timer_t *t)
+{
+	carillon_metrics_listener_poll();
+	read_events();
+}
 
 void carillon_listener_start(uv_loop_t *loop)
 {

@@ -39,6 +39,7 @@
 #include "carillon/http.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/ratelimit.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
@@ -103,6 +104,11 @@ struct carillon_session {
 	int64_t reg_id;             /* its row in carillon.ws_sessions (0: not registered) */
 	int64_t reg_retry_at;       /* over the quota once: ask again at this time (keepalive tick) */
 	bool reg_retried;
+	/* for the metrics and the session's log lines */
+	double t_open;              /* carillon_metrics_clock() at the upgrade */
+	unsigned long frames_sent;
+	int peer_close_code;        /* the code of a close the client started (1005: none given) */
+	char session_id[40];        /* the client's sessionId (uuid-like characters only), or "" */
 };
 
 static unsigned sessions_open;
@@ -117,6 +123,13 @@ int64_t carillon_session_start(const struct carillon_session *s) { return s->sta
 uint64_t *carillon_session_stamp(struct carillon_session *s) { return &s->stamp; }
 
 void **carillon_session_hub(struct carillon_session *s) { return &s->hub; }
+
+/* Frames written to the socket (the count and bytes of the session and of the metrics). */
+static void sent(struct carillon_session *s, unsigned frames, size_t bytes)
+{
+	s->frames_sent += frames;
+	carillon_metrics_session_sent(frames, bytes);
+}
 
 /* Close from outside the session's own callback: flag it and let WRITEABLE return -1. */
 static void session_fail(struct carillon_session *s, int code, const char *reason)
@@ -143,6 +156,7 @@ static void q_push(struct carillon_session *s, struct carillon_event *e)
 	}
 	s->q[(s->q_head + s->q_len++) % s->q_cap] = carillon_event_ref(e);
 	s->q_bytes += e->frame_len;
+	carillon_metrics_session_queued((long)e->frame_len);
 }
 
 static struct carillon_event *q_pop(struct carillon_session *s)
@@ -153,6 +167,7 @@ static struct carillon_event *q_pop(struct carillon_session *s)
 	s->q_head = (s->q_head + 1) % s->q_cap;
 	s->q_len--;
 	s->q_bytes -= e->frame_len;
+	carillon_metrics_session_queued(-(long)e->frame_len);
 	if (s->q_backlog) {
 		s->q_backlog--;
 		s->q_backlog_bytes -= e->frame_len;
@@ -208,6 +223,8 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 	}
 	if (s->state != S_ACTIVE)
 		return;
+	if (e->position > 0)
+		carillon_metrics_delivery();
 	/* The common case of a fan-out: nothing queued and the socket can take it. Writing now costs one
 	 * send; waiting for WRITEABLE would add two epoll_ctl calls and a callback per recipient.
 	 * lws_send_pipe_choked() is true while lws still holds an unsent remainder (then lws sends it
@@ -215,11 +232,14 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 	if (!s->q_len && s->established_sent && !lws_send_pipe_choked(s->wsi)) {
 		if (lws_write(s->wsi, e->frame + LWS_PRE, e->frame_len, LWS_WRITE_TEXT) < 0)
 			session_fail(s, 1011, "Write failed");
+		else
+			sent(s, 1, e->frame_len);
 		return;
 	}
 	if ((long)s->q_len >= carillon_cfg.session_queue_max + (long)s->q_backlog ||
 	    s->q_bytes + e->frame_len > (size_t)carillon_cfg.session_queue_bytes + s->q_backlog_bytes) {
 		log_notice("session of %s is too slow (%u frames queued): closing it", s->user_arn, s->q_len);
+		carillon_metrics_session_slow_close();
 		session_fail(s, 1013, "Too slow");
 		return;
 	}
@@ -395,6 +415,7 @@ static void snapshot_done(void *arg, const struct carillon_db_result *r)
 	bool resume = !strcmp(PQgetvalue(r->res, 0, 3), "t") &&
 		      strtol(PQgetvalue(r->res, 0, 6), NULL, 10) <= carillon_cfg.resume_max_events;
 	if (resume) {
+		carillon_metrics_session_resume();
 		/* route the gap from the channels as of `since` (its events are above since) */
 		s->resuming = true;
 		s->gap_until = s->start_pos;
@@ -437,6 +458,7 @@ static void session_activate(struct carillon_session *s)
 	struct carillon_event **buffered = take_buffered(s, &n);
 	s->state = S_ACTIVE;
 	if (s->resync_required) {
+		carillon_metrics_session_resync();
 		struct carillon_event *e = carillon_event_system("CARILLON_RESYNC_REQUIRED", "{}");
 		if (e) {
 			carillon_session_deliver(s, e);
@@ -812,12 +834,53 @@ static int connect_filter(struct lws *wsi)
 	return 1; /* lws closes the connection without upgrading */
 }
 
+/* The client's sessionId (amazon-chime-sdk-js sends a UUID), for the log lines only: kept when it
+ * is made of [A-Za-z0-9._-] and short. */
+static void session_id_of(struct lws *wsi, char *out, size_t size)
+{
+	char buf[80];
+	out[0] = '\0';
+	const char *v = NULL;
+	for (int n = 0; n < CARILLON_CONNECT_MAX_PARAMS && !v; n++) { /* lws's own lookup stops at a long one */
+		int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+		if (len > 10 && len < (int)sizeof(buf) && lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, n) > 0 &&
+		    !strncmp(buf, "sessionId=", 10))
+			v = buf + 10;
+	}
+	if (!v || strlen(v) >= size)
+		return;
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == strlen(v))
+		snprintf(out, size, "%s", v);
+}
+
+/* session_open / session_close lines: who, which session, and at close how long, why, how much. */
+static void log_session(const struct carillon_session *s, const char *event)
+{
+	if (!carillon_log_enabled(CARILLON_LOG_INFO))
+		return;
+	bool closing = !strcmp(event, "session_close");
+	int code = s->close_code ? s->close_code : s->peer_close_code ? s->peer_close_code : 1006;
+	const char *reason = s->close_code ? s->close_reason : s->peer_close_code ? "closed by the client" : "connection lost";
+	const struct carillon_log_field f[] = {
+		CARILLON_LOG_STR("user", s->user_arn),
+		CARILLON_LOG_STR("session_id", s->session_id[0] ? s->session_id : NULL),
+		CARILLON_LOG_NUM("duration_s", carillon_metrics_clock() - s->t_open),
+		CARILLON_LOG_INT("close_code", code),
+		CARILLON_LOG_STR("close_reason", reason),
+		CARILLON_LOG_INT("frames_sent", s->frames_sent),
+	};
+	carillon_log_event(CARILLON_LOG_INFO, event, f, closing ? 6 : 2);
+}
+
 static int session_open(struct lws *wsi, struct carillon_session *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->wsi = wsi;
 	s->since = -1;
 	s->last_rx_ms = carillon_now_ms();
+	s->t_open = carillon_metrics_clock();
+	carillon_metrics_session_opened();
+	session_id_of(wsi, s->session_id, sizeof(s->session_id));
 	sessions_open++;
 	s->next = all_sessions;
 	if (all_sessions)
@@ -845,6 +908,7 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 		snprintf(s->user_gen, sizeof(s->user_gen), "%lld", (long long)p.user_gen);
 	s->state = S_PENDING;
 	carillon_hub_add_user(s, s->user_arn);
+	log_session(s, "session_open");
 	request_register(s);
 	return 0;
 }
@@ -858,7 +922,8 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 static int write_coalesced(struct carillon_session *s)
 {
 	static unsigned char buf[LWS_PRE + COALESCE_MAX_BYTES + 10 * COALESCE_MAX_FRAMES];
-	size_t len = 0;
+	size_t len = 0, payload = 0;
+	unsigned frames = 0;
 	for (int n = 0; n < COALESCE_MAX_FRAMES && s->q_len; n++) {
 		struct carillon_event *e = s->q[s->q_head];
 		if (n && len + e->frame_len > COALESCE_MAX_BYTES)
@@ -866,6 +931,8 @@ static int write_coalesced(struct carillon_session *s)
 		if (!n && e->frame_len > COALESCE_MAX_BYTES) { /* a large one alone, framed by lws */
 			e = q_pop(s);
 			int w = lws_write(s->wsi, e->frame + LWS_PRE, e->frame_len, LWS_WRITE_TEXT);
+			if (w >= 0)
+				sent(s, 1, e->frame_len);
 			carillon_event_unref(e);
 			return w < 0 ? -1 : 0;
 		}
@@ -889,9 +956,14 @@ static int write_coalesced(struct carillon_session *s)
 		}
 		memcpy(p + h, e->frame + LWS_PRE, fl);
 		len += h + fl;
+		payload += fl;
+		frames++;
 		carillon_event_unref(e);
 	}
-	return lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+	if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP) < 0)
+		return -1;
+	sent(s, frames, payload);
+	return 0;
 }
 
 static const char established_frame[] =
@@ -932,6 +1004,8 @@ static int session_writeable(struct carillon_session *s)
 		if (lws_write(s->wsi, buf + LWS_PRE, sizeof(established_frame) - 1, LWS_WRITE_TEXT) < 0)
 			return -1;
 		s->established_sent = true;
+		sent(s, 1, sizeof(established_frame) - 1);
+		carillon_metrics_session_established(carillon_metrics_clock() - s->t_open);
 	} else if (s->q_len > 1) {
 		if (write_coalesced(s) < 0)
 			return -1;
@@ -940,6 +1014,8 @@ static int session_writeable(struct carillon_session *s)
 		if (!e)
 			return 0;
 		int w = lws_write(s->wsi, e->frame + LWS_PRE, e->frame_len, LWS_WRITE_TEXT);
+		if (w >= 0)
+			sent(s, 1, e->frame_len);
 		carillon_event_unref(e);
 		if (w < 0)
 			return -1;
@@ -966,6 +1042,8 @@ static void session_closed(struct carillon_session *s)
 		return;
 	if (s->ticket)
 		s->ticket->s = NULL;
+	log_session(s, "session_close");
+	carillon_metrics_session_closed(s->close_code ? s->close_code : s->peer_close_code ? s->peer_close_code : 1006);
 	registry_closed(s);
 	free(s->join_after);
 	s->join_after = NULL;
@@ -1069,6 +1147,10 @@ int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (s && s->wsi)
 			s->last_rx_ms = carillon_now_ms();
+		return 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (s && s->wsi && !s->peer_close_code)
+			s->peer_close_code = len >= 2 ? ((const unsigned char *)in)[0] << 8 | ((const unsigned char *)in)[1] : 1005;
 		return 0;
 	case LWS_CALLBACK_CLOSED:
 		if (s)

@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,7 +81,8 @@ process.on('exit', (code) => {
  * opts.masterKey: fixed CARILLON_MASTER_KEY (to share one between servers);
  * opts.rootKey: fixed {accessKeyId, secretAccessKey};
  * opts.env: extra environment, merged last;
- * opts.databaseUrl: override CARILLON_TEST_DATABASE_URL.
+ * opts.databaseUrl: override CARILLON_TEST_DATABASE_URL;
+ * opts.logFile: the CARILLON_LOG_FILE the server logs to (read for its "serving on" line).
  */
 export async function startCarillon(opts = {}) {
   const bin = requireEnv('CARILLON_BIN');
@@ -200,7 +201,9 @@ export async function startCarillon(opts = {}) {
       await res.arrayBuffer();
       // Ready means this process serves: with SO_REUSEPORT another process on the same port may
       // have answered /healthz while this one is still starting, so its own log must say so too.
-      if (res.status === 200 && log().includes('serving on ')) break;
+      // (opts.logFile: the server logs into that file, CARILLON_LOG_FILE, instead of stderr)
+      const logged = log() + (opts.logFile ? (() => { try { return readFileSync(opts.logFile, 'utf8'); } catch { return ''; } })() : '');
+      if (res.status === 200 && logged.includes('serving on ')) break;
       lastErr = new Error(res.status === 200 ? 'GET /healthz answered 200, but this process has not logged "serving on" yet'
         : `GET /healthz answered ${res.status}`);
     } catch (e) {

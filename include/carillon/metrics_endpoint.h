@@ -1,0 +1,18 @@
+/*
+ * The scrape endpoint: GET /metrics on CARILLON_METRICS_LISTEN (src/metrics_endpoint.c). A module
+ * of its own, apart from the registry (metrics.h, which every module calls and which calls only
+ * util): it reads the database (the log head), the listener's position and the pool's state at
+ * scrape time, and only the server calls it.
+ */
+#ifndef CARILLON_METRICS_ENDPOINT_H
+#define CARILLON_METRICS_ENDPOINT_H
+
+#include <uv.h>
+
+/* Serve GET /metrics on `listen_addr` (ip:port; "" or NULL = off) from `loop`: a small TCP server
+ * of its own, HTTP/1.1, one request per connection. Binds at once (before the privilege drop);
+ * -1 when the address cannot be used. */
+int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr);
+void carillon_metrics_server_stop(void);
+
+#endif
