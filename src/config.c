@@ -142,6 +142,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "time allowed for an outbound connection's TCP and TLS handshake"),
 	NUM(outbound_max_response_bytes, "CARILLON_OUTBOUND_MAX_RESPONSE_BYTES", "65536", 1024, 64L << 20,
 	    "largest outbound HTTP response body kept; larger fails the request"),
+	STR(fcm_url, "CARILLON_FCM_URL", "https://fcm.googleapis.com",
+	    "FCM HTTP v1 base URL (POST <url>/v1/projects/<project>/messages:send)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

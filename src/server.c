@@ -27,6 +27,7 @@
 #include "carillon/http.h"
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
+#include "carillon/push.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -157,6 +158,7 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	carillon_janitor_stop();
 	carillon_outbound_shutdown();
+	carillon_fcm_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
 	carillon_sessions_stop();

@@ -77,6 +77,8 @@ struct carillon_config {
 	long outbound_timeout_ms;
 	long outbound_connect_timeout_ms;
 	long outbound_max_response_bytes;
+	/* push (push.h) */
+	char *fcm_url;                /* FCM HTTP v1 base URL */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
