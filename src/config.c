@@ -161,6 +161,8 @@ static const struct cfg_key cfg_keys[] = {
 	STR(apns_url, "CARILLON_APNS_URL", "https://api.push.apple.com", "APNs production base URL"),
 	STR(apns_sandbox_url, "CARILLON_APNS_SANDBOX_URL", "https://api.sandbox.push.apple.com",
 	    "APNs sandbox (development) base URL"),
+	STR(fcm_url, "CARILLON_FCM_URL", "https://fcm.googleapis.com",
+	    "FCM HTTP v1 base URL (POST <url>/v1/projects/<project>/messages:send)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

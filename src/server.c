@@ -28,6 +28,7 @@
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
 #include "carillon/outbox.h"
+#include "carillon/push.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -159,6 +160,7 @@ static void finish_shutdown(void)
 	carillon_janitor_stop();
 	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
 	carillon_outbound_shutdown();
+	carillon_fcm_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
 	carillon_sessions_stop();

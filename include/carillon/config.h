@@ -88,6 +88,8 @@ struct carillon_config {
 	long push_max_in_flight;      /* pushes delivering at once */
 	char *apns_url;               /* APNs production base URL */
 	char *apns_sandbox_url;       /* APNs sandbox base URL */
+	/* push (push.h) */
+	char *fcm_url;                /* FCM HTTP v1 base URL */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
