@@ -165,6 +165,7 @@ static void finish_shutdown(void)
 	carillon_listener_stop();
 	carillon_sessions_stop();
 	carillon_db_shutdown();
+	carillon_push_shutdown(); /* after the database: its pending reads have been answered */
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 }
@@ -273,6 +274,8 @@ int carillon_server_run(const char *conninfo)
 	struct carillon_outbound_opts oopts;
 	carillon_outbound_opts_from_config(&oopts);
 	if (carillon_outbound_init(&srv.loop, &oopts))
+		return 1;
+	if (carillon_push_start())
 		return 1;
 	carillon_outbox_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
