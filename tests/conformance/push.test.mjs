@@ -13,10 +13,12 @@ import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CreateAppCommand,
+  GetEndpointCommand,
   PinpointClient,
   UpdateApnsChannelCommand,
   UpdateApnsSandboxChannelCommand,
   UpdateApnsVoipChannelCommand,
+  UpdateEndpointCommand,
 } from '@aws-sdk/client-pinpoint';
 import {
   DescribeAppInstanceUserEndpointCommand,
@@ -313,6 +315,16 @@ test('a dead token (410, 400 BadDeviceToken) makes the endpoint INACTIVE / INVAL
   prod.script(bad.endpoints[0].token, [{ status: 400, reason: 'BadDeviceToken' }]);
   const channel = await channelOf(sender, [sender, gone, bad]);
   assert.deepEqual(await endpointState(gone, gone.endpoints[0]), { Status: 'ACTIVE' });
+  // The same device in Pinpoint's own endpoint registry (an app's other pushes use it).
+  const { appId } = await world();
+  const ppEndpoint = uniq('pp-ep');
+  await pinpoint().send(new UpdateEndpointCommand({
+    ApplicationId: appId, EndpointId: ppEndpoint,
+    EndpointRequest: { ChannelType: 'APNS', Address: gone.endpoints[0].token, User: { UserId: gone.arn } },
+  }));
+  const ppStatus = async () => (await pinpoint().send(new GetEndpointCommand({ ApplicationId: appId, EndpointId: ppEndpoint })))
+    .EndpointResponse.EndpointStatus;
+  assert.equal(await ppStatus(), 'ACTIVE');
   await send(channel, sender, { PushNotification: { Title: 't', Body: 'b', Type: 'DEFAULT' } });
   const states = async () => [await endpointState(gone, gone.endpoints[0]), await endpointState(bad, bad.endpoints[0])];
   const deadline = Date.now() + 20000;
@@ -321,6 +333,7 @@ test('a dead token (410, 400 BadDeviceToken) makes the endpoint INACTIVE / INVAL
     if (Date.now() > deadline) assert.fail(`endpoints not deactivated: ${JSON.stringify(s)}`);
     await sleep(100);
   }
+  assert.equal(await ppStatus(), 'INACTIVE', "the Pinpoint endpoint with that address too");
   assert.equal(prod.to(gone.endpoints[0].token).length, 1, 'a 410 is not retried');
   assert.equal(prod.to(bad.endpoints[0].token).length, 1, 'a BadDeviceToken is not retried');
 
