@@ -426,4 +426,40 @@ test('two nodes on one database deliver every intent exactly once', async () => 
     assert.deepEqual(recs.map((r) => r.token).sort(), [...tokens].sort());
     assert.ok(recs.every((r) => r.status === 200 && r.problems.length === 0));
   }
+  ctx.extraServers.splice(ctx.extraServers.indexOf(second), 1);
+  const info = await second.stop();
+  assert.ok(info.code === 0 || info.signal === 'SIGTERM', `the second node's exit: ${JSON.stringify(info)}`);
+});
+
+test('an intent is dropped after CARILLON_OUTBOX_MAX_ATTEMPTS attempts, or when older than CARILLON_OUTBOX_MAX_AGE_SECONDS', async () => {
+  // A server with small limits (the last test: the file's server stays this one).
+  const old = ctx.srv;
+  await old.stop();
+  ctx.srv = await startCarillon({
+    env: { ...env, CARILLON_OUTBOX_MAX_ATTEMPTS: '3', CARILLON_OUTBOX_MAX_AGE_SECONDS: '3' },
+    masterKey: old.masterKey, rootKey: old.rootKey,
+  });
+  ctx.id = identityClient(ctx.srv);
+  ctx.msg = messagingClient(ctx.srv);
+  const sender = await userWith([{}]);
+  const failing = await userWith([{}]);
+  const late = await userWith([{}]);
+  const ft = failing.endpoints[0].token;
+  const lt = late.endpoints[0].token;
+  prod.script(ft, [{ status: 503, reason: 'ServiceUnavailable' }]);                  // always
+  prod.script(lt, [{ status: 503, reason: 'ServiceUnavailable', retryAfter: '5' }, { status: 200 }]);
+  const channel = await channelOf(sender, [sender, failing, late]);
+  const messageId = await send(channel, sender, { PushNotification: { Title: 'd', Body: 'dropped', Type: 'DEFAULT' } });
+  const left = async (t) => Number(await psql(
+    `select count(*) from carillon.outbox where payload->>'message_id' = '${messageId}' and payload->>'token' = '${t}'`));
+  const deadline = Date.now() + 30000;
+  while ((await left(ft)) + (await left(lt)) > 0) {
+    if (Date.now() > deadline) assert.fail('the rows were not dropped');
+    await sleep(200);
+  }
+  await sleep(1500);
+  assert.deepEqual(prod.to(ft).map((r) => r.status), [503, 503, 503], 'three attempts, then dropped');
+  // Retry-After put its next attempt past the age limit: dropped without a second request.
+  assert.deepEqual(prod.to(lt).map((r) => r.status), [503], 'dropped when it came up too old');
+  assert.equal(prod.delivered(sender.endpoints[0].token).length, 1, 'the healthy device got its push');
 });
