@@ -382,6 +382,36 @@ test('transient failures are retried: 503 then 200 delivers once with the same a
     'delivered rows leave the outbox');
 });
 
+test('a targeted message pushes only to its sender and its target', async () => {
+  const sender = await userWith([{}]);
+  const target = await userWith([{}]);
+  const other = await userWith([{}]);
+  const channel = await channelOf(sender, [sender, target, other]);
+  const messageId = await send(channel, sender, {
+    Target: [{ MemberArn: target.arn }], PushNotification: { Title: 'psst', Body: 'just you', Type: 'DEFAULT' },
+  });
+  const st = sender.endpoints[0].token;
+  const tt = target.endpoints[0].token;
+  await until(() => prod.delivered(st).length === 1 && prod.delivered(tt).length === 1, 'the pushes to sender and target');
+  await sleep(1000);
+  assert.equal(prod.to(other.endpoints[0].token).length, 0, 'another member gets no push of a targeted message');
+  assertApnsRequest(prod.to(tt)[0], { token: tt, channel, messageId, title: 'psst', body: 'just you' });
+});
+
+test('APNs 403 ExpiredProviderToken: the provider token is made again and the push retried', async () => {
+  const sender = await userWith([{}]);
+  const rcpt = await userWith([{}]);
+  const t = rcpt.endpoints[0].token;
+  prod.script(t, [{ status: 403, reason: 'ExpiredProviderToken' }, { status: 200 }]);
+  const channel = await channelOf(sender, [sender, rcpt]);
+  await send(channel, sender, { PushNotification: { Title: 'e', Body: 'expired', Type: 'DEFAULT' } });
+  await until(() => prod.delivered(t).length === 1, 'delivered after a fresh token');
+  const [first, second] = prod.to(t);
+  assert.equal(first.status, 403);
+  assert.notEqual(second.jwt.raw, first.jwt.raw, 'a new provider token after ExpiredProviderToken');
+  assert.deepEqual(second.problems, []);
+});
+
 test('nothing is lost across a restart between commit and delivery', async () => {
   const sender = await userWith([{}]);
   const rcpt = await userWith([{}]);
