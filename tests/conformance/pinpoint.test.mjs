@@ -409,3 +409,152 @@ test('Pinpoint operations outside the subset answer MethodNotAllowedException na
   const unsigned = await fetch(`${ctx.srv.endpoint}/v1/apps/${app.Id}/segments`);
   assert.equal(unsigned.status, 403);
 });
+
+test('UpdateEndpoint (202, create then update), GetEndpoint, DeleteEndpoint', async () => {
+  const app = await newApp();
+  const id = uniq('ep');
+  const token = 'a'.repeat(64);
+  const up = await pinpoint().send(new UpdateEndpointCommand({
+    ApplicationId: app.Id,
+    EndpointId: id,
+    EndpointRequest: {
+      ChannelType: 'APNS',
+      Address: token,
+      Attributes: { team: ['blue', 'red'] },
+      Demographic: { Platform: 'ios', AppVersion: '1.2' },
+      Metrics: { sessions: 3 },
+      User: { UserId: 'user-1', UserAttributes: { tier: ['gold'] } },
+    },
+  }));
+  assert.equal(up.$metadata.httpStatusCode, 202);
+  assert.equal(up.MessageBody.Message, 'Accepted');
+  assert.equal(up.MessageBody.RequestID, up.$metadata.requestId);
+
+  let e = (await pinpoint().send(new GetEndpointCommand({ ApplicationId: app.Id, EndpointId: id }))).EndpointResponse;
+  assert.equal(e.Id, id);
+  assert.equal(e.ApplicationId, app.Id);
+  assert.equal(e.ChannelType, 'APNS');
+  assert.equal(e.Address, token);
+  assert.equal(e.EndpointStatus, 'ACTIVE');
+  assert.equal(e.OptOut, 'NONE');
+  assert.deepEqual(e.Attributes, { team: ['blue', 'red'] });
+  assert.deepEqual(e.Demographic, { Platform: 'ios', AppVersion: '1.2' });
+  assert.deepEqual(e.Metrics, { sessions: 3 });
+  assert.deepEqual(e.User, { UserId: 'user-1', UserAttributes: { tier: ['gold'] } });
+  assert.match(e.CohortId, /^\d{1,2}$/);
+  assert.ok(e.CreationDate && e.EffectiveDate);
+  const created = e.CreationDate;
+
+  // An update replaces what it gives and keeps the rest; INACTIVE sticks until a new Address comes.
+  await pinpoint().send(new UpdateEndpointCommand({
+    ApplicationId: app.Id, EndpointId: id, EndpointRequest: { EndpointStatus: 'INACTIVE', Attributes: { team: ['green'] } },
+  }));
+  e = (await pinpoint().send(new GetEndpointCommand({ ApplicationId: app.Id, EndpointId: id }))).EndpointResponse;
+  assert.equal(e.EndpointStatus, 'INACTIVE');
+  assert.deepEqual(e.Attributes, { team: ['green'] });
+  assert.equal(e.Address, token, 'Address kept');
+  assert.deepEqual(e.Demographic, { Platform: 'ios', AppVersion: '1.2' }, 'Demographic kept');
+  assert.equal(e.CreationDate, created, 'CreationDate kept');
+  await pinpoint().send(new UpdateEndpointCommand({ ApplicationId: app.Id, EndpointId: id, EndpointRequest: { Address: 'b'.repeat(64), OptOut: 'ALL' } }));
+  e = (await pinpoint().send(new GetEndpointCommand({ ApplicationId: app.Id, EndpointId: id }))).EndpointResponse;
+  assert.equal(e.EndpointStatus, 'ACTIVE', 'a new token makes the endpoint ACTIVE again');
+  assert.equal(e.Address, 'b'.repeat(64));
+  assert.equal(e.OptOut, 'ALL');
+  assert.equal(await psql(`select address || ' ' || channel_type || ' ' || status || ' ' || user_id from carillon.pinpoint_endpoints where app_id = '${app.Id}' and endpoint_id = '${id}'`),
+    `${'b'.repeat(64)} APNS ACTIVE user-1`, 'the columns the senders read');
+
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointCommand({ ApplicationId: app.Id, EndpointId: id, EndpointRequest: { EndpointStatus: 'GONE' } })),
+    'BadRequestException', 'EndpointStatus GONE', /EndpointStatus/);
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointCommand({ ApplicationId: app.Id, EndpointId: id, EndpointRequest: { ChannelType: 'PIGEON' } })),
+    'BadRequestException', 'unknown ChannelType');
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointCommand({ ApplicationId: app.Id, EndpointId: id, EndpointRequest: { OptOut: 'SOME' } })),
+    'BadRequestException', 'OptOut SOME', /OptOut/);
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointCommand({ ApplicationId: 'f'.repeat(32), EndpointId: id, EndpointRequest: { Address: 'x' } })),
+    'NotFoundException', 'UpdateEndpoint of no app');
+
+  const del = await pinpoint().send(new DeleteEndpointCommand({ ApplicationId: app.Id, EndpointId: id }));
+  assert.equal(del.$metadata.httpStatusCode, 202);
+  assert.equal(del.EndpointResponse.Id, id);
+  await rejectsPinpoint(pinpoint().send(new GetEndpointCommand({ ApplicationId: app.Id, EndpointId: id })), 'NotFoundException', 'GetEndpoint after delete', new RegExp(id));
+  await rejectsPinpoint(pinpoint().send(new DeleteEndpointCommand({ ApplicationId: app.Id, EndpointId: id })), 'NotFoundException', 'DeleteEndpoint twice');
+});
+
+test('UpdateEndpointsBatch, GetUserEndpoints, DeleteUserEndpoints; a refused batch writes nothing', async () => {
+  const app = await newApp();
+  const user = uniq('user');
+  const items = [
+    { Id: uniq('ep'), ChannelType: 'APNS', Address: 'c'.repeat(64), User: { UserId: user } },
+    { Id: uniq('ep'), ChannelType: 'GCM', Address: 'fcm-token-1', User: { UserId: user } },
+    { Id: uniq('ep'), ChannelType: 'APNS_SANDBOX', Address: 'd'.repeat(64), User: { UserId: uniq('other') } },
+  ];
+  const out = await pinpoint().send(new UpdateEndpointsBatchCommand({ ApplicationId: app.Id, EndpointBatchRequest: { Item: items } }));
+  assert.equal(out.$metadata.httpStatusCode, 202);
+  assert.equal(out.MessageBody.Message, 'Accepted');
+
+  const mine = (await pinpoint().send(new GetUserEndpointsCommand({ ApplicationId: app.Id, UserId: user }))).EndpointsResponse.Item;
+  assert.deepEqual(mine.map((e) => e.Id).sort(), [items[0].Id, items[1].Id].sort());
+  assert.deepEqual(mine.map((e) => e.ChannelType).sort(), ['APNS', 'GCM']);
+  for (const e of mine) assert.equal(e.User.UserId, user);
+
+  // One bad item refuses the whole batch.
+  const bad = [{ Id: uniq('ep'), Address: 'x', User: { UserId: user } }, { Address: 'no id' }];
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointsBatchCommand({ ApplicationId: app.Id, EndpointBatchRequest: { Item: bad } })),
+    'BadRequestException', 'an item without Id', /Id/);
+  assert.equal((await pinpoint().send(new GetUserEndpointsCommand({ ApplicationId: app.Id, UserId: user }))).EndpointsResponse.Item.length, 2);
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointsBatchCommand({ ApplicationId: app.Id, EndpointBatchRequest: { Item: [] } })),
+    'BadRequestException', 'an empty batch');
+
+  const gone = (await pinpoint().send(new DeleteUserEndpointsCommand({ ApplicationId: app.Id, UserId: user }))).EndpointsResponse.Item;
+  assert.deepEqual(gone.map((e) => e.Id).sort(), [items[0].Id, items[1].Id].sort());
+  await rejectsPinpoint(pinpoint().send(new GetUserEndpointsCommand({ ApplicationId: app.Id, UserId: user })), 'NotFoundException', 'no endpoints left');
+  await rejectsPinpoint(pinpoint().send(new DeleteUserEndpointsCommand({ ApplicationId: app.Id, UserId: user })), 'NotFoundException', 'delete again');
+  // The other user's endpoint is untouched.
+  assert.ok((await pinpoint().send(new GetEndpointCommand({ ApplicationId: app.Id, EndpointId: items[2].Id }))).EndpointResponse);
+
+  // At most 15 endpoints per user.
+  const many = Array.from({ length: 16 }, () => ({ Id: uniq('ep'), ChannelType: 'GCM', Address: uniq('t'), User: { UserId: user } }));
+  await rejectsPinpoint(pinpoint().send(new UpdateEndpointsBatchCommand({ ApplicationId: app.Id, EndpointBatchRequest: { Item: many } })),
+    'BadRequestException', '16 endpoints for one user', /15/);
+  await pinpoint().send(new UpdateEndpointsBatchCommand({ ApplicationId: app.Id, EndpointBatchRequest: { Item: many.slice(0, 15) } }));
+  assert.equal((await pinpoint().send(new GetUserEndpointsCommand({ ApplicationId: app.Id, UserId: user }))).EndpointsResponse.Item.length, 15);
+});
+
+test('AppInstanceUserEndpoints read INACTIVE/INVALID_PINPOINT_ARN while their ResourceArn names no Pinpoint app', async () => {
+  const ai = await ctx.newAppInstance();
+  const user = await ctx.newUser(ai);
+  const app = await newApp();
+  const register = async (resourceArn) =>
+    (await ctx.id.send(new RegisterAppInstanceUserEndpointCommand({
+      AppInstanceUserArn: user.arn, Name: uniq('dev'), Type: 'APNS', ResourceArn: resourceArn,
+      EndpointAttributes: { DeviceToken: 'e'.repeat(64) }, ClientRequestToken: uniq('crt'),
+    }))).EndpointId;
+  const state = async (endpointId) =>
+    (await ctx.id.send(new DescribeAppInstanceUserEndpointCommand({ AppInstanceUserArn: user.arn, EndpointId: endpointId })))
+      .AppInstanceUserEndpoint.EndpointState;
+  const listed = async () => Object.fromEntries(
+    (await ctx.id.send(new ListAppInstanceUserEndpointsCommand({ AppInstanceUserArn: user.arn }))).AppInstanceUserEndpoints
+      .map((e) => [e.EndpointId, e.EndpointState]));
+  const INVALID = { Status: 'INACTIVE', StatusReason: 'INVALID_PINPOINT_ARN' };
+
+  const good = await register(app.Arn);
+  const laterId = 'c0ffee'.padEnd(32, '0');
+  const later = await register(`arn:aws:mobiletargeting:${REGION}:${ACCOUNT_ID}:apps/${laterId}`);
+  const otherRegion = await register(app.Arn.replace(`:${REGION}:`, ':eu-west-3:'));
+  assert.deepEqual(await state(good), { Status: 'ACTIVE' });
+  assert.deepEqual(await state(later), INVALID);
+  assert.deepEqual(await state(otherRegion), INVALID, 'an app of another region is not this server\'s');
+  assert.deepEqual(await listed(), { [good]: { Status: 'ACTIVE' }, [later]: INVALID, [otherRegion]: INVALID });
+
+  // The app appearing later (here: stored directly with the id the endpoint names) makes the endpoint right.
+  await psql(`insert into carillon.pinpoint_apps (id, arn, name, created_at)
+              values ('${laterId}', 'arn:aws:mobiletargeting:${REGION}:${ACCOUNT_ID}:apps/${laterId}', 'later', now())`);
+  try {
+    assert.deepEqual(await state(later), { Status: 'ACTIVE' });
+  } finally {
+    await pinpoint().send(new DeleteAppCommand({ ApplicationId: laterId }));
+  }
+  // Deleting the app makes its endpoints invalid again.
+  await pinpoint().send(new DeleteAppCommand({ ApplicationId: app.Id }));
+  assert.deepEqual(await state(good), INVALID);
+  assert.deepEqual(await listed(), { [good]: INVALID, [later]: INVALID, [otherRegion]: INVALID });
+});
