@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   CreateAppCommand,
   DeleteApnsChannelCommand,
@@ -46,7 +47,7 @@ import {
   ListAppInstanceUserEndpointsCommand,
   RegisterAppInstanceUserEndpointCommand,
 } from '@aws-sdk/client-chime-sdk-identity';
-import { psql } from './lib/cli.mjs';
+import { describeRun, psql, runProcess } from './lib/cli.mjs';
 import { mintUserCredentials, signedFetch } from './lib/clients.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { ACCOUNT_ID, REGION } from './lib/server.mjs';
@@ -336,6 +337,8 @@ test('Bad channel credentials are refused with BadRequestException and store not
   await rejectsPinpoint(gcm({ ServiceJson: serviceJson({ private_key: P256 }) }), 'BadRequestException', 'EC private_key', /RSA/);
   await rejectsPinpoint(gcm({ ServiceJson: serviceJson({ private_key: 'nope' }) }), 'BadRequestException', 'private_key not PEM', /private_key/);
   await rejectsPinpoint(gcm({}), 'BadRequestException', 'a new GCM channel without credentials', /ServiceJson/);
+  // Credentials that would seal beyond what a sender can open are refused, not stored.
+  await rejectsPinpoint(gcm({ ServiceJson: serviceJson({ padding: 'p'.repeat(7000) }) }), 'BadRequestException', 'huge ServiceJson', /too large/);
   const count = await psql(`select count(*) from carillon.pinpoint_channels where app_id = '${app.Id}'`);
   assert.equal(count, '0', 'no channel stored by a refused update');
   const channels = (await pinpoint().send(new GetChannelsCommand({ ApplicationId: app.Id }))).ChannelsResponse.Channels;
@@ -405,6 +408,11 @@ test('Pinpoint operations outside the subset answer MethodNotAllowedException na
   assert.equal(raw.headers['x-amzn-errortype'], 'MethodNotAllowedException');
   assert.deepEqual(Object.keys(raw.json).sort(), ['Message', 'RequestID']);
   assert.match(raw.json.Message, /GetSegments/);
+  // A path under /v1 that no operation has is a Pinpoint-shaped NotFound.
+  const none = await rawPinpoint(`/v1/apps/${app.Id}/no-such-thing`);
+  assert.equal(none.status, 404, none.body);
+  assert.equal(none.headers['x-amzn-errortype'], 'NotFoundException');
+  assert.deepEqual(Object.keys(none.json).sort(), ['Message', 'RequestID']);
   // Unsigned: refused before anything is said about the operation.
   const unsigned = await fetch(`${ctx.srv.endpoint}/v1/apps/${app.Id}/segments`);
   assert.equal(unsigned.status, 403);
@@ -557,4 +565,56 @@ test('AppInstanceUserEndpoints read INACTIVE/INVALID_PINPOINT_ARN while their Re
   await pinpoint().send(new DeleteAppCommand({ ApplicationId: app.Id }));
   assert.deepEqual(await state(good), INVALID);
   assert.deepEqual(await listed(), { [good]: INVALID, [later]: INVALID, [otherRegion]: INVALID });
+});
+
+test("Debian's boto3 (botocore 1.29.27) speaks to the Pinpoint subset", { timeout: 120000 }, async () => {
+  const PYTHON = '/usr/bin/python3';
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'py', 'pinpoint_boto3.py');
+  assert.ok(existsSync(PYTHON), `${PYTHON} is missing (scripts/install-deps.sh installs python3-boto3)`);
+  const home = mkdtempSync(join(tmpdir(), 'carillon-py-home-'));
+  let r;
+  try {
+    r = await runProcess(PYTHON, [script], {
+      env: {
+        PATH: '/usr/bin:/bin', HOME: home, LANG: 'C.UTF-8', AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        AWS_EC2_METADATA_DISABLED: 'true', PYTHONDONTWRITEBYTECODE: '1',
+        CARILLON_ENDPOINT: ctx.srv.endpoint, CARILLON_REGION: ctx.srv.region,
+        CARILLON_ACCESS_KEY_ID: ctx.srv.rootKey.accessKeyId, CARILLON_SECRET_ACCESS_KEY: ctx.srv.rootKey.secretAccessKey,
+        CARILLON_TOKEN_KEY: P256,
+      },
+      timeoutMs: 90000,
+    });
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+  let res;
+  try {
+    res = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+  } catch {
+    assert.fail(`${script} printed no JSON result line: ${describeRun(r)}`);
+  }
+  assert.equal(res.ok, true, `the boto3 script stopped at "${res.step}": ${res.error}\n${res.traceback ?? ''}\n${JSON.stringify(res.clientError ?? {})}`);
+  assert.match(res.versions.botocore, /^1\.29\./, `Debian's botocore, got ${JSON.stringify(res.versions)}`);
+  const app = res.createApp.app;
+  assert.equal(res.createApp.status, 201);
+  assert.match(app.Id, /^[0-9a-f]{32}$/);
+  assert.equal(app.Name, 'py-app');
+  assert.deepEqual(app.tags, { k: 'v' });
+  assert.equal(res.apnsChannel.HasTokenKey, true);
+  assert.equal(res.apnsChannel.Platform, 'APNS');
+  assertNoSecrets(JSON.stringify(res.apnsChannel), 'boto3 APNS channel');
+  assert.equal(res.updateEndpoint.status, 202);
+  assert.equal(res.updateEndpoint.body.Message, 'Accepted');
+  assert.equal(res.getEndpoint.Address, 'f'.repeat(64));
+  assert.equal(res.getEndpoint.User.UserId, 'py-user');
+  assert.ok(res.getApps.includes(app.Id), 'GetApps lists the app');
+  assert.deepEqual(
+    { code: res.errors.getMissingApp.code, status: res.errors.getMissingApp.status, cls: res.errors.getMissingApp.class },
+    { code: 'NotFoundException', status: 404, cls: 'NotFoundException' });
+  assert.deepEqual(
+    { code: res.errors.getCampaigns.code, status: res.errors.getCampaigns.status, cls: res.errors.getCampaigns.class },
+    { code: 'MethodNotAllowedException', status: 405, cls: 'MethodNotAllowedException' });
+  assert.match(res.errors.getCampaigns.message, /GetCampaigns/);
+  assert.equal(res.errors.legacyApiKey.code, 'BadRequestException');
+  assert.equal(res.deleteApp, app.Id);
 });

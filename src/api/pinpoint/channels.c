@@ -29,6 +29,10 @@
 #include "pinpoint_internal.h"
 
 #define SEAL_PURPOSE "pinpoint-channel"
+/* carillon_open refuses sealed values longer than this (src/auth/seal.c): a secret that would seal
+ * longer could be stored but never opened by a sender, so it is refused here (about 6 KB of
+ * credentials, several times what a .p8, a certificate and its key, or a service account take). */
+#define SEALED_MAX 8192
 
 /* A string member of `obj`, NULL when absent (the model has checked the types). */
 static const char *str_of(json_t *obj, const char *name) { return json_string_value(json_object_get(obj, name)); }
@@ -160,19 +164,26 @@ done:
 	return rc;
 }
 
-/* The sealed secret in place of its fields: 0, or -1 when it cannot be built (out of memory). */
-static int seal_into(json_t *input, json_t *secret, json_t *info)
+/* The sealed secret in place of its fields: 0, -1 when it is too large (`err` says so), -2 when it
+ * cannot be built (out of memory). */
+static int seal_into(json_t *input, json_t *secret, json_t *info, char *err, size_t err_len)
 {
 	char *text = json_dumps(secret, JSON_COMPACT);
 	char *sealed = text ? carillon_seal(SEAL_PURPOSE, text, strlen(text)) : NULL;
 	if (text)
 		sodium_memzero(text, strlen(text));
 	free(text);
+	if (sealed && strlen(sealed) > SEALED_MAX) {
+		free(sealed);
+		snprintf(err, err_len, "The channel credentials are too large: at most about %d bytes",
+			 SEALED_MAX / 4 * 3 - 64);
+		return -1;
+	}
 	json_object_set_new(info, "HasCredential", json_true());
 	int rc = !sealed || json_object_set_new(input, "SealedSecret", json_string(sealed)) ||
 		 json_object_set(input, "SecretInfo", info);
 	free(sealed);
-	return rc ? -1 : 0;
+	return rc ? -2 : 0;
 }
 
 static void update_channel(struct carillon_req *r)
@@ -186,8 +197,8 @@ static void update_channel(struct carillon_req *r)
 	int rc = !secret || !info ? -2
 	       : gcm		  ? gcm_secret(req, secret, info, err, sizeof(err))
 				  : apns_secret(req, secret, info, err, sizeof(err));
-	if (!rc && json_object_size(secret) && seal_into(input, secret, info))
-		rc = -2;
+	if (!rc && json_object_size(secret))
+		rc = seal_into(input, secret, info, err, sizeof(err));
 	json_decref(secret);
 	json_decref(info);
 	if (rc == -1)
