@@ -49,7 +49,8 @@ $$;
 -- (attempts + 1, ready again after p_delays_ms[i], unclaimed; deleted instead once attempts reaches
 -- p_max_attempts). A retry applies only while p_node still holds the claim: after a lease ended and
 -- another node claimed the row, that node's outcome counts. Returns, per row, what was done:
--- 'done', 'dropped' (dropped or out of attempts), 'retry', or 'gone' (no longer ours or deleted).
+-- 'done', 'dropped', 'exhausted' (a retry, but out of attempts: deleted), 'retry', or 'gone' (no
+-- longer ours, or deleted).
 create or replace function carillon.outbox_complete(p_node text, p_ids bigint[], p_results text[],
                                                     p_delays_ms bigint[], p_max_attempts int)
 returns table (id bigint, outcome text)
@@ -75,7 +76,7 @@ begin
                 outcome := 'gone';
             elsif v_attempts >= p_max_attempts then
                 delete from carillon.outbox o where o.id = v_id;
-                outcome := 'dropped';
+                outcome := 'exhausted';
             else
                 outcome := 'retry';
             end if;

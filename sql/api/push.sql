@@ -66,9 +66,6 @@ declare
     v_voip boolean;
     v_n int;
 begin
-    if to_regclass('carillon.pinpoint_channels') is null then
-        return 0;    -- no Pinpoint apps yet: nothing can be pushed
-    end if;
     select * into m from carillon.channel_messages where channel_arn = p_channel_arn and message_id = p_message_id;
     if not found or m.push_notification is null or jsonb_typeof(m.push_notification) <> 'object'
        or m.status <> 'SENT' then

@@ -127,8 +127,9 @@ static void completed(void *arg, const struct carillon_db_result *r)
 		log_warn("outbox: recording outcomes failed: %s (their rows' leases will end)", r->message);
 	} else {
 		for (int i = 0; i < PQntuples(r->res); i++)
-			if (!strcmp(PQgetvalue(r->res, i, 1), "dropped"))
-				log_info("outbox: row %s dropped", PQgetvalue(r->res, i, 0));
+			if (!strcmp(PQgetvalue(r->res, i, 1), "exhausted"))
+				log_warn("outbox: row %s dropped: CARILLON_OUTBOX_MAX_ATTEMPTS (%ld) attempts failed",
+					 PQgetvalue(r->res, i, 0), carillon_cfg.outbox_max_attempts);
 	}
 	if (n_pending)
 		flush();

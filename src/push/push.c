@@ -198,9 +198,10 @@ static void channel_loaded(void *arg, const struct carillon_db_result *r)
 	const char *why = "the Pinpoint channel is gone or disabled";
 	if (PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 3), "t")) {
 		size_t len = 0;
-		char *opened = PQgetisnull(r->res, 0, 1) ? NULL : carillon_open("pinpoint-channel", PQgetvalue(r->res, 0, 1), &len);
+		bool sealed = !PQgetisnull(r->res, 0, 1);
+		char *opened = sealed ? carillon_open("pinpoint-channel", PQgetvalue(r->res, 0, 1), &len) : NULL;
 		c->settings = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
-		c->secret = opened ? json_loadb(opened, len, 0, NULL) : json_object();
+		c->secret = opened ? json_loadb(opened, len, 0, NULL) : sealed ? NULL : json_object();
 		c->version = atoi(PQgetvalue(r->res, 0, 2));
 		if (opened)
 			sodium_memzero(opened, len);
