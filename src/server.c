@@ -278,6 +278,7 @@ int carillon_server_run(const char *conninfo)
 	if (carillon_push_start())
 		return 1;
 	carillon_outbox_start(&srv.loop);
+	carillon_pinpoint_send_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);

@@ -133,6 +133,10 @@ void carillon_api_dispatch(struct carillon_req *r)
 	}
 	struct api_call *c = carillon_xcalloc(1, sizeof(*c));
 	carillon_req_set_data(r, c, call_free);
+	/* Every Pinpoint route is under /v1/ and no other is: even a path no operation matches there
+	 * is answered the way Pinpoint's clients read errors. */
+	if (!strncmp(path, "/v1/", 4))
+		carillon_req_set_error_style(r, CARILLON_ERR_STYLE_PINPOINT);
 	size_t n_query;
 	const struct carillon_kv *query = carillon_req_query(r, &n_query);
 	if (carillon_route(method, path, query, n_query, &c->match)) {

@@ -270,6 +270,7 @@ static void on_message(void *arg, const struct carillon_outbound_resp *r)
 {
 	struct fcm_send *s = arg;
 	if (r->error != CARILLON_OUTBOUND_OK) {
+		log_info("fcm: app %s: send: %s", s->acct->app_id, r->error_detail);
 		bool again = carillon_outbound_error_transient(r->error) || r->error == CARILLON_OUTBOUND_E_CANCELLED;
 		finish(s, again ? CARILLON_PUSH_RETRY : CARILLON_PUSH_FAILED, 0, 0, carillon_outbound_error_name(r->error));
 		return;
@@ -381,6 +382,7 @@ static void on_token(void *arg, const struct carillon_outbound_resp *r)
 			       ? CARILLON_PUSH_RETRY
 			       : CARILLON_PUSH_FAILED;
 		snprintf(detail, sizeof(detail), "token request: %s", carillon_outbound_error_name(r->error));
+		log_warn("fcm: app %s: token request to %s: %s", a->app_id, a->token_uri, r->error_detail);
 	} else if (st != 200) {
 		/* 400 invalid_grant / 401 invalid_client: the credentials; 429 / 5xx: try again later. */
 		fail = st == 429 || st >= 500 ? CARILLON_PUSH_RETRY : CARILLON_PUSH_FAILED;

@@ -408,6 +408,11 @@ test('Pinpoint operations outside the subset answer MethodNotAllowedException na
   assert.equal(raw.headers['x-amzn-errortype'], 'MethodNotAllowedException');
   assert.deepEqual(Object.keys(raw.json).sort(), ['Message', 'RequestID']);
   assert.match(raw.json.Message, /GetSegments/);
+  // A path under /v1 that no operation has is a Pinpoint-shaped NotFound.
+  const none = await rawPinpoint(`/v1/apps/${app.Id}/no-such-thing`);
+  assert.equal(none.status, 404, none.body);
+  assert.equal(none.headers['x-amzn-errortype'], 'NotFoundException');
+  assert.deepEqual(Object.keys(none.json).sort(), ['Message', 'RequestID']);
   // Unsigned: refused before anything is said about the operation.
   const unsigned = await fetch(`${ctx.srv.endpoint}/v1/apps/${app.Id}/segments`);
   assert.equal(unsigned.status, 403);

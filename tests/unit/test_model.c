@@ -148,6 +148,42 @@ static void test_validation(void **state)
 	assert_null(input_for("CreateAppInstance", "[1,2]", err, sizeof(err)));
 }
 
+/* The payload trait (Pinpoint): the body is the payload member's value; labels stay members; the
+ * payload is validated like any member; an output document's payload member is the response body. */
+static void test_payload_trait(void **state)
+{
+	char err[512];
+	struct carillon_route_match m;
+	assert_int_equal(carillon_route("PUT", "/v1/apps/0123abcd/channels/apns", NULL, 0, &m), 0);
+	assert_string_equal(m.op->service, "pinpoint");
+	assert_string_equal(m.op->name, "UpdateApnsChannel");
+	const char *body = "{\"BundleId\":\"com.example\",\"Enabled\":true,\"Unknown\":1}";
+	json_t *in = carillon_model_input(m.op, &m, NULL, 0, no_headers, NULL, body, strlen(body), err, sizeof(err));
+	assert_non_null(in);
+	assert_string_equal(json_string_value(json_object_get(in, "ApplicationId")), "0123abcd");
+	json_t *req = json_object_get(in, "APNSChannelRequest");
+	assert_string_equal(json_string_value(json_object_get(req, "BundleId")), "com.example");
+	assert_true(json_is_true(json_object_get(req, "Enabled")));
+	assert_null(json_object_get(req, "Unknown"));
+	assert_null(json_object_get(in, "BundleId"));
+	json_decref(in);
+	body = "{\"Enabled\":\"yes\"}";
+	assert_null(carillon_model_input(m.op, &m, NULL, 0, no_headers, NULL, body, strlen(body), err, sizeof(err)));
+	assert_non_null(strstr(err, "APNSChannelRequest.Enabled"));
+	/* No body: the required payload is missing. */
+	assert_null(carillon_model_input(m.op, &m, NULL, 0, no_headers, NULL, "", 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "APNSChannelRequest"));
+	json_t *out = carillon_model_output_body(m.op, json_pack("{s:{s:s}}", "APNSChannelResponse", "Platform", "APNS"));
+	assert_string_equal(json_string_value(json_object_get(out, "Platform")), "APNS");
+	json_decref(out);
+	carillon_route_match_free(&m);
+	/* Without the trait the document is the body. */
+	const struct carillon_op *chime = carillon_model_find("identity", "DescribeAppInstance");
+	out = carillon_model_output_body(chime, json_pack("{s:{}}", "AppInstance"));
+	assert_non_null(json_object_get(out, "AppInstance"));
+	json_decref(out);
+}
+
 static const char *bearer_header(void *ctx, const char *name)
 {
 	(void)ctx;
@@ -229,6 +265,7 @@ int main(void)
 		cmocka_unit_test(test_validation),       cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_validation_message_is_utf8),
 		cmocka_unit_test(test_timestamps),
+		cmocka_unit_test(test_payload_trait),
 	};
 	return cmocka_run_group_tests_name("model", tests, setup, teardown);
 }

@@ -153,6 +153,47 @@ static void test_oversized_body(void **state)
 	assert_nothing_left();
 }
 
+/* Error styles: Chime's {"Code","Message"} by default, Pinpoint's {"Message","RequestID"} with its
+ * own exception names and statuses once the dispatcher says so. */
+static void test_error_styles(void **state)
+{
+	static const struct {
+		enum carillon_err_style style;
+		enum carillon_err e;
+		int status;
+		const char *type;
+	} cases[] = {
+	    {CARILLON_ERR_STYLE_CHIME, CARILLON_ERR_NOT_FOUND, 404, "NotFoundException"},
+	    {CARILLON_ERR_STYLE_CHIME, CARILLON_ERR_UNAUTHORIZED, 401, "UnauthorizedClientException"},
+	    {CARILLON_ERR_STYLE_PINPOINT, CARILLON_ERR_NOT_FOUND, 404, "NotFoundException"},
+	    {CARILLON_ERR_STYLE_PINPOINT, CARILLON_ERR_UNAUTHORIZED, 403, "ForbiddenException"},
+	    {CARILLON_ERR_STYLE_PINPOINT, CARILLON_ERR_THROTTLED, 429, "TooManyRequestsException"},
+	    {CARILLON_ERR_STYLE_PINPOINT, CARILLON_ERR_SERVICE_FAILURE, 500, "InternalServerErrorException"},
+	    {CARILLON_ERR_STYLE_PINPOINT, CARILLON_ERR_NOT_IMPLEMENTED, 405, "MethodNotAllowedException"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct carillon_req *r = carillon_http_req_new((struct lws *)&conn_a, "GET", "/v1/apps/x");
+		carillon_http_req_head(r, NULL, false);
+		carillon_req_set_error_style(r, cases[i].style);
+		carillon_reply_error(r, cases[i].e, "why %d", 7);
+		assert_int_equal(r->status, cases[i].status);
+		assert_string_equal(r->error_type, cases[i].type);
+		json_t *body = json_loadb(r->resp + LWS_PRE, r->resp_len, 0, NULL);
+		assert_non_null(body);
+		assert_string_equal(json_string_value(json_object_get(body, "Message")), "why 7");
+		if (cases[i].style == CARILLON_ERR_STYLE_PINPOINT) {
+			assert_string_equal(json_string_value(json_object_get(body, "RequestID")), r->id);
+			assert_null(json_object_get(body, "Code"));
+		} else {
+			assert_non_null(json_object_get(body, "Code"));
+			assert_null(json_object_get(body, "RequestID"));
+		}
+		json_decref(body);
+		carillon_http_req_free(r);
+	}
+	assert_nothing_left();
+}
+
 /* More body than the Content-Length announced: 400 and close, no dispatch. */
 static void test_overlong_body(void **state)
 {
@@ -208,6 +249,7 @@ int main(void)
 		cmocka_unit_test_setup(test_overlong_body, setup),
 		cmocka_unit_test_setup(test_bad_framing, setup),
 		cmocka_unit_test_setup(test_no_dispatcher, setup),
+		cmocka_unit_test_setup(test_error_styles, setup),
 	};
 	return cmocka_run_group_tests_name("request", tests, NULL, NULL);
 }
