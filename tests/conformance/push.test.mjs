@@ -493,3 +493,19 @@ test('an intent is dropped after CARILLON_OUTBOX_MAX_ATTEMPTS attempts, or when 
   assert.deepEqual(prod.to(lt).map((r) => r.status), [503], 'dropped when it came up too old');
   assert.equal(prod.delivered(sender.endpoints[0].token).length, 1, 'the healthy device got its push');
 });
+
+test("a commit's NOTIFY wakes the outbox: the push goes out without waiting for the poll", async () => {
+  const old = ctx.srv;
+  await old.stop();
+  ctx.srv = await startCarillon({ env: { ...env, CARILLON_OUTBOX_POLL_MS: '600000' }, masterKey: old.masterKey, rootKey: old.rootKey });
+  ctx.id = identityClient(ctx.srv);
+  ctx.msg = messagingClient(ctx.srv);
+  const sender = await userWith([{}]);
+  const rcpt = await userWith([{}]);
+  const channel = await channelOf(sender, [sender, rcpt]);
+  await sleep(1000); // the start-up catch-up claim is over
+  const t0 = Date.now();
+  await send(channel, sender, { PushNotification: { Title: 'n', Body: 'notified', Type: 'DEFAULT' } });
+  await until(() => prod.delivered(rcpt.endpoints[0].token).length === 1, 'the push, with a ten-minute poll', 15000);
+  assert.ok(Date.now() - t0 < 15000);
+});
