@@ -27,6 +27,8 @@
 #include "carillon/http.h"
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
+#include "carillon/outbox.h"
+#include "carillon/push.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -160,11 +162,14 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_hup, close_cb);
 	carillon_metrics_server_stop();
 	carillon_janitor_stop();
+	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
 	carillon_outbound_shutdown();
+	carillon_fcm_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
 	carillon_sessions_stop();
 	carillon_db_shutdown();
+	carillon_push_shutdown(); /* after the database: its pending reads have been answered */
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 }
@@ -288,6 +293,10 @@ int carillon_server_run(const char *conninfo)
 	carillon_outbound_opts_from_config(&oopts);
 	if (carillon_outbound_init(&srv.loop, &oopts))
 		return 1;
+	if (carillon_push_start())
+		return 1;
+	carillon_outbox_start(&srv.loop);
+	carillon_pinpoint_send_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);

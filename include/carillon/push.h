@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 /* One Pinpoint channel's credentials, as stored (settings) and opened (secret). Borrowed. */
 struct carillon_push_creds {
@@ -53,6 +54,16 @@ int carillon_apns_send(const struct carillon_push_creds *creds, const char *devi
 		       const struct carillon_push_msg *msg, carillon_push_cb cb, void *arg);
 int carillon_fcm_send(const struct carillon_push_creds *creds, const char *device_token,
 		      const struct carillon_push_msg *msg, carillon_push_cb cb, void *arg);
+
+/* Register the 'push' outbox handler (channel messages' push intents, src/push/push.c); before
+ * carillon_outbox_start. */
+int carillon_push_start(void);
+/* Free the channel cache and the APNs sender's cache (after the database and outbound shut down). */
+void carillon_push_shutdown(void);
+
+/* Pinpoint's direct sends (SendMessages, SendUsersMessages: src/api/pinpoint/send.c) bound their
+ * wait for the providers with a timer on this loop; called by the server before it serves. */
+void carillon_pinpoint_send_start(uv_loop_t *loop);
 
 /* Drop cached provider tokens and keys (shutdown). */
 void carillon_apns_shutdown(void);

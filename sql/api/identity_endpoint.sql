@@ -34,11 +34,14 @@ end $$;
 
 -- EndpointState: INACTIVE/INVALID_PINPOINT_ARN while ResourceArn names no Pinpoint app of this
 -- server (sql/api/pinpoint_apps.sql). Computed when read, so creating the app later makes it right.
+-- Otherwise the stored state (074_push.sql; INACTIVE / INVALID_DEVICE_TOKEN after a dead token).
 create or replace function carillon.endpoint_state(r carillon.app_instance_user_endpoints) returns jsonb
 language sql stable as $$
-    select case when exists (select 1 from carillon.pinpoint_apps a where a.arn = r.resource_arn)
-                then jsonb_build_object('Status', 'ACTIVE')
-                else jsonb_build_object('Status', 'INACTIVE', 'StatusReason', 'INVALID_PINPOINT_ARN') end
+    select case when not exists (select 1 from carillon.pinpoint_apps a where a.arn = r.resource_arn)
+                then jsonb_build_object('Status', 'INACTIVE', 'StatusReason', 'INVALID_PINPOINT_ARN')
+                -- stored by push delivery (sql/api/push.sql): INACTIVE / INVALID_DEVICE_TOKEN
+                when r.status = 'INACTIVE' then jsonb_build_object('Status', 'INACTIVE', 'StatusReason', r.status_reason)
+                else jsonb_build_object('Status', 'ACTIVE') end
 $$;
 
 create or replace function carillon.endpoint_summary(r carillon.app_instance_user_endpoints) returns jsonb

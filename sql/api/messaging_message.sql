@@ -334,6 +334,8 @@ begin
             return jsonb_strip_nulls(jsonb_build_object('ChannelArn', v_arn, 'MessageId', v_id,
                 'Status', jsonb_build_object('Value', 'SENT'), 'SubChannelId', v_sub));
         end if;
+        -- The push intents, in this transaction (sql/api/push.sql).
+        perform carillon.push_enqueue_message(v_arn, v_id) where input ? 'PushNotification';
     end if;
 
     -- The event (carillon.message_event's audience rules, inline).

@@ -16,6 +16,7 @@
 #include "carillon/db.h"
 #include "carillon/log.h"
 #include "carillon/metrics.h"
+#include "carillon/outbox.h"
 #include "carillon/realtime.h"
 
 /* The listener's read: events_after's rows, then each event's created_at (epoch seconds) for the
@@ -99,7 +100,13 @@ static void on_notify(const char *payload)
 	carillon_metrics_listener_notify();
 	read_events();
 }
-static void on_up(void) { read_events(); }
+/* The outbox's notifications share this connection: a commit that enqueued work wakes the worker. */
+static void on_outbox_notify(const char *payload) { carillon_outbox_wake(); }
+static void on_up(void)
+{
+	read_events();
+	carillon_outbox_wake(); /* anything enqueued while the connection was down */
+}
 static void on_fallback(uv_timer_t *t)
 {
 	carillon_metrics_listener_poll();
@@ -110,6 +117,7 @@ void carillon_listener_start(uv_loop_t *loop)
 {
 	running = true;
 	read_batch = (int)carillon_cfg.listener_batch;
+	carillon_db_listen_also("carillon_outbox", on_outbox_notify);
 	carillon_db_listen("carillon_events", on_notify, on_up);
 	uv_timer_init(loop, &fallback);
 	uint64_t poll = (uint64_t)carillon_cfg.listener_poll_ms;

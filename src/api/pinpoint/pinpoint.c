@@ -14,7 +14,5 @@ void carillon_api_pinpoint_init(void)
 {
 	carillon_api_register_service("pinpoint", carillon_api_sql_handler);
 	carillon_pinpoint_channels_init();
-	/* Direct sends: their delivery handlers replace these placeholders. */
-	carillon_api_register("pinpoint", "SendMessages", carillon_api_not_implemented);
-	carillon_api_register("pinpoint", "SendUsersMessages", carillon_api_not_implemented);
+	carillon_pinpoint_send_init();
 }

@@ -5,4 +5,7 @@
 /* The Update*Channel handlers (channels.c): validate and seal the secrets, then the SQL handler. */
 void carillon_pinpoint_channels_init(void);
 
+/* SendMessages and SendUsersMessages (send.c): delivered through the push senders directly. */
+void carillon_pinpoint_send_init(void);
+
 #endif
