@@ -27,6 +27,7 @@
 #include "carillon/http.h"
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
+#include "carillon/streaming.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -156,6 +157,7 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	carillon_janitor_stop();
+	carillon_streaming_stop();
 	carillon_outbound_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
@@ -271,6 +273,7 @@ int carillon_server_run(const char *conninfo)
 	if (carillon_outbound_init(&srv.loop, &oopts))
 		return 1;
 	carillon_listener_start(&srv.loop);
+	carillon_streaming_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, (unsigned)carillon_cfg.janitor_interval_ms);
 	carillon_keys_start(&srv.loop, 5 * 1000);

@@ -38,6 +38,7 @@ language plpgsql as $$
 declare
     v_deleted int := 0;
     v_arn text;
+    v_keep bigint;
 begin
     for v_arn in
         select arn from carillon.app_instance_users
@@ -52,8 +53,13 @@ begin
     v_deleted := v_deleted + carillon.expire_channels(p_now);
     delete from carillon.idempotency where created_at < p_now - interval '1 day';
     -- The event log is a bounded window: sessions read it live, and resuming clients may catch up
-    -- on the last day (see carillon.resume_window).
-    delete from carillon.events where created_at < p_now - interval '1 day';
+    -- on the last day (see carillon.resume_window). Events a stream has not taken yet stay up to
+    -- a week (docs/streaming.md), so an exporter that was down for a while loses nothing.
+    v_keep := coalesce((select min(position) from carillon.streaming_cursors), 9223372036854775807);
+    delete from carillon.events
+     where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days');
+    delete from carillon.stream_events
+     where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days');
     return v_deleted;
 end $$;
 

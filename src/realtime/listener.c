@@ -85,8 +85,32 @@ static void read_events(void)
 	reading = !carillon_db_query(CARILLON_EVENTS_AFTER_SQL, 6, params, events_read, NULL);
 }
 
-static void on_notify(const char *payload) { read_events(); }
-static void on_up(void) { read_events(); }
+static carillon_listener_wake_fn subscribers[4];
+static size_t n_subscribers;
+
+void carillon_listener_subscribe(carillon_listener_wake_fn fn)
+{
+	if (n_subscribers < sizeof(subscribers) / sizeof(subscribers[0]))
+		subscribers[n_subscribers++] = fn;
+}
+
+static void wake_subscribers(int64_t position)
+{
+	for (size_t i = 0; i < n_subscribers; i++)
+		subscribers[i](position);
+}
+
+static void on_notify(const char *payload)
+{
+	read_events();
+	wake_subscribers(payload && *payload ? strtoll(payload, NULL, 10) : -1);
+}
+
+static void on_up(void)
+{
+	read_events();
+	wake_subscribers(-1);
+}
 static void on_fallback(uv_timer_t *t) { read_events(); }
 
 void carillon_listener_start(uv_loop_t *loop)
