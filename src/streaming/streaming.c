@@ -277,8 +277,8 @@ static void read_done(void *arg, const struct carillon_db_result *r)
 	/* A full page, or a window read to its end: there may be more right away. */
 	if ((size_t)(n - 1) >= st.batch || top >= before + atoll(ST_READ_WINDOW))
 		s->need_read = true;
-	if (!s->qn)
-		sink_save(s); /* nothing of ours in what was read: the cursor may follow the log */
+	/* A cursor that only follows the log (nothing of this stream was read) is stored on the poll
+	 * timer (sinks_loaded), not after every read: one write per poll, not per commit. */
 	sink_kick(s);
 }
 
@@ -495,9 +495,11 @@ static bool still_leader(void)
 	return st.leader;
 }
 
+/* Never drops or frees a sink (callers walk the list): a lapsed lease is acted on by still_leader(),
+ * called from the timers and the wake-up before they walk it. */
 static void sink_kick(struct st_sink *s)
 {
-	if (!st.running || s->dead || !still_leader())
+	if (!st.running || s->dead || !st.leader || uv_now(st.loop) >= st.lease_until)
 		return;
 	if (s->need_read && !s->reading && s->qn < 2 * st.batch)
 		sink_read(s);
@@ -507,12 +509,10 @@ static void sink_kick(struct st_sink *s)
 
 static void kick_all(void)
 {
-	struct st_sink *s = st.sinks;
-	while (s) {
-		struct st_sink *next = s->next; /* sink_kick never drops a sink synchronously */
+	if (!still_leader())
+		return;
+	for (struct st_sink *s = st.sinks; s; s = s->next)
 		sink_kick(s);
-		s = next;
-	}
 }
 
 static void retry_due(uv_timer_t *t)
