@@ -163,7 +163,9 @@ $$;
 -- An event without routing facts may leave out "joins", "leaves" and "closes". An event marked
 -- "stream_only" (carillon.stream_event) goes to carillon.stream_events instead, and only when its
 -- AppInstance streams (docs/streaming.md); "stream_type" renames (or, '-', hides) an event for
--- streaming. Positions are taken for the whole array at once and given out in array order.
+-- streaming; "stream_before" / "stream_after" hold stream-only events that go just before / after
+-- it (a sub-channel appearing with its first member, going with its last). Positions are taken for
+-- the whole list at once and given out in its order.
 create or replace function carillon.flush_events(p_events jsonb) returns void
 language plpgsql as $$
 declare v_last bigint;
@@ -174,10 +176,20 @@ begin
     -- Held until commit: transactions that write events commit one after the other, and the
     -- positions they take are therefore in commit order.
     perform pg_advisory_xact_lock(7263, 1);
-    with pos as (select p, row_number() over (order by p) as n
+    with flat as (select x.e, row_number() over (order by t.n, x.k) as n
+                    from jsonb_array_elements(p_events) with ordinality as t(e, n)
+                    cross join lateral (
+                        select b.e, b.k - 1000000 as k
+                          from jsonb_array_elements(coalesce(t.e->'stream_before', '[]')) with ordinality as b(e, k)
+                        union all
+                        select t.e - 'stream_before' - 'stream_after', 0
+                        union all
+                        select a.e, a.k
+                          from jsonb_array_elements(coalesce(t.e->'stream_after', '[]')) with ordinality as a(e, k)) x),
+         pos as (select p, row_number() over (order by p) as n
                    from (select nextval('carillon.event_position') as p
-                           from generate_series(1, jsonb_array_length(p_events))) s),
-         ev as (select t.e, pos.p from jsonb_array_elements(p_events) with ordinality as t(e, n) join pos using (n)),
+                           from generate_series(1, (select count(*) from flat))) s),
+         ev as (select flat.e, pos.p from flat join pos using (n)),
          streamed as (
              insert into carillon.stream_events (position, app_instance_id, channel_arn, event_type, payload)
              select ev.p, ev.e->>'app_instance_id', ev.e->>'channel_arn', ev.e->>'event_type', ev.e->'payload'

@@ -95,6 +95,9 @@ function keyOf(e) {
     case 'CREATE_CHANNEL_MODERATOR':
     case 'DELETE_CHANNEL_MODERATOR':
       return `${e.EventType} ${p.Moderator?.Arn}`;
+    case 'CREATE_SUB_CHANNEL':
+    case 'DELETE_SUB_CHANNEL':
+      return `${e.EventType} ${p.SubChannelId}`;
     default:
       return `${e.EventType} ${p.Name}`;
   }
@@ -306,6 +309,45 @@ test('every event of both DataTypes is exported once, in per-channel order; Data
   await channelLife(b, { msg: null, chan: null }, new Expect());
   await sleep(1500);
   assert.equal(standin.records(sb.chan).length, before, 'nothing is exported once the configuration is deleted');
+});
+
+test('elastic channels: a sub-channel is announced with its first member and its end after its last', async () => {
+  const expect = new Expect();
+  const g = await ctx.newAppInstance();
+  const stream = uniq('chime-messaging-g');
+  await configure(g, [['Channel', stream]]);
+  const [owner, m1, m2, m3] = [await ctx.newUser(g), await ctx.newUser(g), await ctx.newUser(g), await ctx.newUser(g)];
+  const name = uniq('elastic');
+  const { ChannelArn: arn } = await ctx.msg.send(
+    new CreateChannelCommand({
+      AppInstanceArn: g,
+      Name: name,
+      ChimeBearer: owner.arn,
+      Mode: 'RESTRICTED',
+      Privacy: 'PRIVATE',
+      ElasticChannelConfiguration: { MaximumSubChannels: 2, TargetMembershipsPerSubChannel: 2, MinimumMembershipPercentage: 10 },
+    }),
+  );
+  expect.add(stream, arn, `CREATE_CHANNEL ${name}`);
+  const subs = [];
+  for (const m of [m1, m2, m3]) {
+    const out = await ctx.msg.send(new CreateChannelMembershipCommand({ ChannelArn: arn, MemberArn: m.arn, Type: 'DEFAULT', ChimeBearer: owner.arn }));
+    if (!subs.includes(out.SubChannelId)) {
+      subs.push(out.SubChannelId);
+      expect.add(stream, arn, `CREATE_SUB_CHANNEL ${out.SubChannelId}`);
+    }
+    expect.add(stream, arn, `CREATE_CHANNEL_MEMBERSHIP ${m.arn}`);
+  }
+  assert.equal(subs.length, 2, 'two members per sub-channel');
+  await ctx.msg.send(new DeleteChannelMembershipCommand({ ChannelArn: arn, MemberArn: m3.arn, ChimeBearer: owner.arn }));
+  expect.add(stream, arn, `DELETE_CHANNEL_MEMBERSHIP ${m3.arn}`);
+  expect.add(stream, arn, `DELETE_SUB_CHANNEL ${subs[1]}`);
+  await ctx.msg.send(new DeleteChannelMembershipCommand({ ChannelArn: arn, MemberArn: m2.arn, ChimeBearer: owner.arn }));
+  expect.add(stream, arn, `DELETE_CHANNEL_MEMBERSHIP ${m2.arn}`);
+  await waitArrived(expect, [stream]);
+  await sleep(1000);
+  assertNoRejections();
+  checkStream(expect, stream, { exactlyOnce: true });
 });
 
 test('partial failures: only failed records (and their channel’s later ones) are retried, nothing is lost, per-channel order holds', async () => {
