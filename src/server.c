@@ -29,6 +29,7 @@
 #include "carillon/outbound.h"
 #include "carillon/outbox.h"
 #include "carillon/push.h"
+#include "carillon/streaming.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -163,6 +164,7 @@ static void finish_shutdown(void)
 	carillon_metrics_server_stop();
 	carillon_janitor_stop();
 	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
+	carillon_streaming_stop();
 	carillon_outbound_shutdown();
 	carillon_fcm_shutdown();
 	carillon_keys_stop();
@@ -298,8 +300,9 @@ int carillon_server_run(const char *conninfo)
 	carillon_outbox_start(&srv.loop);
 	carillon_pinpoint_send_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
+	carillon_streaming_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
-	carillon_janitor_start(&srv.loop, 60 * 1000);
+	carillon_janitor_start(&srv.loop, (unsigned)carillon_cfg.janitor_interval_ms);
 	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);
 	uv_poll_start(&srv.listen_poll, UV_READABLE, on_accept);

@@ -135,6 +135,11 @@ uint64_t *carillon_session_stamp(struct carillon_session *s);
 void carillon_listener_start(uv_loop_t *loop);
 void carillon_listener_stop(void);
 int64_t carillon_listener_position(void);
+/* Other readers of the event log (the streaming exporter) are woken with the listener: `fn` runs on
+ * every notification with the position it names, and with -1 when the LISTEN connection comes back
+ * (anything may have been missed). At most 4 subscribers; call before the loop runs. */
+typedef void (*carillon_listener_wake_fn)(int64_t position);
+void carillon_listener_subscribe(carillon_listener_wake_fn fn);
 
 /* the lws protocol of websocket sessions */
 int carillon_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);

@@ -160,7 +160,12 @@ returns jsonb language sql immutable as $$
                               'joins', to_jsonb(p_joins), 'leaves', to_jsonb(p_leaves), 'closes', p_closes)
 $$;
 
--- An event without routing facts may leave out "joins", "leaves" and "closes".
+-- An event without routing facts may leave out "joins", "leaves" and "closes". An event marked
+-- "stream_only" (carillon.stream_event) goes to carillon.stream_events instead, and only when its
+-- AppInstance streams (docs/streaming.md); "stream_type" renames (or, '-', hides) an event for
+-- streaming; "stream_before" / "stream_after" hold stream-only events that go just before / after
+-- it (a sub-channel appearing with its first member, going with its last). Positions are taken for
+-- the whole list at once and given out in its order.
 create or replace function carillon.flush_events(p_events jsonb) returns void
 language plpgsql as $$
 declare v_last bigint;
@@ -171,19 +176,50 @@ begin
     -- Held until commit: transactions that write events commit one after the other, and the
     -- positions they take are therefore in commit order.
     perform pg_advisory_xact_lock(7263, 1);
+    with flat as (select x.e, row_number() over (order by t.n, x.k) as n
+                    from jsonb_array_elements(p_events) with ordinality as t(e, n)
+                    cross join lateral (
+                        select b.e, b.k - 1000000 as k
+                          from jsonb_array_elements(coalesce(t.e->'stream_before', '[]')) with ordinality as b(e, k)
+                        union all
+                        select t.e - 'stream_before' - 'stream_after', 0
+                        union all
+                        select a.e, a.k
+                          from jsonb_array_elements(coalesce(t.e->'stream_after', '[]')) with ordinality as a(e, k)) x),
+         pos as (select p, row_number() over (order by p) as n
+                   from (select nextval('carillon.event_position') as p
+                           from generate_series(1, (select count(*) from flat))) s),
+         ev as (select flat.e, pos.p from flat join pos using (n)),
+         streamed as (
+             insert into carillon.stream_events (position, app_instance_id, channel_arn, event_type, payload)
+             select ev.p, ev.e->>'app_instance_id', ev.e->>'channel_arn', ev.e->>'event_type', ev.e->'payload'
+               from ev
+              where coalesce((ev.e->>'stream_only')::boolean, false)
+                and exists (select 1 from carillon.streaming_cursors sc
+                             where sc.app_instance_id = ev.e->>'app_instance_id'))
     insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
-                                 audience, arns, joins, leaves, closes)
-    select nextval('carillon.event_position'), e->>'app_instance_id', e->>'channel_arn', e->>'event_type',
+                                 audience, arns, joins, leaves, closes, stream_type)
+    select ev.p, e->>'app_instance_id', e->>'channel_arn', e->>'event_type',
            e->>'message_type', e->'payload', e->>'audience',
            array(select jsonb_array_elements_text(e->'arns')),
            array(select jsonb_array_elements_text(coalesce(e->'joins', '[]'))),
            array(select jsonb_array_elements_text(coalesce(e->'leaves', '[]'))),
-           coalesce((e->>'closes')::boolean, false)
-      from jsonb_array_elements(p_events) with ordinality as t(e, n)
-     order by n;
+           coalesce((e->>'closes')::boolean, false),
+           e->>'stream_type'
+      from ev
+     where not coalesce((e->>'stream_only')::boolean, false)
+     order by ev.p;
     v_last := currval('carillon.event_position');
     perform pg_notify('carillon_events', v_last::text);
 end $$;
+
+-- An event that is streamed (docs/streaming.md) but never pushed to websocket sessions.
+create or replace function carillon.stream_event(p_channel_arn text, p_app_instance_id text, p_type text,
+                                                 p_payload jsonb) returns jsonb
+language sql immutable as $$
+    select jsonb_build_object('channel_arn', p_channel_arn, 'app_instance_id', p_app_instance_id,
+                              'event_type', p_type, 'payload', p_payload, 'stream_only', true)
+$$;
 
 -- A user credential is bound to its user's generation (ctx.user_gen, from the sealed token): once
 -- the user is deleted, and perhaps created again under the same ARN, its old credentials are refused

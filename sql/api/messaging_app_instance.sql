@@ -13,8 +13,8 @@ language sql immutable as $$
 $$;
 
 -- Streaming configurations: which Kinesis data stream receives an AppInstance's Channel and
--- ChannelMessage data. Carillon stores and returns them; delivering the data to Kinesis is out of
--- scope (nothing is ever sent to the streams).
+-- ChannelMessage data. Carillon stores them, and its exporter puts every event they cover to the
+-- streams (docs/streaming.md; sql/api/streaming.sql keeps one cursor per stream).
 --
 -- Decisions where Chime's documentation is silent:
 --   * PUT replaces the AppInstance's whole configuration with the list given (1..2 entries, one per
@@ -53,6 +53,7 @@ begin
     insert into carillon.streaming_configurations (app_instance_id, configurations)
     values (v_app_id, v_confs)
     on conflict (app_instance_id) do update set configurations = excluded.configurations;
+    perform carillon.streaming_sync(v_app_id, v_confs);
     return jsonb_build_object('StreamingConfigurations', v_confs);
 end $$;
 
@@ -71,5 +72,6 @@ language plpgsql as $$
 declare v_app_id text := carillon.app_instance_id(input->>'AppInstanceArn');
 begin
     delete from carillon.streaming_configurations where app_instance_id = v_app_id;
+    perform carillon.streaming_sync(v_app_id, '[]');
     return null;
 end $$;

@@ -56,10 +56,12 @@ begin
     if not found then
         perform carillon.fail('CH409', format('%s is already banned from this channel', v_member));
     end if;
+    v_events := jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id, 'CREATE_CHANNEL_BAN',
+        carillon.channel_grant_doc('Member', v_member, c.arn, carillon.req_time(ctx), v_bearer)));
     delete from carillon.channel_memberships where channel_arn = c.arn and member_arn = v_member
     returning * into m;
     if found then
-        v_events := jsonb_build_array(carillon.membership_event(c, m, 'DELETE_CHANNEL_MEMBERSHIP'));
+        v_events := v_events || jsonb_build_array(carillon.membership_event(c, m, 'DELETE_CHANNEL_MEMBERSHIP'));
     end if;
     return jsonb_build_object('ChannelArn', c.arn, 'Member', carillon.identity_of(v_member), '__events', v_events);
 end $$;
@@ -90,12 +92,17 @@ end $$;
 -- DeleteChannelBan: DELETE, 204. The identity may then be added again (it is not re-added).
 create or replace function carillon_api.delete_channel_ban(ctx jsonb, input jsonb) returns jsonb
 language plpgsql as $$
-declare c carillon.channels := carillon.channel_for(ctx, input);
+declare
+    c carillon.channels := carillon.channel_for(ctx, input);
+    b carillon.channel_bans%rowtype;
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
-    delete from carillon.channel_bans where channel_arn = c.arn and member_arn = input->>'MemberArn';
+    delete from carillon.channel_bans where channel_arn = c.arn and member_arn = input->>'MemberArn'
+    returning * into b;
     if not found then
         perform carillon.fail('CH404', format('%s is not banned from channel %s', input->>'MemberArn', c.arn));
     end if;
-    return null;
+    -- Streamed only (docs/streaming.md): 204 without a body, as before.
+    return jsonb_build_object('__events', jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id,
+        'DELETE_CHANNEL_BAN', carillon.channel_grant_doc('Member', b.member_arn, c.arn, b.created_at, b.created_by))));
 end $$;

@@ -159,7 +159,10 @@ begin
         m := carillon.add_member(c, v_arn_x, 'DEFAULT', v_bearer, v_now);
         v_events := v_events || jsonb_build_array(carillon.membership_event(c, m, 'CREATE_CHANNEL_MEMBERSHIP'));
     end loop;
-    return jsonb_build_object('ChannelArn', v_arn, '__events', v_events);
+    -- CREATE_CHANNEL is streamed (docs/streaming.md), not pushed to websocket sessions.
+    return jsonb_build_object('ChannelArn', v_arn, '__events',
+        jsonb_build_array(carillon.stream_event(v_arn, v_app_id, 'CREATE_CHANNEL', carillon.channel_doc(c, true)))
+        || v_events);
 end $$;
 
 create or replace function carillon_api.describe_channel(ctx jsonb, input jsonb) returns jsonb
@@ -331,8 +334,10 @@ begin
            set expiration_days = v_days, expiration_criterion = v_criterion, updated_at = carillon.req_time(ctx)
          where arn = c.arn
         returning * into c;
+        -- Sessions hear UPDATE_CHANNEL; streams get UPDATE_CHANNEL_EXPIRATION_SETTINGS.
         v_events := jsonb_build_array(
-            carillon.event(c.arn, c.app_instance_id, 'UPDATE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true)));
+            carillon.event(c.arn, c.app_instance_id, 'UPDATE_CHANNEL', 'SYSTEM', carillon.channel_doc(c, true))
+            || jsonb_build_object('stream_type', 'UPDATE_CHANNEL_EXPIRATION_SETTINGS'));
     end if;
     return jsonb_strip_nulls(jsonb_build_object(
         'ChannelArn', c.arn,

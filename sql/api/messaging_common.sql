@@ -153,6 +153,9 @@ $$;
 -- routing facts: a CREATE_CHANNEL_MEMBERSHIP joins the member's sessions to the channel (before
 -- delivery: the new member hears it), a DELETE_CHANNEL_MEMBERSHIP takes them out (after delivery:
 -- the removed member hears it); other membership events move nobody.
+-- Called right after the membership row was inserted or deleted: on an elastic channel, the first
+-- member of a sub-channel brings CREATE_SUB_CHANNEL (streamed just before the membership event) and
+-- the last one leaving DELETE_SUB_CHANNEL (just after): sub-channels exist through their members.
 create or replace function carillon.membership_event(c carillon.channels, m carillon.channel_memberships,
                                                      p_type text) returns jsonb
 language sql stable as $$
@@ -163,6 +166,24 @@ language sql stable as $$
                                           else '{}' end,
                           p_leaves => case when p_type = 'DELETE_CHANNEL_MEMBERSHIP' then array[m.member_arn]
                                            else '{}' end)
+           || coalesce(carillon.sub_channel_stream_event(c, m, p_type), '{}')
+$$;
+
+-- {"stream_before": [CREATE_SUB_CHANNEL]} or {"stream_after": [DELETE_SUB_CHANNEL]} when this
+-- membership change made or emptied its sub-channel; null otherwise.
+create or replace function carillon.sub_channel_stream_event(c carillon.channels, m carillon.channel_memberships,
+                                                             p_type text) returns jsonb
+language sql stable as $$
+    select case when p_type = 'CREATE_CHANNEL_MEMBERSHIP' and n = 1 then
+                    jsonb_build_object('stream_before', jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id,
+                        'CREATE_SUB_CHANNEL', jsonb_build_object('ChannelArn', c.arn, 'SubChannelId', m.sub_channel_id))))
+                when p_type = 'DELETE_CHANNEL_MEMBERSHIP' and n = 0 then
+                    jsonb_build_object('stream_after', jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id,
+                        'DELETE_SUB_CHANNEL', jsonb_build_object('ChannelArn', c.arn, 'SubChannelId', m.sub_channel_id))))
+           end
+      from (select count(*) as n from carillon.channel_memberships x
+             where x.channel_arn = c.arn and x.sub_channel_id = m.sub_channel_id) k
+     where m.sub_channel_id is not null
 $$;
 
 -- Add a member (used by CreateChannel, CreateChannelMembership, BatchCreateChannelMembership, and

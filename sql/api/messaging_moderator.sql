@@ -80,8 +80,12 @@ begin
         perform carillon.fail('CH409', format('%s is already a moderator of this channel', v_mod));
     end if;
     perform carillon.moderator_require_quota(c.arn);
+    -- CREATE_CHANNEL_MODERATOR is streamed (docs/streaming.md), not pushed to websocket sessions.
     return jsonb_build_object('ChannelArn', c.arn, 'ChannelModerator', carillon.identity_of(v_mod),
-                              '__events', carillon.moderator_drop_elastic_membership(c, v_mod));
+                              '__events', jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id,
+                                  'CREATE_CHANNEL_MODERATOR',
+                                  carillon.channel_grant_doc('Moderator', v_mod, c.arn, carillon.req_time(ctx), v_bearer)))
+                                  || carillon.moderator_drop_elastic_membership(c, v_mod));
 end $$;
 
 -- DescribeChannelModerator: {ChannelModerator: {Moderator, ChannelArn, CreatedTimestamp, CreatedBy}}.
@@ -115,12 +119,17 @@ language plpgsql as $$
 declare
     c carillon.channels := carillon.channel_for(ctx, input);
     v_mod text := input->>'ChannelModeratorArn';
+    mo carillon.channel_moderators%rowtype;
 begin
     perform carillon.require_manager(c, carillon.bearer(ctx, input));
     perform carillon.moderator_lock_channel(c);
-    delete from carillon.channel_moderators where channel_arn = c.arn and moderator_arn = v_mod;
+    delete from carillon.channel_moderators where channel_arn = c.arn and moderator_arn = v_mod
+    returning * into mo;
     if not found then
         perform carillon.fail('CH404', format('%s is not a moderator of channel %s', v_mod, c.arn));
     end if;
-    return jsonb_build_object('__events', carillon.moderator_drop_elastic_membership(c, v_mod));
+    return jsonb_build_object('__events', jsonb_build_array(carillon.stream_event(c.arn, c.app_instance_id,
+        'DELETE_CHANNEL_MODERATOR', carillon.channel_grant_doc('Moderator', mo.moderator_arn, c.arn, mo.created_at,
+                                                               mo.created_by)))
+        || carillon.moderator_drop_elastic_membership(c, v_mod));
 end $$;

@@ -95,16 +95,33 @@ static void read_events(void)
 	reading = !carillon_db_query(LISTENER_SQL, 2, params, events_read, NULL);
 }
 
+static carillon_listener_wake_fn subscribers[4];
+static size_t n_subscribers;
+
+void carillon_listener_subscribe(carillon_listener_wake_fn fn)
+{
+	if (n_subscribers < sizeof(subscribers) / sizeof(subscribers[0]))
+		subscribers[n_subscribers++] = fn;
+}
+
+static void wake_subscribers(int64_t position)
+{
+	for (size_t i = 0; i < n_subscribers; i++)
+		subscribers[i](position);
+}
+
 static void on_notify(const char *payload)
 {
 	carillon_metrics_listener_notify();
 	read_events();
+	wake_subscribers(payload && *payload ? strtoll(payload, NULL, 10) : -1);
 }
 /* The outbox's notifications share this connection: a commit that enqueued work wakes the worker. */
 static void on_outbox_notify(const char *payload) { carillon_outbox_wake(); }
 static void on_up(void)
 {
 	read_events();
+	wake_subscribers(-1);
 	carillon_outbox_wake(); /* anything enqueued while the connection was down */
 }
 static void on_fallback(uv_timer_t *t)
