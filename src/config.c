@@ -142,6 +142,16 @@ static const struct cfg_key cfg_keys[] = {
 	    "time allowed for an outbound connection's TCP and TLS handshake"),
 	NUM(outbound_max_response_bytes, "CARILLON_OUTBOUND_MAX_RESPONSE_BYTES", "65536", 1024, 64L << 20,
 	    "largest outbound HTTP response body kept; larger fails the request"),
+	STR(lambda_url, "CARILLON_LAMBDA_URL", "",
+	    "Lambda Invoke endpoint for channel-flow processors (default https://lambda.<region>.amazonaws.com)"),
+	STR(flow_webhooks, "CARILLON_FLOW_WEBHOOKS", "",
+	    "processor function ARN=URL pairs, comma-separated: POST the invocation there instead of Lambda"),
+	NUM(flow_callback_deadline_seconds, "CARILLON_FLOW_CALLBACK_DEADLINE_SECONDS", "172800", 1, 31536000,
+	    "time a channel-flow processor has to call back (Chime: 48 hours); later: ForbiddenException"),
+	NUM(flow_max_attempts, "CARILLON_FLOW_MAX_ATTEMPTS", "5", 1, 100,
+	    "invocations of a processor tried before its FallbackAction applies"),
+	NUM(flow_retry_ms, "CARILLON_FLOW_RETRY_MS", "1000", 10, 3600000,
+	    "wait before the 2nd invocation of a processor; doubled for each further one (at most 5 minutes)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

@@ -77,6 +77,12 @@ struct carillon_config {
 	long outbound_timeout_ms;
 	long outbound_connect_timeout_ms;
 	long outbound_max_response_bytes;
+	/* channel flows (src/flows/flows.c) */
+	char *lambda_url;             /* Lambda Invoke endpoint; "" -> https://lambda.<region>.amazonaws.com */
+	char *flow_webhooks;          /* "functionArn=url,..." */
+	long flow_callback_deadline_seconds;
+	long flow_max_attempts;
+	long flow_retry_ms;
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];
