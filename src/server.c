@@ -27,6 +27,8 @@
 #include "carillon/http.h"
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
+#include "carillon/outbox.h"
+#include "carillon/flows.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -156,6 +158,8 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	carillon_janitor_stop();
+	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
+	carillon_flows_shutdown();
 	carillon_outbound_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
@@ -270,6 +274,9 @@ int carillon_server_run(const char *conninfo)
 	carillon_outbound_opts_from_config(&oopts);
 	if (carillon_outbound_init(&srv.loop, &oopts))
 		return 1;
+	if (carillon_flows_init())
+		return 1;
+	carillon_outbox_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, 60 * 1000);

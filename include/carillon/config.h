@@ -77,6 +77,17 @@ struct carillon_config {
 	long outbound_timeout_ms;
 	long outbound_connect_timeout_ms;
 	long outbound_max_response_bytes;
+	/* the outbox (outbox.h) and push delivery (push.h) */
+	long outbox_batch;            /* rows claimed per query */
+	long outbox_lease_seconds;    /* a claim's lease */
+	long outbox_max_age_seconds;  /* older rows are dropped */
+	long outbox_max_attempts;     /* deliveries tried per row */
+	long outbox_poll_ms;          /* fallback claim without a notification */
+	long outbox_retry_base_ms;    /* first retry delay (doubled per attempt, jittered) */
+	long outbox_retry_max_ms;     /* longest retry delay */
+	long push_max_in_flight;      /* pushes delivering at once */
+	char *apns_url;               /* APNs production base URL */
+	char *apns_sandbox_url;       /* APNs sandbox base URL */
 	/* channel flows (src/flows/flows.c) */
 	char *lambda_url;             /* Lambda Invoke endpoint; "" -> https://lambda.<region>.amazonaws.com */
 	char *flow_webhooks;          /* "functionArn=url,..." */

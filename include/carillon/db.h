@@ -39,6 +39,10 @@ typedef void (*carillon_db_notify_fn)(const char *payload);
 typedef void (*carillon_db_up_fn)(void);
 void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up);
 
+/* Also LISTEN on `channel` on that connection, `on_notify` for its notifications (the on_up of
+ * carillon_db_listen covers all channels). Call before carillon_db_listen. */
+void carillon_db_listen_also(const char *channel, carillon_db_notify_fn on_notify);
+
 /* At least one connection is up. */
 bool carillon_db_ready(void);
 

@@ -36,7 +36,8 @@ create or replace function carillon.endpoint_summary(r carillon.app_instance_use
 language sql immutable as $$
     select jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceUserArn', r.user_arn, 'EndpointId', r.endpoint_id, 'Name', r.name, 'Type', r.type,
-        'AllowMessages', r.allow_messages, 'EndpointState', jsonb_build_object('Status', 'ACTIVE')))
+        'AllowMessages', r.allow_messages,
+        'EndpointState', jsonb_build_object('Status', r.status, 'StatusReason', r.status_reason)))
 $$;
 
 create or replace function carillon_api.describe_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb

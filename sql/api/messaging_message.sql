@@ -342,6 +342,9 @@ begin
             return jsonb_strip_nulls(jsonb_build_object('ChannelArn', v_arn, 'MessageId', v_id,
                 'Status', jsonb_build_object('Value', v_prev.status), 'SubChannelId', v_sub));
         end if;
+        -- The push intents, in this transaction (sql/api/push.sql).
+        -- (A message held for its channel flow's processor pushes once it is SENT: carillon.flow_finish.)
+        perform carillon.push_enqueue_message(v_arn, v_id) where input ? 'PushNotification' and v_flow is null;
     end if;
 
     if v_flow is not null then

@@ -1,4 +1,5 @@
 /* The connection pool: non-blocking libpq connections driven by uv_poll on the event loop. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,8 +41,14 @@ static char **db_keys, **db_vals; /* NULL when libpq cannot parse the conninfo *
 static struct db_conn *conns;
 static int n_conns;          /* query connections, then (optionally) the listener at conns[n_conns] */
 static struct db_conn *listen_conn;
-static char *listen_channel;
-static carillon_db_notify_fn listen_notify;
+/* The channels the listener connection LISTENs on: [0] from carillon_db_listen, more from
+ * carillon_db_listen_also; each notification goes to its channel's callback. */
+#define LISTEN_MAX 4
+static struct {
+	char *channel;
+	carillon_db_notify_fn notify;
+} listens[LISTEN_MAX];
+static int n_listens;
 static carillon_db_up_fn listen_up;
 static struct db_query *q_head, *q_tail;
 static int q_len;
@@ -156,26 +163,38 @@ static void conn_connect_step(struct db_conn *c)
 
 static void conn_send(struct db_conn *c, struct db_query *q);
 
+static void listener_subscribe_one(struct db_conn *c, int i);
+
+/* One LISTEN after the other (a query at a time); on_up once all are in place. */
 static void listener_subscribed(void *arg, const struct carillon_db_result *r)
 {
 	if (!r->res) {
 		log_warn("LISTEN failed: %s", r->message);
 		return;
 	}
+	int next = (int)(intptr_t)arg + 1;
+	if (next < n_listens && listen_conn && listen_conn->pg) {
+		listener_subscribe_one(listen_conn, next);
+		return;
+	}
 	if (listen_up)
 		listen_up();
 }
 
-static void listener_subscribe(struct db_conn *c)
+static void listener_subscribe(struct db_conn *c) { listener_subscribe_one(c, 0); }
+
+static void listener_subscribe_one(struct db_conn *c, int i)
 {
 	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
-	char *ident = PQescapeIdentifier(c->pg, listen_channel, strlen(listen_channel));
+	const char *channel = listens[i].channel;
+	char *ident = PQescapeIdentifier(c->pg, channel, strlen(channel));
 	struct carillon_buf sql = {0};
 	carillon_buf_appendf(&sql, "LISTEN %s", ident ? ident : "\"carillon\"");
 	PQfreemem(ident);
 	q->sql = sql.data;
 	q->params = carillon_xcalloc(1, sizeof(char *));
 	q->cb = listener_subscribed;
+	q->arg = (void *)(intptr_t)i;
 	conn_send(c, q);
 }
 
@@ -247,8 +266,9 @@ static void conn_read(struct db_conn *c)
 	}
 	PGnotify *n;
 	while ((n = PQnotifies(c->pg))) {
-		if (c->listener && listen_notify)
-			listen_notify(n->extra);
+		for (int i = 0; c->listener && i < n_listens; i++)
+			if (!strcmp(n->relname, listens[i].channel) && listens[i].notify)
+				listens[i].notify(n->extra);
 		PQfreemem(n);
 	}
 	if (PQstatus(c->pg) == CONNECTION_BAD)
@@ -316,12 +336,26 @@ void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, ca
 	listen_conn = &conns[n_conns];
 	listen_conn->listener = true;
 	listen_conn->fd = -1;
-	listen_channel = carillon_xstrdup(channel);
-	listen_notify = on_notify;
+	/* The primary channel first: its on_up comes after every LISTEN is in place. */
+	memmove(&listens[1], &listens[0], sizeof(listens[0]) * (size_t)n_listens);
+	listens[0].channel = carillon_xstrdup(channel);
+	listens[0].notify = on_notify;
+	n_listens++;
 	listen_up = on_up;
 	uv_timer_init(db_loop, &listen_conn->retry);
 	listen_conn->retry.data = listen_conn;
 	conn_start(listen_conn);
+}
+
+void carillon_db_listen_also(const char *channel, carillon_db_notify_fn on_notify)
+{
+	if (n_listens >= LISTEN_MAX - 1) { /* one place stays for carillon_db_listen's channel */
+		log_err("too many LISTEN channels; %s is not listened on", channel);
+		return;
+	}
+	listens[n_listens].channel = carillon_xstrdup(channel);
+	listens[n_listens].notify = on_notify;
+	n_listens++;
 }
 
 bool carillon_db_ready(void)
@@ -441,7 +475,8 @@ void carillon_db_free(void)
 	free(db_conninfo);
 	db_conninfo = NULL;
 	free_params();
-	free(listen_channel);
-	listen_channel = NULL;
+	for (int i = 0; i < n_listens; i++)
+		free(listens[i].channel);
+	n_listens = 0;
 	listen_conn = NULL;
 }

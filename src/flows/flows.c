@@ -232,6 +232,12 @@ static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 		invocation_free(inv);
 		return;
 	}
+	if (r->error == CARILLON_OUTBOUND_E_CANCELLED) {
+		/* Shutting down: not the processor's failure; another node (or this one, restarted) retries. */
+		carillon_outbox_complete(inv->item, CARILLON_OUTBOX_RETRY, retry_delay_ms(1), "shutting down");
+		invocation_free(inv);
+		return;
+	}
 	char detail[200];
 	bool transient;
 	if (r->error != CARILLON_OUTBOUND_OK) {

@@ -15,6 +15,7 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/outbox.h"
 #include "carillon/realtime.h"
 
 static int64_t last_position = -1; /* -1: not yet known (start from the end of the log) */
@@ -86,13 +87,20 @@ static void read_events(void)
 }
 
 static void on_notify(const char *payload) { read_events(); }
-static void on_up(void) { read_events(); }
+/* The outbox's notifications share this connection: a commit that enqueued work wakes the worker. */
+static void on_outbox_notify(const char *payload) { carillon_outbox_wake(); }
+static void on_up(void)
+{
+	read_events();
+	carillon_outbox_wake(); /* anything enqueued while the connection was down */
+}
 static void on_fallback(uv_timer_t *t) { read_events(); }
 
 void carillon_listener_start(uv_loop_t *loop)
 {
 	running = true;
 	read_batch = (int)carillon_cfg.listener_batch;
+	carillon_db_listen_also("carillon_outbox", on_outbox_notify);
 	carillon_db_listen("carillon_events", on_notify, on_up);
 	uv_timer_init(loop, &fallback);
 	uint64_t poll = (uint64_t)carillon_cfg.listener_poll_ms;
