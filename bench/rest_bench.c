@@ -213,7 +213,7 @@ static size_t build_request(const struct opts *o, const char *path, unsigned lon
 	snprintf(a->signed_headers, sizeof(a->signed_headers), "%s",
 		 o->bearer ? (o->body ? "content-type;host;x-amz-chime-bearer;x-amz-date" : "host;x-amz-chime-bearer;x-amz-date")
 			   : (o->body ? "content-type;host;x-amz-date" : "host;x-amz-date"));
-	carillon_sigv4_sign(&sr, a, o->secret);
+	carillon_sigv4_sign_auth(&sr, a, o->secret);
 	char bearer_line[2048] = "";
 	if (o->bearer)
 		snprintf(bearer_line, sizeof(bearer_line), "x-amz-chime-bearer: %s\r\n", o->bearer);

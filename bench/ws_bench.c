@@ -115,7 +115,7 @@ static char *upgrade_request(const char *user, int session_id)
 	memcpy(a.amz_date, amz_date, 17);
 	snprintf(a.signed_headers, sizeof(a.signed_headers), "host");
 	a.expires = 300;
-	carillon_sigv4_sign(&sr, &a, o.secret);
+	carillon_sigv4_sign_auth(&sr, &a, o.secret);
 	struct carillon_buf b = {0};
 	unsigned char key[16];
 	char key64[32];

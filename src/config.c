@@ -171,6 +171,24 @@ static const struct cfg_key cfg_keys[] = {
 	    "invocations of a processor tried before its FallbackAction applies"),
 	NUM(flow_retry_ms, "CARILLON_FLOW_RETRY_MS", "1000", 10, 3600000,
 	    "wait before the 2nd invocation of a processor; doubled for each further one (at most 5 minutes)"),
+	/* janitor and retention (src/janitor.c, sql/api/janitor.sql) */
+	NUM(janitor_interval_ms, "CARILLON_JANITOR_INTERVAL_MS", "60000", 100, 86400000,
+	    "how often each node runs the janitor: expirations, retention, log trimming"),
+	NUM(retention_batch, "CARILLON_RETENTION_BATCH", "1000", 1, 100000,
+	    "messages the retention sweep deletes per statement (one short transaction each)"),
+	NUM(retention_day_seconds, "CARILLON_RETENTION_DAY_SECONDS", "86400", 1, 86400,
+	    "length of a RetentionDays day in seconds; only tests change it"),
+	/* streaming export (src/streaming/streaming.c) */
+	STR(kinesis_url, "CARILLON_KINESIS_URL", "",
+	    "Kinesis endpoint for streaming export; empty: https://kinesis.<CARILLON_REGION>.amazonaws.com"),
+	NUM(streaming_batch, "CARILLON_STREAMING_BATCH", "500", 1, 500,
+	    "records per Kinesis PutRecords call (Kinesis allows 500)"),
+	NUM(streaming_poll_ms, "CARILLON_STREAMING_POLL_MS", "1000", 10, 600000,
+	    "the exporter reads the event log this often even without a notification"),
+	NUM(streaming_retry_ms, "CARILLON_STREAMING_RETRY_MS", "1000", 10, 600000,
+	    "first wait before retrying records Kinesis did not take (doubles up to 30 s)"),
+	NUM(streaming_lease_seconds, "CARILLON_STREAMING_LEASE_SECONDS", "15", 2, 3600,
+	    "an exporting node that has not renewed its lease for this long is replaced by another"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

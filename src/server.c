@@ -279,7 +279,7 @@ int carillon_server_run(const char *conninfo)
 	carillon_outbox_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
-	carillon_janitor_start(&srv.loop, 60 * 1000);
+	carillon_janitor_start(&srv.loop, (unsigned)carillon_cfg.janitor_interval_ms);
 	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);
 	uv_poll_start(&srv.listen_poll, UV_READABLE, on_accept);

@@ -94,6 +94,16 @@ struct carillon_config {
 	long flow_callback_deadline_seconds;
 	long flow_max_attempts;
 	long flow_retry_ms;
+	/* janitor and retention */
+	long janitor_interval_ms;     /* how often the janitor runs */
+	long retention_batch;         /* messages deleted per retention statement */
+	long retention_day_seconds;   /* one RetentionDays day (86400; tests shorten it) */
+	/* streaming export to Kinesis */
+	char *kinesis_url;            /* "" -> https://kinesis.<region>.amazonaws.com */
+	long streaming_batch;         /* records per PutRecords call (<= 500) */
+	long streaming_poll_ms;       /* fallback read of the log */
+	long streaming_retry_ms;      /* first backoff after failed records */
+	long streaming_lease_seconds; /* exporter lease length */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

@@ -94,10 +94,11 @@ bool carillon_sigv4_unsigned_header(const struct carillon_sigv4_request *req, co
 /* Lower-case hex SHA-256 of data (65 bytes with the terminating NUL). */
 void carillon_sha256_hex(const void *data, size_t len, char out[65]);
 
-/* Sign a request (header form) – used by tests and by Carillon's own clients (bench, tools).
+/* Sign a request (header form) – used by tests, by Carillon's own clients (bench, tools) and by the
+ * outbound signer (sigv4_sign.h, which builds the request and the fields from a URL and headers).
  * Computes the signature for the given auth fields (access_key_id, date, region, service,
  * amz_date, signed_headers must be filled) and writes it into auth->signature. */
-void carillon_sigv4_sign(const struct carillon_sigv4_request *req, struct carillon_sigv4_auth *auth,
-			 const char *secret);
+void carillon_sigv4_sign_auth(const struct carillon_sigv4_request *req, struct carillon_sigv4_auth *auth,
+			      const char *secret);
 
 #endif

@@ -56,3 +56,65 @@ begin
     delete from carillon.events where created_at < p_now - interval '1 day';
     return v_deleted;
 end $$;
+
+-- Retention (PutAppInstanceRetentionSettings, ChannelRetentionSettings.RetentionDays): messages
+-- older than the period are deleted from every channel of the AppInstance, and nothing else is.
+-- The janitor (src/janitor.c) calls this repeatedly, one short transaction per call, until it
+-- answers a null cursor:
+--   * a call walks the channels of AppInstances that have a retention period, in (AppInstance id,
+--     channel ARN) order after the cursor (p_app, p_arn), at most p_max_channels of them, and
+--     deletes at most p_max_rows messages in all;
+--   * message rows locked by a writer (an update, a redaction of an old message) are skipped, never
+--     waited for, and a channel row is never locked: a hot channel is not held up, and what was
+--     skipped goes at the next sweep;
+--   * when the row budget runs out inside a channel, the cursor stays before that channel, so the
+--     next call finishes it.
+-- p_day_seconds is the length of a day (86400; CARILLON_RETENTION_DAY_SECONDS lets tests shorten
+-- it). The rows' space is reused once autovacuum has passed over them.
+create or replace function carillon.retention_sweep(p_now timestamptz, p_day_seconds int, p_app text, p_arn text,
+                                                    p_max_rows int, p_max_channels int)
+returns table (deleted int, next_app text, next_arn text)
+language plpgsql as $$
+declare
+    a record;
+    v_arn text;
+    v_left int := p_max_rows;
+    v_channels int := 0;
+    v_n int;
+    v_cur_app text := coalesce(p_app, '');
+    v_cur_arn text := coalesce(p_arn, '');
+begin
+    for a in select i.id, i.retention_days from carillon.app_instances i
+              where i.retention_days is not null and i.id >= v_cur_app
+              order by i.id
+    loop
+        for v_arn in select c.arn from carillon.channels c
+                      where c.app_instance_id = a.id and (a.id > coalesce(p_app, '') or c.arn > v_cur_arn)
+                      order by c.arn
+        loop
+            with doomed as (
+                select m.channel_arn, m.message_id from carillon.channel_messages m
+                 where m.channel_arn = v_arn
+                   and m.created_at < p_now - make_interval(secs => a.retention_days::double precision * p_day_seconds)
+                 order by m.created_at, m.seq
+                 limit v_left
+                   for update skip locked)
+            delete from carillon.channel_messages m using doomed d
+             where m.channel_arn = d.channel_arn and m.message_id = d.message_id;
+            get diagnostics v_n = row_count;
+            v_left := v_left - v_n;
+            if v_left <= 0 then
+                return query select p_max_rows - v_left, v_cur_app, v_cur_arn;  -- this channel again
+                return;
+            end if;
+            v_cur_app := a.id;
+            v_cur_arn := v_arn;
+            v_channels := v_channels + 1;
+            if v_channels >= p_max_channels then
+                return query select p_max_rows - v_left, v_cur_app, v_cur_arn;
+                return;
+            end if;
+        end loop;
+    end loop;
+    return query select p_max_rows - v_left, null::text, null::text;
+end $$;

@@ -25,7 +25,7 @@
  *   every X-Amz-Expires above the skew meaningless.)
  * - A malformed Authorization header is MALFORMED even when no other credentials are present; a query
  *   without X-Amz-Algorithm, X-Amz-Credential or X-Amz-Signature is MISSING.
- * - carillon_sigv4_sign() also signs the presigned form when auth->presigned is set: the canonical
+ * - carillon_sigv4_sign_auth() also signs the presigned form when auth->presigned is set: the canonical
  *   query is the raw query without X-Amz-Signature, re-encoded the RFC 3986 way; the caller appends
  *   X-Amz-Signature. On any invalid field it leaves auth->signature empty.
  */
@@ -1101,8 +1101,8 @@ enum carillon_sigv4_status carillon_sigv4_verify(const struct carillon_sigv4_req
 	return CARILLON_SIGV4_MISMATCH;
 }
 
-void carillon_sigv4_sign(const struct carillon_sigv4_request *req, struct carillon_sigv4_auth *auth,
-			 const char *secret)
+void carillon_sigv4_sign_auth(const struct carillon_sigv4_request *req, struct carillon_sigv4_auth *auth,
+			      const char *secret)
 {
 	struct sv4_buf creq = {0};
 	char sig[65];

@@ -26,10 +26,7 @@
 #include "carillon/log.h"
 #include "carillon/outbound.h"
 #include "carillon/outbox.h"
-#if __has_include("carillon/sigv4_sign.h")
 #include "carillon/sigv4_sign.h"
-#define FLOWS_HAVE_SIGNER 1
-#endif
 #include "carillon/util.h"
 
 #define FLOW_KIND "flow"
@@ -279,13 +276,8 @@ static size_t build_headers(bool lambda, const char *url, const char *region, co
 	hdrs[n++] = "X-Amz-Invocation-Type: Event";
 	if (!F.access_key_id || !F.secret_key)
 		return n;
-#ifdef FLOWS_HAVE_SIGNER
 	int k = carillon_sigv4_sign("POST", url, hdrs, n, body, strlen(body), region, "lambda", F.access_key_id,
 				    F.secret_key, F.session_token, carillon_now_ms(), signed_lines);
-#else
-	(void)url; (void)region; (void)body; (void)signed_lines;
-	int k = -1;
-#endif
 	if (k < 0) {
 		log_warn("flow: could not sign the invocation of %s; sending it unsigned", url);
 		return n;

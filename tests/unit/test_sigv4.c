@@ -1084,12 +1084,12 @@ static void test_sign_reproduces_capture(void **state)
 	struct t_req t = boto_create_channel();
 	struct carillon_sigv4_request r = t_request(&t);
 	struct carillon_sigv4_auth a = t_auth("content-type;host;x-amz-chime-bearer;x-amz-date");
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_string_equal(a.signature, "2f5cb479ea88faac9380d4c17c052f8fa0c50edebc2ef4e581eb3126442e131d");
 	t = boto_list_messages();
 	r = t_request(&t);
 	a = t_auth("host;x-amz-chime-bearer;x-amz-date");
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_string_equal(a.signature, "80d723f41eccb2da319cff56398e9fbfdfd326a5922436c0b2b5db7e5f1f7a13");
 }
 
@@ -1107,7 +1107,7 @@ static void test_sign_verify_round_trip(void **state)
 				{"x-amz-chime-bearer", "  spaced   out  value "}}};
 	struct carillon_sigv4_request r = t_request(&t);
 	struct carillon_sigv4_auth a = t_auth("host;x-amz-chime-bearer;x-amz-date;x-amz-security-token");
-	carillon_sigv4_sign(&r, &a, "secret with spaces and a long tail .......................................");
+	carillon_sigv4_sign_auth(&r, &a, "secret with spaces and a long tail .......................................");
 	assert_int_equal(strlen(a.signature), 64);
 	snprintf(authz, sizeof(authz), "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
 		 a.access_key_id, a.date, a.region, a.service, a.signed_headers, a.signature);
@@ -1126,8 +1126,8 @@ static void test_sign_verify_round_trip(void **state)
 	struct t_req p2 = {.method = "GET", .path = "/a:b", .h = {{"host", "h"}}};
 	struct carillon_sigv4_request r1 = t_request(&p1), r2 = t_request(&p2);
 	struct carillon_sigv4_auth a1 = t_auth("host"), a2 = t_auth("host");
-	carillon_sigv4_sign(&r1, &a1, FAKE_SECRET);
-	carillon_sigv4_sign(&r2, &a2, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r1, &a1, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r2, &a2, FAKE_SECRET);
 	assert_int_equal(strlen(a1.signature), 64);
 	assert_string_not_equal(a1.signature, a2.signature);
 	/* An empty path signs as "/". */
@@ -1135,8 +1135,8 @@ static void test_sign_verify_round_trip(void **state)
 	p1.path = "/";
 	r1 = t_request(&p1);
 	r2 = t_request(&p2);
-	carillon_sigv4_sign(&r1, &a1, FAKE_SECRET);
-	carillon_sigv4_sign(&r2, &a2, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r1, &a1, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r2, &a2, FAKE_SECRET);
 	assert_string_equal(a1.signature, a2.signature);
 }
 
@@ -1150,7 +1150,7 @@ static void test_unsigned_payload(void **state)
 			  .h = {{"Host", "h"}, {"X-Amz-Date", CAPTURE_DATE}, {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}}};
 	struct carillon_sigv4_request r = t_request(&t);
 	struct carillon_sigv4_auth a = t_auth("host;x-amz-content-sha256;x-amz-date");
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	snprintf(authz, sizeof(authz), "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", SignedHeaders=%s, Signature=%s",
 		 a.signed_headers, a.signature);
 	t.h[3] = (struct t_hdr){"Authorization", authz};
@@ -1174,7 +1174,7 @@ static void test_presigned_sign_round_trip(void **state)
 	struct carillon_sigv4_auth a = t_auth("host");
 	a.presigned = true;
 	a.expires = 60;
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_int_equal(strlen(a.signature), 64);
 	snprintf(query, sizeof(query), "X-Amz-Signature=%s&%s", a.signature, base);
 	t.query = query;
@@ -1189,17 +1189,17 @@ static void test_sign_refuses_bad_fields(void **state)
 	struct carillon_sigv4_request r = t_request(&t);
 	struct carillon_sigv4_auth a = t_auth("x-amz-date"); /* host not signed */
 	strcpy(a.signature, "stale");
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_string_equal(a.signature, "");
 	a = t_auth("host");
-	carillon_sigv4_sign(&r, &a, NULL);
+	carillon_sigv4_sign_auth(&r, &a, NULL);
 	assert_string_equal(a.signature, "");
 	t.path = "/bad%zz";
 	r = t_request(&t);
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_string_equal(a.signature, "");
-	carillon_sigv4_sign(NULL, &a, FAKE_SECRET);
-	carillon_sigv4_sign(&r, NULL, FAKE_SECRET);
+	carillon_sigv4_sign_auth(NULL, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, NULL, FAKE_SECRET);
 }
 
 
@@ -1212,7 +1212,7 @@ static void t_sign_header_form(struct t_req *t, const char *signed_headers, char
 {
 	struct carillon_sigv4_request r = t_request(t);
 	struct carillon_sigv4_auth a = t_auth(signed_headers);
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_int_equal(strlen(a.signature), 64);
 	snprintf(authz, size, "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", SignedHeaders=%s, Signature=%s",
 		 a.signed_headers, a.signature);
@@ -1244,7 +1244,7 @@ static void test_query_auth_opt_in(void **state)
 	a.expires = 60;
 	p.query = base;
 	r = t_request(&p);
-	carillon_sigv4_sign(&r, &a, FAKE_SECRET);
+	carillon_sigv4_sign_auth(&r, &a, FAKE_SECRET);
 	assert_int_equal(strlen(a.signature), 64);
 	snprintf(query, sizeof(query), "%s&X-Amz-Signature=%s", base, a.signature);
 	p.query = query;
