@@ -243,7 +243,7 @@ static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 		log_warn("flow: invoking %s for callback %s (attempt %d): %s: %s", inv->function_arn, inv->callback_id,
 			 inv->attempt, detail, r->error_detail);
 	} else {
-		transient = r->status == 429 || r->status >= 500;
+		transient = r->status == 408 || r->status == 429 || r->status >= 500;
 		const char *type = carillon_outbound_header(r, "X-Amzn-ErrorType");
 		char type_buf[64] = "";
 		if (type)

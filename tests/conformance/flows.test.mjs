@@ -89,6 +89,8 @@ const serverEnv = {
   CARILLON_FLOW_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
   CARILLON_FLOW_RETRY_MS: '100',
   CARILLON_OUTBOX_POLL_MS: '200',
+  CARILLON_OUTBOUND_TIMEOUT_MS: '3000', // a hung processor is a failed attempt after this
+  CARILLON_OUTBOX_LEASE_SECONDS: '6', // above the outbound timeout: no second node takes a row in flight
   CARILLON_MAX_SESSIONS_PER_USER: '20',
   AWS_ACCESS_KEY_ID: AWS.accessKeyId,
   AWS_SECRET_ACCESS_KEY: AWS.secretAccessKey,
@@ -123,7 +125,7 @@ after(async () => {
 
 /** An AppInstance with alice (the sender, channel creator) and bob (a member), their websocket
  * sessions, and a channel whose flow's processor is function `fn` with `fallback`. */
-async function world(t, fn, fallback = 'ABORT') {
+async function world(t, fn, fallback = 'ABORT', { sessions = true } = {}) {
   const ai = (await ctx.id.send(new CreateAppInstanceCommand({ Name: uniq('flows') }))).AppInstanceArn;
   ctx.apps.push(ai);
   const user = async (name) => {
@@ -148,6 +150,7 @@ async function world(t, fn, fallback = 'ABORT') {
   ).ChannelFlowArn;
   await ctx.msg.send(new AssociateChannelFlowCommand({ ChannelArn: ch, ChannelFlowArn: flow, ChimeBearer: alice.arn }));
   const w = { ai, alice, bob, ch, flow };
+  if (!sessions) return w;
   for (const u of [alice, bob]) {
     u.rec = session(ctx.srv, u.arn, u.creds, { label: u.name });
     t.after(() => u.rec.stop());
@@ -473,6 +476,30 @@ test('CARILLON_FLOW_WEBHOOKS: a mapped function gets the same payload POSTed to 
   assert.equal(calls[0].event.EventType, 'CHANNEL_MESSAGE_EVENT');
   assert.equal(calls[0].event.ChannelMessage.Content, 'via the hook');
   assert.deepEqual(ctx.lambda.problems, []);
+});
+
+test('a restart between the send and the invocation still invokes: the intent is committed with the message', async (t) => {
+  const w = await world(t, 'passthrough', 'ABORT', { sessions: false });
+  ctx.lambda.answers.passthrough = 'hang';
+  t.after(() => delete ctx.lambda.answers.passthrough);
+  const out = await send(w, 'across a restart');
+  assert.equal(out.Status.Value, 'PENDING');
+  await ctx.lambda.waitFor(() => ctx.lambda.callsFor(out.MessageId).length === 1, 10000, 'the first invocation (left unanswered)');
+  // Stop the only node while its invocation is unanswered; the next process must do it.
+  const old = ctx.srv;
+  const info = await old.stop();
+  assert.ok(info.code === 0 || info.signal === 'SIGTERM', `clean stop: ${JSON.stringify(info)}`);
+  delete ctx.lambda.answers.passthrough;
+  assert.deepEqual(sql(`select to_json(state) from carillon.flow_messages where message_id = :'m'`, { m: out.MessageId }), 'PENDING');
+  ctx.srv = await startTlsCarillon({ port: old.port, masterKey: old.masterKey, rootKey: old.rootKey, env: serverEnv });
+  const until = Date.now() + 30000;
+  let st;
+  while ((st = await status(w, out.MessageId)).Value === 'PENDING' && Date.now() < until) await sleep(200);
+  assert.deepEqual(st, { Value: 'SENT' }, 'processed after the restart');
+  const calls = ctx.lambda.callsFor(out.MessageId);
+  assert.equal(calls.length, 2, 'invoked again by the new process');
+  assert.equal(calls[1].status, 202);
+  assert.equal((await getMsg(w, out.MessageId, w.bob.arn)).Content, 'across a restart');
 });
 
 test('two nodes on one database: every message is invoked exactly once', async (t) => {

@@ -11,7 +11,8 @@
 // POST /hooks/{name} is a plain webhook (CARILLON_FLOW_WEBHOOKS): the same payload, no signature.
 //
 // Every call is recorded (invocations), every deviation too (problems: a test asserts it is empty).
-// A function may be set to answer an HTTP status instead (answer: 503 / 404 ...), to test retries.
+// A function may be set to answer an HTTP status instead (answers[name] = 503 / 404 ...), or never
+// to answer (answers[name] = 'hang'), to test retries and restarts.
 
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -148,6 +149,13 @@ export async function startLambdaStandIn({ region = 'us-east-1', credentials = n
       if (cm.Type !== 'STANDARD') problem(`a ${cm.Type} message reached a processor`);
     }
     const fn = functions[name];
+    if (answers[name] === 'hang') {
+      // Never answers (until the caller gives up or the stand-in closes).
+      call.status = 'hang';
+      invocations.push(call);
+      note();
+      return;
+    }
     const status = answers[name] ?? (fn ? (call.kind === 'lambda' ? 202 : 200) : 404);
     call.status = status;
     invocations.push(call);
