@@ -189,6 +189,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "first wait before retrying records Kinesis did not take (doubles up to 30 s)"),
 	NUM(streaming_lease_seconds, "CARILLON_STREAMING_LEASE_SECONDS", "15", 2, 3600,
 	    "an exporting node that has not renewed its lease for this long is replaced by another"),
+	STR(fcm_url, "CARILLON_FCM_URL", "https://fcm.googleapis.com",
+	    "FCM HTTP v1 base URL (POST <url>/v1/projects/<project>/messages:send)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

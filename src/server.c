@@ -29,6 +29,7 @@
 #include "carillon/outbound.h"
 #include "carillon/outbox.h"
 #include "carillon/flows.h"
+#include "carillon/push.h"
 #include "carillon/keys.h"
 #include "carillon/realtime.h"
 #include "carillon/log.h"
@@ -161,10 +162,12 @@ static void finish_shutdown(void)
 	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
 	carillon_flows_shutdown();
 	carillon_outbound_shutdown();
+	carillon_fcm_shutdown();
 	carillon_keys_stop();
 	carillon_listener_stop();
 	carillon_sessions_stop();
 	carillon_db_shutdown();
+	carillon_push_shutdown(); /* after the database: its pending reads have been answered */
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 }
@@ -275,6 +278,8 @@ int carillon_server_run(const char *conninfo)
 	if (carillon_outbound_init(&srv.loop, &oopts))
 		return 1;
 	if (carillon_flows_init())
+		return 1;
+	if (carillon_push_start())
 		return 1;
 	carillon_outbox_start(&srv.loop);
 	carillon_listener_start(&srv.loop);

@@ -36,6 +36,12 @@ void carillon_api_register_service(const char *service, carillon_api_handler_fn 
 void carillon_api_identity_init(void);
 void carillon_api_messaging_init(void);
 void carillon_api_carillon_init(void);
+void carillon_api_pinpoint_init(void);
+
+/* A handler answering that Carillon does not implement the operation (Pinpoint:
+ * MethodNotAllowedException, 405): what a partial service's operations without a row answer, and
+ * the placeholder of a row whose C handler is not registered yet. */
+void carillon_api_not_implemented(struct carillon_req *r);
 
 /* What a handler knows of its request, once dispatched. */
 const struct carillon_op *carillon_req_op(const struct carillon_req *r);

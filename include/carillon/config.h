@@ -104,6 +104,8 @@ struct carillon_config {
 	long streaming_poll_ms;       /* fallback read of the log */
 	long streaming_retry_ms;      /* first backoff after failed records */
 	long streaming_lease_seconds; /* exporter lease length */
+	/* push (push.h) */
+	char *fcm_url;                /* FCM HTTP v1 base URL */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

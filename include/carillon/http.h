@@ -19,7 +19,8 @@
 
 #include "carillon/util.h"
 
-/* One error currency: the AWS error shapes of both Chime services. */
+/* One error currency: the AWS errors of every service, named and shaped per request by its error
+ * style (carillon_req_set_error_style). */
 enum carillon_err {
 	CARILLON_ERR_BAD_REQUEST,
 	CARILLON_ERR_UNAUTHORIZED,
@@ -33,9 +34,20 @@ enum carillon_err {
 	CARILLON_ERR_UNKNOWN_OPERATION,
 	CARILLON_ERR_PAYLOAD_TOO_LARGE,
 	CARILLON_ERR_HEADERS_TOO_LARGE,  /* 431: more header lines than CARILLON_MAX_HEADERS */
+	CARILLON_ERR_NOT_IMPLEMENTED,    /* a modeled operation Carillon does not implement */
 };
 
 struct carillon_req;
+
+/* How a request's errors are named and shaped: the Chime services' {"Code", "Message"} (the
+ * default), or Pinpoint's {"Message", "RequestID"} with its own exception names (BadRequest,
+ * Forbidden, NotFound, MethodNotAllowed, TooManyRequests, InternalServerError...). Both send
+ * x-amzn-ErrorType. Set by the dispatcher once it knows the request's service. */
+enum carillon_err_style {
+	CARILLON_ERR_STYLE_CHIME,
+	CARILLON_ERR_STYLE_PINPOINT,
+};
+void carillon_req_set_error_style(struct carillon_req *r, enum carillon_err_style style);
 
 /* Called once per complete request; it must eventually reply (at once or from a callback). */
 typedef void (*carillon_http_dispatch_fn)(struct carillon_req *r);

@@ -1,6 +1,6 @@
 /*
- * The service models (service-2.json of chime-sdk-identity and chime-sdk-messaging, plus Carillon's
- * own model/carillon.json, all embedded in the binary) drive routing, input assembly and
+ * The service models (service-2.json of chime-sdk-identity, chime-sdk-messaging and pinpoint, plus
+ * Carillon's own model/carillon.json, all embedded in the binary) drive routing, input assembly and
  * validation: every operation gets the same complete checks (required members, types, lengths,
  * patterns, enums, ranges). Once loaded the model is read-only: what serves an operation is
  * registered elsewhere (the api module's operation table), never written into it.
@@ -24,7 +24,7 @@ struct carillon_route_seg {
 
 struct carillon_op {
 	const char *name;           /* "CreateAppInstance" */
-	const char *service;        /* "identity", "messaging" or "carillon" */
+	const char *service;        /* "identity", "messaging", "carillon" or "pinpoint" */
 	size_t index;               /* position in the model: 0 .. carillon_model_op_count() - 1 */
 	const char *method;         /* "GET", "POST", ... */
 	int response_code;          /* modeled success status */
@@ -36,7 +36,13 @@ struct carillon_op {
 	json_t *input_shape;        /* borrowed structure shape, or NULL */
 	const char *idempotency_member; /* member with the idempotencyToken trait, or NULL */
 	bool has_bearer;            /* input has ChimeBearer (x-amz-chime-bearer) */
-	bool paginated;             /* input has NextToken */
+	bool paginated;             /* input has a paging token (NextToken; Pinpoint: Token) */
+	const char *page_token_member; /* "NextToken" or "Token" when paginated, else NULL */
+	const char *signing_name;   /* the model's SigV4 signing name: "chime", "mobiletargeting" */
+	/* The payload trait (rest-json): the member that is the whole request / response body, or
+	 * NULL when the body holds the members themselves. */
+	const char *input_payload;
+	const char *output_payload;
 };
 
 /* Load the embedded models. Returns 0 or -1. */
@@ -73,6 +79,10 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 			     const struct carillon_kv *query, size_t n_query, carillon_header_fn header,
 			     void *header_ctx, const char *body, size_t body_len, char *err, size_t err_len);
 
+
+/* The response body of an operation's output document (stolen): with the payload trait, the
+ * payload member alone (NULL when absent); otherwise the document itself. */
+json_t *carillon_model_output_body(const struct carillon_op *op, json_t *output);
 
 /* Does `s` match the model pattern `pattern`? Patterns the checker does not know accept. */
 bool carillon_pattern_match(const char *pattern, const char *s, size_t len);

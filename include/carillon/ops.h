@@ -6,6 +6,7 @@
 #ifndef CARILLON_OPS_H
 #define CARILLON_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum carillon_op_flag {
@@ -19,7 +20,7 @@ enum carillon_op_flag {
 };
 
 struct carillon_op_def {
-	const char *service;       /* "identity", "messaging", "carillon" */
+	const char *service;       /* "identity", "messaging", "carillon", "pinpoint" */
 	const char *name;          /* the operation's name in its model */
 	const char *sql_function;  /* carillon_api.<sql_function>, or NULL (a C handler) */
 	unsigned flags;            /* enum carillon_op_flag */
@@ -30,6 +31,11 @@ const struct carillon_op_def *carillon_ops_table(size_t *n);
 
 /* The row of (service, name), or NULL. */
 const struct carillon_op_def *carillon_ops_find(const char *service, const char *name);
+
+/* A service whose model Carillon implements only in part (Pinpoint): its operations without a row
+ * answer that Carillon does not implement them (CARILLON_ERR_NOT_IMPLEMENTED) instead of failing
+ * the table check. Every other service must have a row for every operation. */
+bool carillon_ops_partial_service(const char *service);
 
 /* Check a table against the loaded models (see ops.def for the rules). 0, or -1 with the first
  * problem in `err`. */

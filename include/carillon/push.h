@@ -54,6 +54,12 @@ int carillon_apns_send(const struct carillon_push_creds *creds, const char *devi
 int carillon_fcm_send(const struct carillon_push_creds *creds, const char *device_token,
 		      const struct carillon_push_msg *msg, carillon_push_cb cb, void *arg);
 
+/* Register the 'push' outbox handler (channel messages' push intents, src/push/push.c); before
+ * carillon_outbox_start. */
+int carillon_push_start(void);
+/* Free the channel cache and the APNs sender's cache (after the database and outbound shut down). */
+void carillon_push_shutdown(void);
+
 /* Drop cached provider tokens and keys (shutdown). */
 void carillon_apns_shutdown(void);
 void carillon_fcm_shutdown(void);

@@ -33,6 +33,9 @@ struct carillon_sigv4_request {
 	 * (x-amz-chime-bearer, content-type, x-amz-date, x-amz-security-token, x-amz-content-sha256). */
 	const char *const *header_names;
 	size_t n_header_names;
+	/* The service the credential scope must name: the signing name of the operation's model
+	 * ("mobiletargeting" for Pinpoint's routes). NULL: "chime". */
+	const char *signing_name;
 };
 
 /* What the request claims: parsed from the Authorization header or the X-Amz-* query. */

@@ -1,4 +1,4 @@
--- AppInstanceUserEndpoint: a push-notification device of a user (stored; delivery is out of scope).
+-- AppInstanceUserEndpoint: a push-notification device of a user.
 
 create or replace function carillon.endpoint_row(p_user text, p_id text) returns carillon.app_instance_user_endpoints
 language plpgsql stable as $$
@@ -32,12 +32,23 @@ begin
     return jsonb_build_object('AppInstanceUserArn', v_user.arn, 'EndpointId', v_id);
 end $$;
 
+-- EndpointState: INACTIVE/INVALID_PINPOINT_ARN while ResourceArn names no Pinpoint app of this
+-- server (sql/api/pinpoint_apps.sql). Computed when read, so creating the app later makes it right.
+-- Otherwise the stored state (074_push.sql; INACTIVE / INVALID_DEVICE_TOKEN after a dead token).
+create or replace function carillon.endpoint_state(r carillon.app_instance_user_endpoints) returns jsonb
+language sql stable as $$
+    select case when not exists (select 1 from carillon.pinpoint_apps a where a.arn = r.resource_arn)
+                then jsonb_build_object('Status', 'INACTIVE', 'StatusReason', 'INVALID_PINPOINT_ARN')
+                -- stored by push delivery (sql/api/push.sql): INACTIVE / INVALID_DEVICE_TOKEN
+                when r.status = 'INACTIVE' then jsonb_build_object('Status', 'INACTIVE', 'StatusReason', r.status_reason)
+                else jsonb_build_object('Status', 'ACTIVE') end
+$$;
+
 create or replace function carillon.endpoint_summary(r carillon.app_instance_user_endpoints) returns jsonb
-language sql immutable as $$
+language sql stable as $$
     select jsonb_strip_nulls(jsonb_build_object(
         'AppInstanceUserArn', r.user_arn, 'EndpointId', r.endpoint_id, 'Name', r.name, 'Type', r.type,
-        'AllowMessages', r.allow_messages,
-        'EndpointState', jsonb_build_object('Status', r.status, 'StatusReason', r.status_reason)))
+        'AllowMessages', r.allow_messages, 'EndpointState', carillon.endpoint_state(r)))
 $$;
 
 create or replace function carillon_api.describe_app_instance_user_endpoint(ctx jsonb, input jsonb) returns jsonb

@@ -80,6 +80,7 @@ static void sigv4_of(struct carillon_req *r, const char *raw_path, struct carill
 	    .header_ctx = r,
 	    .body = (const unsigned char *)body,
 	    .body_len = body_len,
+	    .signing_name = call_of(r)->match.op->signing_name,
 	};
 }
 
@@ -89,7 +90,7 @@ static bool authenticate(struct carillon_req *r, struct api_call *c)
 	struct carillon_sigv4_request sr;
 	sigv4_of(r, c->match.raw_path, &sr, names, sizeof(names) / sizeof(names[0]));
 	char why[512] = "The request signature is not valid";
-	unsigned flags = c->def->flags & CARILLON_OP_UNMETERED ? 0 : CARILLON_AUTH_METERED;
+	unsigned flags = c->def && (c->def->flags & CARILLON_OP_UNMETERED) ? 0 : CARILLON_AUTH_METERED;
 	switch (carillon_auth_request(&sr, carillon_req_time_ms(r), flags, &c->principal, why, sizeof(why))) {
 	case CARILLON_AUTH_OK:
 		return true;
@@ -102,15 +103,20 @@ static bool authenticate(struct carillon_req *r, struct api_call *c)
 	}
 }
 
+static bool authorise_admin(struct carillon_req *r, struct api_call *c)
+{
+	if (c->principal.kind == CARILLON_PRINCIPAL_ROOT || c->principal.kind == CARILLON_PRINCIPAL_ADMIN)
+		return true;
+	carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential or an admin key may call %s",
+			     c->match.op->name);
+	return false;
+}
+
 static bool authorise(struct carillon_req *r, struct api_call *c)
 {
 	char why[256];
-	if ((c->def->flags & CARILLON_OP_ADMIN) && c->principal.kind != CARILLON_PRINCIPAL_ROOT &&
-	    c->principal.kind != CARILLON_PRINCIPAL_ADMIN) {
-		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "Only the root credential or an admin key may call %s",
-				     c->match.op->name);
+	if ((c->def->flags & CARILLON_OP_ADMIN) && !authorise_admin(r, c))
 		return false;
-	}
 	if (carillon_rights_check(c->match.op, &c->principal, c->input, why, sizeof(why))) {
 		carillon_reply_error(r, CARILLON_ERR_FORBIDDEN, "%s", why);
 		return false;
@@ -137,7 +143,17 @@ void carillon_api_dispatch(struct carillon_req *r)
 		return;
 	}
 	const struct carillon_op *op = c->match.op;
+	/* From here on the request is the service's: its errors are named and shaped as its SDKs expect. */
+	carillon_req_set_error_style(r, strcmp(op->service, "pinpoint") ? CARILLON_ERR_STYLE_CHIME
+									 : CARILLON_ERR_STYLE_PINPOINT);
 	c->def = op->index < n_handlers ? defs[op->index] : NULL;
+	if (!c->def && carillon_ops_partial_service(op->service)) {
+		/* A modeled operation without a row: a signed caller with the rights to the service learns
+		 * that it is not implemented (anyone else gets the refusal every operation gives). */
+		if (authenticate(r, c) && authorise_admin(r, c))
+			carillon_api_not_implemented(r);
+		return;
+	}
 	if (!c->def || !handlers[op->index]) {
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "%s is not served by this server", op->name);
 		return;
@@ -160,6 +176,13 @@ void carillon_api_dispatch(struct carillon_req *r)
 		return;
 	log_debug("%s %s.%s by %s", carillon_req_id(r), op->service, op->name, c->principal.access_key_id);
 	handlers[op->index](r);
+}
+
+void carillon_api_not_implemented(struct carillon_req *r)
+{
+	const struct carillon_op *op = carillon_req_op(r);
+	carillon_reply_error(r, CARILLON_ERR_NOT_IMPLEMENTED, "Carillon does not implement the %s operation %s",
+			     op && !strcmp(op->service, "pinpoint") ? "Pinpoint" : "API", op ? op->name : "");
 }
 
 void carillon_api_register(const char *service, const char *name, carillon_api_handler_fn fn)
@@ -203,6 +226,8 @@ int carillon_api_registry_complete(void)
 	for (size_t i = 0; i < n_handlers; i++)
 		if (!handlers[i]) {
 			const struct carillon_op *op = carillon_model_op_at(i);
+			if (!carillon_ops_find(op->service, op->name) && carillon_ops_partial_service(op->service))
+				continue; /* not implemented: answered by the dispatcher */
 			log_err("api: no handler registered for %s.%s", op->service, op->name);
 			return -1;
 		}

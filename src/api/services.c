@@ -14,5 +14,6 @@ int carillon_api_init(void)
 	carillon_api_identity_init();
 	carillon_api_messaging_init();
 	carillon_api_carillon_init();
+	carillon_api_pinpoint_init();
 	return carillon_api_registry_complete();
 }

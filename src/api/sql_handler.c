@@ -28,13 +28,21 @@
 
 #define NEXT_TOKEN_PURPOSE "carillon next token v1"
 
+/* The input member carrying the paging token: NextToken (Chime), Token (Pinpoint). */
+static const char *page_token_member(const struct carillon_req *r)
+{
+	const char *m = carillon_req_op(r)->page_token_member;
+	return m ? m : "NextToken";
+}
+
 /* The listing a NextToken belongs to: the operation and every input member but the paging ones.
  * -1 when jansson cannot copy or encode the input (out of memory). */
 static int listing_scope(const struct carillon_req *r, char out[33])
 {
 	json_t *copy = json_deep_copy(carillon_req_input(r));
-	json_object_del(copy, "NextToken");
+	json_object_del(copy, page_token_member(r));
 	json_object_del(copy, "MaxResults");
+	json_object_del(copy, "PageSize");
 	char *text = copy ? json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(copy);
 	if (!text)
@@ -54,7 +62,7 @@ static int listing_scope(const struct carillon_req *r, char out[33])
 /* NextToken -> cursor; -1 when it is not one of ours for this listing. */
 static int open_next_token(struct carillon_req *r, json_t *ctx)
 {
-	const char *token = json_string_value(json_object_get(carillon_req_input(r), "NextToken"));
+	const char *token = json_string_value(json_object_get(carillon_req_input(r), page_token_member(r)));
 	if (!token)
 		return 0;
 	size_t len;
@@ -86,7 +94,10 @@ static int seal_next_token(struct carillon_req *r, json_t *body)
 	char *token = carillon_seal(NEXT_TOKEN_PURPOSE, text, strlen(text));
 	free(text);
 	json_object_del(body, "__next");
-	int rc = json_object_set_new(body, "NextToken", json_string(token));
+	/* With the payload trait the token is a member of the payload (Pinpoint's Item/NextToken). */
+	const char *payload = carillon_req_op(r)->output_payload;
+	json_t *dest = payload ? json_object_get(body, payload) : body;
+	int rc = json_object_set_new(dest, "NextToken", json_string(token));
 	free(token);
 	return rc;
 }
@@ -142,6 +153,7 @@ static void reply_output(struct carillon_req *r, json_t *body)
 		json_decref(body);
 		body = NULL;
 	}
+	body = carillon_model_output_body(op, body);
 	carillon_reply_json(r, op->response_code, body);
 }
 

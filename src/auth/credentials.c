@@ -122,8 +122,11 @@ enum carillon_auth_result carillon_auth_verify(const struct carillon_sigv4_reque
 	default:
 		return deny(why, why_len, "The authorization information in the request is malformed");
 	}
-	if (strcmp(auth.service, "chime"))
-		return deny(why, why_len, "Credential should be scoped to the correct service: 'chime'");
+	const char *service = req->signing_name ? req->signing_name : "chime";
+	if (strcmp(auth.service, service)) {
+		snprintf(why, why_len, "Credential should be scoped to the correct service: '%s'", service);
+		return CARILLON_AUTH_UNAUTHORIZED;
+	}
 	if (strcmp(auth.region, carillon_cfg.region))
 		return deny(why, why_len, "Credential should be scoped to this server's region");
 	if (carillon_sigv4_check_time(&auth, (time_t)(now_ms / 1000), carillon_cfg.clock_skew_seconds) !=

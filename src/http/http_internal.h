@@ -29,6 +29,7 @@ struct carillon_req {
 	void (*data_free)(void *data);
 
 	int status;
+	enum carillon_err_style err_style;
 	const char *error_type;
 	char *resp;                      /* LWS_PRE headroom + body */
 	size_t resp_len, resp_off;

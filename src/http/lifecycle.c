@@ -130,8 +130,32 @@ static const struct {
 	[CARILLON_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", 404, "NotFound"},
 	[CARILLON_ERR_PAYLOAD_TOO_LARGE] = {"BadRequestException", 413, "BadRequest"},
 	[CARILLON_ERR_HEADERS_TOO_LARGE] = {"BadRequestException", 431, "BadRequest"},
+	[CARILLON_ERR_NOT_IMPLEMENTED] = {"BadRequestException", 400, "BadRequest"},
 };
 #define N_ERRORS (sizeof(err_table) / sizeof(err_table[0]))
+
+/* Pinpoint's exceptions (model/pinpoint.json): no Unauthorized, Conflict or ResourceLimit of its own,
+ * so a refused signature is Forbidden (403, as AWS answers it) and a quota a BadRequest. */
+static const struct {
+	const char *type;
+	int status;
+} pinpoint_errors[N_ERRORS] = {
+	[CARILLON_ERR_BAD_REQUEST] = {"BadRequestException", 400},
+	[CARILLON_ERR_UNAUTHORIZED] = {"ForbiddenException", 403},
+	[CARILLON_ERR_FORBIDDEN] = {"ForbiddenException", 403},
+	[CARILLON_ERR_NOT_FOUND] = {"NotFoundException", 404},
+	[CARILLON_ERR_CONFLICT] = {"ConflictException", 409},
+	[CARILLON_ERR_RESOURCE_LIMIT] = {"BadRequestException", 400},
+	[CARILLON_ERR_THROTTLED] = {"TooManyRequestsException", 429},
+	[CARILLON_ERR_SERVICE_FAILURE] = {"InternalServerErrorException", 500},
+	[CARILLON_ERR_SERVICE_UNAVAILABLE] = {"InternalServerErrorException", 503},
+	[CARILLON_ERR_UNKNOWN_OPERATION] = {"NotFoundException", 404},
+	[CARILLON_ERR_PAYLOAD_TOO_LARGE] = {"PayloadTooLargeException", 413},
+	[CARILLON_ERR_HEADERS_TOO_LARGE] = {"BadRequestException", 431},
+	[CARILLON_ERR_NOT_IMPLEMENTED] = {"MethodNotAllowedException", 405},
+};
+
+void carillon_req_set_error_style(struct carillon_req *r, enum carillon_err_style style) { r->err_style = style; }
 
 /* What is left to say when even the error body cannot be built (jansson out of memory). */
 static const char service_failure_body[] = "{\"Code\":\"ServiceFailure\",\"Message\":\"Internal error\"}";
@@ -165,6 +189,15 @@ static char *error_body(const char *code, const char *message)
 	return s;
 }
 
+/* Pinpoint's {"Message":..,"RequestID":..}; NULL only when jansson cannot allocate. */
+static char *request_id_error_body(const char *message, const char *request_id)
+{
+	json_t *body = json_pack("{s:s,s:s}", "Message", message, "RequestID", request_id);
+	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	return s;
+}
+
 /*
  * Messages may quote request bytes (a path, a member name, a database message about input): the
  * text is made valid UTF-8 without control characters, cut on a code point boundary, before it
@@ -182,9 +215,12 @@ void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const cha
 	size_t n = carillon_utf8_vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	carillon_utf8_sanitize(msg, sizeof(msg), raw, n);
-	char *s = error_body(err_table[e].code, msg);
+	bool pinpoint = r->err_style == CARILLON_ERR_STYLE_PINPOINT;
+	const char *type = pinpoint ? pinpoint_errors[e].type : err_table[e].type;
+	int status = pinpoint ? pinpoint_errors[e].status : err_table[e].status;
+	char *s = pinpoint ? request_id_error_body(msg, r->id) : error_body(err_table[e].code, msg);
 	if (s) {
-		req_set_response(r, err_table[e].status, err_table[e].type, s, strlen(s));
+		req_set_response(r, status, type, s, strlen(s));
 		free(s);
 	} else {
 		e = CARILLON_ERR_SERVICE_FAILURE;

@@ -9,6 +9,7 @@
 extern const char carillon_model_identity_json[], carillon_model_identity_json_end[];
 extern const char carillon_model_messaging_json[], carillon_model_messaging_json_end[];
 extern const char carillon_model_carillon_json[], carillon_model_carillon_json_end[];
+extern const char carillon_model_pinpoint_json[], carillon_model_pinpoint_json_end[];
 
 struct model_service {
 	const char *name;
@@ -20,6 +21,7 @@ static struct model_service services[] = {
 	{"identity", carillon_model_identity_json, carillon_model_identity_json_end, NULL},
 	{"messaging", carillon_model_messaging_json, carillon_model_messaging_json_end, NULL},
 	{"carillon", carillon_model_carillon_json, carillon_model_carillon_json_end, NULL},
+	{"pinpoint", carillon_model_pinpoint_json, carillon_model_pinpoint_json_end, NULL},
 };
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
 
@@ -72,8 +74,11 @@ static void op_scan_input(struct carillon_op *op, const char *service)
 			op->idempotency_member = name;
 		if (!strcmp(name, "ChimeBearer"))
 			op->has_bearer = true;
-		if (!strcmp(name, "NextToken"))
+		/* The paging token: NextToken in the Chime models, Token (query "token") in Pinpoint's. */
+		if (!strcmp(name, "NextToken") || (!strcmp(name, "Token") && json_object_get(members, "PageSize"))) {
 			op->paginated = true;
+			op->page_token_member = name;
+		}
 		json_t *shape = carillon_model_shape(service, json_string_value(json_object_get(m, "shape")));
 		const char *pattern = json_string_value(json_object_get(shape, "pattern"));
 		if (pattern && !carillon_pattern_known(pattern))
@@ -90,6 +95,7 @@ static int model_load_service(struct model_service *svc)
 		return -1;
 	}
 	json_t *jops = json_object_get(svc->root, "operations");
+	const char *signing = json_string_value(json_object_get(json_object_get(svc->root, "metadata"), "signingName"));
 	ops = carillon_xrealloc(ops, sizeof(*ops) * (n_ops + json_object_size(jops)));
 	const char *name;
 	json_t *jop;
@@ -106,9 +112,13 @@ static int model_load_service(struct model_service *svc)
 		json_t *code = json_object_get(http, "responseCode");
 		op->response_code = code ? (int)json_integer_value(code) : 200;
 		op->has_output = json_object_get(jop, "output") != NULL;
+		op->signing_name = signing ? signing : "chime";
+		const char *out = json_string_value(json_object_get(json_object_get(jop, "output"), "shape"));
+		op->output_payload = json_string_value(json_object_get(carillon_model_shape(svc->name, out), "payload"));
 		op_parse_uri(op, json_string_value(json_object_get(http, "requestUri")));
 		const char *in = json_string_value(json_object_get(json_object_get(jop, "input"), "shape"));
 		op->input_shape = in ? carillon_model_shape(svc->name, in) : NULL;
+		op->input_payload = json_string_value(json_object_get(op->input_shape, "payload"));
 		op_scan_input(op, svc->name);
 	}
 	return 0;
@@ -149,6 +159,15 @@ const struct carillon_op *carillon_model_find(const char *service, const char *n
 		if (!strcmp(ops[i].name, name) && !strcmp(ops[i].service, service))
 			return &ops[i];
 	return NULL;
+}
+
+json_t *carillon_model_output_body(const struct carillon_op *op, json_t *output)
+{
+	if (!op->output_payload || !output)
+		return output;
+	json_t *body = json_incref(json_object_get(output, op->output_payload));
+	json_decref(output);
+	return body;
 }
 
 const struct carillon_op *carillon_model_op_at(size_t i) { return i < n_ops ? &ops[i] : NULL; }

@@ -256,6 +256,17 @@ json_t *carillon_model_input(const struct carillon_op *op, const struct carillon
 	} else {
 		input = json_object();
 	}
+	if (input && body_len && op->input_payload) {
+		/* The payload trait: the body is that one member's value, not an object of members. */
+		json_t *wrapped = json_object();
+		if (!wrapped)
+			json_decref(input);
+		else if (json_object_set_new(wrapped, op->input_payload, input)) { /* steals input */
+			json_decref(wrapped);
+			wrapped = NULL;
+		}
+		input = wrapped;
+	}
 	if (!input) {
 		carillon_utf8_snprintf(err, err_len, "Out of memory");
 		return NULL;

@@ -93,7 +93,8 @@ test('RegisterAppInstanceUserEndpoint: 201 {AppInstanceUserArn, EndpointId}; Des
   assert.equal(e.ResourceArn, PINPOINT_APP_ARN);
   assert.deepEqual(plain(e.EndpointAttributes), { DeviceToken: 'device-token-1', VoipDeviceToken: 'voip-token-1' });
   assert.equal(e.AllowMessages, 'ALL');
-  assert.equal(e.EndpointState?.Status, 'ACTIVE');
+  // PINPOINT_APP_ARN names no Pinpoint app of this server (pinpoint.test.mjs covers the ACTIVE case).
+  assert.deepEqual(e.EndpointState, { Status: 'INACTIVE', StatusReason: 'INVALID_PINPOINT_ARN' });
   assertRecentDate(e.CreatedTimestamp, t0, 'CreatedTimestamp');
   assertRecentDate(e.LastUpdatedTimestamp, t0, 'LastUpdatedTimestamp');
 });
@@ -123,8 +124,8 @@ test('ListAppInstanceUserEndpoints returns summaries', async () => {
   assert.equal(l.NextToken, undefined);
   const byId = Object.fromEntries(l.AppInstanceUserEndpoints.map((s) => [s.EndpointId, plain(s)]));
   assert.deepEqual(byId, {
-    [a.EndpointId]: { AppInstanceUserArn: u.arn, EndpointId: a.EndpointId, Name: 'A', Type: 'GCM', AllowMessages: 'ALL', EndpointState: { Status: 'ACTIVE' } },
-    [b.EndpointId]: { AppInstanceUserArn: u.arn, EndpointId: b.EndpointId, Name: 'B', Type: 'APNS_SANDBOX', AllowMessages: 'NONE', EndpointState: { Status: 'ACTIVE' } },
+    [a.EndpointId]: { AppInstanceUserArn: u.arn, EndpointId: a.EndpointId, Name: 'A', Type: 'GCM', AllowMessages: 'ALL', EndpointState: { Status: 'INACTIVE', StatusReason: 'INVALID_PINPOINT_ARN' } },
+    [b.EndpointId]: { AppInstanceUserArn: u.arn, EndpointId: b.EndpointId, Name: 'B', Type: 'APNS_SANDBOX', AllowMessages: 'NONE', EndpointState: { Status: 'INACTIVE', StatusReason: 'INVALID_PINPOINT_ARN' } },
   });
   const none = await ctx.id.send(new ListAppInstanceUserEndpointsCommand({ AppInstanceUserArn: (await ctx.newUser(ai)).arn }));
   assert.deepEqual(none.AppInstanceUserEndpoints ?? [], []);

@@ -48,11 +48,56 @@ static void test_table_matches_models(void **state)
 	int rc = carillon_ops_check(t, n, err, sizeof(err));
 	if (rc)
 		fail_msg("%s", err);
-	/* 30 identity + 51 messaging operations + the credentials pseudo-operation. */
+	/* 30 identity + 51 messaging operations + the credentials pseudo-operation, all of them; of
+	 * Pinpoint's 122 only the rows of the subset Carillon implements. */
 	assert_int_equal(count_service("identity"), 30);
 	assert_int_equal(count_service("messaging"), 51);
 	assert_int_equal(count_service("carillon"), 1);
-	assert_int_equal(n, carillon_model_op_count());
+	size_t pinpoint_ops = 0;
+	const struct carillon_op *op;
+	for (size_t i = 0; (op = carillon_model_op_at(i)); i++)
+		pinpoint_ops += !strcmp(op->service, "pinpoint");
+	assert_int_equal(pinpoint_ops, 122);
+	assert_true(count_service("pinpoint") > 0 && count_service("pinpoint") < pinpoint_ops);
+	assert_int_equal(n, carillon_model_op_count() - pinpoint_ops + count_service("pinpoint"));
+}
+
+/* The partial-service rule: a Pinpoint operation may lack a row (it answers "not implemented"), a
+ * Chime or Carillon one may not. */
+static void test_only_pinpoint_may_lack_rows(void **state)
+{
+	size_t n;
+	const struct carillon_op_def *t = carillon_ops_table(&n);
+	struct carillon_op_def *copy = carillon_xcalloc(n, sizeof(*copy));
+	char err[512];
+	assert_true(carillon_ops_partial_service("pinpoint"));
+	assert_false(carillon_ops_partial_service("identity"));
+	assert_false(carillon_ops_partial_service("messaging"));
+	assert_false(carillon_ops_partial_service("carillon"));
+	static const char *const drop[][2] = {{"pinpoint", "GetApp"},
+					      {"messaging", "SendChannelMessage"},
+					      {"identity", "RegisterAppInstanceUserEndpoint"},
+					      {"carillon", "CreateCredentials"}};
+	for (size_t k = 0; k < sizeof(drop) / sizeof(drop[0]); k++) {
+		const struct carillon_op_def *row = carillon_ops_find(drop[k][0], drop[k][1]);
+		assert_non_null(row);
+		size_t at = (size_t)(row - t), m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (i != at)
+				copy[m++] = t[i];
+		int rc = carillon_ops_check(copy, m, err, sizeof(err));
+		if (!strcmp(drop[k][0], "pinpoint")) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_non_null(strstr(err, drop[k][1]));
+		}
+	}
+	/* A row must still name an operation of Pinpoint's model. */
+	memcpy(copy, t, n * sizeof(*copy));
+	copy[n - 1] = (struct carillon_op_def){"pinpoint", "NoSuchOperation", "no_such_operation", CARILLON_OP_READ};
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	free(copy);
 }
 
 /* The checker itself: a table missing a row, with an extra row, a duplicate row or a wrong trait
@@ -118,6 +163,14 @@ static void test_lookup_by_service(void **state)
 	assert_non_null(carillon_ops_find("messaging", "TagResource"));
 	assert_null(carillon_ops_find("identity", "SendChannelMessage"));
 	assert_non_null(carillon_model_find("carillon", "CreateCredentials"));
+	const struct carillon_op *app = carillon_model_find("pinpoint", "CreateApp");
+	assert_non_null(app);
+	assert_string_equal(app->signing_name, "mobiletargeting");
+	assert_string_equal(app->input_payload, "CreateApplicationRequest");
+	assert_string_equal(app->output_payload, "ApplicationResponse");
+	assert_string_equal(carillon_model_find("pinpoint", "GetApps")->page_token_member, "Token");
+	assert_string_equal(carillon_model_find("messaging", "SendChannelMessage")->signing_name, "chime");
+	assert_null(carillon_model_find("messaging", "SendChannelMessage")->input_payload);
 }
 
 /* Every SQL function the table names is defined under sql/api/. */
@@ -167,6 +220,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table_matches_models),
 		cmocka_unit_test(test_check_refuses_bad_tables),
+		cmocka_unit_test(test_only_pinpoint_may_lack_rows),
 		cmocka_unit_test(test_lookup_by_service),
 		cmocka_unit_test(test_sql_functions_exist),
 	};

@@ -13,7 +13,7 @@
 //   startCarillon({ env: { CARILLON_OUTBOUND_CA_FILE: ca.caFile } });
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -63,6 +63,10 @@ export function testCa() {
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
     '-out', caFile]);
   const server = issue(dir, 'server', '/CN=127.0.0.1', { san: 'IP:127.0.0.1,DNS:localhost' });
+  // A server started as root drops to its service user (privdrop): the CA file must be readable by
+  // anyone (it is a certificate; the keys beside it stay the test process's own).
+  chmodSync(dir, 0o755);
+  chmodSync(caFile, 0o644);
   ca = {
     dir,
     caFile,
