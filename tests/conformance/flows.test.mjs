@@ -25,9 +25,13 @@ import {
   SendChannelMessageCommand,
   UpdateChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
+import { CreateAppCommand, PinpointClient, UpdateApnsChannelCommand } from '@aws-sdk/client-pinpoint';
+import { RegisterAppInstanceUserEndpointCommand } from '@aws-sdk/client-chime-sdk-identity';
+import { ApnsStandin } from './lib/apns-standin.mjs';
 import { sql } from './lib/eventlog.mjs';
+import { ecKeyPair, testCa } from './lib/test-ca.mjs';
 import { startLambdaStandIn } from './lib/lambda-standin.mjs';
-import { identity, messaging, session, sleep, startTlsCarillon, userCreds } from './lib/realtime.mjs';
+import { identity, messaging, sdkConfig, session, sleep, startTlsCarillon, userCreds } from './lib/realtime.mjs';
 import { ACCOUNT_ID, REGION, freePort } from './lib/server.mjs';
 import { assertRejects, uniq } from './lib/util.mjs';
 
@@ -81,6 +85,7 @@ const processors = {
 // ---------------------------------------------------------------- server
 
 const deadPort = await freePort(); // nothing listens there: connection refused
+const apns = await new ApnsStandin().up(); // pushes of processed messages (lib/apns-standin.mjs)
 ctx.lambda = await startLambdaStandIn({ region: REGION, credentials: AWS, functions: processors });
 const serverEnv = {
   CARILLON_LAMBDA_URL: ctx.lambda.url,
@@ -92,6 +97,8 @@ const serverEnv = {
   CARILLON_OUTBOUND_TIMEOUT_MS: '3000', // a hung processor is a failed attempt after this
   CARILLON_OUTBOX_LEASE_SECONDS: '6', // above the outbound timeout: no second node takes a row in flight
   CARILLON_MAX_SESSIONS_PER_USER: '20',
+  CARILLON_OUTBOUND_CA_FILE: testCa().caFile,
+  CARILLON_APNS_URL: apns.url,
   AWS_ACCESS_KEY_ID: AWS.accessKeyId,
   AWS_SECRET_ACCESS_KEY: AWS.secretAccessKey,
   AWS_SESSION_TOKEN: AWS.sessionToken,
@@ -118,6 +125,7 @@ after(async () => {
     else if (!(info.code === 0 || info.signal === 'SIGTERM')) problems.push(`carillon did not exit cleanly: ${JSON.stringify(info)}`);
   }
   await ctx.lambda.close();
+  await apns.down();
   assert.deepEqual(problems, []);
 });
 
@@ -492,14 +500,78 @@ test('a restart between the send and the invocation still invokes: the intent is
   delete ctx.lambda.answers.passthrough;
   assert.deepEqual(sql(`select to_json(state) from carillon.flow_messages where message_id = :'m'`, { m: out.MessageId }), 'PENDING');
   ctx.srv = await startTlsCarillon({ port: old.port, masterKey: old.masterKey, rootKey: old.rootKey, env: serverEnv });
+  // Fresh clients: a kept-alive connection to the stopped process must not fail a call.
+  for (const k of ['id', 'msg']) ctx[k].destroy();
+  ctx.id = identity(ctx.srv);
+  ctx.msg = messaging(ctx.srv);
+  cb.destroy();
+  cb = messaging(ctx.srv);
   const until = Date.now() + 30000;
   let st;
   while ((st = await status(w, out.MessageId)).Value === 'PENDING' && Date.now() < until) await sleep(200);
-  assert.deepEqual(st, { Value: 'SENT' }, 'processed after the restart');
   const calls = ctx.lambda.callsFor(out.MessageId);
+  assert.deepEqual(st, { Value: 'SENT' }, `processed after the restart (processor: ${calls.map((c) => c.error ?? c.status)})`);
   assert.equal(calls.length, 2, 'invoked again by the new process');
   assert.equal(calls[1].status, 202);
   assert.equal((await getMsg(w, out.MessageId, w.bob.arn)).Content, 'across a restart');
+});
+
+test('pushes go out once the processor has answered: a processed message pushes, a pending or denied one never', async (t) => {
+  const w = await world(t, 'moderator', 'ABORT', { sessions: false });
+  // bob has an iOS device: a Pinpoint app with an APNs channel (token auth) and his endpoint in it.
+  const keys = ecKeyPair();
+  apns.addKey('KEYFLOWS01', 'TEAMFLOWS1', keys.publicKeyPem);
+  const pp = new PinpointClient(sdkConfig(ctx.srv, ctx.srv.rootKey));
+  t.after(() => pp.destroy());
+  const app = (await pp.send(new CreateAppCommand({ CreateApplicationRequest: { Name: uniq('flows-push') } }))).ApplicationResponse;
+  await pp.send(
+    new UpdateApnsChannelCommand({
+      ApplicationId: app.Id,
+      APNSChannelRequest: { BundleId: 'com.example.flows', TeamId: 'TEAMFLOWS1', TokenKeyId: 'KEYFLOWS01', TokenKey: keys.privateKeyPem, DefaultAuthenticationMethod: 'TOKEN', Enabled: true },
+    }),
+  );
+  const token = Buffer.from(uniq('tok').padEnd(32, 'x')).toString('hex');
+  await ctx.id.send(
+    new RegisterAppInstanceUserEndpointCommand({
+      AppInstanceUserArn: w.bob.arn, Type: 'APNS', ResourceArn: app.Arn, EndpointAttributes: { DeviceToken: token }, AllowMessages: 'ALL', ClientRequestToken: uniq('crt'),
+    }),
+  );
+  const pushesOf = (id) => apns.requests.filter((r) => r.json?.['pinpoint.jsonBody'] && JSON.parse(r.json['pinpoint.jsonBody'])['chime.message_id'] === id);
+  const pushRows = (id) => sql(`select count(*) from carillon.outbox where kind = 'push' and payload->>'message_id' = :'m'`, { m: id });
+  const state = (id) => sql(`select to_json(state) from carillon.flow_messages where message_id = :'m'`, { m: id });
+
+  let release;
+  const hold = new Promise((r) => (release = r));
+  const orig = processors.moderator;
+  processors.moderator = async (event) => {
+    await hold;
+    return orig(event);
+  };
+  t.after(() => {
+    processors.moderator = orig;
+    release();
+  });
+  const push = { Title: 'New message', Body: 'you have mail', Type: 'DEFAULT' };
+  const out = await send(w, 'push me darn', { PushNotification: push });
+  await ctx.lambda.waitFor(() => ctx.lambda.callsFor(out.MessageId).length === 1, 10000, 'the invocation');
+  assert.equal(pushRows(out.MessageId), 0, 'no push intent while the message is pending (the send committed none)');
+  assert.deepEqual(pushesOf(out.MessageId), []);
+  release();
+  const deadline = Date.now() + 20000;
+  while (pushesOf(out.MessageId).length === 0 && Date.now() < deadline) await sleep(100);
+  const got = pushesOf(out.MessageId);
+  assert.equal(got.length, 1, 'one push once the message is SENT');
+  assert.equal(got[0].path, `/3/device/${token}`);
+  assert.deepEqual(got[0].json.aps, { alert: { title: push.Title, body: push.Body } });
+  assert.deepEqual(apns.problems, []);
+
+  // Denied: never pushed.
+  const denied = await send(w, 'spam with a push', { PushNotification: push });
+  const until = Date.now() + 20000;
+  while (state(denied.MessageId) !== 'DENIED' && Date.now() < until) await sleep(100);
+  assert.equal(state(denied.MessageId), 'DENIED');
+  assert.equal(pushRows(denied.MessageId), 0, 'no push intent for a denied message');
+  assert.deepEqual(pushesOf(denied.MessageId), []);
 });
 
 test('two nodes on one database: every message is invoked exactly once', async (t) => {
