@@ -304,7 +304,8 @@ test('a processor that edits: PENDING for the sender alone, the signed Lambda in
   assert.deepEqual(seen(w.bob, w, b), ['CREATE_CHANNEL_MESSAGE:well **** it']);
 
   // A second callback for the same CallbackId: Conflict, identical or not; nothing changes.
-  await assertRejects(callback(e, { Content: 'well **** it', Metadata: 'moderated' }), 'ConflictException', 'the same callback again');
+  const same = { Content: 'well **** it', Metadata: 'moderated', MessageAttributes: { checked: { StringValues: ['yes'] } }, ContentType: 'text/plain' };
+  await assertRejects(callback(e, same), 'ConflictException', 'the very same callback again');
   await assertRejects(callback(e, {}, { DeleteResource: true }), 'ConflictException', 'a different second callback');
   assert.equal((await getMsg(w, id, w.bob.arn)).Content, 'well **** it');
   assert.equal(ctx.lambda.callsFor(id).length, 1, 'invoked once');
