@@ -487,6 +487,63 @@ test('CARILLON_FLOW_WEBHOOKS: a mapped function gets the same payload POSTed to 
   assert.deepEqual(ctx.lambda.problems, []);
 });
 
+test('an elastic channel: the processor gets the SubChannelId; each event reaches exactly the audience it has without a flow', async () => {
+  const ai = (await ctx.id.send(new CreateAppInstanceCommand({ Name: uniq('flows-elastic') }))).AppInstanceArn;
+  ctx.apps.push(ai);
+  const user = async (name) =>
+    (await ctx.id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ai, AppInstanceUserId: uniq(name), Name: name }))).AppInstanceUserArn;
+  const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(user));
+  const ch = (
+    await ctx.msg.send(
+      new CreateChannelCommand({
+        AppInstanceArn: ai, Name: uniq('elastic'), Mode: 'RESTRICTED', Privacy: 'PRIVATE', ChimeBearer: alice,
+        ElasticChannelConfiguration: { MaximumSubChannels: 5, TargetMembershipsPerSubChannel: 10, MinimumMembershipPercentage: 10 },
+      }),
+    )
+  ).ChannelArn;
+  // Known placements, written straight into the table (as messaging-messages does).
+  for (const [arn, sub] of [[alice, 'subA'], [bob, 'subA'], [carol, 'subB']])
+    sql(
+      `insert into carillon.channel_memberships (channel_arn, member_arn, type, invited_by, sub_channel_id, created_at, updated_at)
+       values (:'ch', :'arn', 'DEFAULT', :'arn', :'sub', now(), now())
+       on conflict (channel_arn, member_arn) do update set sub_channel_id = excluded.sub_channel_id`,
+      { ch, arn, sub },
+    );
+  const flow = (
+    await ctx.msg.send(
+      new CreateChannelFlowCommand({
+        AppInstanceArn: ai, Name: uniq('flow'),
+        Processors: [{ Name: 'm', Configuration: { Lambda: { ResourceArn: fnArn('moderator'), InvocationType: 'ASYNC' } }, ExecutionOrder: 1, FallbackAction: 'ABORT' }],
+      }),
+    )
+  ).ChannelFlowArn;
+  await ctx.msg.send(new AssociateChannelFlowCommand({ ChannelArn: ch, ChannelFlowArn: flow, ChimeBearer: alice }));
+  const out = await ctx.msg.send(
+    new SendChannelMessageCommand({ ChannelArn: ch, ChimeBearer: alice, SubChannelId: 'subA', Content: 'in A darn', Type: 'STANDARD', Persistence: 'PERSISTENT' }),
+  );
+  assert.equal(out.Status.Value, 'PENDING');
+  assert.equal(out.SubChannelId, 'subA');
+  const rows = () =>
+    sql(
+      `select coalesce(json_agg(json_build_object('type', event_type, 'audience', audience, 'arns', arns, 'sub', payload->>'SubChannelId',
+                                                 'content', payload->>'Content') order by position), '[]')
+         from carillon.events where channel_arn = :'c' and payload->>'MessageId' = :'m'`,
+      { c: ch, m: out.MessageId },
+    );
+  const until = Date.now() + 15000;
+  while (rows().length < 2 && Date.now() < until) await sleep(100);
+  const sorted = (a) => [...a].sort();
+  assert.deepEqual(rows(), [
+    { type: 'PENDING_CREATE_CHANNEL_MESSAGE', audience: 'only', arns: [alice], sub: 'subA', content: 'in A darn' },
+    { type: 'CREATE_CHANNEL_MESSAGE', audience: 'only', arns: sorted([alice, bob]), sub: 'subA', content: 'in A ****' },
+  ]);
+  assert.equal(ctx.lambda.callsFor(out.MessageId)[0].event.ChannelMessage.SubChannelId, 'subA');
+  assert.deepEqual(
+    await ctx.msg.send(new GetChannelMessageStatusCommand({ ChannelArn: ch, MessageId: out.MessageId, ChimeBearer: alice, SubChannelId: 'subA' })).then((o) => o.Status.Value),
+    'SENT',
+  );
+});
+
 test('a restart between the send and the invocation still invokes: the intent is committed with the message', async (t) => {
   const w = await world(t, 'passthrough', 'ABORT', { sessions: false });
   ctx.lambda.answers.passthrough = 'hang';
