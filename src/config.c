@@ -168,8 +168,16 @@ static const struct cfg_key cfg_keys[] = {
 	STR(apns_url, "CARILLON_APNS_URL", "https://api.push.apple.com", "APNs production base URL"),
 	STR(apns_sandbox_url, "CARILLON_APNS_SANDBOX_URL", "https://api.sandbox.push.apple.com",
 	    "APNs sandbox (development) base URL"),
-	STR(fcm_url, "CARILLON_FCM_URL", "https://fcm.googleapis.com",
-	    "FCM HTTP v1 base URL (POST <url>/v1/projects/<project>/messages:send)"),
+	STR(lambda_url, "CARILLON_LAMBDA_URL", "",
+	    "Lambda Invoke endpoint for channel-flow processors (default https://lambda.<region>.amazonaws.com)"),
+	STR(flow_webhooks, "CARILLON_FLOW_WEBHOOKS", "",
+	    "processor function ARN=URL pairs, comma-separated: POST the invocation there instead of Lambda"),
+	NUM(flow_callback_deadline_seconds, "CARILLON_FLOW_CALLBACK_DEADLINE_SECONDS", "172800", 1, 31536000,
+	    "time a channel-flow processor has to call back (Chime: 48 hours); later: ForbiddenException"),
+	NUM(flow_max_attempts, "CARILLON_FLOW_MAX_ATTEMPTS", "5", 1, 100,
+	    "invocations of a processor tried before its FallbackAction applies"),
+	NUM(flow_retry_ms, "CARILLON_FLOW_RETRY_MS", "1000", 10, 3600000,
+	    "wait before the 2nd invocation of a processor; doubled for each further one (at most 5 minutes)"),
 	/* janitor and retention (src/janitor.c, sql/api/janitor.sql) */
 	NUM(janitor_interval_ms, "CARILLON_JANITOR_INTERVAL_MS", "60000", 100, 86400000,
 	    "how often each node runs the janitor: expirations, retention, log trimming"),
@@ -188,6 +196,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "first wait before retrying records Kinesis did not take (doubles up to 30 s)"),
 	NUM(streaming_lease_seconds, "CARILLON_STREAMING_LEASE_SECONDS", "15", 2, 3600,
 	    "an exporting node that has not renewed its lease for this long is replaced by another"),
+	STR(fcm_url, "CARILLON_FCM_URL", "https://fcm.googleapis.com",
+	    "FCM HTTP v1 base URL (POST <url>/v1/projects/<project>/messages:send)"),
 };
 
 #define N_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

@@ -28,6 +28,7 @@
 #include "carillon/janitor.h"
 #include "carillon/outbound.h"
 #include "carillon/outbox.h"
+#include "carillon/flows.h"
 #include "carillon/push.h"
 #include "carillon/streaming.h"
 #include "carillon/keys.h"
@@ -165,6 +166,7 @@ static void finish_shutdown(void)
 	carillon_janitor_stop();
 	carillon_outbox_stop();  /* before outbound: cancelled deliveries complete as retries */
 	carillon_streaming_stop();
+	carillon_flows_shutdown();
 	carillon_outbound_shutdown();
 	carillon_fcm_shutdown();
 	carillon_keys_stop();
@@ -294,6 +296,8 @@ int carillon_server_run(const char *conninfo)
 	struct carillon_outbound_opts oopts;
 	carillon_outbound_opts_from_config(&oopts);
 	if (carillon_outbound_init(&srv.loop, &oopts))
+		return 1;
+	if (carillon_flows_init())
 		return 1;
 	if (carillon_push_start())
 		return 1;

@@ -92,8 +92,12 @@ struct carillon_config {
 	long push_max_in_flight;      /* pushes delivering at once */
 	char *apns_url;               /* APNs production base URL */
 	char *apns_sandbox_url;       /* APNs sandbox base URL */
-	/* push (push.h) */
-	char *fcm_url;                /* FCM HTTP v1 base URL */
+	/* channel flows (src/flows/flows.c) */
+	char *lambda_url;             /* Lambda Invoke endpoint; "" -> https://lambda.<region>.amazonaws.com */
+	char *flow_webhooks;          /* "functionArn=url,..." */
+	long flow_callback_deadline_seconds;
+	long flow_max_attempts;
+	long flow_retry_ms;
 	/* janitor and retention */
 	long janitor_interval_ms;     /* how often the janitor runs */
 	long retention_batch;         /* messages deleted per retention statement */
@@ -104,6 +108,8 @@ struct carillon_config {
 	long streaming_poll_ms;       /* fallback read of the log */
 	long streaming_retry_ms;      /* first backoff after failed records */
 	long streaming_lease_seconds; /* exporter lease length */
+	/* push (push.h) */
+	char *fcm_url;                /* FCM HTTP v1 base URL */
 
 	/* derived at startup, not settings */
 	unsigned char master_key[32];

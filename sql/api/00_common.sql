@@ -251,8 +251,10 @@ begin
         perform carillon.fail('CH400', format('The operation (%s) is not implemented by this server', fn));
     end if;
     perform carillon.check_token(ctx);
-    -- Persistent sends are idempotent by their own key (see send_channel_message).
-    if fn = 'send_channel_message' and input->>'Persistence' = 'PERSISTENT' then
+    -- Persistent sends are idempotent by their own key (see send_channel_message); a channel flow
+    -- callback's token is its CallbackId, answered once: a second callback is a Conflict
+    -- (channel_flow_callback), not a replay.
+    if (fn = 'send_channel_message' and input->>'Persistence' = 'PERSISTENT') or fn = 'channel_flow_callback' then
         v_token := null;
     end if;
     if v_token is not null then

@@ -61,10 +61,11 @@
 --     while they belong to the message's sub-channel (Chime: after a rebalance "that member can
 --     only edit or redact the messages that they send in that new sub-channel"). On a channel that
 --     is not elastic, SubChannelId is BadRequest.
---   * Channel flows: a channel with a flow delivers its messages as if it had none (Status SENT);
---     running the processors (PENDING/DENIED/FAILED) is a later issue. Get and List already hide
---     non-SENT messages from everyone but their sender, as Chime does for messages in processing.
---   * Status.Value of every stored message is SENT, so GetChannelMessageStatus answers SENT.
+--   * Channel flows (sql/api/messaging_flow.sql, docs/flows.md): in a channel with a flow, a STANDARD
+--     message (persistent or not) and the update of one are answered Status PENDING and go to the
+--     flow's processor; CONTROL messages bypass it. Get and List hide messages that are not SENT
+--     (PENDING, FAILED) from everyone but their sender. GetChannelMessageStatus is the stored
+--     status, with its Detail, or PENDING while an update of the message is being processed.
 
 -- The message document. iso = true: websocket payload form, false: REST form. A redacted message
 -- shows Content "" and no Metadata. p_sender saves the lookup of the sender's name when known.
@@ -82,7 +83,7 @@ language sql stable as $$
         'LastUpdatedTimestamp', carillon.tsv(m.updated_at, iso),
         'Sender', coalesce(p_sender, carillon.identity_of(m.sender_arn)),
         'Redacted', m.redacted, 'Persistence', p_persistence,
-        'Status', jsonb_build_object('Value', m.status),
+        'Status', jsonb_build_object('Value', m.status, 'Detail', m.status_detail),
         'MessageAttributes', m.attributes, 'SubChannelId', m.sub_channel_id,
         'ContentType', m.content_type, 'Target', m.target))
 $$;
@@ -231,6 +232,7 @@ declare
     v_at_iso text;
     v_audience text := 'members';
     v_arns text[] := '{}';
+    v_flow text;
 begin
     if v_type = 'CONTROL' then
         if octet_length(v_content) > 30 then
@@ -256,15 +258,19 @@ begin
     if v_persistent then
         update carillon.channels set last_message_at = v_now
          where arn = v_arn and (last_message_at is null or last_message_at < v_now)
-        returning app_instance_id, elastic is not null, v_now into v_app_id, v_elastic, v_at;
+        returning app_instance_id, elastic is not null, v_now, flow_arn into v_app_id, v_elastic, v_at, v_flow;
         if not found then
-            select app_instance_id, elastic is not null, greatest(last_message_at, v_now)
-              into v_app_id, v_elastic, v_at
+            select app_instance_id, elastic is not null, greatest(last_message_at, v_now), flow_arn
+              into v_app_id, v_elastic, v_at, v_flow
               from carillon.channels where arn = v_arn for no key update;
         end if;
     else
-        select app_instance_id, elastic is not null, v_now into v_app_id, v_elastic, v_at
+        select app_instance_id, elastic is not null, v_now, flow_arn into v_app_id, v_elastic, v_at, v_flow
           from carillon.channels where arn = v_arn;
+    end if;
+    -- Channel flows process STANDARD messages only (CONTROL messages bypass them).
+    if v_type = 'CONTROL' then
+        v_flow := null;
     end if;
     if v_app_id is null then
         perform carillon.fail('CH404', format('Channel %s not found', v_arn));
@@ -309,10 +315,10 @@ begin
     if v_persistent then
         insert into carillon.channel_messages
             (channel_arn, message_id, seq, sender_arn, type, content, metadata, content_type, attributes,
-             push_notification, target, sub_channel_id, created_at, updated_at)
+             push_notification, target, sub_channel_id, created_at, updated_at, status)
         values (v_arn, v_id, nextval('carillon.message_seq'), v_bearer, v_type, v_content, input->>'Metadata',
                 input->>'ContentType', input->'MessageAttributes', input->'PushNotification', input->'Target',
-                v_sub, v_at, v_at)
+                v_sub, v_at, v_at, case when v_flow is null then 'SENT' else 'PENDING' end)
         on conflict (channel_arn, message_id) do nothing;
         if not found then
             -- The same ClientRequestToken again: the same request answers as before, and emits
@@ -324,18 +330,25 @@ begin
                or v_prev.attributes is distinct from input->'MessageAttributes'
                or v_prev.target is distinct from input->'Target'
                or v_prev.sub_channel_id is distinct from v_sub then
-                if v_prev.redacted or v_prev.edited_at is not null then
-                    -- edited or redacted since: a late retry of the original send
+                if v_prev.redacted or v_prev.edited_at is not null
+                   or (v_flow is not null and v_prev.status <> 'PENDING') then
+                    -- edited, redacted or changed by its channel flow's processor since: a late
+                    -- retry of the original send
                     return jsonb_strip_nulls(jsonb_build_object('ChannelArn', v_arn, 'MessageId', v_id,
-                        'Status', jsonb_build_object('Value', 'SENT'), 'SubChannelId', v_sub));
+                        'Status', jsonb_build_object('Value', v_prev.status), 'SubChannelId', v_prev.sub_channel_id));
                 end if;
                 perform carillon.fail('CH409', 'The ClientRequestToken was already used with different parameters');
             end if;
             return jsonb_strip_nulls(jsonb_build_object('ChannelArn', v_arn, 'MessageId', v_id,
-                'Status', jsonb_build_object('Value', 'SENT'), 'SubChannelId', v_sub));
+                'Status', jsonb_build_object('Value', v_prev.status), 'SubChannelId', v_sub));
         end if;
         -- The push intents, in this transaction (sql/api/push.sql).
-        perform carillon.push_enqueue_message(v_arn, v_id) where input ? 'PushNotification';
+        -- (A message held for its channel flow's processor pushes once it is SENT: carillon.flow_finish.)
+        perform carillon.push_enqueue_message(v_arn, v_id) where input ? 'PushNotification' and v_flow is null;
+    end if;
+
+    if v_flow is not null then
+        return carillon.flow_send(input, v_id, v_app_id, v_flow, v_sender, v_at);
     end if;
 
     -- The event (carillon.message_event's audience rules, inline).
@@ -497,6 +510,12 @@ begin
         perform carillon.fail('CH409', 'A redacted message cannot be updated');
     end if;
     perform carillon.message_check_content(m.type, input->>'Content', input ? 'Metadata');
+    if m.status <> 'SENT' then
+        perform carillon.fail('CH409', format('Message %s is %s: only a SENT message can be updated', m.message_id, m.status));
+    end if;
+    if c.flow_arn is not null and m.type = 'STANDARD' then
+        return carillon.flow_update(ctx, input, c, m);
+    end if;
     update carillon.channel_messages
        set content = input->>'Content',
            metadata = case when input ? 'Metadata' then nullif(input->>'Metadata', '') else metadata end,
@@ -574,5 +593,10 @@ begin
     if m.sender_arn <> v_bearer then
         perform carillon.fail('CH403', 'Only the sender can get the status of a message');
     end if;
-    return jsonb_build_object('Status', jsonb_build_object('Value', m.status));
+    if exists (select 1 from carillon.flow_messages f
+                where f.channel_arn = m.channel_arn and f.message_id = m.message_id
+                  and f.kind = 'UPDATE' and f.state = 'PENDING') then
+        return jsonb_build_object('Status', jsonb_build_object('Value', 'PENDING'));
+    end if;
+    return jsonb_build_object('Status', jsonb_strip_nulls(jsonb_build_object('Value', m.status, 'Detail', m.status_detail)));
 end $$;

@@ -406,6 +406,7 @@ static void quota_options(struct carillon_buf *b)
 		{"max_channel_moderators", carillon_cfg.max_channel_moderators},
 		{"max_app_instance_admins", carillon_cfg.max_app_instance_admins},
 		{"max_channel_flows", carillon_cfg.max_channel_flows},
+		{"flow_callback_deadline_seconds", carillon_cfg.flow_callback_deadline_seconds},
 	};
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
 		carillon_buf_appendf(b, "%s-c carillon.%s=%ld", b->len ? " " : "", q[i].name, q[i].value);
