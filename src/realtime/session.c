@@ -1019,6 +1019,7 @@ void carillon_sessions_start(uv_loop_t *loop)
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
 	uv_idle_init(loop, &reap_idle);
 	reap_ready = true;
+	carillon_hub_start(loop, (unsigned)carillon_cfg.fanout_slice);
 	carillon_uuid4(node_id);
 	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
@@ -1041,6 +1042,7 @@ void carillon_sessions_stop(void)
 	closed_ids = flushing_ids = NULL;
 	n_closed = cap_closed = n_flushing = 0;
 	reap_ready = false;
+	carillon_hub_stop();
 	uv_idle_stop(&reap_idle);
 	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
 }
