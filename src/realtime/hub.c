@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "carillon/hmap.h"
+#include "carillon/log.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
@@ -163,6 +164,7 @@ static struct {
 	bool started;                /* the head's candidates are taken */
 	struct hub_session **cand;   /* the head's candidates (may repeat: the stamp dedupes) */
 	size_t n, next, cap;
+	unsigned turns;              /* loop turns the head has taken so far */
 	unsigned slice;              /* 0: not started on a loop, every event is delivered at once */
 	uv_loop_t *loop;
 	uv_idle_t idle;
@@ -436,11 +438,17 @@ static void fan_begin(struct carillon_event *e)
 	for (int i = 0; c && i < c->n; i++)
 		if (c->m[i].h->s) /* not a closed session whose refs wait to be reaped */
 			cand_push(c->m[i].h);
+	fan.turns = 0;
+	if (fan.slice && fan.n > fan.slice)
+		log_debug("fan-out of event %lld to %zu sessions: started", (long long)e->position, fan.n);
 }
 
 static void fan_end(void)
 {
 	struct fanout *f = fan.head;
+	if (fan.slice && fan.n > fan.slice)
+		log_debug("fan-out of event %lld to %zu sessions: done in %u loop turns", (long long)f->e->position, fan.n,
+			  fan.turns + 1);
 	fan.head = f->next;
 	if (!fan.head)
 		fan.tail = NULL;
@@ -473,6 +481,7 @@ void carillon_hub_on_drained(void (*fn)(void)) { fan.drained = fn; }
 
 static void fan_tick(uv_idle_t *h)
 {
+	fan.turns++;
 	if (carillon_hub_step(fan.slice))
 		return;
 	uv_idle_stop(h);
