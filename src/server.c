@@ -40,12 +40,13 @@ static struct {
 	struct lws_vhost *vh;
 	int listen_fd;
 	uv_poll_t listen_poll;
-	uv_signal_t sig_term, sig_int;
+	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t drain;
 	int64_t drain_deadline_ms;
 	bool stopping;
 	int exit_status;
-} srv = {.listen_fd = -1};
+	int given_fd;            /* a listening socket handed over by the supervisor, or -1 */
+} srv = {.listen_fd = -1, .given_fd = -1};
 
 /* REST on "http"; websocket upgrades carry no subprotocol, so "carillon-session" is made the
  * vhost's default protocol (pvo "default"). */
@@ -124,6 +125,9 @@ static int open_listener(const char *addr)
 	return fd;
 }
 
+int carillon_server_listen_socket(void) { return open_listener(carillon_cfg.listen); }
+void carillon_server_use_listen_fd(int fd) { srv.given_fd = fd; }
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
 	for (int i = 0; i < 256 && !srv.stopping; i++) {
@@ -155,6 +159,7 @@ static void finish_shutdown(void)
 	uv_close((uv_handle_t *)&srv.drain, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
+	uv_close((uv_handle_t *)&srv.sig_hup, close_cb);
 	carillon_janitor_stop();
 	carillon_outbound_shutdown();
 	carillon_keys_stop();
@@ -189,6 +194,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	carillon_sessions_close_all(1001, "Going away");
 	uv_timer_start(&srv.drain, drain_tick, 50, 50);
 }
+
+/* SIGHUP (forwarded by the supervisor too): there is nothing to reload yet; it must not kill. */
+static void on_hup(uv_signal_t *h, int signum) { log_notice("received SIGHUP: nothing to reload"); }
 
 static void raise_fd_limit(void)
 {
@@ -258,7 +266,7 @@ int carillon_server_run(const char *conninfo)
 	lws_set_log_level(LLL_ERR | LLL_WARN | (!strcmp(carillon_cfg.log_level, "debug") ? LLL_NOTICE | LLL_INFO : 0),
 			  lws_log_emit);
 	uv_loop_init(&srv.loop);
-	srv.listen_fd = open_listener(carillon_cfg.listen);
+	srv.listen_fd = srv.given_fd >= 0 ? srv.given_fd : open_listener(carillon_cfg.listen);
 	if (srv.listen_fd < 0 || create_lws_context())
 		return 1;
 	/* Root was needed for the port and the TLS key files, both in hand now. */
@@ -280,6 +288,8 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
 	uv_signal_init(&srv.loop, &srv.sig_int);
 	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+	uv_signal_init(&srv.loop, &srv.sig_hup);
+	uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
 	uv_timer_init(&srv.loop, &srv.drain);
 	log_notice("serving on %s://%s", *carillon_cfg.tls_cert ? "https" : "http", carillon_cfg.listen);
 	if (!*carillon_cfg.public_endpoint &&

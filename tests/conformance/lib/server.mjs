@@ -103,6 +103,9 @@ export async function startCarillon(opts = {}) {
     CARILLON_MASTER_KEY: masterKey,
     CARILLON_DATA_DIR: dataDir,
     CARILLON_LOG_LEVEL: process.env.CARILLON_LOG_LEVEL || 'info',
+    // one process, as every test was written for (`serve` defaults to one worker per core;
+    // workers.test.mjs asks for several)
+    CARILLON_WORKERS: '1',
     ...(opts.env ?? {}),
   };
 
