@@ -30,10 +30,15 @@ struct carillon_req {
 
 	int status;
 	const char *error_type;
-	char *resp;                      /* LWS_PRE headroom + body */
+	char *resp;                      /* LWS_PRE + CARILLON_RESP_HEAD_ROOM headroom, then the body */
 	size_t resp_len, resp_off;
 	bool close_after;
 };
+
+/* Room left before a response body for its head, so that head and body go out in one write. */
+#define CARILLON_RESP_HEAD_ROOM 1024
+/* The body of a reply inside r->resp. */
+#define CARILLON_RESP_BODY(r) ((unsigned char *)(r)->resp + LWS_PRE + CARILLON_RESP_HEAD_ROOM)
 
 /* The request state machine (lifecycle.c). */
 struct carillon_req *carillon_http_req_new(struct lws *wsi, const char *method, const char *path);
