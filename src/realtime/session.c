@@ -515,29 +515,32 @@ static void request_gap(struct carillon_session *s)
 
 static void request_snapshot(struct carillon_session *s)
 {
-	char since[24], max_scan[24], page[16];
+	char since[24], max_scan[24], page[16], max_events[24];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
 	snprintf(page, sizeof(page), "%ld", carillon_cfg.snapshot_page);
-	const char *params[5] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL};
-	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
-	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
-	 * channels the user joined or left in the gap (how many: each is an event for the user).
-	 * Channel lists are the first page, '\n'-separated (ARNs have no newline). */
+	snprintf(max_events, sizeof(max_events), "%ld", carillon_cfg.resume_max_events);
+	const char *params[6] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL, max_events};
+	/* One statement, one snapshot: the position P, and the channels as of P (a fresh session, or
+	 * one whose gap cannot be resumed), or for a resumable gap (since, P] (still in the log, not
+	 * too long, at most resume_max_events membership moves of the user) the channels as of
+	 * `since` and the channels the user joined or left in the gap. Only the list the session will
+	 * use is computed. Channel lists are the first page, '\n'-separated (ARNs have no newline). */
 	if (!session_query(s, "with p as (select carillon.log_position() as pos),"
 			      " moved as (select case when $2::bigint >= 0 then"
-			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
+			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns),"
+			      " r as (select $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint)"
+			      "              and coalesce(cardinality(moved.arns), 0) <= $6::int as ok from p, moved)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
 			      "                and ($5::bigint is null or generation = $5::bigint)),"
-			      " coalesce((select string_agg(a, E'\\n' order by a)"
-			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), ''),"
-			      " p.pos,"
-			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint),"
-			      " case when $2::bigint >= 0 then (select coalesce(string_agg(a, E'\\n' order by a), '')"
+			      " case when not r.ok then coalesce((select string_agg(a, E'\\n' order by a)"
+			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), '') end,"
+			      " p.pos, r.ok,"
+			      " case when r.ok then (select coalesce(string_agg(a, E'\\n' order by a), '')"
 			      "   from carillon.channels_at($1, $2::bigint, '', $4::int) a) end,"
 			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
-			      " from p, moved",
-			   5, params, snapshot_done))
+			      " from p, moved, r",
+			   6, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
 
@@ -782,22 +785,40 @@ static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *us
 static struct carillon_ratelimit connect_rate;
 static bool keepalive_running;          /* carillon_sessions_start() ran, stop() did not yet */
 
+/* With the connect rate on, the upgrade request is verified before the upgrade (to charge the
+ * right user); ESTABLISHED then takes that verdict instead of verifying the signature again. Every
+ * upgrade passes the filter before its ESTABLISHED, and each filter call clears the slot first, so
+ * the slot can only be taken by the connection it was filled for. */
+static struct {
+	struct lws *wsi;                /* NULL: empty */
+	char user[1601];
+	struct carillon_principal p;
+	struct carillon_session opts;   /* the query options (prefetch, since, prefetch_sort) */
+} verified;
+
 /* Before the upgrade (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): the per-user connect rate. Over
  * it, answer 429 ThrottledClientException and refuse the upgrade: the client backs off and tries
  * again. Only verified requests take a token (nobody can spend another user's), and refusals of
  * any other kind are left to ESTABLISHED (4401 after the upgrade, which the client expects). */
 static int connect_filter(struct lws *wsi)
 {
+	verified.wsi = NULL;
 	if (carillon_cfg.connect_rate_per_user <= 0 || !keepalive_running)
 		return 0;
 	struct carillon_session scratch;
 	memset(&scratch, 0, sizeof(scratch));
+	scratch.since = -1;
 	char user[1601], why[256];
 	struct carillon_principal p;
 	if (!connect_verify(wsi, &scratch, user, sizeof(user), &p, why, sizeof(why)))
 		return 0;
-	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms()))
+	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms())) {
+		verified.wsi = wsi;
+		snprintf(verified.user, sizeof(verified.user), "%s", user);
+		verified.p = p;
+		verified.opts = scratch;
 		return 0;
+	}
 	log_info("websocket connect of %s refused: over the connect rate", user);
 	static const char body[] = "{\"Code\":\"ThrottledClientException\",\"Message\":\"Too many connects for this AppInstanceUser; retry later\"}";
 	char head[512];
@@ -826,19 +847,22 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	char user[1601];
 	struct carillon_principal p;
 	char why[256];
-	if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
+	if (verified.wsi == wsi) { /* verified by the filter a moment ago, in this same upgrade */
+		verified.wsi = NULL;
+		snprintf(user, sizeof(user), "%s", verified.user);
+		p = verified.p;
+		s->prefetch = verified.opts.prefetch;
+		s->since = verified.opts.since;
+		memcpy(s->prefetch_sort, verified.opts.prefetch_sort, sizeof(s->prefetch_sort));
+	} else if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
 		log_info("websocket session refused (%s)", why);
 		session_fail(s, 4401, "Unauthorized");
 		return 0;
 	}
-	/* Chime's quota: 10 concurrent messaging sessions per AppInstanceUser. The new one is refused
-	 * with 4003, which the client treats as final (it does not loop on reconnects). */
-	if (carillon_hub_user_sessions(user) >= carillon_cfg.max_sessions_per_user) {
-		log_info("websocket session of %s refused: %ld sessions already open", user,
-			 carillon_cfg.max_sessions_per_user);
-		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
-		return 0;
-	}
+	/* Chime's quota (10 concurrent messaging sessions per AppInstanceUser) is the registry's to
+	 * decide (register_done), not this node's count: a client reconnecting while its previous
+	 * session is still closing here would be refused for good (4003 is final for the client),
+	 * where the registry asks again a second later, once the old session is gone. */
 	s->expires_ms = p.kind == CARILLON_PRINCIPAL_USER ? p.expires_ms : 0;
 	s->user_arn = carillon_xstrdup(user);
 	if (p.kind == CARILLON_PRINCIPAL_USER)
