@@ -524,22 +524,22 @@ static void request_snapshot(struct carillon_session *s)
 	/* One statement, one snapshot: the position P, and the channels as of P (a fresh session, or
 	 * one whose gap cannot be resumed), or for a resumable gap (since, P] (still in the log, not
 	 * too long, at most resume_max_events membership moves of the user) the channels as of
-	 * `since` and the channels the user joined or left in the gap. Only the list the session will
-	 * use is computed. Channel lists are the first page, '\n'-separated (ARNs have no newline). */
+	 * `since` and the channels the user joined or left in the gap (both from one scan of the
+	 * user's moves: carillon.resume_start). Only the list the session will use is built. Channel
+	 * lists are the first page, '\n'-separated (ARNs have no newline). */
 	if (!session_query(s, "with p as (select carillon.log_position() as pos),"
-			      " moved as (select case when $2::bigint >= 0 then"
-			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns),"
+			      " rs as (select * from carillon.resume_start($1, $2::bigint, (select pos from p), $4::int)"
+			      "        where $2::bigint >= 0),"
 			      " r as (select $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint)"
-			      "              and coalesce(cardinality(moved.arns), 0) <= $6::int as ok from p, moved)"
+			      "              and coalesce((select cardinality(rs.moved) from rs), 0) <= $6::int as ok from p)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
 			      "                and ($5::bigint is null or generation = $5::bigint)),"
 			      " case when not r.ok then coalesce((select string_agg(a, E'\\n' order by a)"
 			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), '') end,"
 			      " p.pos, r.ok,"
-			      " case when r.ok then (select coalesce(string_agg(a, E'\\n' order by a), '')"
-			      "   from carillon.channels_at($1, $2::bigint, '', $4::int) a) end,"
-			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
-			      " from p, moved, r",
+			      " case when r.ok then (select rs.channels from rs) end,"
+			      " (select rs.moved::text from rs), coalesce((select cardinality(rs.moved) from rs), 0)"
+			      " from p, r",
 			   6, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
