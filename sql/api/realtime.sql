@@ -212,6 +212,34 @@ begin
     return true;
 end $$;
 
+-- The registrations of the sessions that connected in one loop turn of a node, in one transaction:
+-- each as ws_register (its user's lock, the count, the insert), in the order of their users' lock
+-- keys so that concurrent batches (of this node or others) never wait on each other in a cycle; a
+-- user's second session in the batch counts the first. Returns (r_i: the item's 1-based index in
+-- the arrays, r_ok: registered) per item.
+create or replace function carillon.ws_register_many(p_node uuid, p_ids bigint[], p_users text[], p_max int,
+                                                     p_alive_s int)
+returns table (r_i int, r_ok boolean)
+language plpgsql as $$
+declare
+    it record;
+begin
+    perform set_config('synchronous_commit', 'off', true); -- soft state, see ws_register
+    insert into carillon.ws_nodes (node) values (p_node) on conflict (node) do nothing;
+    for it in select u.i::int as i, u.id, u.usr
+                from unnest(p_ids, p_users) with ordinality as u(id, usr, i)
+               order by hashtext(u.usr), u.i loop
+        perform pg_advisory_xact_lock(7264, hashtext(it.usr));
+        r_i := it.i;
+        r_ok := (select count(*) from carillon.ws_sessions s join carillon.ws_nodes n on n.node = s.node
+                  where s.user_arn = it.usr and n.seen_at > now() - make_interval(secs => p_alive_s)) < p_max;
+        if r_ok then
+            insert into carillon.ws_sessions (node, id, user_arn) values (p_node, it.id, it.usr);
+        end if;
+        return next;
+    end loop;
+end $$;
+
 -- A node's heartbeat: it is alive (and its closed sessions, p_closed, are gone); nodes silent for
 -- p_forget_s seconds are forgotten with their sessions.
 create or replace function carillon.ws_heartbeat(p_node uuid, p_closed bigint[], p_forget_s int) returns void

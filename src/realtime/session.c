@@ -513,8 +513,20 @@ static void request_gap(struct carillon_session *s)
 		session_fail(s, 1013, "Busy");
 }
 
+/* Tickets waiting for a statement shared by the sessions of one loop turn (see flush_snapshots). */
+struct ticket_list {
+	struct snapshot_ticket **t;
+	size_t n, cap;
+};
+static void batch_join(struct ticket_list *l, struct carillon_session *s, int64_t reg_id);
+static struct ticket_list snap_wait;
+
 static void request_snapshot(struct carillon_session *s)
 {
+	if (s->since < 0) { /* a fresh session: with the others of this loop turn (flush_snapshots) */
+		batch_join(&snap_wait, s, 0);
+		return;
+	}
 	char since[24], max_scan[24], page[16], max_events[24];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
@@ -649,13 +661,12 @@ static void registry_leave(void)
 
 static void request_snapshot(struct carillon_session *s);
 
-static void register_done(void *arg, const struct carillon_db_result *r)
+/* A registration's answer: registered (true), refused (false), or no answer (answered = false). */
+static void register_result(struct snapshot_ticket *t, bool answered, bool registered)
 {
-	struct snapshot_ticket *t = arg;
 	struct carillon_session *s = t->s;
 	int64_t id = t->reg_id;
 	free(t);
-	bool registered = r->res && PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 0), "t");
 	if (!s) { /* closed meanwhile: take the row back out */
 		if (registered) {
 			closed_push(id);
@@ -671,7 +682,7 @@ static void register_done(void *arg, const struct carillon_db_result *r)
 		}
 		return;
 	}
-	if (!r->res || PQntuples(r->res) != 1) {
+	if (!answered) {
 		session_fail(s, 1011, "Internal error");
 		return;
 	}
@@ -692,20 +703,234 @@ static void register_done(void *arg, const struct carillon_db_result *r)
 	request_snapshot(s);
 }
 
-static void request_register(struct carillon_session *s)
+/* ------------------------------------------------------------- connects batched per loop turn */
+
+/* Sessions that connect in the same loop turn share their statements: their registrations are one
+ * carillon.ws_register_many call, and the snapshots of the fresh ones (no since-position) one
+ * statement over all of them. Tickets wait in these lists until the loop is about to block for
+ * I/O (a prepare handle), at most BATCH_MAX per statement. */
+#define BATCH_MAX 256
+
+struct batch {                 /* the tickets of one statement in flight */
+	size_t n;
+	struct snapshot_ticket *t[];
+};
+
+static struct ticket_list reg_wait;
+static uv_prepare_t batch_prepare;
+static bool batch_ready;
+
+static void batch_flush(uv_prepare_t *h);
+
+static void ticket_push(struct ticket_list *l, struct snapshot_ticket *t)
 {
-	char id[24], max[24], alive[16];
-	int64_t reg_id = ++next_reg_id;
-	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
-	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
-	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
-	const char *params[5] = {node_id, id, s->user_arn, max, alive};
-	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
-			  register_done)) {
-		s->ticket->reg_id = reg_id;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->t = carillon_xrealloc(l->t, sizeof(*l->t) * l->cap);
+	}
+	l->t[l->n++] = t;
+	if (batch_ready)
+		uv_prepare_start(&batch_prepare, batch_flush);
+	else
+		batch_flush(NULL); /* no loop to wait for: one statement now */
+}
+
+/* Take up to BATCH_MAX tickets of sessions still open (the others are dropped here). */
+static struct batch *batch_take(struct ticket_list *l)
+{
+	struct batch *b = carillon_xmalloc(sizeof(*b) + sizeof(b->t[0]) * (l->n < BATCH_MAX ? l->n : BATCH_MAX));
+	size_t used = 0;
+	b->n = 0;
+	while (used < l->n && b->n < BATCH_MAX) {
+		struct snapshot_ticket *t = l->t[used++];
+		if (t->s)
+			b->t[b->n++] = t;
+		else
+			free(t);
+	}
+	memmove(l->t, l->t + used, sizeof(*l->t) * (l->n - used));
+	l->n -= used;
+	return b;
+}
+
+/* {"a","b",NULL}: a text[] literal (ARNs quoted and escaped). */
+static void array_literal(struct carillon_buf *out, const char *const *v, size_t n)
+{
+	carillon_buf_append(out, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			carillon_buf_append(out, ",", 1);
+		if (!v[i]) {
+			carillon_buf_append(out, "NULL", 4);
+			continue;
+		}
+		carillon_buf_append(out, "\"", 1);
+		for (const char *c = v[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				carillon_buf_append(out, "\\", 1);
+			carillon_buf_append(out, c, 1);
+		}
+		carillon_buf_append(out, "\"", 1);
+	}
+	carillon_buf_append(out, "}", 1);
+}
+
+static void registrations_done(void *arg, const struct carillon_db_result *r)
+{
+	struct batch *b = arg;
+	int rows = r->res ? PQntuples(r->res) : 0;
+	for (int i = 0; i < rows; i++) {
+		long k = strtol(PQgetvalue(r->res, i, 0), NULL, 10) - 1;
+		if (k < 0 || (size_t)k >= b->n || !b->t[k])
+			continue;
+		register_result(b->t[k], true, !strcmp(PQgetvalue(r->res, i, 1), "t"));
+		b->t[k] = NULL;
+	}
+	for (size_t k = 0; k < b->n; k++)
+		if (b->t[k])
+			register_result(b->t[k], false, false);
+	free(b);
+}
+
+static void flush_registrations(void)
+{
+	struct batch *b = batch_take(&reg_wait);
+	if (!b->n) {
+		free(b);
 		return;
 	}
-	session_fail(s, 1013, "Busy");
+	struct carillon_buf ids = {0}, users = {0};
+	const char **names = carillon_xmalloc(sizeof(*names) * b->n);
+	carillon_buf_append(&ids, "{", 1);
+	for (size_t i = 0; i < b->n; i++) {
+		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)b->t[i]->reg_id);
+		names[i] = b->t[i]->s->user_arn;
+	}
+	carillon_buf_append(&ids, "}", 2); /* with the terminating NUL */
+	array_literal(&users, names, b->n);
+	carillon_buf_append(&users, "", 1);
+	free(names);
+	char max[24], alive[16];
+	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
+	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
+	const char *params[5] = {node_id, ids.data, users.data, max, alive};
+	if (carillon_db_query("select r_i, r_ok from carillon.ws_register_many($1::uuid, $2::bigint[], $3::text[], $4::int, $5::int)",
+			      5, params, registrations_done, b)) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct carillon_session *s = b->t[i]->s;
+			s->ticket = NULL;
+			free(b->t[i]);
+			session_fail(s, 1013, "Busy");
+		}
+		free(b);
+	}
+	carillon_buf_free(&ids);
+	carillon_buf_free(&users);
+}
+
+static void channels_joined(struct carillon_session *s, const char *text);
+
+/* A fresh session's snapshot: its user still exists (with the credential's generation), the log
+ * position P, and the first page of its channels as of P. */
+static void snapshot_apply(struct carillon_session *s, bool exists, const char *pos, const char *channels)
+{
+	if (!exists) {
+		session_fail(s, 4401, "Unauthorized");
+		return;
+	}
+	s->start_pos = strtoll(pos, NULL, 10);
+	channels_joined(s, channels);
+}
+
+static void snapshots_done(void *arg, const struct carillon_db_result *r)
+{
+	struct batch *b = arg;
+	int rows = r->res ? PQntuples(r->res) : 0;
+	for (int i = 0; i < rows; i++) {
+		long k = strtol(PQgetvalue(r->res, i, 0), NULL, 10) - 1;
+		if (k < 0 || (size_t)k >= b->n || !b->t[k])
+			continue;
+		struct carillon_session *s = session_claim(b->t[k], S_PENDING);
+		b->t[k] = NULL;
+		if (s)
+			snapshot_apply(s, !strcmp(PQgetvalue(r->res, i, 1), "t"), PQgetvalue(r->res, i, 3),
+				       PQgetvalue(r->res, i, 2));
+	}
+	for (size_t k = 0; k < b->n; k++) {
+		struct carillon_session *s = b->t[k] ? session_claim(b->t[k], S_PENDING) : NULL;
+		if (s)
+			session_fail(s, 1011, "Internal error");
+	}
+	free(b);
+}
+
+/* One statement, one snapshot for every session of the batch: P once, then per session whether its
+ * user still exists and its channels as of P (first page). */
+static void flush_snapshots(void)
+{
+	struct batch *b = batch_take(&snap_wait);
+	if (!b->n) {
+		free(b);
+		return;
+	}
+	struct carillon_buf users = {0}, gens = {0};
+	const char **names = carillon_xmalloc(sizeof(*names) * b->n), **g = carillon_xmalloc(sizeof(*g) * b->n);
+	for (size_t i = 0; i < b->n; i++) {
+		names[i] = b->t[i]->s->user_arn;
+		g[i] = b->t[i]->s->user_gen[0] ? b->t[i]->s->user_gen : NULL;
+	}
+	array_literal(&users, names, b->n);
+	carillon_buf_append(&users, "", 1);
+	array_literal(&gens, g, b->n);
+	carillon_buf_append(&gens, "", 1);
+	free(names);
+	free(g);
+	char page[16];
+	snprintf(page, sizeof(page), "%ld", carillon_cfg.snapshot_page);
+	const char *params[3] = {users.data, gens.data, page};
+	if (carillon_db_query("select u.i, exists (select 1 from carillon.app_instance_users a where a.arn = u.arn"
+			      "                  and (u.gen is null or a.generation = u.gen)),"
+			      " coalesce((select string_agg(c, E'\\n' order by c)"
+			      "           from carillon.channels_at(u.arn, p.pos, '', $3::int) c), ''),"
+			      " p.pos"
+			      " from (select carillon.log_position() as pos) p,"
+			      "      unnest($1::text[], $2::bigint[]) with ordinality as u(arn, gen, i)",
+			      3, params, snapshots_done, b)) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct carillon_session *s = b->t[i]->s;
+			s->ticket = NULL;
+			free(b->t[i]);
+			session_fail(s, 1013, "Busy");
+		}
+		free(b);
+	}
+	carillon_buf_free(&users);
+	carillon_buf_free(&gens);
+}
+
+static void batch_flush(uv_prepare_t *h)
+{
+	while (reg_wait.n)
+		flush_registrations();
+	while (snap_wait.n)
+		flush_snapshots();
+	if (h)
+		uv_prepare_stop(h);
+}
+
+/* Queue a ticket for one of the batched statements (s->ticket is set: a close drops it). */
+static void batch_join(struct ticket_list *l, struct carillon_session *s, int64_t reg_id)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	t->reg_id = reg_id;
+	s->ticket = t;
+	ticket_push(l, t);
+}
+
+static void request_register(struct carillon_session *s)
+{
+	batch_join(&reg_wait, s, ++next_reg_id);
 }
 
 /* The query of the upgrade request, copied out of lws fragment by fragment and parsed by
@@ -1044,6 +1269,8 @@ void carillon_sessions_start(uv_loop_t *loop)
 	uv_idle_init(loop, &reap_idle);
 	reap_ready = true;
 	carillon_hub_start(loop, (unsigned)carillon_cfg.fanout_slice);
+	uv_prepare_init(loop, &batch_prepare);
+	batch_ready = true;
 	carillon_uuid4(node_id);
 	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
@@ -1067,6 +1294,18 @@ void carillon_sessions_stop(void)
 	n_closed = cap_closed = n_flushing = 0;
 	reap_ready = false;
 	carillon_hub_stop();
+	batch_ready = false;
+	uv_prepare_stop(&batch_prepare);
+	uv_close((uv_handle_t *)&batch_prepare, keepalive_closed);
+	for (struct ticket_list *l = &reg_wait; l; l = l == &reg_wait ? &snap_wait : NULL) {
+		for (size_t i = 0; i < l->n; i++) {
+			if (l->t[i]->s)
+				l->t[i]->s->ticket = NULL;
+			free(l->t[i]);
+		}
+		free(l->t);
+		memset(l, 0, sizeof(*l));
+	}
 	uv_idle_stop(&reap_idle);
 	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
 }
