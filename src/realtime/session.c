@@ -9,7 +9,9 @@
  *                buffered).
  *   registry     the session's row in carillon.ws_sessions, counted against max_sessions_per_user
  *                over every node; over the quota it is closed with 4003 (terminal for the client).
- *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
+ *                The sessions of one loop turn register in one statement (ws_register_many).
+ *   snapshot     one query: the user's channels and the log position P in the same snapshot (one
+ *                statement for the fresh sessions of one loop turn). The
  *                channels are read and joined CARILLON_SNAPSHOT_PAGE per query (a user may have tens
  *                of thousands).
  *   resume       (since-position) the user's events of the gap (since, P], CARILLON_RESUME_PAGE per
