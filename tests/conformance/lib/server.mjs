@@ -63,6 +63,11 @@ function requireEnv(name) {
   return v;
 }
 
+// `carillon serve` defaults to one worker process per core; every test here was written for one
+// process (pids, signals, a node's own sessions), including the tests that run the binary
+// themselves with this process's environment. workers.test.mjs asks for several (opts.env).
+process.env.CARILLON_WORKERS ??= '1';
+
 // Every server started by this process, so their logs can be shown when the file fails.
 const everyServer = [];
 
@@ -103,9 +108,6 @@ export async function startCarillon(opts = {}) {
     CARILLON_MASTER_KEY: masterKey,
     CARILLON_DATA_DIR: dataDir,
     CARILLON_LOG_LEVEL: process.env.CARILLON_LOG_LEVEL || 'info',
-    // one process, as every test was written for (`serve` defaults to one worker per core;
-    // workers.test.mjs asks for several)
-    CARILLON_WORKERS: '1',
     ...(opts.env ?? {}),
   };
 
