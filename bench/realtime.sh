@@ -126,9 +126,9 @@ latency)
 fanout)
 	n=${2:-10000}
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers "$n" --channels 1 --members "$n" --out "$dir" >/dev/null
+	idle_rest=$(paced_rest 3) # the idle node: before the sessions connect
 	ws "$port" $((n / 2)) "$dir/receivers.txt" 1; ws "$port" $((n - n / 2)) "$dir/receivers.txt" 2
 	wait_established "$dir/ws.1" "$dir/ws.2"
-	idle_rest=$(paced_rest 3)
 	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
 	paced_rest "$secs" >"$dir/rest.during" &
 	rest_pid=$!
