@@ -4,8 +4,8 @@
 // websocket clients (the `ws` package) presigned like amazon-chime-sdk-js.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand } from '@aws-sdk/client-chime-sdk-identity';
-import { CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
+import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand, DeleteAppInstanceUserCommand } from '@aws-sdk/client-chime-sdk-identity';
+import { CreateChannelCommand, CreateChannelMembershipCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { deadline, identity, messaging, rawSession } from './lib/realtime.mjs';
 import { startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
@@ -79,4 +79,43 @@ test('with the connect rate on, a verified connect is served as the user it was 
   assert.equal(o.ofType('CREATE_CHANNEL_MESSAGE').length, 0, 'the other user hears nothing of a channel it is not in');
   assert.equal(o.ofType('CHANNEL_DETAILS').length, 0, 'the other session did not ask for a prefetch');
   await Promise.all([s.close(), o.close()]);
+});
+
+test('sessions of several users connecting at once (their registrations and snapshots batched together) each get their own user\'s channels; a deleted user\'s session among them is refused with 4401', async () => {
+  const ai = (await id.send(new CreateAppInstanceCommand({ Name: uniq('batch') }))).AppInstanceArn;
+  apps.push(ai);
+  const mk = async (name) => (await id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ai, AppInstanceUserId: uniq(name), Name: name }))).AppInstanceUserArn;
+  const users = [await mk('b0'), await mk('b1'), await mk('b2')];
+  const gone = await mk('gone');
+  // channel k has users[k] only (created by users[0], who leaves the others' to their members)
+  const chans = [];
+  for (let k = 0; k < 3; k++) {
+    const ch = (await msg.send(new CreateChannelCommand({ AppInstanceArn: ai, Name: `b${k}`, Mode: 'RESTRICTED', Privacy: 'PRIVATE', ChimeBearer: users[k], ClientRequestToken: uniq('c') }))).ChannelArn;
+    chans.push(ch);
+  }
+  await msg.send(new CreateChannelMembershipCommand({ ChannelArn: chans[2], MemberArn: users[1], Type: 'DEFAULT', ChimeBearer: users[2] }));
+  await id.send(new DeleteAppInstanceUserCommand({ AppInstanceUserArn: gone }));
+  // two sessions per user (the quota here), all opened at once
+  const sessions = await Promise.all([0, 1, 2, 0, 1, 2].map((k, i) => open(users[k], `u${k}.${i}`).then((r) => Object.assign(r, { k }))));
+  const ghost = await open(gone, 'gone');
+  await Promise.all(sessions.map((r) => established(r)));
+  const closed = await Promise.race([ghost.closed, deadline(15000, null)]);
+  assert.equal(closed?.code, 4401, `the deleted user's session is refused: ${JSON.stringify(closed)}`);
+  for (let k = 0; k < 3; k++) {
+    await msg.send(new SendChannelMessageCommand({ ChannelArn: chans[k], Content: `to${k}`, Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[k], ClientRequestToken: uniq('m') }));
+  }
+  // what each user may hear: its own channel, and user 1 also channel 2
+  const expect = { 0: ['to0'], 1: ['to1', 'to2'], 2: ['to2'] };
+  await Promise.all(sessions.map((r) => r.waitFor((x) => expect[r.k].every((c) => x.ofType('CREATE_CHANNEL_MESSAGE').some((m) => m.payload.Content === c)), 15000, `${expect[r.k]}`)));
+  // a barrier after the three messages: everything each session got is in now
+  await msg.send(new SendChannelMessageCommand({ ChannelArn: chans[2], Content: 'end', Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[2], ClientRequestToken: uniq('m') }));
+  for (const r of sessions) {
+    if (r.k === 0) await msg.send(new SendChannelMessageCommand({ ChannelArn: chans[0], Content: `end0${r.label}`, Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[0], ClientRequestToken: uniq('m') }));
+  }
+  await Promise.all(sessions.map((r) => r.waitFor((x) => x.ofType('CREATE_CHANNEL_MESSAGE').some((m) => m.payload.Content.startsWith(r.k === 0 ? 'end0' : 'end')), 15000, 'the barrier')));
+  for (const r of sessions) {
+    const got = r.ofType('CREATE_CHANNEL_MESSAGE').map((m) => m.payload.Content).filter((c) => /^to\d$/.test(c)).sort();
+    assert.deepEqual(got, expect[r.k], `${r.label} heard exactly its user's channels`);
+  }
+  await Promise.all(sessions.map((r) => r.close()));
 });

@@ -60,7 +60,7 @@ async function sessionsHear(users, ch, n, content) {
   return sessions;
 }
 
-test('serve --workers 2: two worker processes under one parent serve REST and sessions; a killed worker is replaced; SIGTERM stops everything with exit 0', async () => {
+test('serve --workers 2: two worker processes under one parent serve REST and sessions; a killed worker is replaced; SIGHUP is forwarded; SIGTERM stops everything with exit 0', async () => {
   const first = await until('two workers', () => (workers().size === 2 ? workers() : null));
   const pids = [...first.values()];
   assert.equal(new Set(pids).size, 2, 'two distinct worker processes');
@@ -97,8 +97,14 @@ test('serve --workers 2: two worker processes under one parent serve REST and se
   await Promise.all([...before, ...afterKill].map((r) => r.close()));
   await id.send(new DeleteAppInstanceCommand({ AppInstanceArn: ai }));
 
-  // SIGTERM to the parent: every worker drains and exits, then the parent, with status 0.
+  // SIGHUP to the parent reaches every worker, which keeps serving.
   const live = [...workers().values()];
+  process.kill(srv.proc.pid, 'SIGHUP');
+  await until('SIGHUP forwarded to both workers', () => live.every((pid) => srv.log().includes(`[${pid}] notice: received SIGHUP`)));
+  for (const pid of live) assert.ok(alive(pid), `worker ${pid} survives SIGHUP`);
+  assert.deepEqual([...workers().values()], live, 'no worker was restarted');
+
+  // SIGTERM to the parent: every worker drains and exits, then the parent, with status 0.
   stopped = true;
   const info = await srv.stop();
   assert.deepEqual(info, { code: 0, signal: null }, `the parent exits 0 after SIGTERM: ${JSON.stringify(info)}`);
