@@ -9,10 +9,11 @@ bench_pids=()
 bench_cleanup() { for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pg_stop; }
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-# start_node PORT [extra env...]: a Carillon process on 127.0.0.1:PORT; echoes its pid
+# start_node PORT [extra env...]: a Carillon process on 127.0.0.1:PORT (one worker unless CARILLON_WORKERS
+# says otherwise; with more, the pid is the supervisor's); echoes its pid
 start_node() {
 	local port=$1; shift
-	env CARILLON_DATABASE_URL="$CARILLON_TEST_DATABASE_URL" CARILLON_LISTEN=127.0.0.1:$port "$@" \
+	env CARILLON_DATABASE_URL="$CARILLON_TEST_DATABASE_URL" CARILLON_LISTEN=127.0.0.1:$port CARILLON_WORKERS="${CARILLON_WORKERS:-1}" "$@" \
 		build/carillon serve >>"${BENCH_LOG:-/tmp/carillon-bench.log}" 2>&1 &
 	echo $!
 }

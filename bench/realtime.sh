@@ -4,11 +4,16 @@
 #            and 2 processes sharing one port (SO_REUSEPORT) holding twice as many
 #   latency  end-to-end latency, REST send -> frame at the receiver, at 1,000 messages/s into
 #            100 channels of 10 members (1,000 sessions)
-#   fanout   one channel with 10,000 connected members: deliveries/s from one node
+#   fanout   one channel with 10,000 connected members: deliveries/s from one node, and the p99 of a
+#            paced REST read (DescribeAppInstanceUser, 50/s) during the fan-out next to the same on
+#            the idle node
+#   connect  N sessions (default 19,000) opened as fast as one generator can (1,000 handshakes in
+#            flight): sessions/s, next to the reference measured in the same run, the rate of bare
+#            loopback TCP connect+accept+close, and ratio= (TCP connects per session's time)
 #   haproxy-latency, haproxy-fanout: the same through HAProxy in front of 2 nodes (deploy/haproxy.cfg
 #            without TLS: plain HTTP frontend, leastconn, /healthz checks); sessions and sends
 #            both go through the balancer, so writes on one node reach sessions on the other
-#   bench/realtime.sh idle|latency|fanout|haproxy-latency|haproxy-fanout [sessions] [seconds]
+#   bench/realtime.sh idle|latency|fanout|connect|haproxy-latency|haproxy-fanout [sessions] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-idle}; secs=${3:-10}
@@ -31,6 +36,13 @@ send() { # send CONNECTIONS RATE
 		--method POST --paths "$dir/paths.txt" --bearer "$(cat "$dir/sender.txt")" --expect 201 \
 		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"n{n}t{t}"}' \
 		--connections "$1" --seconds "$secs" ${2:+--rate "$2"}
+}
+paced_rest() { # paced_rest SECONDS -> p99 of DescribeAppInstanceUser at 50 requests/s on one connection
+	local arn path
+	arn=$(head -1 "$dir/receivers.txt")
+	path="/app-instance-users/$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$arn")"
+	build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
+		--path "$path" --connections 1 --rate 50 --seconds "$1" | sed -n 's/.*p50_ms=\([^ ]*\) p99_ms=\([^ ]*\).*/p50_ms=\1 p99_ms=\2/p'
 }
 wait_established() { # wait_established N-FILES
 	for _ in $(seq 600); do
@@ -114,11 +126,35 @@ latency)
 fanout)
 	n=${2:-10000}
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers "$n" --channels 1 --members "$n" --out "$dir" >/dev/null
+	idle_rest=$(paced_rest 3) # the idle node: before the sessions connect
 	ws "$port" $((n / 2)) "$dir/receivers.txt" 1; ws "$port" $((n - n / 2)) "$dir/receivers.txt" 2
 	wait_established "$dir/ws.1" "$dir/ws.2"
-	send 4 ""
+	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
+	paced_rest "$secs" >"$dir/rest.during" &
+	rest_pid=$!
+	send 4 "" >"$dir/send.out"
 	wait "${ws_pids[@]}"
-	cat "$dir/ws.1" "$dir/ws.2"
+	cpu1=$(awk '{print $14+$15}' /proc/$pid/stat)
+	wait "$rest_pid"
+	cat "$dir/send.out" "$dir/ws.1" "$dir/ws.2"
 	awk '/deliveries_per_s/{for(i=1;i<=NF;i++) if ($i ~ /^deliveries_per_s=/) {split($i,a,"="); s+=a[2]}} END {print "total deliveries/s: " s}' "$dir"/ws.1 "$dir"/ws.2
+	frames=$(cat "$dir"/ws.1 "$dir"/ws.2 | sed -n 's/.*frames=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}')
+	echo "server CPU: $(( (cpu1 - cpu0) * 10 )) ms for $frames frames: $(awk -v c=$(( (cpu1 - cpu0) * 10 )) -v f="$frames" 'BEGIN {if (f) printf "%.1f", c * 1000 / f}') us/delivery"
+	idle_p99=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$idle_rest")
+	busy_p99=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' "$dir/rest.during")
+	echo "paced REST read (50/s): idle $idle_rest; during the fan-out $(cat "$dir/rest.during"); ratio=$(awk -v a="$busy_p99" -v b="$idle_p99" 'BEGIN {if (b > 0) printf "%.1f", a / b}') (p99 during / p99 idle)"
+	;;
+connect)
+	n=${2:-19000}; users=$(( (n + 18) / 19 ))
+	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers "$users" --channels 1 --members "$users" --out "$dir" >/dev/null
+	ref=$(build/carillon-ws-bench --tcp-reference "$n" --bind 127.0.0.9)
+	secs=1
+	ws "$port" "$n" "$dir/receivers.txt" 1
+	wait "${ws_pids[@]}"
+	grep established "$dir/ws.1"
+	echo "reference: $ref"
+	rate=$(sed -n 's/.*sessions_per_s=\([0-9]*\).*/\1/p' "$dir/ws.1")
+	tcp=$(sed -n 's/.*tcp_connect_close_per_s=\([0-9]*\).*/\1/p' <<<"$ref")
+	echo "sessions/s: $rate; loopback TCP connect+close/s: $tcp; ratio=$(awk -v a="$tcp" -v b="$rate" 'BEGIN {if (b > 0) printf "%.1f", a / b}') (a session costs this many bare TCP connections)"
 	;;
 esac

@@ -15,7 +15,8 @@ pg_start "${TMPDIR:-/tmp}"
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 export CARILLON_DATABASE_URL=$CARILLON_TEST_DATABASE_URL CARILLON_LISTEN=127.0.0.1:$port \
 	CARILLON_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
-	CARILLON_ROOT_ACCESS_KEY_ID=AKIABENCHBENCHBENCH0 CARILLON_ROOT_SECRET_ACCESS_KEY=benchSecretKeyBenchSecretKeyBenchSecret0
+	CARILLON_ROOT_ACCESS_KEY_ID=AKIABENCHBENCHBENCH0 CARILLON_ROOT_SECRET_ACCESS_KEY=benchSecretKeyBenchSecretKeyBenchSecret0 \
+	CARILLON_WORKERS=${CARILLON_WORKERS:-1} # CARILLON_WORKERS=2 bench/rest.sh: two workers (RSS figures are then the parent's)
 build/carillon serve >/tmp/carillon-bench.log 2>&1 &
 pid=$!
 for _ in $(seq 50); do

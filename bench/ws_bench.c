@@ -12,9 +12,16 @@
  * share the ephemeral port range (net.ipv4.ip_local_port_range, 28,232 ports by default), which
  * caps every generator process of a host at that many sessions in total.
  *
- * Prints when every session has its SESSION_ESTABLISHED, then after --seconds: frames received,
+ * Prints when every session has its SESSION_ESTABLISHED (and the rate they were established at),
+ * then after --seconds: frames received,
  * deliveries/s over the measuring window, and, for CREATE_CHANNEL_MESSAGE frames whose Content is
  * "t=<epoch microseconds>" (see rest_bench's {t}), the send-to-receive latency percentiles.
+ *
+ *   carillon-ws-bench --tcp-reference N [--bind 127.0.0.N]
+ *
+ * instead measures the reference a session's establishment is compared with: N loopback TCP
+ * connects to a listener of this process, each accepted and both ends closed, one after the other;
+ * prints tcp_connect_close_per_s.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,8 +59,8 @@ struct conn {
 
 static struct {
 	const char *host, *akid, *secret, *region, *users_file, *bind_ip;
-	int port, sessions, seconds, ramp;
-} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, NULL, 8080, 100, 10, 500};
+	int port, sessions, seconds, ramp, tcp_reference;
+} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, NULL, 8080, 100, 10, 500, 0};
 
 static char **users;
 static int n_users;
@@ -301,6 +308,46 @@ static void on_writable(struct conn *c, int epfd)
 	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* The reference: what one loopback TCP connection costs both ends, from connect to close. */
+static int tcp_reference(int n)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 4096) ||
+	    getsockname(l, (struct sockaddr *)&sa, &sl)) {
+		perror("tcp reference listener");
+		return 1;
+	}
+	int64_t t0 = now_us();
+	int done = 0;
+	for (int i = 0; i < n; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		if (o.bind_ip) {
+			struct sockaddr_in src = {.sin_family = AF_INET};
+			inet_pton(AF_INET, o.bind_ip, &src.sin_addr);
+			bind(c, (struct sockaddr *)&src, sizeof(src));
+		}
+		if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa))) {
+			perror("tcp reference connect");
+			if (c >= 0)
+				close(c);
+			break;
+		}
+		int a = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+		close(c);
+		if (a >= 0) {
+			close(a);
+			done++;
+		}
+	}
+	double secs = (double)(now_us() - t0) / 1e6;
+	printf("tcp_reference connects=%d seconds=%.3f tcp_connect_close_per_s=%.0f\n", done, secs, done / secs);
+	close(l);
+	return done == n ? 0 : 1;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -321,7 +368,10 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--seconds")) o.seconds = atoi(v);
 		else if (!strcmp(k, "--ramp")) o.ramp = atoi(v);
 		else if (!strcmp(k, "--bind")) o.bind_ip = v;
+		else if (!strcmp(k, "--tcp-reference")) o.tcp_reference = atoi(v);
 	}
+	if (o.tcp_reference > 0)
+		return tcp_reference(o.tcp_reference);
 	if (!o.akid || !o.secret || !o.users_file || sodium_init() < 0) {
 		fprintf(stderr, "usage: %s --akid K --secret S --users FILE [--sessions N --seconds T --port P]\n", argv[0]);
 		return 2;
@@ -359,8 +409,9 @@ int main(int argc, char **argv)
 		}
 		if (!t_established && established + closed_by_server >= o.sessions) {
 			t_established = now_us();
-			printf("established=%ld refused_or_closed=%ld in %.2f s\n", established, closed_by_server,
-			       (double)(t_established - t0) / 1e6);
+			double took = (double)(t_established - t0) / 1e6;
+			printf("established=%ld refused_or_closed=%ld in %.2f s sessions_per_s=%.0f\n", established,
+			       closed_by_server, took, (double)established / took);
 			fflush(stdout);
 			deadline = t_established + (int64_t)o.seconds * 1000000;
 			window_start_us = t_established;

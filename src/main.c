@@ -15,6 +15,7 @@
 #include "carillon/model.h"
 #include "carillon/privdrop.h"
 #include "carillon/server.h"
+#include "carillon/supervisor.h"
 
 static void usage(void)
 {
@@ -87,7 +88,7 @@ static void print_root_secret(void)
 		       carillon_cfg.master_key_created ? " (stdout is not a terminal)" : "");
 }
 
-static void print_banner(bool embedded)
+static void print_banner(bool embedded, int workers)
 {
 	printf("Carillon %s is serving.\n"
 	       "  endpoint:          http://%s\n"
@@ -99,6 +100,8 @@ static void print_banner(bool embedded)
 	print_root_secret();
 	if (embedded)
 		printf("  database:          embedded PostgreSQL under %s/postgres\n", carillon_cfg.data_dir);
+	if (workers > 1)
+		printf("  workers:           %d processes sharing the port\n", workers);
 	printf("Try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=<secret> aws chime-sdk-identity list-app-instances "
 	       "--endpoint-url http://%s --region %s\n",
 	       carillon_cfg.root_access_key_id, carillon_cfg.listen, carillon_cfg.region);
@@ -125,6 +128,48 @@ static int cmd_root_key(void)
 
 enum serve_mode { MODE_SERVE, MODE_MIGRATE, MODE_KEYS };
 
+/* --workers N (N > 1): one listening socket per worker slot, opened here and kept by the parent
+ * (supervisor.c says why); worker i serves socket i and closes the others. */
+struct workers {
+	const char *conninfo;
+	int *fds;
+	int n;
+};
+
+static int run_worker(int index, void *arg)
+{
+	struct workers *w = arg;
+	for (int i = 0; i < w->n; i++)
+		if (i != index)
+			close(w->fds[i]);
+	carillon_server_use_listen_fd(w->fds[index], index);
+	int rc = carillon_server_run(w->conninfo);
+	free(w->fds);
+	carillon_api_free();
+	carillon_model_free();
+	return rc;
+}
+
+static int serve_workers(const char *conninfo, int n)
+{
+	struct workers w = {conninfo, calloc((size_t)n, sizeof(int)), n};
+	int rc = 1;
+	if (!w.fds)
+		return 1;
+	for (int i = 0; i < n; i++)
+		w.fds[i] = -1;
+	for (int i = 0; i < n; i++)
+		if ((w.fds[i] = carillon_server_listen_socket()) < 0)
+			goto out;
+	rc = carillon_supervise(n, run_worker, &w);
+out:
+	for (int i = 0; i < n; i++)
+		if (w.fds[i] >= 0)
+			close(w.fds[i]);
+	free(w.fds);
+	return rc;
+}
+
 static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 {
 	char conninfo[4096];
@@ -147,8 +192,9 @@ static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 	if (carillon_api_init())
 		goto out;
 	carillon_http_set_dispatcher(carillon_api_dispatch);
-	print_banner(embedded);
-	rc = carillon_server_run(conninfo);
+	int workers = carillon_workers_wanted();
+	print_banner(embedded, workers);
+	rc = workers > 1 ? serve_workers(conninfo, workers) : carillon_server_run(conninfo);
 	carillon_api_free();
 	carillon_model_free();
 out:

@@ -282,14 +282,16 @@ static int split_host_port(const char *addr, char *host, size_t hlen, int *port)
 	return 0;
 }
 
-int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr)
+int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr, int port_offset)
 {
 	if (!listen_addr || !*listen_addr)
 		return 0;
 	char host[256];
 	int port;
 	struct sockaddr_storage sa;
-	if (split_host_port(listen_addr, host, sizeof(host), &port) ||
+	bool ok = !split_host_port(listen_addr, host, sizeof(host), &port) && port + port_offset <= 65535;
+	port += port_offset;
+	if (!ok ||
 	    (uv_ip4_addr(*host ? host : "0.0.0.0", port, (struct sockaddr_in *)&sa) &&
 	     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa))) {
 		log_err("CARILLON_METRICS_LISTEN must be ip:port (e.g. 127.0.0.1:9464), not '%s'", listen_addr);

@@ -51,7 +51,9 @@ static struct {
 	int64_t drain_deadline_ms;
 	bool stopping;
 	int exit_status;
-} srv = {.listen_fd = -1};
+	int given_fd;            /* a listening socket handed over by the supervisor, or -1 */
+	int worker_index;        /* which worker of --workers N (0 when alone) */
+} srv = {.listen_fd = -1, .given_fd = -1};
 
 /* REST on "http"; websocket upgrades carry no subprotocol, so "carillon-session" is made the
  * vhost's default protocol (pvo "default"). */
@@ -130,6 +132,13 @@ static int open_listener(const char *addr)
 	return fd;
 }
 
+int carillon_server_listen_socket(void) { return open_listener(carillon_cfg.listen); }
+void carillon_server_use_listen_fd(int fd, int index)
+{
+	srv.given_fd = fd;
+	srv.worker_index = index;
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
 	for (int i = 0; i < 256 && !srv.stopping; i++) {
@@ -203,6 +212,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_timer_start(&srv.drain, drain_tick, 50, 50);
 }
 
+/* SIGHUP (forwarded by the supervisor too): reopen the log file (rotation); it must not kill. */
 static void on_hup(uv_signal_t *h, int signum) { carillon_log_reopen(); }
 
 static void raise_fd_limit(void)
@@ -282,11 +292,11 @@ int carillon_server_run(const char *conninfo)
 	lws_set_log_level(LLL_ERR | LLL_WARN | (!strcmp(carillon_cfg.log_level, "debug") ? LLL_NOTICE | LLL_INFO : 0),
 			  lws_log_emit);
 	uv_loop_init(&srv.loop);
-	srv.listen_fd = open_listener(carillon_cfg.listen);
+	srv.listen_fd = srv.given_fd >= 0 ? srv.given_fd : open_listener(carillon_cfg.listen);
 	if (srv.listen_fd < 0 || create_lws_context())
 		return 1;
 	carillon_metrics_init(CARILLON_VERSION);
-	if (carillon_metrics_server_start(&srv.loop, carillon_cfg.metrics_listen))
+	if (carillon_metrics_server_start(&srv.loop, carillon_cfg.metrics_listen, srv.worker_index))
 		return 1;
 	/* Root was needed for the port and the TLS key files, both in hand now. */
 	if (carillon_privdrop_now())

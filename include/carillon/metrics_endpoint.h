@@ -12,7 +12,9 @@
 /* Serve GET /metrics on `listen_addr` (ip:port; "" or NULL = off) from `loop`: a small TCP server
  * of its own, HTTP/1.1, one request per connection. Binds at once (before the privilege drop);
  * -1 when the address cannot be used. */
-int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr);
+/* port_offset: worker i of `serve --workers N` serves its own metrics on the port + i (each process
+ * counts its own traffic; Prometheus scrapes every worker). */
+int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr, int port_offset);
 void carillon_metrics_server_stop(void);
 
 #endif

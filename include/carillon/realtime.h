@@ -107,7 +107,21 @@ struct carillon_event *carillon_event_ref(struct carillon_event *e);
 void carillon_event_unref(struct carillon_event *e);
 
 /* hub */
+/* Fan an event out to the sessions that hear it (takes its own reference). Before
+ * carillon_hub_start, at once; after it, in log order through a FIFO, `slice` sessions per loop
+ * turn. */
 void carillon_hub_dispatch(struct carillon_event *e);
+/* From now on, fan out `slice` sessions per loop turn on `loop` (NULL: only carillon_hub_step
+ * advances the fan-out, for tests). */
+void carillon_hub_start(uv_loop_t *loop, unsigned slice);
+/* Drop the events not yet fanned out and close the loop handle (shutdown). */
+void carillon_hub_stop(void);
+/* Consider up to `budget` more sessions of the fan-outs in progress; true while some remain. */
+bool carillon_hub_step(unsigned budget);
+/* Events waiting to be fanned out (the one in progress included). */
+unsigned carillon_hub_backlog(void);
+/* Called when the last waiting event has been fanned out (the listener resumes reading). */
+void carillon_hub_on_drained(void (*fn)(void));
 void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);
 void carillon_hub_join(struct carillon_session *s, const char *channel_arn);
 void carillon_hub_detach(struct carillon_session *s);

@@ -162,14 +162,46 @@ language sql stable as $$
     limit p_limit
 $$;
 
+-- Where a resume starts, from one scan of p_user's membership moves after p_since: the first page
+-- (p_limit) of the channels p_user was in at p_since (what channels_at(p_user, p_since, '', p_limit)
+-- answers) and the channels it moved in within (p_since, p_until] (what resume_moved answers: a
+-- channel moved in the gap exactly when its first move after p_since is at or before p_until).
+create or replace function carillon.resume_start(p_user text, p_since bigint, p_until bigint, p_limit int)
+returns table (channels text, moved text[])
+language sql stable as $$
+    with firsts as materialized (
+        select distinct on (e.channel_arn) e.channel_arn, p_user = any (e.joins) as joined, e.position
+          from carillon.events e
+         where e.position > p_since and (p_user = any (e.joins) or p_user = any (e.leaves))
+         order by e.channel_arn, e.position)
+    select (select coalesce(string_agg(s.arn, E'\n' order by s.arn), '') from (
+                (select m.channel_arn as arn
+                   from carillon.channel_memberships m
+                  where m.member_arn = p_user
+                    and m.channel_arn not in (select f.channel_arn from firsts f where f.joined)
+                  order by m.channel_arn
+                  limit p_limit)
+                union
+                (select f.channel_arn from firsts f where not f.joined)
+                order by arn
+                limit p_limit) s),
+           (select coalesce(array_agg(f.channel_arn), '{}') from firsts f where f.position <= p_until)
+$$;
+
 -- The session registry (migration 052): a session counts against its user's quota from its
 -- registration to its close, on live nodes only (seen within p_alive_s seconds).
 -- Registration: under a per-user transaction lock, count the user's live sessions and insert the
 -- new one only below p_max; false: refused (the session is closed with 4003).
+-- The registry is soft state (a node's rows go when it stops, or when it is silent for the forget
+-- time), so its transactions do not wait for their WAL flush: a crash of PostgreSQL may lose the
+-- last few registrations, which only lets a user's quota count short for the sessions that were
+-- open then (they are gone with the crash anyway). Every connect writes here: a durable commit
+-- each was what limited the rate of new sessions.
 create or replace function carillon.ws_register(p_node uuid, p_id bigint, p_user text, p_max int, p_alive_s int)
 returns boolean
 language plpgsql as $$
 begin
+    perform set_config('synchronous_commit', 'off', true);
     perform pg_advisory_xact_lock(7264, hashtext(p_user));
     if (select count(*) from carillon.ws_sessions s join carillon.ws_nodes n on n.node = s.node
          where s.user_arn = p_user and n.seen_at > now() - make_interval(secs => p_alive_s)) >= p_max then
@@ -180,11 +212,40 @@ begin
     return true;
 end $$;
 
+-- The registrations of the sessions that connected in one loop turn of a node, in one transaction:
+-- each as ws_register (its user's lock, the count, the insert), in the order of their users' lock
+-- keys so that concurrent batches (of this node or others) never wait on each other in a cycle; a
+-- user's second session in the batch counts the first. Returns (r_i: the item's 1-based index in
+-- the arrays, r_ok: registered) per item.
+create or replace function carillon.ws_register_many(p_node uuid, p_ids bigint[], p_users text[], p_max int,
+                                                     p_alive_s int)
+returns table (r_i int, r_ok boolean)
+language plpgsql as $$
+declare
+    it record;
+begin
+    perform set_config('synchronous_commit', 'off', true); -- soft state, see ws_register
+    insert into carillon.ws_nodes (node) values (p_node) on conflict (node) do nothing;
+    for it in select u.i::int as i, u.id, u.usr
+                from unnest(p_ids, p_users) with ordinality as u(id, usr, i)
+               order by hashtext(u.usr), u.i loop
+        perform pg_advisory_xact_lock(7264, hashtext(it.usr));
+        r_i := it.i;
+        r_ok := (select count(*) from carillon.ws_sessions s join carillon.ws_nodes n on n.node = s.node
+                  where s.user_arn = it.usr and n.seen_at > now() - make_interval(secs => p_alive_s)) < p_max;
+        if r_ok then
+            insert into carillon.ws_sessions (node, id, user_arn) values (p_node, it.id, it.usr);
+        end if;
+        return next;
+    end loop;
+end $$;
+
 -- A node's heartbeat: it is alive (and its closed sessions, p_closed, are gone); nodes silent for
 -- p_forget_s seconds are forgotten with their sessions.
 create or replace function carillon.ws_heartbeat(p_node uuid, p_closed bigint[], p_forget_s int) returns void
 language plpgsql as $$
 begin
+    perform set_config('synchronous_commit', 'off', true); -- soft state, see ws_register
     insert into carillon.ws_nodes (node) values (p_node)
         on conflict (node) do update set seen_at = now();
     delete from carillon.ws_sessions where node = p_node and id = any (p_closed);

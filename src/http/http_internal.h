@@ -34,7 +34,7 @@ struct carillon_req {
 	int status;
 	enum carillon_err_style err_style;
 	const char *error_type;
-	char *resp;                      /* LWS_PRE headroom + body */
+	char *resp;                      /* LWS_PRE + CARILLON_RESP_HEAD_ROOM headroom, then the body */
 	size_t resp_len, resp_off;
 	bool close_after;
 	/* CORS (cors.c): the Access-Control-Allow-Origin to send ("*", the request's Origin, or NULL:
@@ -42,6 +42,11 @@ struct carillon_req {
 	char *cors_origin;
 	char *cors_preflight_headers;    /* non-NULL: the answer is a preflight's */
 };
+
+/* Room left before a response body for its head, so that head and body go out in one write. */
+#define CARILLON_RESP_HEAD_ROOM 1024
+/* The body of a reply inside r->resp. */
+#define CARILLON_RESP_BODY(r) ((unsigned char *)(r)->resp + LWS_PRE + CARILLON_RESP_HEAD_ROOM)
 
 /* The request state machine (lifecycle.c). */
 struct carillon_req *carillon_http_req_new(struct lws *wsi, const char *method, const char *path);

@@ -160,8 +160,8 @@ static void req_set_response(struct carillon_req *r, int status, const char *err
 {
 	r->status = status;
 	r->error_type = error_type;
-	r->resp = carillon_xmalloc(LWS_PRE + len + 1);
-	memcpy(r->resp + LWS_PRE, body, len);
+	r->resp = carillon_xmalloc(LWS_PRE + CARILLON_RESP_HEAD_ROOM + len + 1);
+	memcpy(CARILLON_RESP_BODY(r), body, len);
 	r->resp_len = len;
 	if (r->state == REQ_DISPATCHED)
 		in_flight--;

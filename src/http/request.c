@@ -4,7 +4,9 @@
  *
  * Flow: LWS_CALLBACK_HTTP (headers complete) -> bounded body in LWS_CALLBACK_HTTP_BODY ->
  * dispatch at BODY_COMPLETION (or at once without a body) -> a handler replies later ->
- * LWS_CALLBACK_HTTP_WRITEABLE writes the headers, then the body, one lws_write per callback.
+ * LWS_CALLBACK_HTTP_WRITEABLE writes the head and the body in one lws_write (HTTP/1.1: one send,
+ * the body already has room for the head in front of it), then any rest of a large body; an
+ * HTTP/2 stream gets its HEADERS and DATA frames in separate writes.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -381,51 +383,77 @@ static int add_cors_headers(struct lws *wsi, const struct carillon_req *r, unsig
 	       add_header(wsi, "access-control-max-age:", "600", p, end);
 }
 
+/* The response head, built in `start` (LWS_PRE bytes of headroom before it); its length or -1. */
+static int build_head(struct lws *wsi, struct carillon_req *r, unsigned char *start, unsigned char *end)
+{
+	unsigned char *p = start;
+	if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end) ||
+	    (r->status != 204 &&
+	     lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json",
+					  16, &p, end)) ||
+	    add_cors_headers(wsi, r, &p, end) ||
+	    (r->status != 204 && lws_add_http_header_content_length(wsi, r->resp_len, &p, end)) ||
+	    lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-RequestId:", (const unsigned char *)r->id,
+					(int)strlen(r->id), &p, end) ||
+	    (r->error_type && lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-ErrorType:",
+							  (const unsigned char *)r->error_type, (int)strlen(r->error_type),
+							  &p, end)) ||
+	    (r->close_after &&
+	     lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end)) ||
+	    lws_finalize_http_header(wsi, &p, end))
+		return -1;
+	return (int)(p - start);
+}
+
+/* Write up to WRITE_CHUNK more bytes of the body after resp_off, preceded by `head_len` bytes of
+ * head already placed right before it; true when the body is done. */
+static int write_body(struct lws *wsi, struct carillon_req *r, size_t head_len, bool *done)
+{
+	size_t left = r->resp_len - r->resp_off, n = left > WRITE_CHUNK ? WRITE_CHUNK : left;
+	bool last = n == left;
+	/* Writing in place: the LWS_PRE bytes before the data are scratch space for lws. */
+	unsigned char *chunk = CARILLON_RESP_BODY(r) + r->resp_off - head_len;
+	unsigned char save[LWS_PRE];
+	memcpy(save, chunk - LWS_PRE, LWS_PRE);
+	int w = lws_write(wsi, chunk, head_len + n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+	memcpy(chunk - LWS_PRE, save, LWS_PRE);
+	if (w < (int)(head_len + n))
+		return -1;
+	r->resp_off += n;
+	*done = last;
+	return 0;
+}
+
 static int on_writeable(struct lws *wsi, struct http_pss *pss)
 {
 	struct carillon_req *r = pss->req;
 	if (!r || r->state < REQ_REPLIED)
 		return 0;
+	bool done = false;
 	if (r->state == REQ_REPLIED) {
-		unsigned char hbuf[LWS_PRE + 4096], *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
-		if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end) ||
-		    (r->status != 204 &&
-		     lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json",
-						  16, &p, end)) ||
-		    add_cors_headers(wsi, r, &p, end) ||
-		    (r->status != 204 && lws_add_http_header_content_length(wsi, r->resp_len, &p, end)) ||
-		    lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-RequestId:",
-						(const unsigned char *)r->id, (int)strlen(r->id), &p, end) ||
-		    (r->error_type &&
-		     lws_add_http_header_by_name(wsi, (const unsigned char *)"x-amzn-ErrorType:",
-						 (const unsigned char *)r->error_type, (int)strlen(r->error_type), &p, end)) ||
-		    (r->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-								    (const unsigned char *)"close", 5, &p, end)) ||
-		    lws_finalize_write_http_header(wsi, start, &p, end))
+		unsigned char hbuf[LWS_PRE + 4096], *start = hbuf + LWS_PRE;
+		int head_len = build_head(wsi, r, start, hbuf + sizeof(hbuf) - 1);
+		if (head_len < 0)
 			return -1;
 		r->state = REQ_HEADERS_SENT;
-		if (r->resp_len) {
-			lws_callback_on_writable(wsi);
-			return 0;
+		/* HTTP/1.1 (the connection is its own network connection, not an HTTP/2 stream): the head
+		 * goes right in front of the body and both leave in one send. */
+		bool one_write = lws_get_network_wsi(wsi) == wsi && r->resp_len && head_len <= CARILLON_RESP_HEAD_ROOM;
+		if (one_write) {
+			memcpy(CARILLON_RESP_BODY(r) - head_len, start, (size_t)head_len);
+			if (write_body(wsi, r, (size_t)head_len, &done))
+				return -1;
+		} else {
+			if (lws_write(wsi, start, (size_t)head_len, LWS_WRITE_HTTP_HEADERS) != head_len)
+				return -1;
+			done = !r->resp_len;
 		}
-	} else {
-		size_t left = r->resp_len - r->resp_off, n = left > WRITE_CHUNK ? WRITE_CHUNK : left;
-		bool last = n == left;
-		/* Writing in place: the LWS_PRE bytes before each chunk are scratch space for lws. */
-		unsigned char *chunk = (unsigned char *)r->resp + LWS_PRE + r->resp_off;
-		unsigned char save[LWS_PRE] = {0};
-		if (r->resp_off)
-			memcpy(save, chunk - LWS_PRE, LWS_PRE);
-		int w = lws_write(wsi, chunk, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-		if (r->resp_off)
-			memcpy(chunk - LWS_PRE, save, LWS_PRE);
-		if (w < (int)n)
-			return -1;
-		r->resp_off += n;
-		if (!last) {
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
+	} else if (write_body(wsi, r, 0, &done)) {
+		return -1;
+	}
+	if (!done) {
+		lws_callback_on_writable(wsi);
+		return 0;
 	}
 	bool close_after = r->close_after;
 	carillon_http_req_free(r);

@@ -13,6 +13,17 @@
  * Sessions still waiting for their membership snapshot get every event buffered and apply the same
  * rules once they know their channels (session.c).
  *
+ * Fan-out in slices: an event reaching 10,000 sessions must not hold the loop for the whole
+ * delivery (REST requests, pings and other events would wait behind it). Once the hub is started on
+ * a loop (carillon_hub_start), events wait in a FIFO; the event at its head takes its candidates
+ * when it starts (after every earlier event's joins and leaves, exactly as synchronous routing
+ * would) and considers CARILLON_FANOUT_SLICE of them per loop turn. Events start one after the
+ * other, so a later event never overtakes an earlier one for any session. Candidates are the
+ * hub's own per-session records, which a closing session leaves behind (h->s = NULL) and which are
+ * freed only once no fan-out is in progress, so a close in the middle of a fan-out is safe.
+ * Sessions still pending when an event starts get it buffered then (and are marked as done for
+ * it); sessions that connect later take a snapshot that already includes it.
+ *
  * Costs: joining, leaving and "is session s in channel c" are O(1) whatever the number of channels
  * a session is in or of sessions a channel has (the pair index below), so a connect with N
  * channels costs O(N) and a user with tens of thousands of channels cannot stall the loop.
@@ -22,6 +33,7 @@
 #include <string.h>
 
 #include "carillon/hmap.h"
+#include "carillon/log.h"
 #include "carillon/realtime.h"
 #include "carillon/util.h"
 
@@ -53,7 +65,7 @@ struct hub_session {
 	struct carillon_session *s; /* NULL once the session closed: its refs are being reaped */
 	struct channel_ref *refs;
 	int n, cap;
-	struct hub_session *reap_next;
+	struct hub_session *reap_next; /* the reap list, then the graveyard */
 };
 
 /* The pair index: (session, channel) -> the index of that channel's ref in the session's refs.
@@ -139,6 +151,27 @@ static struct carillon_hmap channels;    /* arn -> struct hub_channel */
 static struct carillon_hmap users;       /* arn -> struct session_set */
 static struct session_set pending;
 static uint64_t dispatch_stamp;
+
+/* Events waiting to be fanned out, in log order; the head one is in progress once `started`. */
+struct fanout {
+	struct carillon_event *e;
+	struct fanout *next;
+};
+
+static struct {
+	struct fanout *head, *tail;
+	unsigned queued;
+	bool started;                /* the head's candidates are taken */
+	struct hub_session **cand;   /* the head's candidates (may repeat: the stamp dedupes) */
+	size_t n, next, cap;
+	unsigned turns;              /* loop turns the head has taken so far */
+	unsigned slice;              /* 0: not started on a loop, every event is delivered at once */
+	uv_loop_t *loop;
+	uv_idle_t idle;
+	bool idle_on;
+	void (*drained)(void);
+	struct hub_session *graveyard; /* closed sessions' records, freed once no fan-out runs */
+} fan;
 
 /* Each session is added once to its user's set and to the pending set. */
 static void set_add(struct session_set *set, struct carillon_session *s)
@@ -262,6 +295,29 @@ static bool in_channel(struct carillon_session *s, struct hub_channel *c)
 #define REAP_NOW 256
 static struct hub_session *reap_head;
 
+/* A closed session's record, once it is in no channel: a fan-out in progress may still hold it
+ * among its candidates, so it waits in the graveyard until that fan-out ends. */
+static void hub_session_release(struct hub_session *h)
+{
+	if (fan.started) {
+		h->reap_next = fan.graveyard;
+		fan.graveyard = h;
+		return;
+	}
+	free(h->refs);
+	free(h);
+}
+
+static void graveyard_free(void)
+{
+	while (fan.graveyard) {
+		struct hub_session *h = fan.graveyard;
+		fan.graveyard = h->reap_next;
+		free(h->refs);
+		free(h);
+	}
+}
+
 void carillon_hub_detach(struct carillon_session *s)
 {
 	void **slot = carillon_session_hub(s);
@@ -272,8 +328,7 @@ void carillon_hub_detach(struct carillon_session *s)
 		if (h->n <= REAP_NOW) {
 			while (h->n)
 				hub_leave_ref(h, h->n - 1);
-			free(h->refs);
-			free(h);
+			hub_session_release(h);
 		} else {
 			h->reap_next = reap_head;
 			reap_head = h;
@@ -302,8 +357,7 @@ bool carillon_hub_reap(unsigned budget)
 		}
 		if (!h->n) {
 			reap_head = h->reap_next;
-			free(h->refs);
-			free(h);
+			hub_session_release(h);
 		}
 	}
 	return reap_head != NULL;
@@ -328,9 +382,12 @@ static void route(struct carillon_session *s, struct carillon_event *e)
 		hub_leave_ref(hub_of(s), ref);
 }
 
-/* Route to one candidate once per event. */
-static void consider(struct carillon_session *s, struct carillon_event *e)
+/* Route to one candidate once per event (a session may be a candidate twice: joined and named). */
+static void consider(struct hub_session *h, struct carillon_event *e)
 {
+	struct carillon_session *s = h->s;
+	if (!s)
+		return; /* closed since the fan-out started */
 	uint64_t *stamp = carillon_session_stamp(s);
 	if (*stamp == dispatch_stamp || !carillon_session_active(s))
 		return;
@@ -338,42 +395,150 @@ static void consider(struct carillon_session *s, struct carillon_event *e)
 	route(s, e);
 }
 
-static void consider_users(char *const *arns, int n, struct carillon_event *e)
+static void cand_push(struct hub_session *h)
+{
+	if (fan.n == fan.cap) {
+		fan.cap = fan.cap ? fan.cap * 2 : 256;
+		fan.cand = carillon_xrealloc(fan.cand, sizeof(*fan.cand) * fan.cap);
+	}
+	fan.cand[fan.n++] = h;
+}
+
+static void cand_users(char *const *arns, int n)
 {
 	for (int i = 0; i < n; i++) {
 		struct session_set *set = carillon_hmap_get(&users, arns[i]);
 		for (int j = 0; set && j < set->n; j++)
-			consider(set->s[j], e);
+			cand_push(hub_of(set->s[j]));
 	}
+}
+
+/* The head event starts: sessions still pending get it buffered (they route it themselves once
+ * they know their channels) and are marked done for it; the candidates are taken as the indexes
+ * stand now, after every earlier event: users the event names first (a join must happen before
+ * delivery), then the channel's sessions. */
+static void fan_begin(struct carillon_event *e)
+{
+	dispatch_stamp++;
+	fan.started = true;
+	fan.n = fan.next = 0;
+	for (int i = 0; i < pending.n;) {
+		struct carillon_session *s = pending.s[i];
+		if (carillon_session_active(s)) {
+			pending.s[i] = pending.s[--pending.n];
+			continue;
+		}
+		*carillon_session_stamp(s) = dispatch_stamp;
+		carillon_session_buffer(s, e);
+		i++;
+	}
+	cand_users(e->joins.v, e->joins.n);
+	cand_users(e->arns.v, e->arns.n);
+	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
+	for (int i = 0; c && i < c->n; i++)
+		if (c->m[i].h->s) /* not a closed session whose refs wait to be reaped */
+			cand_push(c->m[i].h);
+	fan.turns = 0;
+	if (fan.slice && fan.n > fan.slice)
+		log_debug("fan-out of event %lld to %zu sessions: started", (long long)e->position, fan.n);
+}
+
+static void fan_end(void)
+{
+	struct fanout *f = fan.head;
+	if (fan.slice && fan.n > fan.slice)
+		log_debug("fan-out of event %lld to %zu sessions: done in %u loop turns", (long long)f->e->position, fan.n,
+			  fan.turns + 1);
+	fan.head = f->next;
+	if (!fan.head)
+		fan.tail = NULL;
+	fan.queued--;
+	fan.started = false;
+	fan.n = fan.next = 0;
+	carillon_event_unref(f->e);
+	free(f);
+	graveyard_free();
+}
+
+bool carillon_hub_step(unsigned budget)
+{
+	while (fan.head && budget) {
+		if (!fan.started)
+			fan_begin(fan.head->e);
+		while (fan.next < fan.n && budget) {
+			consider(fan.cand[fan.next++], fan.head->e);
+			budget--;
+		}
+		if (fan.next == fan.n)
+			fan_end();
+	}
+	return fan.head != NULL;
+}
+
+unsigned carillon_hub_backlog(void) { return fan.queued; }
+
+void carillon_hub_on_drained(void (*fn)(void)) { fan.drained = fn; }
+
+static void fan_tick(uv_idle_t *h)
+{
+	fan.turns++;
+	if (carillon_hub_step(fan.slice))
+		return;
+	uv_idle_stop(h);
+	fan.idle_on = false;
+	if (fan.drained)
+		fan.drained();
 }
 
 void carillon_hub_dispatch(struct carillon_event *e)
 {
-	dispatch_stamp++;
-	/* Candidates: users the event names first (a join must happen before delivery)... */
-	consider_users(e->joins.v, e->joins.n, e);
-	consider_users(e->arns.v, e->arns.n, e);
-	/* ...then the channel's sessions. Copy: routing may remove sessions from the channel. */
-	struct hub_channel *c = carillon_hmap_get(&channels, e->channel_arn);
-	if (c && c->n) {
-		int n = c->n;
-		struct carillon_session **copy = carillon_xmalloc(sizeof(*copy) * (size_t)n);
-		int k = 0;
-		for (int i = 0; i < n; i++)
-			if (c->m[i].h->s) /* not a closed session whose refs wait to be reaped */
-				copy[k++] = c->m[i].h->s;
-		for (int i = 0; i < k; i++)
-			consider(copy[i], e);
-		free(copy);
+	struct fanout *f = carillon_xmalloc(sizeof(*f));
+	f->e = carillon_event_ref(e);
+	f->next = NULL;
+	if (fan.tail)
+		fan.tail->next = f;
+	else
+		fan.head = f;
+	fan.tail = f;
+	fan.queued++;
+	if (!fan.slice) { /* no loop: at once, as before */
+		while (carillon_hub_step(~0u))
+			;
+		return;
 	}
-	for (int i = 0; i < pending.n;) {
-		if (carillon_session_active(pending.s[i])) {
-			pending.s[i] = pending.s[--pending.n];
-			continue;
-		}
-		carillon_session_buffer(pending.s[i], e);
-		i++;
+	/* Nothing ahead of it: the first slice goes now (the common small fan-out is done in one). */
+	if (fan.queued == 1 && !carillon_hub_step(fan.slice))
+		return;
+	if (fan.loop && !fan.idle_on) {
+		uv_idle_start(&fan.idle, fan_tick);
+		fan.idle_on = true;
 	}
+}
+
+void carillon_hub_start(uv_loop_t *loop, unsigned slice)
+{
+	fan.slice = slice ? slice : 1;
+	fan.loop = loop;
+	if (loop)
+		uv_idle_init(loop, &fan.idle);
+}
+
+static void idle_closed(uv_handle_t *h) { (void)h; }
+
+/* Shutdown: the sessions are closing; events not yet delivered are dropped. */
+void carillon_hub_stop(void)
+{
+	while (fan.head) {
+		fan.started = true;
+		fan_end();
+	}
+	if (fan.loop) {
+		uv_idle_stop(&fan.idle);
+		uv_close((uv_handle_t *)&fan.idle, idle_closed);
+	}
+	fan.loop = NULL;
+	fan.idle_on = false;
+	fan.slice = 0;
 }
 
 void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e) { route(s, e); }
@@ -395,6 +560,13 @@ static void free_set(const char *key, void *value, void *arg)
 
 void carillon_hub_free(void)
 {
+	while (fan.head) {
+		fan.started = true;
+		fan_end();
+	}
+	free(fan.cand);
+	fan.cand = NULL;
+	fan.cap = 0;
 	while (carillon_hub_reap(~0u))
 		;
 	carillon_hmap_each(&channels, free_channel, NULL);

@@ -7,7 +7,9 @@
  * when the LISTEN connection comes back after a drop (anything committed meanwhile is read then:
  * nothing is lost), and every CARILLON_LISTENER_POLL_MS as a fallback. Positions are assigned in
  * commit order (see docs/events.md), so reading above the last position never skips a committed
- * event. One batch is read at a time: the rows in memory are bounded by the batch size.
+ * event. One batch is read at a time: the rows in memory are bounded by the batch size, and while
+ * the hub still has more than a batch of events to fan out, the next read waits for it to drain
+ * (the events in memory stay bounded when deliveries are slower than the log grows).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@
 	" join carillon.events e on e.position = a.r_position order by a.r_position"
 
 static int64_t last_position = -1; /* -1: not yet known (start from the end of the log) */
-static bool reading, read_again, running;
+static bool reading, read_again, running, hub_wait;
 static int read_batch;
 static uv_timer_t fallback;
 
@@ -84,6 +86,10 @@ static void read_events(void)
 		read_again = true;
 		return;
 	}
+	if (carillon_hub_backlog() > (unsigned)read_batch) {
+		hub_wait = true;
+		return;
+	}
 	if (last_position < 0) {
 		reading = !carillon_db_query("select carillon.log_position()", 0, NULL, position_known, NULL);
 		return;
@@ -118,6 +124,13 @@ static void on_notify(const char *payload)
 }
 /* The outbox's notifications share this connection: a commit that enqueued work wakes the worker. */
 static void on_outbox_notify(const char *payload) { carillon_outbox_wake(); }
+static void hub_drained(void)
+{
+	if (hub_wait) {
+		hub_wait = false;
+		read_events();
+	}
+}
 static void on_up(void)
 {
 	read_events();
@@ -135,6 +148,7 @@ void carillon_listener_start(uv_loop_t *loop)
 	running = true;
 	read_batch = (int)carillon_cfg.listener_batch;
 	carillon_db_listen_also("carillon_outbox", on_outbox_notify);
+	carillon_hub_on_drained(hub_drained);
 	carillon_db_listen("carillon_events", on_notify, on_up);
 	uv_timer_init(loop, &fallback);
 	uint64_t poll = (uint64_t)carillon_cfg.listener_poll_ms;

@@ -9,7 +9,9 @@
  *                buffered).
  *   registry     the session's row in carillon.ws_sessions, counted against max_sessions_per_user
  *                over every node; over the quota it is closed with 4003 (terminal for the client).
- *   snapshot     one query: the user's channels and the log position P in the same snapshot. The
+ *                The sessions of one loop turn register in one statement (ws_register_many).
+ *   snapshot     one query: the user's channels and the log position P in the same snapshot (one
+ *                statement for the fresh sessions of one loop turn). The
  *                channels are read and joined CARILLON_SNAPSHOT_PAGE per query (a user may have tens
  *                of thousands).
  *   resume       (since-position) the user's events of the gap (since, P], CARILLON_RESUME_PAGE per
@@ -535,31 +537,46 @@ static void request_gap(struct carillon_session *s)
 		session_fail(s, 1013, "Busy");
 }
 
+/* Tickets waiting for a statement shared by the sessions of one loop turn (see flush_snapshots). */
+struct ticket_list {
+	struct snapshot_ticket **t;
+	size_t n, cap;
+};
+static void batch_join(struct ticket_list *l, struct carillon_session *s, int64_t reg_id);
+static struct ticket_list snap_wait;
+
 static void request_snapshot(struct carillon_session *s)
 {
-	char since[24], max_scan[24], page[16];
+	if (s->since < 0) { /* a fresh session: with the others of this loop turn (flush_snapshots) */
+		batch_join(&snap_wait, s, 0);
+		return;
+	}
+	char since[24], max_scan[24], page[16], max_events[24];
 	snprintf(since, sizeof(since), "%lld", (long long)s->since);
 	snprintf(max_scan, sizeof(max_scan), "%ld", carillon_cfg.resume_max_events * GAP_SCAN_FACTOR);
 	snprintf(page, sizeof(page), "%ld", carillon_cfg.snapshot_page);
-	const char *params[5] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL};
-	/* One statement, one snapshot: the channels, the position P they reflect, and for a resuming
-	 * session whether the gap (since, P] is still in the log, the channels as of `since`, and the
-	 * channels the user joined or left in the gap (how many: each is an event for the user).
-	 * Channel lists are the first page, '\n'-separated (ARNs have no newline). */
+	snprintf(max_events, sizeof(max_events), "%ld", carillon_cfg.resume_max_events);
+	const char *params[6] = {s->user_arn, since, max_scan, page, s->user_gen[0] ? s->user_gen : NULL, max_events};
+	/* One statement, one snapshot: the position P, and the channels as of P (a fresh session, or
+	 * one whose gap cannot be resumed), or for a resumable gap (since, P] (still in the log, not
+	 * too long, at most resume_max_events membership moves of the user) the channels as of
+	 * `since` and the channels the user joined or left in the gap (both from one scan of the
+	 * user's moves: carillon.resume_start). Only the list the session will use is built. Channel
+	 * lists are the first page, '\n'-separated (ARNs have no newline). */
 	if (!session_query(s, "with p as (select carillon.log_position() as pos),"
-			      " moved as (select case when $2::bigint >= 0 then"
-			      "   carillon.resume_moved($1, $2::bigint, (select pos from p)) end as arns)"
+			      " rs as (select * from carillon.resume_start($1, $2::bigint, (select pos from p), $4::int)"
+			      "        where $2::bigint >= 0),"
+			      " r as (select $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint)"
+			      "              and coalesce((select cardinality(rs.moved) from rs), 0) <= $6::int as ok from p)"
 			      " select exists (select 1 from carillon.app_instance_users where arn = $1"
 			      "                and ($5::bigint is null or generation = $5::bigint)),"
-			      " coalesce((select string_agg(a, E'\\n' order by a)"
-			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), ''),"
-			      " p.pos,"
-			      " $2::bigint >= 0 and carillon.resume_window($2::bigint, p.pos, $3::bigint),"
-			      " case when $2::bigint >= 0 then (select coalesce(string_agg(a, E'\\n' order by a), '')"
-			      "   from carillon.channels_at($1, $2::bigint, '', $4::int) a) end,"
-			      " moved.arns::text, coalesce(cardinality(moved.arns), 0)"
-			      " from p, moved",
-			   5, params, snapshot_done))
+			      " case when not r.ok then coalesce((select string_agg(a, E'\\n' order by a)"
+			      "           from carillon.channels_at($1, p.pos, '', $4::int) a), '') end,"
+			      " p.pos, r.ok,"
+			      " case when r.ok then (select rs.channels from rs) end,"
+			      " (select rs.moved::text from rs), coalesce((select cardinality(rs.moved) from rs), 0)"
+			      " from p, r",
+			   6, params, snapshot_done))
 		session_fail(s, 1013, "Busy");
 }
 
@@ -668,13 +685,12 @@ static void registry_leave(void)
 
 static void request_snapshot(struct carillon_session *s);
 
-static void register_done(void *arg, const struct carillon_db_result *r)
+/* A registration's answer: registered (true), refused (false), or no answer (answered = false). */
+static void register_result(struct snapshot_ticket *t, bool answered, bool registered)
 {
-	struct snapshot_ticket *t = arg;
 	struct carillon_session *s = t->s;
 	int64_t id = t->reg_id;
 	free(t);
-	bool registered = r->res && PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 0), "t");
 	if (!s) { /* closed meanwhile: take the row back out */
 		if (registered) {
 			closed_push(id);
@@ -690,7 +706,7 @@ static void register_done(void *arg, const struct carillon_db_result *r)
 		}
 		return;
 	}
-	if (!r->res || PQntuples(r->res) != 1) {
+	if (!answered) {
 		session_fail(s, 1011, "Internal error");
 		return;
 	}
@@ -711,20 +727,234 @@ static void register_done(void *arg, const struct carillon_db_result *r)
 	request_snapshot(s);
 }
 
-static void request_register(struct carillon_session *s)
+/* ------------------------------------------------------------- connects batched per loop turn */
+
+/* Sessions that connect in the same loop turn share their statements: their registrations are one
+ * carillon.ws_register_many call, and the snapshots of the fresh ones (no since-position) one
+ * statement over all of them. Tickets wait in these lists until the loop is about to block for
+ * I/O (a prepare handle), at most BATCH_MAX per statement. */
+#define BATCH_MAX 256
+
+struct batch {                 /* the tickets of one statement in flight */
+	size_t n;
+	struct snapshot_ticket *t[];
+};
+
+static struct ticket_list reg_wait;
+static uv_prepare_t batch_prepare;
+static bool batch_ready;
+
+static void batch_flush(uv_prepare_t *h);
+
+static void ticket_push(struct ticket_list *l, struct snapshot_ticket *t)
 {
-	char id[24], max[24], alive[16];
-	int64_t reg_id = ++next_reg_id;
-	snprintf(id, sizeof(id), "%lld", (long long)reg_id);
-	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
-	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
-	const char *params[5] = {node_id, id, s->user_arn, max, alive};
-	if (session_query(s, "select carillon.ws_register($1::uuid, $2::bigint, $3, $4::int, $5::int)", 5, params,
-			  register_done)) {
-		s->ticket->reg_id = reg_id;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->t = carillon_xrealloc(l->t, sizeof(*l->t) * l->cap);
+	}
+	l->t[l->n++] = t;
+	if (batch_ready)
+		uv_prepare_start(&batch_prepare, batch_flush);
+	else
+		batch_flush(NULL); /* no loop to wait for: one statement now */
+}
+
+/* Take up to BATCH_MAX tickets of sessions still open (the others are dropped here). */
+static struct batch *batch_take(struct ticket_list *l)
+{
+	struct batch *b = carillon_xmalloc(sizeof(*b) + sizeof(b->t[0]) * (l->n < BATCH_MAX ? l->n : BATCH_MAX));
+	size_t used = 0;
+	b->n = 0;
+	while (used < l->n && b->n < BATCH_MAX) {
+		struct snapshot_ticket *t = l->t[used++];
+		if (t->s)
+			b->t[b->n++] = t;
+		else
+			free(t);
+	}
+	memmove(l->t, l->t + used, sizeof(*l->t) * (l->n - used));
+	l->n -= used;
+	return b;
+}
+
+/* {"a","b",NULL}: a text[] literal (ARNs quoted and escaped). */
+static void array_literal(struct carillon_buf *out, const char *const *v, size_t n)
+{
+	carillon_buf_append(out, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			carillon_buf_append(out, ",", 1);
+		if (!v[i]) {
+			carillon_buf_append(out, "NULL", 4);
+			continue;
+		}
+		carillon_buf_append(out, "\"", 1);
+		for (const char *c = v[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				carillon_buf_append(out, "\\", 1);
+			carillon_buf_append(out, c, 1);
+		}
+		carillon_buf_append(out, "\"", 1);
+	}
+	carillon_buf_append(out, "}", 1);
+}
+
+static void registrations_done(void *arg, const struct carillon_db_result *r)
+{
+	struct batch *b = arg;
+	int rows = r->res ? PQntuples(r->res) : 0;
+	for (int i = 0; i < rows; i++) {
+		long k = strtol(PQgetvalue(r->res, i, 0), NULL, 10) - 1;
+		if (k < 0 || (size_t)k >= b->n || !b->t[k])
+			continue;
+		register_result(b->t[k], true, !strcmp(PQgetvalue(r->res, i, 1), "t"));
+		b->t[k] = NULL;
+	}
+	for (size_t k = 0; k < b->n; k++)
+		if (b->t[k])
+			register_result(b->t[k], false, false);
+	free(b);
+}
+
+static void flush_registrations(void)
+{
+	struct batch *b = batch_take(&reg_wait);
+	if (!b->n) {
+		free(b);
 		return;
 	}
-	session_fail(s, 1013, "Busy");
+	struct carillon_buf ids = {0}, users = {0};
+	const char **names = carillon_xmalloc(sizeof(*names) * b->n);
+	carillon_buf_append(&ids, "{", 1);
+	for (size_t i = 0; i < b->n; i++) {
+		carillon_buf_appendf(&ids, "%s%lld", i ? "," : "", (long long)b->t[i]->reg_id);
+		names[i] = b->t[i]->s->user_arn;
+	}
+	carillon_buf_append(&ids, "}", 2); /* with the terminating NUL */
+	array_literal(&users, names, b->n);
+	carillon_buf_append(&users, "", 1);
+	free(names);
+	char max[24], alive[16];
+	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
+	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
+	const char *params[5] = {node_id, ids.data, users.data, max, alive};
+	if (carillon_db_query("select r_i, r_ok from carillon.ws_register_many($1::uuid, $2::bigint[], $3::text[], $4::int, $5::int)",
+			      5, params, registrations_done, b)) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct carillon_session *s = b->t[i]->s;
+			s->ticket = NULL;
+			free(b->t[i]);
+			session_fail(s, 1013, "Busy");
+		}
+		free(b);
+	}
+	carillon_buf_free(&ids);
+	carillon_buf_free(&users);
+}
+
+static void channels_joined(struct carillon_session *s, const char *text);
+
+/* A fresh session's snapshot: its user still exists (with the credential's generation), the log
+ * position P, and the first page of its channels as of P. */
+static void snapshot_apply(struct carillon_session *s, bool exists, const char *pos, const char *channels)
+{
+	if (!exists) {
+		session_fail(s, 4401, "Unauthorized");
+		return;
+	}
+	s->start_pos = strtoll(pos, NULL, 10);
+	channels_joined(s, channels);
+}
+
+static void snapshots_done(void *arg, const struct carillon_db_result *r)
+{
+	struct batch *b = arg;
+	int rows = r->res ? PQntuples(r->res) : 0;
+	for (int i = 0; i < rows; i++) {
+		long k = strtol(PQgetvalue(r->res, i, 0), NULL, 10) - 1;
+		if (k < 0 || (size_t)k >= b->n || !b->t[k])
+			continue;
+		struct carillon_session *s = session_claim(b->t[k], S_PENDING);
+		b->t[k] = NULL;
+		if (s)
+			snapshot_apply(s, !strcmp(PQgetvalue(r->res, i, 1), "t"), PQgetvalue(r->res, i, 3),
+				       PQgetvalue(r->res, i, 2));
+	}
+	for (size_t k = 0; k < b->n; k++) {
+		struct carillon_session *s = b->t[k] ? session_claim(b->t[k], S_PENDING) : NULL;
+		if (s)
+			session_fail(s, 1011, "Internal error");
+	}
+	free(b);
+}
+
+/* One statement, one snapshot for every session of the batch: P once, then per session whether its
+ * user still exists and its channels as of P (first page). */
+static void flush_snapshots(void)
+{
+	struct batch *b = batch_take(&snap_wait);
+	if (!b->n) {
+		free(b);
+		return;
+	}
+	struct carillon_buf users = {0}, gens = {0};
+	const char **names = carillon_xmalloc(sizeof(*names) * b->n), **g = carillon_xmalloc(sizeof(*g) * b->n);
+	for (size_t i = 0; i < b->n; i++) {
+		names[i] = b->t[i]->s->user_arn;
+		g[i] = b->t[i]->s->user_gen[0] ? b->t[i]->s->user_gen : NULL;
+	}
+	array_literal(&users, names, b->n);
+	carillon_buf_append(&users, "", 1);
+	array_literal(&gens, g, b->n);
+	carillon_buf_append(&gens, "", 1);
+	free(names);
+	free(g);
+	char page[16];
+	snprintf(page, sizeof(page), "%ld", carillon_cfg.snapshot_page);
+	const char *params[3] = {users.data, gens.data, page};
+	if (carillon_db_query("select u.i, exists (select 1 from carillon.app_instance_users a where a.arn = u.arn"
+			      "                  and (u.gen is null or a.generation = u.gen)),"
+			      " coalesce((select string_agg(c, E'\\n' order by c)"
+			      "           from carillon.channels_at(u.arn, p.pos, '', $3::int) c), ''),"
+			      " p.pos"
+			      " from (select carillon.log_position() as pos) p,"
+			      "      unnest($1::text[], $2::bigint[]) with ordinality as u(arn, gen, i)",
+			      3, params, snapshots_done, b)) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct carillon_session *s = b->t[i]->s;
+			s->ticket = NULL;
+			free(b->t[i]);
+			session_fail(s, 1013, "Busy");
+		}
+		free(b);
+	}
+	carillon_buf_free(&users);
+	carillon_buf_free(&gens);
+}
+
+static void batch_flush(uv_prepare_t *h)
+{
+	while (reg_wait.n)
+		flush_registrations();
+	while (snap_wait.n)
+		flush_snapshots();
+	if (h)
+		uv_prepare_stop(h);
+}
+
+/* Queue a ticket for one of the batched statements (s->ticket is set: a close drops it). */
+static void batch_join(struct ticket_list *l, struct carillon_session *s, int64_t reg_id)
+{
+	struct snapshot_ticket *t = carillon_xcalloc(1, sizeof(*t));
+	t->s = s;
+	t->reg_id = reg_id;
+	s->ticket = t;
+	ticket_push(l, t);
+}
+
+static void request_register(struct carillon_session *s)
+{
+	batch_join(&reg_wait, s, ++next_reg_id);
 }
 
 /* The query of the upgrade request, copied out of lws fragment by fragment and parsed by
@@ -804,22 +1034,40 @@ static bool connect_verify(struct lws *wsi, struct carillon_session *s, char *us
 static struct carillon_ratelimit connect_rate;
 static bool keepalive_running;          /* carillon_sessions_start() ran, stop() did not yet */
 
+/* With the connect rate on, the upgrade request is verified before the upgrade (to charge the
+ * right user); ESTABLISHED then takes that verdict instead of verifying the signature again. Every
+ * upgrade passes the filter before its ESTABLISHED, and each filter call clears the slot first, so
+ * the slot can only be taken by the connection it was filled for. */
+static struct {
+	struct lws *wsi;                /* NULL: empty */
+	char user[1601];
+	struct carillon_principal p;
+	struct carillon_session opts;   /* the query options (prefetch, since, prefetch_sort) */
+} verified;
+
 /* Before the upgrade (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): the per-user connect rate. Over
  * it, answer 429 ThrottledClientException and refuse the upgrade: the client backs off and tries
  * again. Only verified requests take a token (nobody can spend another user's), and refusals of
  * any other kind are left to ESTABLISHED (4401 after the upgrade, which the client expects). */
 static int connect_filter(struct lws *wsi)
 {
+	verified.wsi = NULL;
 	if (carillon_cfg.connect_rate_per_user <= 0 || !keepalive_running)
 		return 0;
 	struct carillon_session scratch;
 	memset(&scratch, 0, sizeof(scratch));
+	scratch.since = -1;
 	char user[1601], why[256];
 	struct carillon_principal p;
 	if (!connect_verify(wsi, &scratch, user, sizeof(user), &p, why, sizeof(why)))
 		return 0;
-	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms()))
+	if (carillon_ratelimit_take(&connect_rate, user, carillon_now_ms())) {
+		verified.wsi = wsi;
+		snprintf(verified.user, sizeof(verified.user), "%s", user);
+		verified.p = p;
+		verified.opts = scratch;
 		return 0;
+	}
 	log_info("websocket connect of %s refused: over the connect rate", user);
 	static const char body[] = "{\"Code\":\"ThrottledClientException\",\"Message\":\"Too many connects for this AppInstanceUser; retry later\"}";
 	char head[512];
@@ -889,19 +1137,22 @@ static int session_open(struct lws *wsi, struct carillon_session *s)
 	char user[1601];
 	struct carillon_principal p;
 	char why[256];
-	if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
+	if (verified.wsi == wsi) { /* verified by the filter a moment ago, in this same upgrade */
+		verified.wsi = NULL;
+		snprintf(user, sizeof(user), "%s", verified.user);
+		p = verified.p;
+		s->prefetch = verified.opts.prefetch;
+		s->since = verified.opts.since;
+		memcpy(s->prefetch_sort, verified.opts.prefetch_sort, sizeof(s->prefetch_sort));
+	} else if (!connect_verify(wsi, s, user, sizeof(user), &p, why, sizeof(why))) {
 		log_info("websocket session refused (%s)", why);
 		session_fail(s, 4401, "Unauthorized");
 		return 0;
 	}
-	/* Chime's quota: 10 concurrent messaging sessions per AppInstanceUser. The new one is refused
-	 * with 4003, which the client treats as final (it does not loop on reconnects). */
-	if (carillon_hub_user_sessions(user) >= carillon_cfg.max_sessions_per_user) {
-		log_info("websocket session of %s refused: %ld sessions already open", user,
-			 carillon_cfg.max_sessions_per_user);
-		session_fail(s, 4003, "Too many messaging sessions for this AppInstanceUser");
-		return 0;
-	}
+	/* Chime's quota (10 concurrent messaging sessions per AppInstanceUser) is the registry's to
+	 * decide (register_done), not this node's count: a client reconnecting while its previous
+	 * session is still closing here would be refused for good (4003 is final for the client),
+	 * where the registry asks again a second later, once the old session is gone. */
 	s->expires_ms = p.kind == CARILLON_PRINCIPAL_USER ? p.expires_ms : 0;
 	s->user_arn = carillon_xstrdup(user);
 	if (p.kind == CARILLON_PRINCIPAL_USER)
@@ -1097,6 +1348,9 @@ void carillon_sessions_start(uv_loop_t *loop)
 	uv_timer_start(&keepalive_timer, keepalive_tick, KEEPALIVE_TICK_MS, KEEPALIVE_TICK_MS);
 	uv_idle_init(loop, &reap_idle);
 	reap_ready = true;
+	carillon_hub_start(loop, (unsigned)carillon_cfg.fanout_slice);
+	uv_prepare_init(loop, &batch_prepare);
+	batch_ready = true;
 	carillon_uuid4(node_id);
 	registry_flush();
 	carillon_ratelimit_init(&connect_rate, carillon_cfg.connect_rate_per_user, carillon_cfg.connect_burst_per_user,
@@ -1119,6 +1373,19 @@ void carillon_sessions_stop(void)
 	closed_ids = flushing_ids = NULL;
 	n_closed = cap_closed = n_flushing = 0;
 	reap_ready = false;
+	carillon_hub_stop();
+	batch_ready = false;
+	uv_prepare_stop(&batch_prepare);
+	uv_close((uv_handle_t *)&batch_prepare, keepalive_closed);
+	for (struct ticket_list *l = &reg_wait; l; l = l == &reg_wait ? &snap_wait : NULL) {
+		for (size_t i = 0; i < l->n; i++) {
+			if (l->t[i]->s)
+				l->t[i]->s->ticket = NULL;
+			free(l->t[i]);
+		}
+		free(l->t);
+		memset(l, 0, sizeof(*l));
+	}
 	uv_idle_stop(&reap_idle);
 	uv_close((uv_handle_t *)&reap_idle, keepalive_closed);
 }

@@ -63,6 +63,11 @@ function requireEnv(name) {
   return v;
 }
 
+// `carillon serve` defaults to one worker process per core; every test here was written for one
+// process (pids, signals, a node's own sessions), including the tests that run the binary
+// themselves with this process's environment. workers.test.mjs asks for several (opts.env).
+process.env.CARILLON_WORKERS ??= '1';
+
 // Every server started by this process, so their logs can be shown when the file fails.
 const everyServer = [];
 
