@@ -213,7 +213,11 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* SIGHUP (forwarded by the supervisor too): reopen the log file (rotation); it must not kill. */
-static void on_hup(uv_signal_t *h, int signum) { carillon_log_reopen(); }
+static void on_hup(uv_signal_t *h, int signum)
+{
+	log_notice("received SIGHUP");
+	carillon_log_reopen();
+}
 
 static void raise_fd_limit(void)
 {

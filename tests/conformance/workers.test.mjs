@@ -11,7 +11,26 @@ import { identity, messaging, rawSession, sleep } from './lib/realtime.mjs';
 import { startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
 
-const srv = await startCarillon({ env: { CARILLON_WORKERS: '2', CARILLON_CONNECT_RATE_PER_USER: '0', CARILLON_MAX_SESSIONS_PER_USER: '100' } });
+/** A loopback port p with p + 1 free too (the metrics ports of two workers). */
+async function freePortPair() {
+  const { createServer } = await import('node:net');
+  const tryListen = (port) => new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => resolve(s));
+  });
+  for (let i = 0; i < 50; i++) {
+    const a = await tryListen(0);
+    const p = a.address().port;
+    const b = p < 65535 ? await tryListen(p + 1) : null;
+    a.close();
+    if (b) { b.close(); return p; }
+  }
+  throw new Error('no free pair of ports');
+}
+const metricsPort = await freePortPair();
+
+const srv = await startCarillon({ env: { CARILLON_WORKERS: '2', CARILLON_CONNECT_RATE_PER_USER: '0', CARILLON_MAX_SESSIONS_PER_USER: '100', CARILLON_METRICS_LISTEN: `127.0.0.1:${metricsPort}` } });
 const id = identity(srv);
 const msg = messaging(srv);
 let stopped = false;
@@ -70,6 +89,13 @@ test('serve --workers 2: two worker processes under one parent serve REST and se
   }
   // Each worker logs that it serves, under its own pid.
   await until('both workers serving', () => pids.every((pid) => srv.log().includes(`[${pid}] notice: serving on`)));
+
+  // Each worker serves its own metrics: worker i on the configured port + i.
+  for (const port of [metricsPort, metricsPort + 1]) {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(res.status, 200, `metrics on port ${port}`);
+    assert.match(await res.text(), /^carillon_build_info\{/m, `build_info on port ${port}`);
+  }
 
   const { ai, users, ch } = await population();
   // Sessions land on either worker (the kernel spreads connections over the two sockets); a write
