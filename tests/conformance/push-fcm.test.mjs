@@ -110,6 +110,16 @@ test('one send: an RS256 assertion verified by the token endpoint, then the exac
   assert.equal(s.path, `/v1/projects/${fcm.projectId}/messages:send`);
   assert.equal(s.headers.authorization, `Bearer ${t.token}`);
   assert.equal(s.headers['content-type'], 'application/json; charset=UTF-8');
+  assert.deepEqual(Object.keys(s.headers).sort(),
+    [':authority', ':method', ':path', ':scheme', 'accept', 'authorization', 'content-length', 'content-type', 'user-agent'], 'the header set');
+  assert.equal(s.headers[':method'], 'POST');
+  assert.equal(s.headers[':scheme'], 'https');
+  assert.equal(Number(s.headers['content-length']), Buffer.byteLength(s.raw));
+  assert.deepEqual(Object.keys(t.headers).sort(),
+    [':authority', ':method', ':path', ':scheme', 'accept', 'content-length', 'content-type', 'user-agent'], 'the token request\'s header set');
+  assert.equal(t.headers['content-type'], 'application/x-www-form-urlencoded');
+  assert.equal(t.headers.accept, 'application/json');
+  assert.equal(t.headers[':path'], '/token');
   assert.deepEqual(s.body, {
     message: {
       token: 'dev-token-1',

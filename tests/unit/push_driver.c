@@ -10,6 +10,9 @@
  *        "secret"}, "token", "msg": {"title"?, "body"?, "silent"?, "voip"?, "data"?, "dedupe_key"?,
  *        "ttl_seconds"?}}...]...], "shutdown_after_ms"?}
  * Settings come from the environment (CARILLON_OUTBOUND_*, CARILLON_FCM_URL) as in the server.
+ * Or {"raw": {"url", "headers", "body", "count"}}: the same request `count` times through the outbound
+ * module alone, all at once (the push benchmark's reference: one loopback HTTP/2 request without a
+ * sender around it); one summary line {"done", "raw_ok", "raw_failed", "elapsed_ms"}.
  * shutdown_after_ms shuts the senders and the outbound module down while sends are pending (their
  * callbacks must still run, exactly once). Exit status: 0, 2 on a bad plan or init failure, 3 when
  * loop handles were left open.
@@ -35,6 +38,42 @@ static uint64_t start_ns;
 static bool stopped;
 
 static void fire_round(uv_timer_t *t);
+
+static size_t raw_ok, raw_failed;
+static json_t *raw;
+
+static void on_raw(void *arg, const struct carillon_outbound_resp *resp)
+{
+	if (resp->error == CARILLON_OUTBOUND_OK && resp->status == 200)
+		raw_ok++;
+	else
+		raw_failed++;
+	if (--pending == 0)
+		uv_timer_start(&next_round, fire_round, 0, 0);
+}
+
+/* The raw requests, all at once. */
+static void fire_raw(void)
+{
+	json_t *hs = json_object_get(raw, "headers");
+	size_t nh = json_array_size(hs);
+	const char *lines[16];
+	for (size_t k = 0; k < nh && k < 16; k++)
+		lines[k] = json_string_value(json_array_get(hs, k));
+	const char *body = json_string_value(json_object_get(raw, "body"));
+	struct carillon_outbound_req req = {
+		.method = "POST", .url = json_string_value(json_object_get(raw, "url")), .headers = lines,
+		.n_headers = nh < 16 ? nh : 16, .body = body, .body_len = body ? strlen(body) : 0,
+	};
+	json_int_t n = json_integer_value(json_object_get(raw, "count"));
+	for (json_int_t i = 0; i < n; i++) {
+		if (carillon_outbound_request(&req, on_raw, NULL))
+			raw_failed++;
+		else
+			pending++;
+	}
+	raw = NULL;
+}
 
 struct slot {
 	size_t round, i;
@@ -106,6 +145,11 @@ static void fire_round(uv_timer_t *t)
 {
 	if (stopped)
 		return;
+	if (raw) {
+		fire_raw();
+		if (pending)
+			return;
+	}
 	while (round_no < json_array_size(rounds)) {
 		json_t *round = json_array_get(rounds, round_no);
 		size_t i;
@@ -156,6 +200,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rounds = json_object_get(plan, "rounds");
+	raw = json_object_get(plan, "raw");
 	uv_timer_init(&loop, &next_round);
 	uv_timer_init(&loop, &stop_timer);
 	start_ns = uv_hrtime();
@@ -164,8 +209,8 @@ int main(int argc, char **argv)
 		uv_timer_start(&stop_timer, on_stop, (uint64_t)json_integer_value(sa), 0);
 	uv_timer_start(&next_round, fire_round, 0, 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	printf("{\"done\":true,\"sent\":%zu,\"pending\":%zu,\"elapsed_ms\":%.1f}\n", sent, pending,
-	       (double)(uv_hrtime() - start_ns) / 1e6);
+	printf("{\"done\":true,\"sent\":%zu,\"pending\":%zu,\"raw_ok\":%zu,\"raw_failed\":%zu,\"elapsed_ms\":%.1f}\n", sent,
+	       pending, raw_ok, raw_failed, (double)(uv_hrtime() - start_ns) / 1e6);
 	int rc = uv_loop_close(&loop) ? 3 : 0;
 	json_decref(plan);
 	return rc;

@@ -253,10 +253,11 @@ export class FcmStandin {
 
   #send(req, body, project, json) {
     this.#checkHeaders(req, SEND_HEADERS, 'send');
-    const rec = { path: req.url, headers: { ...req.headers }, httpVersion: req.httpVersion, raw: body };
+    const rec = { at: Date.now(), path: req.url, headers: { ...req.headers }, httpVersion: req.httpVersion, raw: body };
     this.sends.push(rec);
     const finish = (status, obj, headers) => {
       rec.status = status;
+      rec.answeredAt = Date.now();
       json(status, obj, headers);
       this.onSend?.(rec);
     };
