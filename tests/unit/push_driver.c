@@ -46,8 +46,12 @@ static void on_raw(void *arg, const struct carillon_outbound_resp *resp)
 {
 	if (resp->error == CARILLON_OUTBOUND_OK && resp->status == 200)
 		raw_ok++;
-	else
-		raw_failed++;
+	else {
+		/* The reason on stderr: a failure of the reference is a finding, not noise. */
+		if (raw_failed++ < 5)
+			fprintf(stderr, "push-driver: raw request failed: %s (%s) status %ld\n",
+				carillon_outbound_error_name(resp->error), resp->error_detail, resp->status);
+	}
 	if (--pending == 0)
 		uv_timer_start(&next_round, fire_round, 0, 0);
 }
