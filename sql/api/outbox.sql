@@ -48,39 +48,32 @@ $$;
 -- Record outcomes, many at once: p_results[i] is 'done' or 'drop' (the row is deleted) or 'retry'
 -- (attempts + 1, ready again after p_delays_ms[i], unclaimed; deleted instead once attempts reaches
 -- p_max_attempts). A retry applies only while p_node still holds the claim: after a lease ended and
--- another node claimed the row, that node's outcome counts. Returns, per row, what was done:
--- 'done', 'dropped', 'exhausted' (a retry, but out of attempts: deleted), 'retry', or 'gone' (no
--- longer ours, or deleted).
+-- another node claimed the row, that node's outcome counts. Returns what was done to each row:
+-- 'done', 'dropped', 'exhausted' (a retry, but out of attempts: deleted) or 'retry'; rows no longer
+-- ours or already deleted are not listed.
 create or replace function carillon.outbox_complete(p_node text, p_ids bigint[], p_results text[],
                                                     p_delays_ms bigint[], p_max_attempts int)
 returns table (id bigint, outcome text)
 language plpgsql as $$
-declare
-    v_id bigint;
-    v_res text;
-    v_delay bigint;
-    v_attempts int;
 begin
-    for v_id, v_res, v_delay in select * from unnest(p_ids, p_results, p_delays_ms) loop
-        id := v_id;
-        if v_res in ('done', 'drop') then
-            delete from carillon.outbox o where o.id = v_id;
-            outcome := case when not found then 'gone' when v_res = 'done' then 'done' else 'dropped' end;
-        else
-            update carillon.outbox o
-               set attempts = o.attempts + 1, claimed_by = null, claimed_until = null,
-                   not_before = now() + make_interval(secs => greatest(v_delay, 0) / 1000.0)
-             where o.id = v_id and o.claimed_by = p_node
-            returning o.attempts into v_attempts;
-            if not found then
-                outcome := 'gone';
-            elsif v_attempts >= p_max_attempts then
-                delete from carillon.outbox o where o.id = v_id;
-                outcome := 'exhausted';
-            else
-                outcome := 'retry';
-            end if;
-        end if;
-        return next;
-    end loop;
+    -- Set-based: one batch is a few statements whatever its size.
+    return query
+    with r as (
+        select * from unnest(p_ids, p_results, p_delays_ms) as r(rid, res, delay_ms)
+    ), del as (
+        delete from carillon.outbox o using r
+         where o.id = r.rid and r.res in ('done', 'drop')
+        returning o.id, case when r.res = 'done' then 'done' else 'dropped' end
+    ), upd as (
+        update carillon.outbox o
+           set attempts = o.attempts + 1, claimed_by = null, claimed_until = null,
+               not_before = now() + make_interval(secs => greatest(r.delay_ms, 0) / 1000.0)
+          from r
+         where o.id = r.rid and r.res = 'retry' and o.claimed_by = p_node
+        returning o.id, case when o.attempts >= p_max_attempts then 'exhausted' else 'retry' end
+    )
+    select * from del union all select * from upd;
+    -- Out of attempts: deleted (this transaction still holds their rows).
+    delete from carillon.outbox o
+     where o.id = any(p_ids) and o.claimed_by is null and o.attempts >= p_max_attempts;
 end $$;

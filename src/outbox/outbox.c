@@ -331,6 +331,10 @@ int carillon_outbox_start(uv_loop_t *loop)
 	gethostname(host, sizeof(host) - 1);
 	/* Unique per process (a restarted node is a new claimant: its predecessor's claims run out). */
 	snprintf(node_id, sizeof(node_id), "%s:%ld:%08" PRIx32, host, (long)getpid(), randombytes_random());
+	if (carillon_cfg.outbox_lease_seconds * 1000 <= carillon_cfg.outbound_timeout_ms)
+		log_warn("CARILLON_OUTBOX_LEASE_SECONDS (%ld s) is not above CARILLON_OUTBOUND_TIMEOUT_MS (%ld ms): a delivery "
+			 "still waiting when its lease ends may be made again by another node",
+			 carillon_cfg.outbox_lease_seconds, carillon_cfg.outbound_timeout_ms);
 	ob_loop = loop;
 	running = true;
 	uv_timer_init(ob_loop, &poll_timer);

@@ -382,6 +382,36 @@ test('transient failures are retried: 503 then 200 delivers once with the same a
     'delivered rows leave the outbox');
 });
 
+test('a targeted message pushes only to its sender and its target', async () => {
+  const sender = await userWith([{}]);
+  const target = await userWith([{}]);
+  const other = await userWith([{}]);
+  const channel = await channelOf(sender, [sender, target, other]);
+  const messageId = await send(channel, sender, {
+    Target: [{ MemberArn: target.arn }], PushNotification: { Title: 'psst', Body: 'just you', Type: 'DEFAULT' },
+  });
+  const st = sender.endpoints[0].token;
+  const tt = target.endpoints[0].token;
+  await until(() => prod.delivered(st).length === 1 && prod.delivered(tt).length === 1, 'the pushes to sender and target');
+  await sleep(1000);
+  assert.equal(prod.to(other.endpoints[0].token).length, 0, 'another member gets no push of a targeted message');
+  assertApnsRequest(prod.to(tt)[0], { token: tt, channel, messageId, title: 'psst', body: 'just you' });
+});
+
+test('APNs 403 ExpiredProviderToken: the provider token is made again and the push retried', async () => {
+  const sender = await userWith([{}]);
+  const rcpt = await userWith([{}]);
+  const t = rcpt.endpoints[0].token;
+  prod.script(t, [{ status: 403, reason: 'ExpiredProviderToken' }, { status: 200 }]);
+  const channel = await channelOf(sender, [sender, rcpt]);
+  await send(channel, sender, { PushNotification: { Title: 'e', Body: 'expired', Type: 'DEFAULT' } });
+  await until(() => prod.delivered(t).length === 1, 'delivered after a fresh token');
+  const [first, second] = prod.to(t);
+  assert.equal(first.status, 403);
+  assert.notEqual(second.jwt.raw, first.jwt.raw, 'a new provider token after ExpiredProviderToken');
+  assert.deepEqual(second.problems, []);
+});
+
 test('nothing is lost across a restart between commit and delivery', async () => {
   const sender = await userWith([{}]);
   const rcpt = await userWith([{}]);
@@ -462,4 +492,20 @@ test('an intent is dropped after CARILLON_OUTBOX_MAX_ATTEMPTS attempts, or when 
   // Retry-After put its next attempt past the age limit: dropped without a second request.
   assert.deepEqual(prod.to(lt).map((r) => r.status), [503], 'dropped when it came up too old');
   assert.equal(prod.delivered(sender.endpoints[0].token).length, 1, 'the healthy device got its push');
+});
+
+test("a commit's NOTIFY wakes the outbox: the push goes out without waiting for the poll", async () => {
+  const old = ctx.srv;
+  await old.stop();
+  ctx.srv = await startCarillon({ env: { ...env, CARILLON_OUTBOX_POLL_MS: '600000' }, masterKey: old.masterKey, rootKey: old.rootKey });
+  ctx.id = identityClient(ctx.srv);
+  ctx.msg = messagingClient(ctx.srv);
+  const sender = await userWith([{}]);
+  const rcpt = await userWith([{}]);
+  const channel = await channelOf(sender, [sender, rcpt]);
+  await sleep(1000); // the start-up catch-up claim is over
+  const t0 = Date.now();
+  await send(channel, sender, { PushNotification: { Title: 'n', Body: 'notified', Type: 'DEFAULT' } });
+  await until(() => prod.delivered(rcpt.endpoints[0].token).length === 1, 'the push, with a ten-minute poll', 15000);
+  assert.ok(Date.now() - t0 < 15000);
 });

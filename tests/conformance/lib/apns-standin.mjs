@@ -34,6 +34,7 @@ function b64urlJson(part) {
 export class ApnsStandin {
   constructor() {
     this.keys = new Map();     // kid -> {teamId, publicKey}
+    this.verified = new Map(); // kid|JWT -> its signature verified
     this.requests = [];        // every request received (checked or not)
     this.problems = [];        // {path, problems[]} of requests that failed a check
     this.scripts = new Map();  // token -> [answer...]
@@ -48,6 +49,7 @@ export class ApnsStandin {
   /** Trust ES256 provider tokens with this kid, from this team, verified with this public key. */
   addKey(kid, teamId, publicKeyPem) {
     this.keys.set(kid, { teamId, publicKey: createPublicKey(publicKeyPem) });
+    this.verified.clear();
   }
 
   script(token, answers) {
@@ -164,9 +166,15 @@ export class ApnsStandin {
       p.push(`JWT kid ${header.kid} unknown`);
       return { header, claims };
     }
-    const sig = Buffer.from(mm[3], 'base64url');
-    const ok = sig.length === 64 &&
-      cryptoVerify('sha256', Buffer.from(`${mm[1]}.${mm[2]}`), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, sig);
+    // A provider token is reused for many requests: its signature is verified once (per key).
+    const raw = `${header.kid}|${mm[1]}.${mm[2]}.${mm[3]}`;
+    let ok = this.verified.get(raw);
+    if (ok === undefined) {
+      const sig = Buffer.from(mm[3], 'base64url');
+      ok = sig.length === 64 &&
+        cryptoVerify('sha256', Buffer.from(`${mm[1]}.${mm[2]}`), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, sig);
+      this.verified.set(raw, ok);
+    }
     if (!ok) p.push('JWT signature does not verify');
     if (claims.iss !== key.teamId) p.push(`JWT iss ${claims.iss}`);
     const now = Date.now() / 1000;
