@@ -3,7 +3,8 @@
 # with one endpoint (APNs and FCM mixed by default), delivered to the local APNs and FCM stand-ins
 # (HTTP/2 over TLS, tests/conformance/lib). Prints the time from the send to the last push, pushes/s,
 # the server's CPU per push, REST p99 with and without pushes, and the reference measured in the same
-# run (the same FCM request through the outbound module alone, on loopback HTTP/2) with ratio=.
+# run (the same FCM request through the outbound module alone, on loopback HTTP/2) and ratio=
+# (reference requests per push's time).
 # Needs a build in build/ and tests/conformance/node_modules; starts a throwaway PostgreSQL.
 #   bench/push.sh [members] [both|apns|fcm] [rest-seconds]
 set -euo pipefail

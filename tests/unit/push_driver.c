@@ -11,7 +11,7 @@
  *        "ttl_seconds"?}}...]...], "shutdown_after_ms"?}
  * Settings come from the environment (CARILLON_OUTBOUND_*, CARILLON_FCM_URL) as in the server.
  * Or {"raw": {"url", "headers", "body", "count"}}: the same request `count` times through the outbound
- * module alone, all at once (the push benchmark's reference: one loopback HTTP/2 request without a
+ * module alone, one first (setting up the connection), then the others all at once (the push benchmark's reference: one loopback HTTP/2 request without a
  * sender around it); one summary line {"done", "raw_ok", "raw_failed", "elapsed_ms"}.
  * shutdown_after_ms shuts the senders and the outbound module down while sends are pending (their
  * callbacks must still run, exactly once). Exit status: 0, 2 on a bad plan or init failure, 3 when
@@ -42,6 +42,9 @@ static void fire_round(uv_timer_t *t);
 static size_t raw_ok, raw_failed;
 static json_t *raw;
 
+static json_int_t raw_left;
+static void fire_raw(void);
+
 static void on_raw(void *arg, const struct carillon_outbound_resp *resp)
 {
 	if (resp->error == CARILLON_OUTBOUND_OK && resp->status == 200)
@@ -52,11 +55,14 @@ static void on_raw(void *arg, const struct carillon_outbound_resp *resp)
 			fprintf(stderr, "push-driver: raw request failed: %s (%s) status %ld\n",
 				carillon_outbound_error_name(resp->error), resp->error_detail, resp->status);
 	}
-	if (--pending == 0)
+	pending--;
+	if (raw_left)
+		fire_raw();   /* the first answered: its connection is up, the rest go at once */
+	if (!pending)
 		uv_timer_start(&next_round, fire_round, 0, 0);
 }
 
-/* The raw requests, all at once. */
+/* The raw requests: one first (the connection's set-up), then all the others at once. */
 static void fire_raw(void)
 {
 	json_t *hs = json_object_get(raw, "headers");
@@ -69,14 +75,14 @@ static void fire_raw(void)
 		.method = "POST", .url = json_string_value(json_object_get(raw, "url")), .headers = lines,
 		.n_headers = nh < 16 ? nh : 16, .body = body, .body_len = body ? strlen(body) : 0,
 	};
-	json_int_t n = json_integer_value(json_object_get(raw, "count"));
+	json_int_t n = raw_left ? raw_left : 1;
+	raw_left = raw_left ? 0 : json_integer_value(json_object_get(raw, "count")) - 1;
 	for (json_int_t i = 0; i < n; i++) {
 		if (carillon_outbound_request(&req, on_raw, NULL))
 			raw_failed++;
 		else
 			pending++;
 	}
-	raw = NULL;
 }
 
 struct slot {
@@ -150,9 +156,11 @@ static void fire_round(uv_timer_t *t)
 	if (stopped)
 		return;
 	if (raw) {
-		fire_raw();
+		if (!raw_ok && !raw_failed)
+			fire_raw();
 		if (pending)
 			return;
+		raw = NULL;
 	}
 	while (round_no < json_array_size(rounds)) {
 		json_t *round = json_array_get(rounds, round_no);
