@@ -178,7 +178,7 @@ static void test_error_styles(void **state)
 		carillon_reply_error(r, cases[i].e, "why %d", 7);
 		assert_int_equal(r->status, cases[i].status);
 		assert_string_equal(r->error_type, cases[i].type);
-		json_t *body = json_loadb(r->resp + LWS_PRE, r->resp_len, 0, NULL);
+		json_t *body = json_loadb((const char *)CARILLON_RESP_BODY(r), r->resp_len, 0, NULL);
 		assert_non_null(body);
 		assert_string_equal(json_string_value(json_object_get(body, "Message")), "why 7");
 		if (cases[i].style == CARILLON_ERR_STYLE_PINPOINT) {
