@@ -287,7 +287,7 @@ int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr, int 
 	if (!listen_addr || !*listen_addr)
 		return 0;
 	char host[256];
-	int port;
+	int port = 0;
 	struct sockaddr_storage sa;
 	bool ok = !split_host_port(listen_addr, host, sizeof(host), &port) && port + port_offset <= 65535;
 	port += port_offset;
