@@ -10,7 +10,9 @@
  * - A header named in SignedHeaders that the request lacks gives MISMATCH (the signature cannot
  *   match the request as received; typically a proxy dropped it). Repeated headers must be joined
  *   with ',' by the header callback, as HTTP allows.
- * - `host` must be signed, in both forms (MALFORMED otherwise); `x-amz-chime-bearer`, `content-type` and
+ * - `host` must be signed, in both forms (MALFORMED otherwise); HTTP/2 clients (the SDK's
+ *   NodeHttp2Handler) sign the pseudo-header `:authority` instead, which stands for `host` (its
+ *   value is the Host header: HAProxy's h2 frontend forwards `:authority` as Host); `x-amz-chime-bearer`, `content-type` and
  *   every `x-amz-*` header present must be signed too (UNSIGNED_HEADER otherwise; see
  *   carillon_sigv4_unsigned_header): a header outside SignedHeaders is not covered by the signature,
  *   and honouring it would let anyone who sees a signed request act as another bearer.
@@ -303,7 +305,14 @@ static bool sv4_header_name_char(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* ';'-separated lower-case header names, none empty; reports whether "host" is among them. */
+/* The one pseudo-header a signature may list: HTTP/2's name for the host. */
+static bool sv4_is_authority(const char *name, size_t len)
+{
+	return len == 10 && memcmp(name, ":authority", 10) == 0;
+}
+
+/* ';'-separated lower-case header names (or `:authority`), none empty; reports whether the host
+ * ("host" or ":authority") is among them. */
 static bool sv4_signed_headers_ok(const char *sh, bool *has_host)
 {
 	size_t len = 0;
@@ -312,11 +321,15 @@ static bool sv4_signed_headers_ok(const char *sh, bool *has_host)
 		if (*p == ';' || *p == '\0') {
 			if (len == 0 || len >= SV4_MAX_HEADER_NAME)
 				return false;
-			if (len == 4 && memcmp(p - 4, "host", 4) == 0)
+			if (p[-len] == ':' && !sv4_is_authority(p - len, len))
+				return false;
+			if ((len == 4 && memcmp(p - 4, "host", 4) == 0) || sv4_is_authority(p - len, len))
 				*has_host = true;
 			if (*p == '\0')
 				return true;
 			len = 0;
+		} else if (*p == ':' && len == 0) {
+			len++;
 		} else if (!sv4_header_name_char((unsigned char)*p)) {
 			return false;
 		} else {
@@ -576,7 +589,8 @@ static sv4_status sv4_canonical_header(const struct carillon_sigv4_request *req,
 		return CARILLON_SIGV4_MALFORMED;
 	memcpy(key, name, len);
 	key[len] = '\0';
-	const char *v = req->header ? req->header(req->header_ctx, key) : NULL;
+	bool host = strcmp(key, "host") == 0 || sv4_is_authority(key, len);
+	const char *v = req->header ? req->header(req->header_ctx, host ? "host" : key) : NULL;
 	if (!v)
 		return CARILLON_SIGV4_MISMATCH;
 	size_t vn = strnlen(v, SV4_MAX_HEADER_VALUE + 1);
@@ -584,7 +598,7 @@ static sv4_status sv4_canonical_header(const struct carillon_sigv4_request *req,
 		return CARILLON_SIGV4_MALFORMED;
 	sv4_buf_put(out, key, len);
 	sv4_buf_putc(out, ':');
-	sv4_put_header_value(out, v, vn, lower_host && strcmp(key, "host") == 0);
+	sv4_put_header_value(out, v, vn, lower_host && host);
 	sv4_buf_putc(out, '\n');
 	return CARILLON_SIGV4_OK;
 }
@@ -941,13 +955,14 @@ static sv4_status sv4_parse_presigned(const struct carillon_sigv4_request *req, 
 /* ---------------------------------------------------------------------------------------------
  * The signed-header rule. */
 
-/* Whether the lower-case name (n bytes) is listed in SignedHeaders. */
+/* Whether the lower-case name (n bytes) is listed in SignedHeaders (`host` also as `:authority`). */
 static bool sv4_is_signed(const char *signed_headers, const char *name, size_t n)
 {
+	bool host = n == 4 && memcmp(name, "host", 4) == 0;
 	for (const char *p = signed_headers;;) {
 		const char *semi = strchr(p, ';');
 		size_t len = semi ? (size_t)(semi - p) : strlen(p);
-		if (len == n && memcmp(p, name, n) == 0)
+		if ((len == n && memcmp(p, name, n) == 0) || (host && sv4_is_authority(p, len)))
 			return true;
 		if (!semi)
 			return false;

@@ -6,6 +6,10 @@
 // websocket from amazon-chime-sdk-js's DefaultMessagingSession. A screenshot goes to the test
 // output directory (CARILLON_TEST_OUTPUT_DIR, default build-test-output/ in the checkout).
 //
+// The second test runs the same chat with the API behind the HAProxy of deploy/haproxy.cfg
+// (TLS there, h2 offered; plain HTTP/1.1 to the node): the API responses must arrive over h2 and
+// the websocket session work (Chromium opens it as an RFC 8441 stream on the h2 connection).
+//
 // Certificates: the test certificate (IP:127.0.0.1, DNS:localhost) serves both origins, and
 // Chromium trusts exactly its public key (--ignore-certificate-errors-spki-list), not any
 // certificate: every other certificate check stays on.
@@ -19,8 +23,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
-import { freePort } from './lib/server.mjs';
-import { startTlsCarillon, testCert } from './lib/realtime.mjs';
+import { freePort, startCarillon } from './lib/server.mjs';
+import { startHaproxy, startTlsCarillon, testCert } from './lib/realtime.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -28,35 +32,46 @@ const EXAMPLE = path.join(REPO, 'examples/web-chat');
 const OUTPUT = process.env.CARILLON_TEST_OUTPUT_DIR || path.join(REPO, 'build-test-output');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-let srv;
-let chat; // the example's backend process
-let chatUrl;
 let browser;
 let profile;
-const chatLog = [];
+const stacks = [];
 
 function spkiHash(pem) {
   const der = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(der).digest('base64');
 }
 
-before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing (scripts/install-deps.sh installs Debian's chromium)`);
-  assert.ok(existsSync(path.join(EXAMPLE, 'node_modules')), 'examples/web-chat/node_modules is missing (scripts/install-deps.sh runs npm ci there)');
+/**
+ * Carillon and the example's backend, the page on https://127.0.0.1:<port>, the API on
+ * https://localhost:<port>: Carillon's own TLS (`via: 'carillon'`) or HAProxy's frontend in front
+ * of a plain node (`via: 'haproxy'`). Returns {api (its origin), apiPort, chatUrl}.
+ */
+async function startStack(via) {
   const cert = testCert();
   const apiPort = await freePort();
-  srv = await startTlsCarillon({ port: apiPort, env: { CARILLON_PUBLIC_ENDPOINT: `localhost:${apiPort}` } });
-  const api = `https://localhost:${apiPort}`;
+  const stack = { apiPort, api: `https://localhost:${apiPort}`, chatLog: [] };
+  stacks.push(stack);
+  const env = { CARILLON_PUBLIC_ENDPOINT: `localhost:${apiPort}` };
+  let rootKey;
+  let region;
+  if (via === 'haproxy') {
+    stack.node = await startCarillon({ env });
+    stack.lb = await startHaproxy({ servers: [{ name: 'node1', port: stack.node.port }], rootKey: stack.node.rootKey, port: apiPort });
+    ({ rootKey, region } = stack.node);
+  } else {
+    stack.node = await startTlsCarillon({ port: apiPort, env });
+    ({ rootKey, region } = stack.node);
+  }
 
   const pagePort = await freePort();
-  chatUrl = `https://127.0.0.1:${pagePort}/`;
-  chat = spawn(process.execPath, [path.join(EXAMPLE, 'server.mjs')], {
+  stack.chatUrl = `https://127.0.0.1:${pagePort}/`;
+  const chat = spawn(process.execPath, [path.join(EXAMPLE, 'server.mjs')], {
     env: {
       ...process.env,
-      AWS_ACCESS_KEY_ID: srv.rootKey.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: srv.rootKey.secretAccessKey,
-      AWS_REGION: srv.region,
-      CARILLON_ENDPOINT: api,
+      AWS_ACCESS_KEY_ID: rootKey.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: rootKey.secretAccessKey,
+      AWS_REGION: region,
+      CARILLON_ENDPOINT: stack.api,
       NODE_EXTRA_CA_CERTS: cert.certFile,
       WEB_CHAT_LISTEN: `127.0.0.1:${pagePort}`,
       WEB_CHAT_TLS_CERT: cert.certFile,
@@ -66,6 +81,8 @@ before(async () => {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  stack.chat = chat;
+  const chatLog = stack.chatLog;
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the web chat backend did not start:\n${chatLog.join('')}`)), 60000);
     const onData = (d) => {
@@ -79,7 +96,13 @@ before(async () => {
     chat.stderr.on('data', onData);
     chat.on('exit', (code) => reject(new Error(`the web chat backend exited (${code}):\n${chatLog.join('')}`)));
   });
+  return stack;
+}
 
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing (scripts/install-deps.sh installs Debian's chromium)`);
+  assert.ok(existsSync(path.join(EXAMPLE, 'node_modules')), 'examples/web-chat/node_modules is missing (scripts/install-deps.sh runs npm ci there)');
+  const cert = testCert();
   profile = mkdtempSync(path.join(os.tmpdir(), 'carillon-chromium-'));
   browser = await puppeteer.launch({
     executablePath: CHROMIUM,
@@ -96,24 +119,28 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (chat && chat.exitCode === null) {
-    chat.kill('SIGTERM');
-    await new Promise((r) => chat.once('exit', r));
+  for (const { chat, lb, node } of stacks) {
+    if (chat && chat.exitCode === null) {
+      chat.kill('SIGTERM');
+      await new Promise((r) => chat.once('exit', r));
+    }
+    if (lb) await lb.stop();
+    if (node) await node.stop();
   }
-  if (srv) await srv.stop();
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 /** A page in its own browser context (no shared storage), recording the network protocol used. */
-async function openAs(name) {
+async function openAs(name, chatUrl) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   await page.setViewport({ width: 900, height: 560 });
-  const seen = { responses: [], sockets: [], errors: [] };
+  const seen = { responses: [], sockets: [], handshakes: [], errors: [] };
   const cdp = await page.createCDPSession();
   await cdp.send('Network.enable');
   cdp.on('Network.responseReceived', (e) => seen.responses.push({ url: e.response.url, protocol: e.response.protocol, status: e.response.status, type: e.type }));
   cdp.on('Network.webSocketCreated', (e) => seen.sockets.push(e.url));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => seen.handshakes.push(e.response.status));
   cdp.on('Network.loadingFailed', (e) => seen.errors.push(`${e.errorText} ${e.corsErrorStatus?.corsError ?? ''}`));
   page.on('pageerror', (e) => seen.errors.push(String(e)));
   await page.goto(chatUrl, { waitUntil: 'load' });
@@ -135,9 +162,10 @@ async function openAs(name) {
   return { page, seen, context };
 }
 
-test('two users in two pages: one sends, the other shows the message within a second (cross-origin, Carillon TLS, wss)', async () => {
-  const alice = await openAs('Alice');
-  const bob = await openAs('Bob');
+/** Two users chat through `stack`; every API response must have come over `protocol`. */
+async function chatThrough(stack, protocol, shotName) {
+  const alice = await openAs('Alice', stack.chatUrl);
+  const bob = await openAs('Bob', stack.chatUrl);
 
   const text = `hello from Alice ${randomUUID().slice(0, 8)}`;
   const shown = bob.page.waitForFunction(
@@ -160,12 +188,12 @@ test('two users in two pages: one sends, the other shows the message within a se
   const sender = await bob.page.$eval('#messages li:last-child .sender', (e) => e.textContent);
   assert.equal(sender, 'Alice');
 
-  const apiOrigin = `https://localhost:${srv.port}`;
+  const apiOrigin = stack.api;
   for (const [who, p] of [['alice', alice], ['bob', bob]]) {
     const api = p.seen.responses.filter((r) => r.url.startsWith(apiOrigin + '/'));
     assert.ok(api.length >= 3, `${who}: ${api.length} API responses seen`);
-    for (const r of api) assert.equal(r.protocol, 'http/1.1', `${who}: ${r.url} over ${r.protocol}`);
-    assert.ok(p.seen.sockets.some((u) => u.startsWith(`wss://localhost:${srv.port}/connect?`)), `${who}: sockets ${p.seen.sockets}`);
+    for (const r of api) assert.equal(r.protocol, protocol, `${who}: ${r.url} over ${r.protocol}`);
+    assert.ok(p.seen.sockets.some((u) => u.startsWith(`wss://localhost:${stack.apiPort}/connect?`)), `${who}: sockets ${p.seen.sockets}`);
     assert.deepEqual(p.seen.errors, [], `${who}: network or page errors`);
   }
   // And back: Bob answers, Alice sees it.
@@ -183,8 +211,23 @@ test('two users in two pages: one sends, the other shows the message within a se
   assert.equal(state, 'open');
 
   mkdirSync(OUTPUT, { recursive: true });
-  const shot = path.join(OUTPUT, 'web-chat.png');
+  const shot = path.join(OUTPUT, shotName);
   await bob.page.screenshot({ path: shot });
   console.log(`# screenshot: ${shot}`);
   for (const p of [alice, bob]) await p.context.close();
+  return { alice, bob };
+}
+
+test('two users in two pages: one sends, the other shows the message within a second (cross-origin, Carillon TLS, wss)', async () => {
+  await chatThrough(await startStack('carillon'), 'http/1.1', 'web-chat.png');
+});
+
+test('the same chat with the API behind deploy/haproxy.cfg: API responses over h2, the websocket session works', async () => {
+  const stack = await startStack('haproxy');
+  const { alice, bob } = await chatThrough(stack, 'h2', 'web-chat-haproxy-h2.png');
+  for (const [who, p] of [['alice', alice], ['bob', bob]]) {
+    // The websocket handshake answered: 101 (its own HTTP/1.1 connection) or 200 (RFC 8441 on h2).
+    assert.ok(p.seen.handshakes.some((s) => s === 101 || s === 200), `${who}: handshakes ${p.seen.handshakes}`);
+    console.log(`# ${who}: websocket handshake status ${p.seen.handshakes.join(',')}`);
+  }
 });

@@ -455,6 +455,45 @@ static void test_captured_sdk_requests(void **state)
 	assert_int_equal(auth.expires, 0);
 }
 
+/* The SDK's NodeHttp2Handler signs the pseudo-header `:authority` instead of `host` (signature made
+ * by @smithy/signature-v4 with the fake key); behind HAProxy's h2 frontend it arrives as Host. */
+static struct t_req js_h2_list_app_instances(void)
+{
+	struct t_req t = {
+		.method = "GET",
+		.path = "/app-instances",
+		.h = {{"host", "127.0.0.1:18603"},
+		      {"x-amz-user-agent", "aws-sdk-js/3.1079.0"},
+		      {"x-amz-date", CAPTURE_DATE},
+		      {"x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		      {"authorization", "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", "
+					"SignedHeaders=:authority;x-amz-content-sha256;x-amz-date;x-amz-user-agent, "
+					"Signature=c8979d63533256af4ebb6a28c3d868d13491343443bb12543163e2ff765481db"}},
+	};
+	return t;
+}
+
+static void test_authority_signed_for_host(void **state)
+{
+	(void)state;
+	struct t_req t = js_h2_list_app_instances();
+	t_expect(":authority signed, host received", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	struct carillon_sigv4_request r = t_request(&t);
+	struct carillon_sigv4_auth auth;
+	char name[64];
+	assert_int_equal(carillon_sigv4_parse(&r, &auth), CARILLON_SIGV4_OK);
+	assert_false(carillon_sigv4_unsigned_header(&r, &auth, name, sizeof(name))); /* host counts as signed */
+	t.h[0].value = "127.0.0.1:18604";
+	t_expect(":authority signed, other host", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_MISMATCH);
+	t = js_h2_list_app_instances();
+	t.h[4].value = "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", SignedHeaders=:path;host;x-amz-date, "
+		       "Signature=c8979d63533256af4ebb6a28c3d868d13491343443bb12543163e2ff765481db";
+	t_expect("another pseudo-header signed", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_MALFORMED);
+	t.h[4].value = "AWS4-HMAC-SHA256 Credential=" FAKE_SCOPE ", SignedHeaders=x-amz-date;a:authority, "
+		       "Signature=c8979d63533256af4ebb6a28c3d868d13491343443bb12543163e2ff765481db";
+	t_expect("':' inside a name", &t, FAKE_SECRET, CAPTURE_NOW, CARILLON_SIGV4_MALFORMED);
+}
+
 /* A path with '%' fails unless it is encoded a second time: decode it and the signature breaks. */
 static void test_captured_path_needs_double_encoding(void **state)
 {
@@ -1337,6 +1376,7 @@ int main(void)
 		cmocka_unit_test(test_aws_suite),
 		cmocka_unit_test(test_aws_suite_sts_token),
 		cmocka_unit_test(test_captured_sdk_requests),
+		cmocka_unit_test(test_authority_signed_for_host),
 		cmocka_unit_test(test_captured_path_needs_double_encoding),
 		cmocka_unit_test(test_botocore_signed),
 		cmocka_unit_test(test_authorization_layout),
