@@ -71,6 +71,9 @@ const env = {
   CARILLON_APNS_URL: apns.url,
   CARILLON_APNS_SANDBOX_URL: apns.url,
   CARILLON_LOG_LEVEL: 'warn',
+  // One process: the CPU per push is read from its /proc/<pid>/stat (with --workers the pid is the
+  // supervisor's, which delivers nothing).
+  CARILLON_WORKERS: process.env.CARILLON_WORKERS || '1',
 };
 const logFile = process.env.BENCH_LOG || '/tmp/carillon-bench.log';
 const server = spawn(path.join(root, 'build/carillon'), ['serve'], { env, stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')] });
@@ -192,6 +195,7 @@ out('ref_requests_per_s', refRate.toFixed(0));
 out('ratio', `${(refRate / first.rate).toFixed(2)} (loopback HTTP/2 requests per push's time)`);
 const problems = fcm.problems.length + apns.problems.length;
 out('standin_problems', problems);
+for (const p of [...fcm.problems, ...apns.problems].slice(0, 5)) console.error(`stand-in problem: ${typeof p === 'string' ? p : JSON.stringify(p)}`);
 
 server.kill('SIGTERM');
 await new Promise((r) => server.on('exit', r));
