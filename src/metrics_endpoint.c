@@ -140,11 +140,30 @@ static void answer_waiting(void)
 	}
 }
 
+/* The outbox kinds the gauges know (a fixed set: a label value never comes from the database). */
+static const char *const outbox_kinds[] = {"push", "flow"};
+
+/* Depth and oldest age per kind from "kind|rows|age_seconds;..." (kinds without rows: 0). */
+static void outbox_gauges(const char *text)
+{
+	for (size_t k = 0; k < sizeof(outbox_kinds) / sizeof(outbox_kinds[0]); k++) {
+		long depth = 0;
+		double age = 0;
+		size_t n = strlen(outbox_kinds[k]);
+		for (const char *p = text; p && *p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL)
+			if (!strncmp(p, outbox_kinds[k], n) && p[n] == '|' && sscanf(p + n + 1, "%ld|%lf", &depth, &age) == 2)
+				break;
+		carillon_metrics_outbox(outbox_kinds[k], depth, age, NULL);
+	}
+}
+
 static void head_read(void *arg, const struct carillon_db_result *r)
 {
 	ep.head_query = false;
-	if (r->res && PQntuples(r->res) == 1)
+	if (r->res && PQntuples(r->res) == 1) {
 		ep.log_head = strtoll(PQgetvalue(r->res, 0, 0), NULL, 10);
+		outbox_gauges(PQgetvalue(r->res, 0, 1));
+	}
 	answer_waiting();
 }
 
@@ -155,12 +174,18 @@ static void head_wait_over(uv_timer_t *t)
 		respond_metrics(c);
 }
 
+/* The log head, and the outboxes' depth and oldest age per kind ("kind|rows|seconds;..."). */
+#define OUTBOX_HEAD_SQL                                                                                        \
+	"select carillon.log_position(), coalesce((select string_agg(kind || '|' || n || '|' || age, ';')"     \
+	" from (select kind, count(*) n, extract(epoch from now() - min(created_at))::float8 age"              \
+	" from carillon.outbox group by kind) o), '')"
+
 static void wait_for_head(struct client *c)
 {
 	c->state = C_WAITING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	if (!ep.head_query) {
-		ep.head_query = !carillon_db_query("select carillon.log_position()", 0, NULL, head_read, NULL);
+		ep.head_query = !carillon_db_query(OUTBOX_HEAD_SQL, 0, NULL, head_read, NULL);
 		if (!ep.head_query) {
 			respond_metrics(c);
 			return;

@@ -22,6 +22,7 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/outbox.h"
 #include "carillon/util.h"
 
@@ -176,6 +177,7 @@ void carillon_outbox_complete(struct carillon_outbox_item *pub, enum carillon_ou
 	switch (result) {
 	case CARILLON_OUTBOX_DONE:
 		pending_push(pub->id, "done", 0);
+		carillon_metrics_outbox(k->name, -1, -1, "delivered");
 		break;
 	case CARILLON_OUTBOX_RETRY: {
 		long delay = retry_after_ms > 0 ? retry_after_ms : backoff_ms(pub->attempts);
@@ -184,11 +186,13 @@ void carillon_outbox_complete(struct carillon_outbox_item *pub, enum carillon_ou
 		log_info("outbox: %s %s: attempt %d failed (%s); retry in %ld ms", k->name, it->dedupe_key,
 			 pub->attempts + 1, reason ? reason : "transient", delay);
 		pending_push(pub->id, "retry", delay);
+		carillon_metrics_outbox(k->name, -1, -1, "retry");
 		break;
 	}
 	case CARILLON_OUTBOX_DROP:
 		log_warn("outbox: %s %s dropped: %s", k->name, it->dedupe_key, reason ? reason : "permanent failure");
 		pending_push(pub->id, "drop", 0);
+		carillon_metrics_outbox(k->name, -1, -1, "dropped");
 		break;
 	}
 	k->in_flight--;
@@ -219,6 +223,7 @@ static void hand_out(PGresult *res, int row)
 	if (!strcmp(PQgetvalue(res, row, 6), "t")) {
 		log_warn("outbox: %s %s dropped: older than CARILLON_OUTBOX_MAX_AGE_SECONDS (%ld s) after %s attempt(s)",
 			 k->name, PQgetvalue(res, row, 2), carillon_cfg.outbox_max_age_seconds, PQgetvalue(res, row, 4));
+		carillon_metrics_outbox(k->name, -1, -1, "expired");
 		return;
 	}
 	json_error_t err;

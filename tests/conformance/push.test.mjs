@@ -8,6 +8,7 @@
 // lost across a restart between commit and delivery, and two nodes never both deliver an intent.
 
 import assert from 'node:assert/strict';
+import { createServer as createNetServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,7 +66,22 @@ after(async () => {
   await sandbox.down();
 });
 
-const ctx = useCarillon({ env });
+// The first server also serves its metrics (the outbox families are checked after real pushes).
+const metricsPort = await new Promise((resolve) => {
+  const s = createNetServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+const ctx = useCarillon({ env: { ...env, CARILLON_METRICS_LISTEN: `127.0.0.1:${metricsPort}` } });
+
+/** The value of one metric series of the first server (0 when absent). */
+async function metric(name, labels) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (m && m[1] === name && m[2].split(',').sort().join(',') === want) return Number(m[3]);
+  }
+  return 0;
+}
 
 function pinpoint(srv = ctx.srv) {
   return new PinpointClient({
@@ -363,6 +379,8 @@ test('transient failures are retried: 503 then 200 delivers once with the same a
   prod.script(ft, [{ status: 503, reason: 'ServiceUnavailable' }, { status: 200 }]);
   prod.script(tt, [{ status: 429, reason: 'TooManyRequests', retryAfter: '3' }, { status: 200 }]);
   const channel = await channelOf(sender, [sender, flaky, throttled]);
+  const delivered0 = await metric('carillon_outbox_outcomes_total', { kind: 'push', outcome: 'delivered' });
+  const retried0 = await metric('carillon_outbox_outcomes_total', { kind: 'push', outcome: 'retry' });
   const messageId = await send(channel, sender, { PushNotification: { Title: 'r', Body: 'retry me', Type: 'DEFAULT' } });
   await until(() => prod.delivered(ft).length === 1 && prod.delivered(tt).length === 1, 'both delivered after a retry');
   await sleep(1500);
@@ -380,6 +398,11 @@ test('transient failures are retried: 503 then 200 delivers once with the same a
   assert.ok(flakyGap < 2900, `the 503 retry waited ${flakyGap} ms`);
   assert.equal(Number(await psql(`select count(*) from carillon.outbox where payload->>'message_id' = '${messageId}'`)), 0,
     'delivered rows leave the outbox');
+  // The outbox metrics saw it: three pushes delivered (sender, flaky, throttled), two retries, and
+  // nothing waiting.
+  assert.equal(await metric('carillon_outbox_outcomes_total', { kind: 'push', outcome: 'delivered' }) - delivered0, 3, 'delivered count');
+  assert.equal(await metric('carillon_outbox_outcomes_total', { kind: 'push', outcome: 'retry' }) - retried0, 2, 'retry count');
+  assert.equal(await metric('carillon_outbox_depth', { kind: 'push' }), 0, 'outbox depth after delivery');
 });
 
 test('a targeted message pushes only to its sender and its target', async () => {
