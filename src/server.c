@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,8 +303,13 @@ int carillon_server_run(const char *conninfo)
 	carillon_metrics_init(CARILLON_VERSION);
 	if (carillon_metrics_server_start(&srv.loop, carillon_cfg.metrics_listen, srv.worker_index))
 		return 1;
+	pid_t supervisor = getppid(); /* for a worker: alive now (spawn checked it after fork) */
 	/* Root was needed for the port and the TLS key files, both in hand now. */
 	if (carillon_privdrop_now())
+		return 1;
+	/* A worker of --workers N: changing credentials cleared the parent-death signal the supervisor
+	 * set after fork, so set it again (and leave if the supervisor is already gone). */
+	if (srv.given_fd >= 0 && (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != supervisor))
 		return 1;
 	carillon_db_init(&srv.loop, conninfo, (int)carillon_cfg.db_pool_size);
 	/* Outbound HTTP (push, flow processors, streaming) shares the loop; its consumers start after. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,12 +54,18 @@ int carillon_workers_wanted(void)
 static int spawn(struct slot *s, int index, const sigset_t *old_mask, int (*worker)(int, void *), void *arg)
 {
 	fflush(NULL); /* nothing buffered may be written twice */
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("supervisor: cannot start worker %d: %s", index, strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
+		/* A supervisor killed outright (SIGKILL, a crash) must not leave workers serving on
+		 * their own, holding the port and the database: each is told with SIGTERM (a graceful
+		 * drain). getppid() catches a parent that died before prctl took effect. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent)
+			_exit(1);
 		sigprocmask(SIG_SETMASK, old_mask, NULL);
 		exit(worker(index, arg));
 	}

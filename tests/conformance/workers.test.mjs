@@ -138,3 +138,17 @@ test('serve --workers 2: two worker processes under one parent serve REST and se
   assert.match(srv.log(), /supervisor: every worker has stopped/);
   for (const pid of live) assert.ok(srv.log().includes(`[${pid}] notice: stopped`), `worker ${pid} stopped gracefully`);
 });
+
+test('a supervisor killed outright (SIGKILL) takes its workers with it: none keeps serving on its own', async () => {
+  const s = await startCarillon({ env: { CARILLON_WORKERS: '2' } });
+  const pids = () => [...s.log().matchAll(/supervisor: worker \d+ started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  const end = Date.now() + 30000;
+  while (!(pids().length === 2 && pids().every((pid) => s.log().includes(`[${pid}] notice: serving on`)))) {
+    if (Date.now() > end) throw new Error(`two workers did not start\n${s.log()}`);
+    await sleep(50);
+  }
+  const workerPids = pids();
+  s.proc.kill('SIGKILL');
+  await until('the orphaned workers to stop', () => workerPids.every((pid) => !alive(pid)), 15000);
+  await s.stop();
+});
