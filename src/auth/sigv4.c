@@ -321,7 +321,7 @@ static bool sv4_signed_headers_ok(const char *sh, bool *has_host)
 		if (*p == ';' || *p == '\0') {
 			if (len == 0 || len >= SV4_MAX_HEADER_NAME)
 				return false;
-			if (p[-len] == ':' && !sv4_is_authority(p - len, len))
+			if (*(p - len) == ':' && !sv4_is_authority(p - len, len))
 				return false;
 			if ((len == 4 && memcmp(p - 4, "host", 4) == 0) || sv4_is_authority(p - len, len))
 				*has_host = true;
