@@ -42,6 +42,7 @@ packages=(
 	libcurl4-openssl-dev libssl-dev
 	postgresql-15 # the server; on Debian 12 it also provides postgresql-contrib-15
 	haproxy
+	curl # the CLI: the HTTP/2 tests sign requests with curl --aws-sigv4
 	openssl # the CLI: tests/conformance/lib/realtime.mjs makes the test certificate with it
 	python3-boto3 awscli # Debian's boto3 and AWS CLI, driven by tests/conformance/python-clients.test.mjs
 	# The fuzz harnesses (tests/fuzz): clang 14, and libclang-rt-14-dev for -fsanitize=fuzzer,address,undefined

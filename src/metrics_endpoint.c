@@ -185,12 +185,16 @@ static void wait_for_head(struct client *c)
 	c->state = C_WAITING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	if (!ep.head_query) {
-		ep.head_query = !carillon_db_query(OUTBOX_HEAD_SQL, 0, NULL, head_read, NULL);
-		if (!ep.head_query) {
+		/* Set before the call: a query that fails at once answers (head_read) from inside it. */
+		ep.head_query = true;
+		if (carillon_db_query(OUTBOX_HEAD_SQL, 0, NULL, head_read, NULL)) {
+			ep.head_query = false;
 			respond_metrics(c);
 			return;
 		}
 	}
+	if (c->state != C_WAITING) /* answered already, and its write deadline armed */
+		return;
 	uv_timer_stop(&c->timer);
 	uv_timer_start(&c->timer, head_wait_over, HEAD_WAIT_MS, 0);
 }
@@ -286,37 +290,24 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
-static int split_host_port(const char *addr, char *host, size_t hlen, int *port)
+/* The port of CARILLON_METRICS_LISTEN: a number (1-65535), then + port_offset; 0 when invalid. */
+static int metrics_port(const char *text, int port_offset)
 {
-	const char *colon = strrchr(addr, ':');
-	if (!colon || !colon[1])
-		return -1;
-	const char *h = addr;
-	size_t n = (size_t)(colon - addr);
-	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
-		h++;
-		n -= 2;
-	}
 	char *end;
-	long p = strtol(colon + 1, &end, 10);
-	if (*end || p < 1 || p > 65535 || n >= hlen)
-		return -1;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	*port = (int)p;
-	return 0;
+	long p = strtol(text, &end, 10);
+	return *end || p < 1 || p + port_offset > 65535 ? 0 : (int)(p + port_offset);
 }
 
 int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr, int port_offset)
 {
 	if (!listen_addr || !*listen_addr)
 		return 0;
-	char host[256];
-	int port = 0;
+	char host[256], port_text[16];
 	struct sockaddr_storage sa;
-	bool ok = !split_host_port(listen_addr, host, sizeof(host), &port) && port + port_offset <= 65535;
-	port += port_offset;
-	if (!ok ||
+	int port = carillon_split_host_port(listen_addr, host, sizeof(host), port_text, sizeof(port_text))
+			   ? 0
+			   : metrics_port(port_text, port_offset);
+	if (!port ||
 	    (uv_ip4_addr(*host ? host : "0.0.0.0", port, (struct sockaddr_in *)&sa) &&
 	     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa))) {
 		log_err("CARILLON_METRICS_LISTEN must be ip:port (e.g. 127.0.0.1:9464), not '%s'", listen_addr);

@@ -86,29 +86,10 @@ static void lws_log_emit(int level, const char *line)
 		     "lws: %s", s);
 }
 
-static int split_host_port(const char *addr, char *host, size_t hlen, char *port, size_t plen)
-{
-	const char *colon = strrchr(addr, ':');
-	if (!colon || !colon[1])
-		return -1;
-	const char *h = addr;
-	size_t n = (size_t)(colon - addr);
-	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
-		h++;
-		n -= 2;
-	}
-	if (n >= hlen || strlen(colon + 1) >= plen)
-		return -1;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	snprintf(port, plen, "%s", colon + 1);
-	return 0;
-}
-
 static int open_listener(const char *addr)
 {
 	char host[256], port[16];
-	if (split_host_port(addr, host, sizeof(host), port, sizeof(port))) {
+	if (carillon_split_host_port(addr, host, sizeof(host), port, sizeof(port))) {
 		log_err("CARILLON_LISTEN must be host:port, not '%s'", addr);
 		return -1;
 	}

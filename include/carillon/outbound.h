@@ -77,6 +77,10 @@ struct carillon_outbound_resp {
  * the callback. */
 const char *carillon_outbound_header(const struct carillon_outbound_resp *resp, const char *name);
 
+/* The response's Retry-After in milliseconds (delay-seconds, surrounding blanks allowed, or an
+ * HTTP date), capped at a day; 0 when absent or unreadable. Only during the callback. */
+long carillon_outbound_retry_after_ms(const struct carillon_outbound_resp *resp);
+
 /* Called exactly once per accepted request, from the loop, never from inside
  * carillon_outbound_request(). May make new requests. */
 typedef void (*carillon_outbound_cb)(void *arg, const struct carillon_outbound_resp *resp);

@@ -16,6 +16,10 @@ char *carillon_xstrdup(const char *s);
 char *carillon_xstrndup(const char *s, size_t n);
 
 char *carillon_trim(char *s);
+
+/* "host:port", "[v6]:port" or ":port" split into host (brackets removed; "" for any address) and
+ * port text: 0, or -1 when there is no port or a part does not fit. */
+int carillon_split_host_port(const char *addr, char *host, size_t hlen, char *port, size_t plen);
 int carillon_mkdir_p(const char *path, mode_t mode);
 
 struct carillon_buf;

@@ -438,7 +438,8 @@ static int on_writeable(struct lws *wsi, struct http_pss *pss)
 		r->state = REQ_HEADERS_SENT;
 		/* HTTP/1.1 (the connection is its own network connection, not an HTTP/2 stream): the head
 		 * goes right in front of the body and both leave in one send. */
-		bool one_write = lws_get_network_wsi(wsi) == wsi && r->resp_len && head_len <= CARILLON_RESP_HEAD_ROOM;
+		bool one_write = lws_get_network_wsi(wsi) == wsi && r->resp_len && head_len <= CARILLON_RESP_HEAD_ROOM &&
+				 r->resp_len + (size_t)head_len <= WRITE_CHUNK; /* a longer body goes in chunks after its head */
 		if (one_write) {
 			memcpy(CARILLON_RESP_BODY(r) - head_len, start, (size_t)head_len);
 			if (write_body(wsi, r, (size_t)head_len, &done))

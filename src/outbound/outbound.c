@@ -469,6 +469,24 @@ int carillon_outbound_request(const struct carillon_outbound_req *req, carillon_
 	return 0;
 }
 
+long carillon_outbound_retry_after_ms(const struct carillon_outbound_resp *resp)
+{
+	const char *v = carillon_outbound_header(resp, "retry-after");
+	if (!v)
+		return 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	char *end;
+	long s = strtol(v, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (end != v && !*end && s >= 0)
+		return s > 86400 ? 86400000L : s * 1000;
+	time_t t = curl_getdate(v, NULL);
+	int64_t d = t > 0 ? (int64_t)t * 1000 - carillon_now_ms() : 0;
+	return d > 0 ? (long)(d > 86400000 ? 86400000 : d) : 0;
+}
+
 const char *carillon_outbound_header(const struct carillon_outbound_resp *resp, const char *name)
 {
 	struct curl_header *h;

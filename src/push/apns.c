@@ -181,19 +181,6 @@ static char *payload_json(const struct carillon_push_msg *m)
 }
 
 /* Retry-After: delay-seconds or an HTTP-date; 0 when absent or unreadable. */
-static long retry_after_ms(const struct carillon_outbound_resp *r)
-{
-	const char *v = carillon_outbound_header(r, "retry-after");
-	if (!v)
-		return 0;
-	char *end;
-	long s = strtol(v, &end, 10);
-	if (end != v && !*carillon_trim(end) && s >= 0)
-		return s > 86400 ? 86400000L : s * 1000;
-	time_t t = curl_getdate(v, NULL);
-	int64_t d = t > 0 ? (int64_t)t * 1000 - carillon_now_ms() : 0;
-	return d > 0 ? (long)(d > 86400000 ? 86400000 : d) : 0;
-}
 
 static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 {
@@ -222,7 +209,7 @@ static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 		out = CARILLON_PUSH_RETRY;
 	} else
 		out = CARILLON_PUSH_FAILED;
-	q->cb(q->arg, out, out == CARILLON_PUSH_RETRY ? retry_after_ms(r) : 0, (int)r->status, reason);
+	q->cb(q->arg, out, out == CARILLON_PUSH_RETRY ? carillon_outbound_retry_after_ms(r) : 0, (int)r->status, reason);
 	free(q);
 }
 

@@ -221,19 +221,6 @@ static void finish(struct fcm_send *s, enum carillon_push_outcome o, long retry_
 }
 
 /* Retry-After: delay-seconds or an HTTP date; 0 when absent or unreadable. */
-static long retry_after_ms(const struct carillon_outbound_resp *r)
-{
-	const char *v = carillon_outbound_header(r, "retry-after");
-	if (!v || !*v)
-		return 0;
-	char *end;
-	long n = strtol(v, &end, 10);
-	if (end != v && !*end && n >= 0)
-		return n > 86400 ? 86400000L : n * 1000L;
-	time_t t = curl_getdate(v, NULL);
-	int64_t d = t > 0 ? (int64_t)t * 1000 - carillon_now_ms() : 0;
-	return d > 0 ? (long)(d > 86400000 ? 86400000 : d) : 0;
-}
 
 /* Google's error answer {"error": {"code", "message", "status", "details": [{"errorCode"}...]}}:
  * the FCM errorCode when there is one, else the status; written into out (may stay ""). */
@@ -299,7 +286,7 @@ static void on_message(void *arg, const struct carillon_outbound_resp *r)
 	    (st == 400 && (!strcmp(code, "INVALID_ARGUMENT") || !strcmp(code, "UNREGISTERED")) && names_token))
 		finish(s, CARILLON_PUSH_INVALID_TOKEN, 0, st, code);
 	else if (st == 429 || st >= 500)
-		finish(s, CARILLON_PUSH_RETRY, retry_after_ms(r), st, code);
+		finish(s, CARILLON_PUSH_RETRY, carillon_outbound_retry_after_ms(r), st, code);
 	else
 		finish(s, CARILLON_PUSH_FAILED, 0, st, code);
 }
@@ -409,7 +396,7 @@ static void on_token(void *arg, const struct carillon_outbound_resp *r)
 		struct fcm_send *next = w->next;
 		w->next = NULL;
 		if (fail != CARILLON_PUSH_OK)
-			finish(w, fail, fail == CARILLON_PUSH_RETRY ? retry_after_ms(r) : 0, st, detail);
+			finish(w, fail, fail == CARILLON_PUSH_RETRY ? carillon_outbound_retry_after_ms(r) : 0, st, detail);
 		else if (post_message(w))
 			finish(w, CARILLON_PUSH_RETRY, 0, 0, "outbound queue full");
 		w = next;

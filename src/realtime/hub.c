@@ -252,14 +252,19 @@ void carillon_hub_join(struct carillon_session *s, const char *channel_arn)
 	c->m[c->n++] = (struct member_slot){h, h->n++};
 }
 
+static void channel_free(struct hub_channel *c)
+{
+	free(c->m);
+	free(c->arn);
+	free(c);
+}
+
 static void channel_drop_if_empty(struct hub_channel *c)
 {
 	if (c->n)
 		return;
 	carillon_hmap_del(&channels, c->arn);
-	free(c->m);
-	free(c->arn);
-	free(c);
+	channel_free(c);
 }
 
 /* Remove ref i of a session (and its slot in the channel), by swapping with the last ones. */
@@ -545,10 +550,7 @@ void carillon_hub_replay(struct carillon_session *s, struct carillon_event *e) {
 
 static void free_channel(const char *key, void *value, void *arg)
 {
-	struct hub_channel *c = value;
-	free(c->m);
-	free(c->arn);
-	free(c);
+	channel_free(value);
 }
 
 static void free_set(const char *key, void *value, void *arg)

@@ -799,6 +799,18 @@ static void array_literal(struct carillon_buf *out, const char *const *v, size_t
 	carillon_buf_append(out, "}", 1);
 }
 
+/* A batch's statement could not be sent: every session of it is refused, retryable. */
+static void batch_fail(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct carillon_session *s = b->t[i]->s;
+		s->ticket = NULL;
+		free(b->t[i]);
+		session_fail(s, 1013, "Busy");
+	}
+	free(b);
+}
+
 static void registrations_done(void *arg, const struct carillon_db_result *r)
 {
 	struct batch *b = arg;
@@ -840,13 +852,7 @@ static void flush_registrations(void)
 	const char *params[5] = {node_id, ids.data, users.data, max, alive};
 	if (carillon_db_query("select r_i, r_ok from carillon.ws_register_many($1::uuid, $2::bigint[], $3::text[], $4::int, $5::int)",
 			      5, params, registrations_done, b)) {
-		for (size_t i = 0; i < b->n; i++) {
-			struct carillon_session *s = b->t[i]->s;
-			s->ticket = NULL;
-			free(b->t[i]);
-			session_fail(s, 1013, "Busy");
-		}
-		free(b);
+		batch_fail(b);
 	}
 	carillon_buf_free(&ids);
 	carillon_buf_free(&users);
@@ -920,13 +926,7 @@ static void flush_snapshots(void)
 			      " from (select carillon.log_position() as pos) p,"
 			      "      unnest($1::text[], $2::bigint[]) with ordinality as u(arn, gen, i)",
 			      3, params, snapshots_done, b)) {
-		for (size_t i = 0; i < b->n; i++) {
-			struct carillon_session *s = b->t[i]->s;
-			s->ticket = NULL;
-			free(b->t[i]);
-			session_fail(s, 1013, "Busy");
-		}
-		free(b);
+		batch_fail(b);
 	}
 	carillon_buf_free(&users);
 	carillon_buf_free(&gens);

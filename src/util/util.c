@@ -337,3 +337,22 @@ void carillon_buf_free(struct carillon_buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
+
+int carillon_split_host_port(const char *addr, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *colon = strrchr(addr, ':');
+	if (!colon || !colon[1])
+		return -1;
+	const char *h = addr;
+	size_t n = (size_t)(colon - addr);
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	if (n >= hlen || strlen(colon + 1) >= plen)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}

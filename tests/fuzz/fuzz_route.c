@@ -8,17 +8,24 @@
  *
  * Properties checked beyond "no crash": a match names an operation of the requested method, its
  * labels are non-NULL, and its re-encoded raw_path, decoded, routes to no other operation.
+ *
+ * The same request's CORS headers (src/http/cors.c) are read as a preflight is, under the three
+ * kinds of CARILLON_CORS_ORIGINS: an echoed Origin is printable ASCII, and the
+ * Access-Control-Allow-Headers answer fits its buffer and lists only lower-case token names.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
+#include "carillon/config.h"
 #include "carillon/model.h"
 #include "carillon/util.h"
 #include "fuzz_http.h"
+#include "../../src/http/http_internal.h"
 
 #define MAX_QUERY 64
 
@@ -112,6 +119,42 @@ static void route_one(const char *method, const char *path, const struct carillo
 	carillon_route_match_free(&m);
 }
 
+static void check_allow_headers(const char *requested)
+{
+	char out[512];
+	size_t len = carillon_cors_allow_headers(requested, out, sizeof(out));
+	if (len >= sizeof(out) || strlen(out) != len)
+		abort();
+	for (const char *p = out; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == ','))
+			abort();
+	char tiny[8]; /* a buffer too small for most answers: cut, never overrun */
+	if (carillon_cors_allow_headers(requested, tiny, sizeof(tiny)) >= sizeof(tiny))
+		abort();
+}
+
+static void fuzz_cors(const struct fuzz_http *h)
+{
+	static char any[] = "*", listed[] = "https://a.example, http://127.0.0.1:3000", none[] = "none";
+	char *modes[] = {any, listed, none};
+	for (size_t i = 0; i < h->n_headers; i++) {
+		const char *name = h->h[i].name, *value = h->h[i].value;
+		if (!strcasecmp(name, "access-control-request-headers"))
+			check_allow_headers(value);
+		if (strcasecmp(name, "origin"))
+			continue;
+		for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+			carillon_cfg.cors_origins = modes[m];
+			const char *allow = carillon_cors_allow_origin(value);
+			if (allow && strcmp(allow, "*"))
+				for (const char *p = allow; *p; p++)
+					if (*p <= 0x20 || *p >= 0x7f)
+						abort();
+		}
+		carillon_cfg.cors_origins = NULL;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_http h;
@@ -120,6 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *qcopy = strdup(h.query);
 	size_t nq = split_query(qcopy, q);
 	route_one(h.method, h.path, q, nq, &h);
+	fuzz_cors(&h);
 	char *dpath = decoded(h.path);
 	if (strcmp(dpath, h.path))
 		route_one(h.method, dpath, q, nq, &h);
