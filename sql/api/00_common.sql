@@ -323,6 +323,17 @@ begin
     return v_out;
 end $$;
 
+-- The same batch, one row per item in item order: ok = the output document as JSON text (what the
+-- gateway sends as the response body), or state/message of the item's error. The gateway reads the
+-- rows as they are instead of parsing one array and encoding each output again.
+create or replace function carillon_api.invoke_batch_rows(p_items jsonb)
+returns table(ok text, state text, message text)
+language sql as $$
+    select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message'
+      from jsonb_array_elements(carillon_api.invoke_batch(p_items)) with ordinality as r(e, n)
+     order by r.n
+$$;
+
 -- Quotas (Chime's, adjustable by the operator): the gateway passes its settings (CARILLON_MAX_*) to
 -- every pool connection as the custom settings carillon.<name> (src/db/pool.c); where they are not
 -- set (psql, the migrations, tests calling a function directly), Chime's default applies.
