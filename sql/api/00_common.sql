@@ -309,6 +309,13 @@ begin
     -- Lock the batch's channels up front, in ARN order: two batches in flight that touch the same
     -- channels in different orders would otherwise deadlock (each holds its rows until commit).
     perform carillon.lock_batch_channels(p_items);
+    -- A batch of plain persistent sends that all pass their checks: a few set-based statements
+    -- (carillon.send_batch); anything else, item by item below.
+    v_out := carillon.send_batch(p_items);
+    if v_out is not null then
+        return v_out;
+    end if;
+    v_out := '[]';
     for v_item in select value from jsonb_array_elements(p_items) loop
         begin
             v_result := carillon.run_op(v_item->>'fn', v_item->'ctx', v_item->'input');

@@ -219,7 +219,7 @@ declare
     -- instead of writing an idempotency record (carillon.run_op skips that for persistent sends).
     v_token text := input->>'ClientRequestToken';
     v_id text := case when v_token is not null and input->>'Persistence' = 'PERSISTENT'
-                      then md5(input->>'ChannelArn' || chr(1) || coalesce(input->>'ChimeBearer', ctx->>'user_arn', '') || chr(1) || v_token)
+                      then carillon.send_message_id(ctx, input)
                       else replace(gen_random_uuid()::text, '-', '') end;
     v_prev carillon.channel_messages;
     v_app_id text;
@@ -374,6 +374,148 @@ begin
                 'Sender', v_sender, 'Redacted', false, 'Persistence', input->>'Persistence',
                 'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
                 'SubChannelId', v_sub, 'ContentType', input->>'ContentType', 'Target', input->'Target'))))));
+end $$;
+
+-- A persistent message's id, derived from its ClientRequestToken (see send_channel_message: the
+-- message's own primary key is the send's idempotency record). The batch path below computes it in
+-- two statements; this keeps the two and the per-item function's formula one.
+create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
+language sql immutable as $$
+    select md5(input->>'ChannelArn' || chr(1) || coalesce(input->>'ChimeBearer', ctx->>'user_arn', '') || chr(1)
+               || (input->>'ClientRequestToken'))
+$$;
+
+-- The set-based group commit of SendChannelMessage (called by carillon_api.invoke_batch, after it
+-- has locked the batch's channels in ARN order). A batch made only of ordinary persistent sends --
+-- no Target, no SubChannelId, a ClientRequestToken, a channel that is not elastic and has no flow
+-- for the message (CONTROL messages bypass flows) -- that all pass every check of
+-- send_channel_message is written with a handful of statements whatever its size:
+--   1. one SELECT checks every item (the token's user, sizes, the channel, the sender's
+--      membership and identity, no earlier message with the same id: a retry);
+--   2. one statement inserts all messages, moves each channel's last_message_at once, and builds
+--      the outputs and the events;
+--   3. the push intents of the messages that ask for a push, and the events (flush_events).
+-- Anything else -- another operation in the batch, a check that fails, a retry -- returns NULL
+-- before writing anything, and the caller runs the batch item by item as before, where each item
+-- gets its own answer. The results are the same either way: message ids, CreatedTimestamp
+-- (request time, never before the channel's previous message, non-decreasing in item order per
+-- channel), seq in item order (nextval in item order), the CREATE_CHANNEL_MESSAGE event document.
+create or replace function carillon.send_batch(p_items jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_ok boolean;
+    v_seqs bigint[];
+    v_out jsonb;
+    v_events jsonb;
+begin
+    -- 0. Only batches of plain persistent sends (cheap: no table read).
+    if exists (select 1 from jsonb_array_elements(p_items) e
+                where e->>'fn' is distinct from 'send_channel_message'
+                   or e->'input'->>'Persistence' is distinct from 'PERSISTENT'
+                   or e->'input' ? 'Target' or e->'input' ? 'SubChannelId'
+                   or e->'input'->>'ClientRequestToken' is null
+                   or coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') is null) then
+        return null;
+    end if;
+
+    -- 1. Every check of send_channel_message, for every item at once.
+    with items as (
+        select t.n, e->'ctx' as ctx, e->'input'->>'ChannelArn' as arn,
+               coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
+               e->'input'->>'Type' as type, e->'input'->>'Content' as content,
+               e->'input' ? 'Metadata' as has_metadata,
+               carillon.send_message_id(e->'ctx', e->'input') as id
+          from jsonb_array_elements(p_items) with ordinality as t(e, n))
+    -- Every lookup is a LATERAL subquery with LIMIT 1: one index probe per item whatever the
+    -- planner guesses about the batch (a plain join or EXISTS may be turned into a hash of the whole
+    -- table, which costs as much as the table is large: measured, 75 ms per batch of 64 over 7,000
+    -- messages, growing with the table).
+    select coalesce(bool_and(ok), false) into v_ok from (
+        -- coalesce: a missing row (no channel, no membership) makes a check NULL, which bool_and
+        -- would skip.
+        select coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
+               and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
+                        when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
+               and c.arn is not null and c.elastic is null and (c.flow_arn is null or i.type = 'CONTROL')
+               and m.type = 'DEFAULT'
+               and (u.ok or b.ok)
+               and x.ok is null
+               and count(*) over (partition by i.arn, i.id) = 1, false) as ok
+          from items i
+          left join lateral (select c.arn, c.app_instance_id, c.elastic, c.flow_arn from carillon.channels c
+                              where c.arn = i.arn limit 1) c on true
+          left join lateral (select m.type from carillon.channel_memberships m
+                              where m.channel_arn = i.arn and m.member_arn = i.bearer limit 1) m on true
+          left join lateral (select true as ok from carillon.app_instance_users tu
+                              where tu.arn = i.ctx->>'user_arn' and tu.generation = (i.ctx->>'user_gen')::bigint
+                              limit 1) tu on true
+          left join lateral (select true as ok from carillon.app_instance_users u
+                              where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
+          left join lateral (select true as ok from carillon.app_instance_bots b
+                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true
+          left join lateral (select true as ok from carillon.channel_messages x
+                              where x.channel_arn = i.arn and x.message_id = i.id limit 1) x on true) s;
+    if not v_ok then
+        return null;
+    end if;
+
+    -- 2. The messages, the channels, the answers and the events. Sequence numbers are taken in item
+    -- order (generate_series yields in order), so (created_at, seq) grows in item order per channel.
+    v_seqs := array(select nextval('carillon.message_seq') from generate_series(1, jsonb_array_length(p_items)));
+    with items as (
+        select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
+               coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
+               carillon.send_message_id(e->'ctx', e->'input') as id,
+               to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
+          from jsonb_array_elements(p_items) with ordinality as t(e, n)),
+    timed as (
+        select i.*, c.app_instance_id,
+               greatest(c.last_message_at,
+                        max(i.now) over (partition by i.arn order by i.n
+                                         rows between unbounded preceding and current row)) as at,
+               case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
+                    else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender
+          from items i
+          cross join lateral (select c.app_instance_id, c.last_message_at from carillon.channels c
+                               where c.arn = i.arn limit 1) c
+          left join lateral (select u.arn, u.name from carillon.app_instance_users u
+                              where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
+          left join lateral (select b.arn, b.name from carillon.app_instance_bots b
+                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true),
+    stored as (
+        insert into carillon.channel_messages
+            (channel_arn, message_id, seq, sender_arn, type, content, metadata, content_type, attributes,
+             push_notification, created_at, updated_at, status)
+        select arn, id, v_seqs[n], bearer, input->>'Type', input->>'Content', input->>'Metadata',
+               input->>'ContentType', input->'MessageAttributes', input->'PushNotification', at, at, 'SENT'
+          from timed),
+    moved as (
+        update carillon.channels c set last_message_at = x.at
+          from (select arn, max(at) as at from timed group by arn) x
+         where c.arn = x.arn and (c.last_message_at is null or c.last_message_at < x.at))
+    select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
+               'ChannelArn', arn, 'MessageId', id, 'Status', jsonb_build_object('Value', 'SENT'))) order by n),
+           jsonb_agg(jsonb_build_object(
+               'channel_arn', arn, 'app_instance_id', app_instance_id, 'event_type', 'CREATE_CHANNEL_MESSAGE',
+               'message_type', input->>'Type', 'audience', 'members', 'arns', '[]'::jsonb,
+               'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
+               'payload', jsonb_strip_nulls(jsonb_build_object(
+                   'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
+                   'Metadata', input->>'Metadata', 'Type', input->>'Type',
+                   'CreatedTimestamp', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   'LastUpdatedTimestamp', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
+                   'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
+                   'ContentType', input->>'ContentType'))) order by n)
+      into v_out, v_events
+      from timed;
+
+    -- 3. The push intents (sql/api/push.sql; they read the stored messages) and the events.
+    perform carillon.push_enqueue_message(e->'input'->>'ChannelArn', carillon.send_message_id(e->'ctx', e->'input'))
+       from jsonb_array_elements(p_items) e
+      where e->'input' ? 'PushNotification';
+    perform carillon.flush_events(v_events);
+    return v_out;
 end $$;
 
 -- GetChannelMessage: {ChannelMessage}.

@@ -410,6 +410,10 @@ static void quota_options(struct carillon_buf *b)
 	};
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
 		carillon_buf_appendf(b, "%s-c carillon.%s=%ld", b->len ? " " : "", q[i].name, q[i].value);
+	/* No JIT: the gateway's statements are short, but the planner's row guesses for jsonb set
+	 * functions (100 rows each, multiplied through joins) push a batch's event insert over
+	 * jit_above_cost, and compiling it took 20-375 ms per batch, far more than running it (~2 ms). */
+	carillon_buf_appendf(b, " -c jit=off");
 }
 
 /* Parse the user's conninfo (key=value or URL) into keyword/value arrays and append the quota

@@ -1,0 +1,175 @@
+-- carillon.send_batch, the set-based group commit of SendChannelMessage (sql/api/messaging_message.sql),
+-- must store and announce exactly what the item-by-item path (carillon.run_op per item, as
+-- carillon_api.invoke_batch does for other batches) stores and announces, and must decline (NULL,
+-- nothing written) any batch with an item that path would refuse or treat specially.
+select pg_temp.make_fixture();
+
+-- A send item of the root key at a fixed request time.
+create function pg_temp.send_item(p_channel text, p_bearer text, p_token text, p_now_ms bigint,
+                                  p_extra jsonb default '{}') returns jsonb language sql stable as $$
+    select jsonb_build_object('fn', 'send_channel_message',
+        'ctx', pg_temp.ctx() || jsonb_build_object('now_ms', p_now_ms),
+        'input', jsonb_build_object('ChannelArn', pg_temp.fx(p_channel), 'ChimeBearer', pg_temp.fx(p_bearer),
+                                    'Content', 'm-' || p_token, 'Type', 'STANDARD', 'Persistence', 'PERSISTENT',
+                                    'ClientRequestToken', p_token) || p_extra)
+$$;
+
+-- What a batch wrote: its messages (seq replaced by its rank: values differ between runs) and the
+-- events it logged, in order.
+create function pg_temp.written(p_since bigint, p_items jsonb) returns jsonb language sql stable as $$
+    select jsonb_build_object(
+        'messages', (select jsonb_agg(to_jsonb(m) - 'seq' || jsonb_build_object('rank', rank) order by rank)
+                       from (select m.*, rank() over (order by m.seq) as rank from carillon.channel_messages m
+                              where (m.channel_arn, m.message_id) in
+                                    (select i->'input'->>'ChannelArn', carillon.send_message_id(i->'ctx', i->'input')
+                                      from jsonb_array_elements(p_items) i)) m),
+        'events', (select jsonb_agg(jsonb_build_object('channel', e.channel_arn, 'type', e.event_type,
+                                                       'message_type', e.message_type, 'audience', e.audience,
+                                                       'arns', e.arns, 'payload', e.payload) order by e.position)
+                     from carillon.events e where e.position > p_since))
+$$;
+
+-- The item-by-item path's result for p_items, then rolled back (an exception carries it out).
+create function pg_temp.itemwise(p_items jsonb) returns jsonb language plpgsql as $$
+declare
+    v_mark bigint := pg_temp.mark();
+    v_item jsonb;
+    v_out jsonb := '[]';
+    v_events jsonb := '[]';
+    v_r jsonb;
+begin
+    begin
+        perform carillon.lock_batch_channels(p_items);
+        for v_item in select value from jsonb_array_elements(p_items) loop
+            v_r := carillon.run_op(v_item->>'fn', v_item->'ctx', v_item->'input');
+            v_events := v_events || coalesce(v_r->'__events', '[]');
+            v_out := v_out || jsonb_build_array(jsonb_build_object('ok', v_r - '__events'));
+        end loop;
+        perform carillon.flush_events(v_events);
+        raise exception using errcode = 'XX123',
+            message = (pg_temp.written(v_mark, p_items) || jsonb_build_object('out', v_out))::text;
+    exception when sqlstate 'XX123' then
+        return SQLERRM::jsonb;
+    end;
+end $$;
+
+-- The set path must take p_items and write what the item path writes.
+create function pg_temp.set_matches_itemwise(p_items jsonb) returns void language plpgsql as $$
+declare
+    v_ref jsonb := pg_temp.itemwise(p_items);
+    v_mark bigint := pg_temp.mark();
+    v_out jsonb;
+    v_got jsonb;
+begin
+    perform carillon.lock_batch_channels(p_items);
+    v_out := carillon.send_batch(p_items);
+    if v_out is null then
+        raise exception 'send_batch declined a batch of plain sends: %', p_items;
+    end if;
+    v_got := pg_temp.written(v_mark, p_items) || jsonb_build_object('out', v_out);
+    if v_got is distinct from v_ref then
+        raise exception E'the set path wrote something else\n  set:   %\n  items: %', v_got, v_ref;
+    end if;
+end $$;
+
+-- The set path must decline p_items and write nothing.
+create function pg_temp.set_declines(p_items jsonb) returns void language plpgsql as $$
+declare
+    v_mark bigint := pg_temp.mark();
+    v_count bigint := (select count(*) from carillon.channel_messages);
+begin
+    perform carillon.lock_batch_channels(p_items);
+    if carillon.send_batch(p_items) is not null then
+        raise exception 'send_batch took a batch it must decline: %', p_items;
+    end if;
+    assert (select count(*) from carillon.channel_messages) = v_count, 'a declined batch stored messages';
+    assert pg_temp.mark() = v_mark, 'a declined batch logged events';
+end $$;
+
+-- test: one message
+select pg_temp.set_matches_itemwise(jsonb_build_array(pg_temp.send_item('priv', 'member', 't1', 1700000000000)));
+
+-- test: many messages, two channels, senders of both kinds, optional members, CONTROL
+select pg_temp.ok('create_channel_membership', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+    'ChimeBearer', pg_temp.fx('mod'), 'MemberArn', pg_temp.fx('bot')));
+select pg_temp.ok('create_channel_membership', jsonb_build_object('ChannelArn', pg_temp.fx('pub'),
+    'ChimeBearer', pg_temp.fx('mod'), 'MemberArn', pg_temp.fx('member')));
+select pg_temp.set_matches_itemwise(jsonb_build_array(
+    pg_temp.send_item('priv', 'member', 'a1', 1700000000000),
+    pg_temp.send_item('pub', 'member', 'a2', 1700000000000, '{"Metadata":"meta","ContentType":"text/markdown"}'),
+    pg_temp.send_item('priv', 'bot', 'a3', 1700000000001, '{"MessageAttributes":{"k":{"StringValues":["v"]}}}'),
+    pg_temp.send_item('priv', 'member2', 'a4', 1700000000001, '{"Type":"CONTROL","Content":"ctl"}'),
+    pg_temp.send_item('pub', 'mod', 'a5', 1700000000002, '{"Content":"é \"q\" \\\\"}')));
+
+-- test: request times out of order: CreatedTimestamp never goes back within a channel
+select pg_temp.set_matches_itemwise(jsonb_build_array(
+    pg_temp.send_item('priv', 'member', 'o1', 1700000005000),
+    pg_temp.send_item('priv', 'member2', 'o2', 1700000004000),
+    pg_temp.send_item('priv', 'member', 'o3', 1700000006000),
+    pg_temp.send_item('pub', 'mod', 'o4', 1700000001000)));
+
+-- test: a channel whose last message is later than the request times
+select pg_temp.ok('send_channel_message', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+    'ChimeBearer', pg_temp.fx('member'), 'Content', 'late', 'Type', 'STANDARD', 'Persistence', 'PERSISTENT',
+    'ClientRequestToken', 'late'));
+select pg_temp.set_matches_itemwise(jsonb_build_array(
+    pg_temp.send_item('priv', 'member', 'p1', 1600000000000),
+    pg_temp.send_item('priv', 'member2', 'p2', 1600000000001)));
+
+-- test: the batch is declined when an item would be refused or needs the item path
+select pg_temp.ok('send_channel_message', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+    'ChimeBearer', pg_temp.fx('member'), 'Content', 'm-late', 'Type', 'STANDARD', 'Persistence', 'PERSISTENT',
+    'ClientRequestToken', 'late'));
+select pg_temp.ok('create_channel_membership', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+    'ChimeBearer', pg_temp.fx('mod'), 'MemberArn', pg_temp.fx('hidden'), 'Type', 'HIDDEN'));
+do $$
+declare
+    v_good jsonb := pg_temp.send_item('priv', 'member', 'g1', 1700000000000);
+    v_bad jsonb;
+begin
+    foreach v_bad in array array[
+        pg_temp.send_item('priv', 'outsider', 'b1', 1700000000000),            -- not a member
+        pg_temp.send_item('priv', 'hidden', 'b2', 1700000000000),              -- HIDDEN member
+        pg_temp.send_item('priv', 'other', 'b3', 1700000000000),               -- another AppInstance's user
+        pg_temp.send_item('priv', 'member', 'b4', 1700000000000,
+                          jsonb_build_object('Content', repeat('x', 4097))),    -- too long
+        pg_temp.send_item('priv', 'member', 'b5', 1700000000000,
+                          '{"Type":"CONTROL","Content":"this is longer than thirty bytes"}'),
+        pg_temp.send_item('priv', 'member', 'b6', 1700000000000, '{"Type":"CONTROL","Content":"c","Metadata":""}'),
+        pg_temp.send_item('priv', 'member', 'b7', 1700000000000,
+                          jsonb_build_object('ChannelArn', pg_temp.fx('priv') || 'x')),  -- no such channel
+        pg_temp.send_item('priv', 'member', 'b8', 1700000000000, '{"Persistence":"NON_PERSISTENT"}'),
+        pg_temp.send_item('priv', 'member', 'b9', 1700000000000,
+                          jsonb_build_object('Target', jsonb_build_array(jsonb_build_object('MemberArn', pg_temp.fx('target'))))),
+        pg_temp.send_item('priv', 'member', 'b10', 1700000000000, '{"SubChannelId":"s"}'),
+        pg_temp.send_item('priv', 'member', 'b11', 1700000000000) - 'input'
+            || jsonb_build_object('input', (pg_temp.send_item('priv', 'member', 'b11', 1700000000000)->'input') - 'ClientRequestToken'),
+        pg_temp.send_item('priv', 'member', 'late', 1700000000000),            -- a retry of a stored message
+        v_good,                                                                 -- the same token twice in one batch
+        jsonb_build_object('fn', 'update_channel', 'ctx', pg_temp.ctx(), 'input', '{}'::jsonb)]
+    loop
+        perform pg_temp.set_declines(jsonb_build_array(v_good, v_bad));
+    end loop;
+end $$;
+
+-- test: a user credential whose user was deleted: declined
+do $$
+declare v_item jsonb := pg_temp.send_item('priv', 'member', 'u1', 1700000000000);
+begin
+    v_item := jsonb_set(v_item, '{ctx}', v_item->'ctx' || jsonb_build_object('principal', 'user',
+        'user_arn', pg_temp.fx('member'), 'user_gen', 987654321));
+    perform pg_temp.set_declines(jsonb_build_array(v_item));
+end $$;
+
+-- test: through invoke_batch, a batch with one refused item answers every item on its own
+do $$
+declare v_out jsonb := carillon_api.invoke_batch(jsonb_build_array(
+        pg_temp.send_item('priv', 'member', 'm1', 1700000000000),
+        pg_temp.send_item('priv', 'outsider', 'm2', 1700000000000),
+        pg_temp.send_item('priv', 'member2', 'm3', 1700000000000)));
+begin
+    assert v_out->0 ? 'ok' and v_out->2 ? 'ok', v_out::text;
+    assert v_out #>> '{1,error,state}' = 'CH403', v_out::text;
+    assert (select count(*) from carillon.channel_messages where channel_arn = pg_temp.fx('priv')
+             and content in ('m-m1', 'm-m3')) = 2;
+end $$;
