@@ -393,8 +393,9 @@ $$;
 --   1. one SELECT checks every item (the token's user, sizes, the channel, the sender's
 --      membership and identity, no earlier message with the same id: a retry);
 --   2. one statement inserts all messages, moves each channel's last_message_at once, and builds
---      the outputs and the events;
---   3. the push intents of the messages that ask for a push, and the events (flush_events).
+--      the outputs and the event documents;
+--   3. the push intents of the messages that ask for a push;
+--   4. one INSERT of the events (what flush_events would write, without a JSON list in between).
 -- Anything else -- another operation in the batch, a check that fails, a retry -- returns NULL
 -- before writing anything, and the caller runs the batch item by item as before, where each item
 -- gets its own answer. The results are the same either way: message ids, CreatedTimestamp
@@ -406,7 +407,11 @@ declare
     v_ok boolean;
     v_seqs bigint[];
     v_out jsonb;
-    v_events jsonb;
+    v_channels text[];
+    v_apps text[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_positions bigint[];
 begin
     -- 0. Only batches of plain persistent sends (cheap: no table read).
     if exists (select 1 from jsonb_array_elements(p_items) e
@@ -459,8 +464,9 @@ begin
         return null;
     end if;
 
-    -- 2. The messages, the channels, the answers and the events. Sequence numbers are taken in item
-    -- order (generate_series yields in order), so (created_at, seq) grows in item order per channel.
+    -- 2. The messages, the channels, the answers, and the event rows to log. Sequence numbers are
+    -- taken in item order (generate_series yields in order), so (created_at, seq) grows in item
+    -- order per channel.
     v_seqs := array(select nextval('carillon.message_seq') from generate_series(1, jsonb_array_length(p_items)));
     with items as (
         select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
@@ -492,29 +498,40 @@ begin
     moved as (
         update carillon.channels c set last_message_at = x.at
           from (select arn, max(at) as at from timed group by arn) x
-         where c.arn = x.arn and (c.last_message_at is null or c.last_message_at < x.at))
+         where c.arn = x.arn and (c.last_message_at is null or c.last_message_at < x.at)),
+    shown as (
+        select n, arn, id, app_instance_id, input, sender,
+               to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as iso
+          from timed)
     select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
                'ChannelArn', arn, 'MessageId', id, 'Status', jsonb_build_object('Value', 'SENT'))) order by n),
-           jsonb_agg(jsonb_build_object(
-               'channel_arn', arn, 'app_instance_id', app_instance_id, 'event_type', 'CREATE_CHANNEL_MESSAGE',
-               'message_type', input->>'Type', 'audience', 'members', 'arns', '[]'::jsonb,
-               'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
-               'payload', jsonb_strip_nulls(jsonb_build_object(
-                   'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
-                   'Metadata', input->>'Metadata', 'Type', input->>'Type',
-                   'CreatedTimestamp', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                   'LastUpdatedTimestamp', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                   'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
-                   'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
-                   'ContentType', input->>'ContentType'))) order by n)
-      into v_out, v_events
-      from timed;
+           array_agg(arn order by n), array_agg(app_instance_id order by n), array_agg(input->>'Type' order by n),
+           array_agg(jsonb_strip_nulls(jsonb_build_object(
+               'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
+               'Metadata', input->>'Metadata', 'Type', input->>'Type',
+               'CreatedTimestamp', iso, 'LastUpdatedTimestamp', iso,
+               'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
+               'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
+               'ContentType', input->>'ContentType')) order by n)
+      into v_out, v_channels, v_apps, v_types, v_payloads
+      from shown;
 
-    -- 3. The push intents (sql/api/push.sql; they read the stored messages) and the events.
+    -- 3. The push intents (sql/api/push.sql; they read the stored messages).
     perform carillon.push_enqueue_message(e->'input'->>'ChannelArn', carillon.send_message_id(e->'ctx', e->'input'))
        from jsonb_array_elements(p_items) e
       where e->'input' ? 'PushNotification';
-    perform carillon.flush_events(v_events);
+
+    -- 4. The events: what carillon.flush_events does with the same CREATE_CHANNEL_MESSAGE documents
+    -- (audience: every member), written from the arrays instead of a JSON list. The lock is held to
+    -- commit, so positions are in commit order (see flush_events).
+    perform pg_advisory_xact_lock(7263, 1);
+    v_positions := array(select nextval('carillon.event_position') from generate_series(1, cardinality(v_channels)));
+    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+                                 audience, arns, joins, leaves, closes)
+    select v_positions[u.n], u.app, u.channel, 'CREATE_CHANNEL_MESSAGE', u.type, u.payload, 'members',
+           '{}', '{}', '{}', false
+      from unnest(v_channels, v_apps, v_types, v_payloads) with ordinality as u(channel, app, type, payload, n);
+    perform pg_notify('carillon_events', v_positions[cardinality(v_positions)]::text);
     return v_out;
 end $$;
 
