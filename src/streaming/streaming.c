@@ -34,6 +34,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "carillon/aws_endpoint.h"
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
@@ -636,31 +637,13 @@ static void on_log_wake(int64_t position)
 /* ---------------------------------------------------------------------------------------------
  * Start and stop. */
 
-static char *kinesis_url(void)
-{
-	const char *base = carillon_cfg.kinesis_url;
-	char buf[512];
-	if (!base || !*base) {
-		snprintf(buf, sizeof(buf), "https://kinesis.%s.amazonaws.com/", carillon_cfg.region);
-		return carillon_xstrdup(buf);
-	}
-	const char *authority = strstr(base, "://");
-	bool has_path = authority && strchr(authority + 3, '/');
-	size_t n = strlen(base);
-	char *url = carillon_xmalloc(n + 2);
-	memcpy(url, base, n + 1);
-	if (!has_path)
-		memcpy(url + n, "/", 2);
-	return url;
-}
-
 void carillon_streaming_start(uv_loop_t *loop)
 {
 	memset(&st, 0, sizeof(st));
 	st.loop = loop;
 	st.running = true;
 	carillon_uuid4(st.node);
-	st.url = kinesis_url();
+	st.url = carillon_aws_endpoint_url(carillon_cfg.kinesis_url, "kinesis", carillon_cfg.region, "");
 	st.batch = (size_t)carillon_cfg.streaming_batch;
 	/* The answer lists every record; it must fit the outbound module's response bound. */
 	size_t fit = (size_t)carillon_cfg.outbound_max_response_bytes / ST_RESPONSE_BYTES_PER_RECORD;
