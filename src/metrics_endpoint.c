@@ -200,41 +200,69 @@ static void wait_for_head(struct client *c)
 }
 
 /* The request line of a complete head: METHOD SP TARGET SP HTTP/1.x */
-static void handle_head(struct client *c)
+static enum carillon_metrics_head request_line(const char *buf, size_t len)
 {
 	char line[256];
-	size_t n = strcspn(c->buf, "\r\n");
-	if (n >= sizeof(line)) {
-		respond_text(c, 400, "Bad Request", "bad request\n");
-		return;
-	}
-	memcpy(line, c->buf, n);
+	size_t n = 0;
+	while (n < len && buf[n] != '\r' && buf[n] != '\n')
+		n++;
+	if (n >= sizeof(line))
+		return CARILLON_METRICS_HEAD_BAD;
+	memcpy(line, buf, n);
 	line[n] = '\0';
 	char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7)) {
-		respond_text(c, 400, "Bad Request", "bad request\n");
-		return;
-	}
+	if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7))
+		return CARILLON_METRICS_HEAD_BAD;
 	*sp1 = *sp2 = '\0';
 	const char *method = line, *target = sp1 + 1;
 	size_t path_len = strcspn(target, "?");
-	bool is_metrics = path_len == 8 && !strncmp(target, "/metrics", 8);
-	if (!is_metrics) {
+	if (path_len != 8 || strncmp(target, "/metrics", 8))
+		return CARILLON_METRICS_HEAD_NOT_FOUND;
+	if (!strcmp(method, "HEAD"))
+		return CARILLON_METRICS_HEAD_HEAD;
+	return strcmp(method, "GET") ? CARILLON_METRICS_HEAD_METHOD : CARILLON_METRICS_HEAD_GET;
+}
+
+enum carillon_metrics_head carillon_metrics_parse_head(const char *buf, size_t len, size_t max)
+{
+	/* The head ends with an empty line; a NUL byte in it is not HTTP. */
+	if (memchr(buf, '\0', len))
+		return CARILLON_METRICS_HEAD_BAD;
+	if (memmem(buf, len, "\r\n\r\n", 4) || memmem(buf, len, "\n\n", 2))
+		return request_line(buf, len);
+	return len >= max ? CARILLON_METRICS_HEAD_TOO_LARGE : CARILLON_METRICS_HEAD_INCOMPLETE;
+}
+
+static void handle_head(struct client *c, enum carillon_metrics_head h)
+{
+	switch (h) {
+	case CARILLON_METRICS_HEAD_INCOMPLETE:
+		return;
+	case CARILLON_METRICS_HEAD_GET:
+	case CARILLON_METRICS_HEAD_HEAD:
+		c->head_only = h == CARILLON_METRICS_HEAD_HEAD;
+		wait_for_head(c);
+		return;
+	case CARILLON_METRICS_HEAD_NOT_FOUND:
 		respond_text(c, 404, "Not Found", "only /metrics is served here\n");
 		return;
-	}
-	c->head_only = !strcmp(method, "HEAD");
-	if (strcmp(method, "GET") && !c->head_only) {
+	case CARILLON_METRICS_HEAD_METHOD:
 		respond_text(c, 405, "Method Not Allowed", "GET /metrics\n");
 		return;
+	case CARILLON_METRICS_HEAD_TOO_LARGE:
+		respond_text(c, 431, "Request Header Fields Too Large", "request head too large\n");
+		return;
+	case CARILLON_METRICS_HEAD_BAD:
+	default:
+		respond_text(c, 400, "Bad Request", "bad request\n");
+		return;
 	}
-	wait_for_head(c);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct client *c = h->data;
-	/* one byte kept for the terminating NUL */
+	/* one byte short of the buffer: a head of sizeof(buf) - 1 bytes without its end is too large */
 	*b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - 1 - c->len));
 }
 
@@ -248,18 +276,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	}
 	c->len += (size_t)nread;
-	c->buf[c->len] = '\0';
-	/* The head ends with an empty line; a NUL byte in it is not HTTP. */
-	if (memchr(c->buf, '\0', c->len)) {
-		respond_text(c, 400, "Bad Request", "bad request\n");
-		return;
-	}
-	if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n")) {
-		handle_head(c);
-		return;
-	}
-	if (c->len >= sizeof(c->buf) - 1)
-		respond_text(c, 431, "Request Header Fields Too Large", "request head too large\n");
+	handle_head(c, carillon_metrics_parse_head(c->buf, c->len, sizeof(c->buf) - 1));
 }
 
 static void on_connection(uv_stream_t *server, int status)

@@ -73,6 +73,10 @@ size_t carillon_req_header_names(struct carillon_req *r, const char **names, siz
  * characters, at most `size` - 1 bytes. */
 const char *carillon_req_path_for_message(const struct carillon_req *r, char *buf, size_t size);
 
+/* The access key id an Authorization header names (Credential=AKID/...), verified or not, for the
+ * access log: at most out_len - 1 bytes up to the first '/', ',' or ' '; "" when there is none. */
+void carillon_http_credential_akid(const char *authorization, char *out, size_t out_len);
+
 /* What the request is, for its metrics and access line: the service and operation names of the
  * operation table (static strings, never request bytes). Unset: "none". */
 void carillon_req_set_operation(struct carillon_req *r, const char *service, const char *operation);

@@ -7,6 +7,8 @@
 #ifndef CARILLON_METRICS_ENDPOINT_H
 #define CARILLON_METRICS_ENDPOINT_H
 
+#include <stddef.h>
+
 #include <uv.h>
 
 /* Serve GET /metrics on `listen_addr` (ip:port; "" or NULL = off) from `loop`: a small TCP server
@@ -16,5 +18,20 @@
  * counts its own traffic; Prometheus scrapes every worker). */
 int carillon_metrics_server_start(uv_loop_t *loop, const char *listen_addr, int port_offset);
 void carillon_metrics_server_stop(void);
+
+/* What the bytes a scrape connection sent so far ask for (exposed for the fuzzer, tests/fuzz). */
+enum carillon_metrics_head {
+	CARILLON_METRICS_HEAD_INCOMPLETE, /* no end of the head yet: read on */
+	CARILLON_METRICS_HEAD_GET,        /* GET /metrics (any query) */
+	CARILLON_METRICS_HEAD_HEAD,       /* HEAD /metrics */
+	CARILLON_METRICS_HEAD_BAD,        /* 400: not METHOD SP TARGET SP HTTP/1.x, a NUL byte, a long line */
+	CARILLON_METRICS_HEAD_NOT_FOUND,  /* 404: another path */
+	CARILLON_METRICS_HEAD_METHOD,     /* 405: /metrics with another method */
+	CARILLON_METRICS_HEAD_TOO_LARGE,  /* 431: `max` bytes without the end of the head */
+};
+
+/* Reads the `len` bytes at `buf` (not NUL-terminated; any bytes) as the start of a request head.
+ * Only the end of the head is searched for and the request line split on spaces. */
+enum carillon_metrics_head carillon_metrics_parse_head(const char *buf, size_t len, size_t max);
 
 #endif

@@ -134,10 +134,11 @@ void carillon_api_dispatch(struct carillon_req *r)
 	}
 	struct api_call *c = carillon_xcalloc(1, sizeof(*c));
 	carillon_req_set_data(r, c, call_free);
-	/* Every Pinpoint route is under /v1/ and no other is: even a path no operation matches there
-	 * is answered the way Pinpoint's clients read errors. */
-	if (!strncmp(path, "/v1/", 4))
-		carillon_req_set_error_style(r, CARILLON_ERR_STYLE_PINPOINT);
+	/* A service whose routes share a prefix (Pinpoint's /v1/) answers even a path no operation
+	 * matches there the way its clients read errors. */
+	const struct carillon_service_def *svc = carillon_ops_service_of_path(path);
+	if (svc)
+		carillon_req_set_error_style(r, svc->err_style);
 	size_t n_query;
 	const struct carillon_kv *query = carillon_req_query(r, &n_query);
 	if (carillon_route(method, path, query, n_query, &c->match)) {
@@ -150,13 +151,13 @@ void carillon_api_dispatch(struct carillon_req *r)
 	const struct carillon_op *op = c->match.op;
 	carillon_req_set_operation(r, op->service, op->name);
 	/* From here on the request is the service's: its errors are named and shaped as its SDKs expect. */
-	carillon_req_set_error_style(r, strcmp(op->service, "pinpoint") ? CARILLON_ERR_STYLE_CHIME
-									 : CARILLON_ERR_STYLE_PINPOINT);
-	c->def = op->index < n_handlers ? defs[op->index] : NULL;
-	if (!c->def && carillon_ops_partial_service(op->service)) {
-		/* A modeled operation without a row: a signed caller with the rights to the service learns
-		 * that it is not implemented (anyone else gets the refusal every operation gives). */
-		if (authenticate(r, c) && authorise_admin(r, c))
+	svc = carillon_ops_service(op->service);
+	carillon_req_set_error_style(r, svc ? svc->err_style : CARILLON_ERR_STYLE_CHIME);
+	c->def = op->index < n_handlers && defs[op->index] ? defs[op->index] : carillon_ops_def_of(op->service, op->name);
+	if (c->def && (c->def->flags & CARILLON_OP_NOT_IMPLEMENTED)) {
+		/* A caller the operation's traits let through learns that it is not implemented; anyone
+		 * else gets the refusal every operation gives. */
+		if (authenticate(r, c) && (!(c->def->flags & CARILLON_OP_ADMIN) || authorise_admin(r, c)))
 			carillon_api_not_implemented(r);
 		return;
 	}
@@ -187,8 +188,9 @@ void carillon_api_dispatch(struct carillon_req *r)
 void carillon_api_not_implemented(struct carillon_req *r)
 {
 	const struct carillon_op *op = carillon_req_op(r);
+	const struct carillon_service_def *svc = op ? carillon_ops_service(op->service) : NULL;
 	carillon_reply_error(r, CARILLON_ERR_NOT_IMPLEMENTED, "Carillon does not implement the %s operation %s",
-			     op && !strcmp(op->service, "pinpoint") ? "Pinpoint" : "API", op ? op->name : "");
+			     svc ? svc->title : "API", op ? op->name : "");
 }
 
 void carillon_api_register(const char *service, const char *name, carillon_api_handler_fn fn)
@@ -232,7 +234,8 @@ int carillon_api_registry_complete(void)
 	for (size_t i = 0; i < n_handlers; i++)
 		if (!handlers[i]) {
 			const struct carillon_op *op = carillon_model_op_at(i);
-			if (!carillon_ops_find(op->service, op->name) && carillon_ops_partial_service(op->service))
+			const struct carillon_op_def *def = carillon_ops_def_of(op->service, op->name);
+			if (def && (def->flags & CARILLON_OP_NOT_IMPLEMENTED))
 				continue; /* not implemented: answered by the dispatcher */
 			log_err("api: no handler registered for %s.%s", op->service, op->name);
 			return -1;

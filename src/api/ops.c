@@ -2,15 +2,50 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "carillon/http.h"
 #include "carillon/model.h"
 #include "carillon/ops.h"
 
 static const struct carillon_op_def table[] = {
+#define CARILLON_SERVICE(service, title, style, prefix, unlisted)
 #define CARILLON_OP(service, name, fn, flags) {service, name, fn, flags},
 #include "ops.def"
 #undef CARILLON_OP
+#undef CARILLON_SERVICE
 };
 #define N_ROWS (sizeof(table) / sizeof(table[0]))
+
+static const struct carillon_service_def services[] = {
+#define CARILLON_SERVICE(service, title, style, prefix, unlisted) {service, title, style, prefix, {service, NULL, NULL, unlisted}},
+#define CARILLON_OP(service, name, fn, flags)
+#include "ops.def"
+#undef CARILLON_OP
+#undef CARILLON_SERVICE
+};
+#define N_SERVICES (sizeof(services) / sizeof(services[0]))
+
+const struct carillon_service_def *carillon_ops_service(const char *service)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (!strcmp(services[i].service, service))
+			return &services[i];
+	return NULL;
+}
+
+const struct carillon_service_def *carillon_ops_service_of_path(const char *path)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (services[i].path_prefix && !strncmp(path, services[i].path_prefix, strlen(services[i].path_prefix)))
+			return &services[i];
+	return NULL;
+}
+
+/* The traits of an operation of `service` without a row, or NULL when it must have one. */
+static const struct carillon_op_def *unlisted_def(const char *service)
+{
+	const struct carillon_service_def *s = carillon_ops_service(service);
+	return s && (s->unlisted.flags & CARILLON_OP_NOT_IMPLEMENTED) ? &s->unlisted : NULL;
+}
 
 const struct carillon_op_def *carillon_ops_table(size_t *n)
 {
@@ -26,16 +61,13 @@ const struct carillon_op_def *carillon_ops_find(const char *service, const char 
 	return NULL;
 }
 
-/* The services implemented in part: only the operations with a row are served. */
-static const char *const partial_services[] = {"pinpoint", NULL};
-
-bool carillon_ops_partial_service(const char *service)
+const struct carillon_op_def *carillon_ops_def_of(const char *service, const char *name)
 {
-	for (const char *const *p = partial_services; *p; p++)
-		if (!strcmp(*p, service))
-			return true;
-	return false;
+	const struct carillon_op_def *row = carillon_ops_find(service, name);
+	return row ? row : unlisted_def(service);
 }
+
+bool carillon_ops_partial_service(const char *service) { return unlisted_def(service) != NULL; }
 
 static const struct carillon_op_def *row_of(const struct carillon_op_def *t, size_t n, const struct carillon_op *op,
 					    int *count)
@@ -68,6 +100,10 @@ static bool same_route(const struct carillon_op *a, const struct carillon_op *b)
 static int check_row(const struct carillon_op_def *d, const struct carillon_op *op, char *err, size_t err_len)
 {
 	unsigned rw = d->flags & (CARILLON_OP_READ | CARILLON_OP_WRITE);
+	if (d->flags & CARILLON_OP_NOT_IMPLEMENTED) {
+		snprintf(err, err_len, "%s.%s: NOT_IMPLEMENTED on a row (it is a service's trait)", d->service, d->name);
+		return -1;
+	}
 	if (rw != CARILLON_OP_READ && rw != CARILLON_OP_WRITE) {
 		snprintf(err, err_len, "%s.%s: exactly one of READ and WRITE", d->service, d->name);
 		return -1;
@@ -105,7 +141,11 @@ int carillon_ops_check(const struct carillon_op_def *t, size_t n, char *err, siz
 	for (size_t i = 0; (op = carillon_model_op_at(i)); i++) {
 		int count;
 		const struct carillon_op_def *d = row_of(t, n, op, &count);
-		if (count == 0 && carillon_ops_partial_service(op->service))
+		if (!carillon_ops_service(op->service)) {
+			snprintf(err, err_len, "%s.%s: no CARILLON_SERVICE line for %s", op->service, op->name, op->service);
+			return -1;
+		}
+		if (count == 0 && unlisted_def(op->service))
 			continue; /* answered "not implemented" */
 		if (count != 1) {
 			snprintf(err, err_len, "%s.%s: %d rows in the operation table (exactly one needed)", op->service,
@@ -120,7 +160,7 @@ int carillon_ops_check(const struct carillon_op_def *t, size_t n, char *err, siz
 			if (!same_route(op, other))
 				continue;
 			const struct carillon_op_def *od = row_of(t, n, other, &count);
-			if (!od && carillon_ops_partial_service(other->service))
+			if (!od && unlisted_def(other->service))
 				continue;
 			if (!od || od->flags != d->flags || !d->sql_function || !od->sql_function ||
 			    strcmp(od->sql_function, d->sql_function)) {

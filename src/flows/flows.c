@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "carillon/aws_endpoint.h"
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/flows.h"
@@ -41,8 +42,6 @@ struct webhook {
 static struct {
 	struct webhook *hooks;
 	size_t n_hooks;
-	char *lambda_base; /* CARILLON_LAMBDA_URL without a trailing '/', or NULL: per region */
-	char *access_key_id, *secret_key, *session_token; /* AWS_*, or NULL: unsigned */
 } F;
 
 /* One invocation in progress: the outbox item and what outlives its borrowed payload. */
@@ -152,21 +151,12 @@ int carillon_flows_target(const char *function_arn, char **url, char *region, si
 		snprintf(region, region_len, "%s", carillon_cfg.region);
 	/* The function's name or ARN is one path segment: its ':' are percent-encoded. */
 	char *segment = carillon_pct_encode(function_arn, strlen(function_arn));
-	struct carillon_buf b = {0};
-	if (F.lambda_base)
-		carillon_buf_appendf(&b, "%s", F.lambda_base);
-	else
-		carillon_buf_appendf(&b, "https://lambda.%s.amazonaws.com", region);
-	carillon_buf_appendf(&b, "/2015-03-31/functions/%s/invocations", segment);
+	struct carillon_buf path = {0};
+	carillon_buf_appendf(&path, "/2015-03-31/functions/%s/invocations", segment);
+	*url = carillon_aws_endpoint_url(carillon_cfg.lambda_url, "lambda", region, path.data);
+	carillon_buf_free(&path);
 	free(segment);
-	*url = b.data;
 	return 1;
-}
-
-static char *env_or_null(const char *name)
-{
-	const char *v = getenv(name);
-	return v && *v ? carillon_xstrdup(v) : NULL;
 }
 
 static void invocation_free(struct invocation *inv)
@@ -264,28 +254,47 @@ static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 }
 
 /* The request headers: the content type, the asynchronous invocation type for Lambda, and for Lambda
- * with credentials the SigV4 lines. Returns the count; signed[] holds what must be freed. */
-static size_t build_headers(bool lambda, const char *url, const char *region, const char *body, const char *hdrs[8],
-			    char *signed_lines[4], int *n_signed)
+ * with credentials the SigV4 lines. The credentials are read per request (carillon_aws_credentials_get):
+ * rotated ones are used from the next invocation on. Returns the count, or -1 when a Lambda request
+ * should be signed and cannot be (a key id without its secret, a URL the signer refuses): the caller
+ * must not send it unsigned. signed_lines[] holds what must be freed. */
+static int build_headers(bool lambda, const char *url, const char *region, const char *body, const char *hdrs[8],
+			 char *signed_lines[4], int *n_signed)
 {
-	size_t n = 0;
+	int n = 0;
 	hdrs[n++] = "Content-Type: application/json";
 	*n_signed = 0;
 	if (!lambda)
 		return n;
 	hdrs[n++] = "X-Amz-Invocation-Type: Event";
-	if (!F.access_key_id || !F.secret_key)
-		return n;
-	int k = carillon_sigv4_sign("POST", url, hdrs, n, body, strlen(body), region, "lambda", F.access_key_id,
-				    F.secret_key, F.session_token, carillon_now_ms(), signed_lines);
-	if (k < 0) {
-		log_warn("flow: could not sign the invocation of %s; sending it unsigned", url);
-		return n;
-	}
+	struct carillon_aws_credentials c;
+	if (!carillon_aws_credentials_get(&c))
+		return c.access_key_id || c.secret_key ? -1 : n; /* none at all: unsigned, for an emulator */
+	int k = carillon_sigv4_sign("POST", url, hdrs, (size_t)n, body, strlen(body), region, "lambda", c.access_key_id,
+				    c.secret_key, c.session_token, carillon_now_ms(), signed_lines);
+	if (k < 0)
+		return -1;
 	for (int i = 0; i < k; i++)
 		hdrs[n++] = signed_lines[i];
 	*n_signed = k;
 	return n;
+}
+
+/* An invocation that cannot be signed is not sent: a transient failure, like no answer (the
+ * credentials may be fixed or rotated in), so the row is retried and, its attempts used up, falls
+ * back. */
+static void unsignable(struct invocation *inv, const char *url)
+{
+	log_warn("flow: cannot sign the invocation of %s for callback %s (attempt %d): incomplete AWS credentials or "
+		 "an unsignable URL; not sent", url, inv->callback_id, inv->attempt);
+	if (inv->attempt < carillon_cfg.flow_max_attempts) {
+		carillon_outbox_complete(inv->item, CARILLON_OUTBOX_RETRY, retry_delay_ms(inv->attempt), "request not signed");
+		invocation_free(inv);
+		return;
+	}
+	char why[128];
+	snprintf(why, sizeof(why), "request not signed (%d attempt%s)", inv->attempt, inv->attempt == 1 ? "" : "s");
+	fallback(inv, why);
 }
 
 static void flow_handle(struct carillon_outbox_item *item)
@@ -317,9 +326,15 @@ static void flow_handle(struct carillon_outbox_item *item)
 	const char *hdrs[8];
 	char *signed_lines[4];
 	int n_signed;
-	size_t n = build_headers(lambda == 1, url, region, body, hdrs, signed_lines, &n_signed);
+	int n = build_headers(lambda == 1, url, region, body, hdrs, signed_lines, &n_signed);
+	if (n < 0) {
+		unsignable(inv, url);
+		free(body);
+		free(url);
+		return;
+	}
 	struct carillon_outbound_req req = {
-		.method = "POST", .url = url, .headers = hdrs, .n_headers = n, .body = body, .body_len = strlen(body),
+		.method = "POST", .url = url, .headers = hdrs, .n_headers = (size_t)n, .body = body, .body_len = strlen(body),
 	};
 	int rc = carillon_outbound_request(&req, on_answer, inv);
 	for (int i = 0; i < n_signed; i++)
@@ -340,21 +355,10 @@ int carillon_flows_init(void)
 		log_err("CARILLON_FLOW_WEBHOOKS: %s", err);
 		return -1;
 	}
-	free(F.lambda_base);
-	F.lambda_base = NULL;
-	if (carillon_cfg.lambda_url && *carillon_cfg.lambda_url) {
-		if (!url_allowed(carillon_cfg.lambda_url) && strncmp(carillon_cfg.lambda_url, "http://", 7)) {
-			log_err("CARILLON_LAMBDA_URL must be an http:// or https:// URL");
-			return -1;
-		}
-		F.lambda_base = carillon_xstrdup(carillon_cfg.lambda_url);
-		size_t len = strlen(F.lambda_base);
-		while (len > 8 && F.lambda_base[len - 1] == '/')
-			F.lambda_base[--len] = '\0';
+	if (carillon_cfg.lambda_url && *carillon_cfg.lambda_url && !carillon_aws_endpoint_valid(carillon_cfg.lambda_url)) {
+		log_err("CARILLON_LAMBDA_URL must be an http:// or https:// URL");
+		return -1;
 	}
-	F.access_key_id = env_or_null("AWS_ACCESS_KEY_ID");
-	F.secret_key = env_or_null("AWS_SECRET_ACCESS_KEY");
-	F.session_token = env_or_null("AWS_SESSION_TOKEN");
 	if (carillon_outbox_register(FLOW_KIND, flow_handle, FLOW_MAX_IN_FLIGHT)) {
 		log_err("flow: cannot register the outbox kind");
 		return -1;
@@ -365,9 +369,4 @@ int carillon_flows_init(void)
 void carillon_flows_shutdown(void)
 {
 	free_hooks();
-	free(F.lambda_base);
-	free(F.access_key_id);
-	free(F.secret_key);
-	free(F.session_token);
-	memset(&F, 0, sizeof(F));
 }

@@ -118,6 +118,19 @@ static const char *head_header(const struct carillon_req *r, const char *name)
 	return NULL;
 }
 
+void carillon_http_credential_akid(const char *authorization, char *out, size_t out_len)
+{
+	const char *cred = authorization ? strstr(authorization, "Credential=") : NULL;
+	if (!out_len)
+		return;
+	out[0] = '\0';
+	if (cred) {
+		cred += 11;
+		size_t n = strcspn(cred, "/, ");
+		snprintf(out, out_len, "%.*s", (int)(n < out_len - 1 ? n : out_len - 1), cred);
+	}
+}
+
 /*
  * The request is answered: its metrics and its access line. The access key id is the one the
  * Authorization header names (Credential=AKID/...), verified or not (a refused request says which
@@ -130,14 +143,8 @@ static void request_done(const struct carillon_req *r)
 	carillon_metrics_request(service, operation, r->status, seconds);
 	if (!carillon_log_enabled(CARILLON_LOG_INFO))
 		return;
-	char akid[129] = "";
-	const char *authz = head_header(r, "authorization");
-	const char *cred = authz ? strstr(authz, "Credential=") : NULL;
-	if (cred) {
-		cred += 11;
-		size_t n = strcspn(cred, "/, ");
-		snprintf(akid, sizeof(akid), "%.*s", (int)(n < 128 ? n : 128), cred);
-	}
+	char akid[129];
+	carillon_http_credential_akid(head_header(r, "authorization"), akid, sizeof(akid));
 	const struct carillon_log_field f[] = {
 		CARILLON_LOG_STR("request_id", r->id),
 		CARILLON_LOG_STR("method", r->method),

@@ -26,6 +26,9 @@
  *
  * When: on every notification of the event log (through the listener), every
  * CARILLON_STREAMING_POLL_MS (which also reloads the list of streams), and when a retry is due.
+ * Reads are coalesced: a sink that wants the log read is marked, and a zero-delay timer reads for
+ * every marked sink in one query once the loop turn is over (reads_due), so a burst of
+ * notifications or answers costs one round trip, not one per stream and wake-up.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "carillon/aws_endpoint.h"
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
@@ -48,8 +52,13 @@
 #define ST_MAX_BACKOFF_MS 30000
 #define ST_RESPONSE_BYTES_PER_RECORD 160 /* the answer's size per record, generously */
 
+/* One read for several sinks: each sink's place in the read (1-based), then its rows in order. */
 #define ST_READ_SQL                                                                                            \
-	"select r_position, r_channel_arn, r_data from carillon.streaming_read($1, $2, $3::bigint, $4::int, $5::int)"
+	"select s.i, r.r_position, r.r_channel_arn, r.r_data"                                                  \
+	"  from unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) with ordinality as s(app, stream, aft, lim, i)" \
+	" cross join lateral carillon.streaming_read(s.app, s.stream, s.aft, s.lim, $5::int)"                   \
+	"       with ordinality as r(r_position, r_channel_arn, r_data, k)"                                    \
+	" order by s.i, r.k"
 
 struct st_record {
 	int64_t position;
@@ -84,13 +93,14 @@ struct st_op {
 
 static struct {
 	uv_loop_t *loop;
-	uv_timer_t poll, lease, retry;
+	uv_timer_t poll, lease, retry, reads;
 	bool running, leader, claiming, loading;
 	uint64_t lease_until;   /* uv_now() ms */
 	char node[37];
 	char *url;              /* the PutRecords URL */
 	size_t batch;
 	struct st_sink *sinks;
+	unsigned long n_reads, n_sink_reads; /* log reads, and the sinks they read for (logged at stop) */
 } st;
 
 static void sink_kick(struct st_sink *s);
@@ -244,60 +254,145 @@ static void queue_push(struct st_sink *s, struct st_record *r)
 	s->q[s->qn++] = r;
 }
 
-static void read_done(void *arg, const struct carillon_db_result *r)
+/* One read of the log for several sinks: an operation per sink. */
+struct st_read {
+	size_t n;
+	struct st_op ops[];
+};
+
+/* The rows of one sink (the result's rows [from, to)): its records, then the top row. False when the
+ * sink was dropped (no rows: no longer configured). */
+static bool read_rows(struct st_sink *s, PGresult *res, int from, int to)
 {
-	struct st_op *op = arg;
-	struct st_sink *s;
-	bool current = op_end(op, &s);
-	free(op);
-	if (!current)
-		return;
-	s->reading = false;
-	if (!r->res) {
-		log_warn("streaming: reading the log for %s: %s", s->stream_arn, r->message);
-		return; /* the next wake-up or poll reads again */
-	}
-	int n = PQntuples(r->res);
-	if (n == 0) { /* no longer configured */
+	if (to == from) {
 		sink_drop(s);
-		return;
+		return false;
 	}
 	int64_t before = s->scanned;
-	for (int i = 0; i < n - 1; i++) {
+	for (int i = from; i < to - 1; i++) {
 		struct st_record *rec = carillon_xcalloc(1, sizeof(*rec));
-		rec->position = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
-		rec->channel = carillon_xstrdup(PQgetvalue(r->res, i, 1));
-		rec->data_len = (size_t)PQgetlength(r->res, i, 2);
-		rec->data = carillon_xstrndup(PQgetvalue(r->res, i, 2), rec->data_len);
+		rec->position = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		rec->channel = carillon_xstrdup(PQgetvalue(res, i, 2));
+		rec->data_len = (size_t)PQgetlength(res, i, 3);
+		rec->data = carillon_xstrndup(PQgetvalue(res, i, 3), rec->data_len);
 		queue_push(s, rec);
 	}
-	int64_t top = strtoll(PQgetvalue(r->res, n - 1, 0), NULL, 10);
+	int64_t top = strtoll(PQgetvalue(res, to - 1, 1), NULL, 10);
 	if (top > s->scanned)
 		s->scanned = top;
 	/* A full page, or a window read to its end: there may be more right away. */
-	if ((size_t)(n - 1) >= st.batch || top >= before + atoll(ST_READ_WINDOW))
+	if ((size_t)(to - 1 - from) >= st.batch || top >= before + atoll(ST_READ_WINDOW))
 		s->need_read = true;
-	/* A cursor that only follows the log (nothing of this stream was read) is stored on the poll
-	 * timer (sinks_loaded), not after every read: one write per poll, not per commit. */
-	sink_kick(s);
+	return true;
 }
 
-static void sink_read(struct st_sink *s)
+static void read_done(void *arg, const struct carillon_db_result *r)
 {
-	char after[24], limit[24];
-	size_t room = 2 * st.batch - s->qn;
-	snprintf(after, sizeof(after), "%lld", (long long)s->scanned);
-	snprintf(limit, sizeof(limit), "%zu", room < st.batch ? room : st.batch);
-	const char *params[5] = {s->app, s->stream_arn, after, limit, ST_READ_WINDOW};
-	struct st_op *op = op_new(s);
-	s->reading = true;
-	s->need_read = false;
-	if (carillon_db_query(ST_READ_SQL, 5, params, read_done, op)) {
+	struct st_read *rd = arg;
+	size_t n = rd->n;
+	struct st_sink **kick = carillon_xcalloc(n, sizeof(*kick));
+	int rows = r->res ? PQntuples(r->res) : 0, at = 0;
+	for (size_t j = 0; j < n; j++) {
+		/* This sink's rows: the result is ordered by the sink's place in the read (1-based). */
+		int from = at;
+		while (at < rows && strtoull(PQgetvalue(r->res, at, 0), NULL, 10) == j + 1)
+			at++;
+		struct st_sink *s;
+		if (!op_end(&rd->ops[j], &s))
+			continue;
 		s->reading = false;
-		s->need_read = true;
-		s->pending--;
-		free(op);
+		if (!r->res) {
+			log_warn("streaming: reading the log for %s: %s", s->stream_arn, r->message);
+			continue; /* the next wake-up or poll reads again */
+		}
+		if (read_rows(s, r->res, from, at))
+			kick[j] = s;
 	}
+	free(rd);
+	/* A cursor that only follows the log (nothing of this stream was read) is stored on the poll
+	 * timer (sinks_loaded), not after every read: one write per poll, not per commit. A kick never
+	 * drops a sink (see sink_kick), so the pointers stay valid through the loop. */
+	for (size_t j = 0; j < n; j++)
+		if (kick[j])
+			sink_kick(kick[j]);
+	free(kick);
+}
+
+/* Appends `v` to a PostgreSQL array literal being built (the caller wrote its "{"). */
+static void array_add(struct carillon_buf *b, const char *v)
+{
+	if (b->len > 1)
+		carillon_buf_append(b, ",", 1);
+	carillon_buf_append(b, "\"", 1);
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			carillon_buf_append(b, "\\", 1);
+		carillon_buf_append(b, p, 1);
+	}
+	carillon_buf_append(b, "\"", 1);
+}
+
+static bool wants_read(const struct st_sink *s)
+{
+	return s->need_read && !s->reading && s->qn < 2 * st.batch;
+}
+
+static bool still_leader(void);
+
+/* Reads the log for every sink that wants it, in one query: the notifications, answers and timers
+ * of one loop turn end in one read however many streams there are (reads_wanted). */
+static void reads_due(uv_timer_t *t)
+{
+	if (!st.running || !still_leader())
+		return;
+	size_t n = 0;
+	for (struct st_sink *s = st.sinks; s; s = s->next)
+		n += wants_read(s);
+	if (!n)
+		return;
+	struct st_read *rd = carillon_xcalloc(1, sizeof(*rd) + n * sizeof(rd->ops[0]));
+	struct carillon_buf arr[4] = {{0}};
+	for (int i = 0; i < 4; i++)
+		carillon_buf_append(&arr[i], "{", 1);
+	for (struct st_sink *s = st.sinks; s && rd->n < n; s = s->next) {
+		if (!wants_read(s))
+			continue;
+		size_t room = 2 * st.batch - s->qn;
+		char after[24], limit[24];
+		snprintf(after, sizeof(after), "%lld", (long long)s->scanned);
+		snprintf(limit, sizeof(limit), "%zu", room < st.batch ? room : st.batch);
+		array_add(&arr[0], s->app);
+		array_add(&arr[1], s->stream_arn);
+		array_add(&arr[2], after);
+		array_add(&arr[3], limit);
+		rd->ops[rd->n++] = (struct st_op){.sink = s, .gen = s->gen};
+		s->pending++;
+		s->reading = true;
+		s->need_read = false;
+	}
+	for (int i = 0; i < 4; i++)
+		carillon_buf_append(&arr[i], "}", 2); /* with the NUL */
+	const char *params[5] = {arr[0].data, arr[1].data, arr[2].data, arr[3].data, ST_READ_WINDOW};
+	st.n_reads++;
+	st.n_sink_reads += rd->n;
+	if (carillon_db_query(ST_READ_SQL, 5, params, read_done, rd)) {
+		for (size_t j = 0; j < rd->n; j++) {
+			struct st_sink *s = rd->ops[j].sink;
+			s->reading = false;
+			s->need_read = true; /* the next wake-up or poll tries again */
+			s->pending--;
+		}
+		free(rd);
+	}
+	for (int i = 0; i < 4; i++)
+		carillon_buf_free(&arr[i]);
+}
+
+/* Some sink wants the log read: once this loop turn is over, one read for all that do. */
+static void reads_wanted(void)
+{
+	if (!uv_is_active((uv_handle_t *)&st.reads))
+		uv_timer_start(&st.reads, reads_due, 0, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -501,8 +596,8 @@ static void sink_kick(struct st_sink *s)
 {
 	if (!st.running || s->dead || !st.leader || uv_now(st.loop) >= st.lease_until)
 		return;
-	if (s->need_read && !s->reading && s->qn < 2 * st.batch)
-		sink_read(s);
+	if (wants_read(s))
+		reads_wanted();
 	if (!s->sent && s->qn && uv_now(st.loop) >= s->retry_at)
 		sink_put(s);
 }
@@ -636,31 +731,13 @@ static void on_log_wake(int64_t position)
 /* ---------------------------------------------------------------------------------------------
  * Start and stop. */
 
-static char *kinesis_url(void)
-{
-	const char *base = carillon_cfg.kinesis_url;
-	char buf[512];
-	if (!base || !*base) {
-		snprintf(buf, sizeof(buf), "https://kinesis.%s.amazonaws.com/", carillon_cfg.region);
-		return carillon_xstrdup(buf);
-	}
-	const char *authority = strstr(base, "://");
-	bool has_path = authority && strchr(authority + 3, '/');
-	size_t n = strlen(base);
-	char *url = carillon_xmalloc(n + 2);
-	memcpy(url, base, n + 1);
-	if (!has_path)
-		memcpy(url + n, "/", 2);
-	return url;
-}
-
 void carillon_streaming_start(uv_loop_t *loop)
 {
 	memset(&st, 0, sizeof(st));
 	st.loop = loop;
 	st.running = true;
 	carillon_uuid4(st.node);
-	st.url = kinesis_url();
+	st.url = carillon_aws_endpoint_url(carillon_cfg.kinesis_url, "kinesis", carillon_cfg.region, "");
 	st.batch = (size_t)carillon_cfg.streaming_batch;
 	/* The answer lists every record; it must fit the outbound module's response bound. */
 	size_t fit = (size_t)carillon_cfg.outbound_max_response_bytes / ST_RESPONSE_BYTES_PER_RECORD;
@@ -677,6 +754,7 @@ void carillon_streaming_start(uv_loop_t *loop)
 	uv_timer_start(&st.poll, poll_tick, (uint64_t)carillon_cfg.streaming_poll_ms,
 		       (uint64_t)carillon_cfg.streaming_poll_ms);
 	uv_timer_init(loop, &st.retry);
+	uv_timer_init(loop, &st.reads);
 	carillon_listener_subscribe(on_log_wake);
 }
 
@@ -696,9 +774,13 @@ void carillon_streaming_stop(void)
 	}
 	st.leader = false;
 	drop_all_sinks();
+	if (st.n_reads)
+		log_info("streaming: %lu log reads for %lu stream reads", st.n_reads, st.n_sink_reads);
 	uv_timer_stop(&st.lease);
 	uv_timer_stop(&st.poll);
 	uv_timer_stop(&st.retry);
+	uv_timer_stop(&st.reads);
+	uv_close((uv_handle_t *)&st.reads, timer_closed);
 	uv_close((uv_handle_t *)&st.lease, timer_closed);
 	uv_close((uv_handle_t *)&st.poll, timer_closed);
 	uv_close((uv_handle_t *)&st.retry, timer_closed);

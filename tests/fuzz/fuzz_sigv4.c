@@ -6,9 +6,13 @@
  * come from the fuzz input. Each input goes through parse, check_time (at a fixed clock and at the
  * request's own X-Amz-Date, so the verifier is reached), verify with the captures' secret, and sign.
  *
+ * Every input's Authorization header also goes through the access log's reading of it
+ * (carillon_http_credential_akid, src/http/lifecycle.c), which runs on every request, refused or not.
+ *
  * Property checked beyond "no crash, no sanitizer report": a request signed by carillon_sigv4_sign_auth
  * verifies with the same secret (sign and verify canonicalise the same way), and parsed fields are
- * NUL-terminated within their arrays.
+ * NUL-terminated within their arrays; the access log's key id is NUL-terminated within its bound,
+ * holds no '/', ',' or ' ', and is the start of what follows "Credential=" in the header.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "carillon/http.h"
 #include "carillon/sigv4.h"
 #include "fuzz_http.h"
 
@@ -66,10 +71,30 @@ static void check_terminated(const struct carillon_sigv4_auth *a)
 	}
 }
 
+/* The access log's key id, at a few output sizes (129: the server's). */
+static void check_access_log_akid(const char *authz)
+{
+	static const size_t sizes[] = {1, 2, 17, 129};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		char out[129];
+		memset(out, 0x5a, sizeof(out));
+		carillon_http_credential_akid(authz, out, sizes[k]);
+		size_t n = strnlen(out, sizes[k]);
+		const char *cred = authz ? strstr(authz, "Credential=") : NULL;
+		if (n == sizes[k] || strcspn(out, "/, ") != n || (n && (!cred || strncmp(cred + 11, out, n)))) {
+			fprintf(stderr, "carillon_http_credential_akid(%zu): \"%.*s\" is not the header's key id\n", sizes[k],
+				(int)(n < sizes[k] ? n : sizes[k]), out);
+			abort();
+		}
+	}
+	carillon_http_credential_akid(authz, NULL, 0); /* no room: writes nothing */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_http h;
 	fuzz_http_parse(&h, data, size);
+	check_access_log_akid(fuzz_http_header(&h, "authorization"));
 	/* Every header name of the input, for the signed-header rule (as the server lists them). */
 	const char *names[FUZZ_MAX_HEADERS];
 	for (size_t i = 0; i < h.n_headers; i++)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "carillon/aws_endpoint.h"
 #include "carillon/config.h"
 #include "carillon/flows.h"
 
@@ -39,6 +40,42 @@ static void lambda_url_from_the_arn_region(void **state)
 	free(url);
 	assert_int_equal(carillon_flows_target("", &url, region, sizeof(region)), -1);
 	assert_null(url);
+}
+
+/* The one builder of the Lambda and Kinesis URLs (src/util/aws_endpoint.c). */
+static void aws_endpoint_urls(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *base, *service, *path, *want;
+	} cases[] = {
+	    {NULL, "kinesis", "", "https://kinesis.eu-west-1.amazonaws.com/"},
+	    {"", "lambda", "/2015-03-31/functions/f/invocations", "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/f/invocations"},
+	    {"http://127.0.0.1:4566", "kinesis", "", "http://127.0.0.1:4566/"},
+	    {"http://127.0.0.1:4566//", "kinesis", "", "http://127.0.0.1:4566/"},
+	    {"https://proxy.example.com/kinesis", "kinesis", "", "https://proxy.example.com/kinesis"},
+	    {"http://localhost:9001/", "lambda", "/2015-03-31/functions/f/invocations", "http://localhost:9001/2015-03-31/functions/f/invocations"},
+	    {"https://gw.example.com/aws/", "lambda", "/x", "https://gw.example.com/aws/x"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *url = carillon_aws_endpoint_url(cases[i].base, cases[i].service, "eu-west-1", cases[i].path);
+		assert_string_equal(url, cases[i].want);
+		free(url);
+	}
+	assert_true(carillon_aws_endpoint_valid("http://127.0.0.1:1"));
+	assert_true(carillon_aws_endpoint_valid("https://lambda.example.com/"));
+	assert_false(carillon_aws_endpoint_valid("https://"));
+	assert_false(carillon_aws_endpoint_valid("ftp://x/"));
+	assert_false(carillon_aws_endpoint_valid("lambda.example.com"));
+	/* CARILLON_LAMBDA_URL is read when the URL is made: no trailing '/' doubled. */
+	carillon_cfg.lambda_url = "http://127.0.0.1:9000/";
+	char *url = NULL;
+	char region[64];
+	assert_int_equal(carillon_flows_target(ARN_EU, &url, region, sizeof(region)), 1);
+	assert_string_equal(url, "http://127.0.0.1:9000/2015-03-31/functions/"
+				 "arn%3Aaws%3Alambda%3Aeu-west-1%3A111122223333%3Afunction%3Amoderate/invocations");
+	free(url);
+	carillon_cfg.lambda_url = "";
 }
 
 static void webhooks_parse_and_win_over_lambda(void **state)
@@ -86,6 +123,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(lambda_url_from_the_arn_region),
+		cmocka_unit_test(aws_endpoint_urls),
 		cmocka_unit_test(webhooks_parse_and_win_over_lambda),
 		cmocka_unit_test(webhooks_refused),
 	};

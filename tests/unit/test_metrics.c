@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "carillon/metrics.h"
+#include "carillon/metrics_endpoint.h"
 #include "carillon/util.h"
 
 static char *render(void)
@@ -206,6 +207,35 @@ static void catalogue_counts_what_it_is_told(void **state)
 	free(text);
 }
 
+/* The scrape endpoint's request-head reader (src/metrics_endpoint.c): what each head asks for. */
+static void scrape_heads(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *head;
+		enum carillon_metrics_head want;
+	} cases[] = {
+	    {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", CARILLON_METRICS_HEAD_GET},
+	    {"GET /metrics?x=1 HTTP/1.0\n\n", CARILLON_METRICS_HEAD_GET},
+	    {"HEAD /metrics HTTP/1.1\r\n\r\n", CARILLON_METRICS_HEAD_HEAD},
+	    {"POST /metrics HTTP/1.1\r\n\r\n", CARILLON_METRICS_HEAD_METHOD},
+	    {"GET /metricsx HTTP/1.1\r\n\r\n", CARILLON_METRICS_HEAD_NOT_FOUND},
+	    {"GET / HTTP/1.1\r\n\r\n", CARILLON_METRICS_HEAD_NOT_FOUND},
+	    {"GET /metrics\r\n\r\n", CARILLON_METRICS_HEAD_BAD},
+	    {"GET /metrics HTTP/2\r\n\r\n", CARILLON_METRICS_HEAD_BAD},
+	    {"GET /metrics HTTP/1.1\r\nHost: x\r\n", CARILLON_METRICS_HEAD_INCOMPLETE},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(carillon_metrics_parse_head(cases[i].head, strlen(cases[i].head), 8191), cases[i].want);
+	/* A NUL byte, anywhere; no end of the head within the bound; a request line too long. */
+	assert_int_equal(carillon_metrics_parse_head("GET /m\0etrics HTTP/1.1\r\n\r\n", 26, 8191), CARILLON_METRICS_HEAD_BAD);
+	assert_int_equal(carillon_metrics_parse_head("GET /metrics HTTP/1.1\r\nX: y", 27, 27), CARILLON_METRICS_HEAD_TOO_LARGE);
+	char line[400];
+	memset(line, 'a', sizeof(line));
+	memcpy(line + sizeof(line) - 4, "\r\n\r\n", 4);
+	assert_int_equal(carillon_metrics_parse_head(line, sizeof(line), 8191), CARILLON_METRICS_HEAD_BAD);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +246,7 @@ int main(void)
 		cmocka_unit_test_teardown(bad_definitions_are_refused, teardown),
 		cmocka_unit_test_teardown(numbers_read_back_exactly, teardown),
 		cmocka_unit_test_teardown(catalogue_counts_what_it_is_told, teardown),
+		cmocka_unit_test(scrape_heads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "carillon/http.h"
 #include "carillon/model.h"
 #include "carillon/ops.h"
 #include "carillon/util.h"
@@ -93,6 +94,24 @@ static void test_only_pinpoint_may_lack_rows(void **state)
 			assert_non_null(strstr(err, drop[k][1]));
 		}
 	}
+	/* Decided in one place: a row, else the service's unlisted traits, else nothing. */
+	const struct carillon_op_def *d = carillon_ops_def_of("pinpoint", "GetCampaigns");
+	assert_non_null(d);
+	assert_int_equal(d->flags, CARILLON_OP_NOT_IMPLEMENTED | CARILLON_OP_READ | CARILLON_OP_ADMIN);
+	assert_ptr_equal(carillon_ops_def_of("pinpoint", "GetApp"), carillon_ops_find("pinpoint", "GetApp"));
+	assert_false(carillon_ops_def_of("pinpoint", "GetApp")->flags & CARILLON_OP_NOT_IMPLEMENTED);
+	assert_null(carillon_ops_def_of("messaging", "NoSuchOperation"));
+	assert_null(carillon_ops_def_of("nosuchservice", "GetApp"));
+	assert_int_equal(carillon_ops_service("pinpoint")->err_style, CARILLON_ERR_STYLE_PINPOINT);
+	assert_int_equal(carillon_ops_service("messaging")->err_style, CARILLON_ERR_STYLE_CHIME);
+	assert_ptr_equal(carillon_ops_service_of_path("/v1/apps/x/segments"), carillon_ops_service("pinpoint"));
+	assert_null(carillon_ops_service_of_path("/channels/x/messages"));
+	/* NOT_IMPLEMENTED is a service's trait, never a row's. */
+	memcpy(copy, t, n * sizeof(*copy));
+	const struct carillon_op_def *get_app = carillon_ops_find("pinpoint", "GetApp");
+	copy[get_app - t].flags |= CARILLON_OP_NOT_IMPLEMENTED;
+	assert_int_equal(carillon_ops_check(copy, n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "NOT_IMPLEMENTED"));
 	/* A row must still name an operation of Pinpoint's model. */
 	memcpy(copy, t, n * sizeof(*copy));
 	copy[n - 1] = (struct carillon_op_def){"pinpoint", "NoSuchOperation", "no_such_operation", CARILLON_OP_READ};

@@ -2,7 +2,7 @@
  * The Pinpoint-compatible subset (model/pinpoint.json, SigV4 signing name "mobiletargeting", paths
  * under /v1/apps; docs/push.md). Pinpoint is implemented in part: the operations with a row in the
  * operation table (src/api/ops.def) are served, every other one answers MethodNotAllowedException
- * (dispatch.c). Every row is admin-only.
+ * (its CARILLON_SERVICE line in ops.def; dispatch.c answers). Every row is admin-only.
  *   apps, channel reads and deletes, endpoints: the generic SQL handler (sql/api/pinpoint_*.sql)
  *   Update*Channel: channels.c seals the secrets, then the SQL handler
  *   SendMessages, SendUsersMessages: C handlers (rows without an SQL function), registered here.
