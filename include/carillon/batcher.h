@@ -2,8 +2,9 @@
  * The write batcher of group commit, apart from the database: a bounded FIFO of encoded writes
  * that are cut into batches of at most `max_batch` whenever fewer than `max_in_flight` batches are
  * out. What a batch is sent to is the `submit` function (the api module's sends it to
- * carillon_api.invoke_batch; the unit test records it); its results come back through
- * carillon_batcher_complete, which answers each item through `item_done` in order.
+ * carillon_api.invoke_batch_rows; the unit test records it); its results come back through
+ * carillon_batcher_complete or carillon_batcher_complete_rows, which answer each item through
+ * `item_done` in order.
  */
 #ifndef CARILLON_BATCHER_H
 #define CARILLON_BATCHER_H
