@@ -105,6 +105,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "writes waiting for a group-commit batch; beyond: 503 ServiceUnavailableException"),
 	NUM(db_queue_max, "CARILLON_DB_QUEUE_MAX", "20000", 1, 10000000,
 	    "statements waiting for a database connection; beyond: 503 ServiceUnavailableException"),
+	NUM(db_pipeline_depth, "CARILLON_DB_PIPELINE_DEPTH", "2", 1, 64,
+	    "statements in flight on one database connection (libpq pipeline mode); 1: one at a time"),
 	NUM(resume_max_events, "CARILLON_RESUME_MAX_EVENTS", "10000", 0, 1000000,
 	    "events a resuming session may catch up on (since-position); beyond: CARILLON_RESYNC_REQUIRED"),
 	NUM(resume_max_bytes, "CARILLON_RESUME_MAX_BYTES", "4194304", 65536, 1L << 30,

@@ -2,8 +2,9 @@
  * The write batcher of group commit, apart from the database: a bounded FIFO of encoded writes
  * that are cut into batches of at most `max_batch` whenever fewer than `max_in_flight` batches are
  * out. What a batch is sent to is the `submit` function (the api module's sends it to
- * carillon_api.invoke_batch; the unit test records it); its results come back through
- * carillon_batcher_complete, which answers each item through `item_done` in order.
+ * carillon_api.invoke_batch_rows; the unit test records it); its results come back through
+ * carillon_batcher_complete or carillon_batcher_complete_rows, which answer each item through
+ * `item_done` in order.
  */
 #ifndef CARILLON_BATCHER_H
 #define CARILLON_BATCHER_H
@@ -24,11 +25,13 @@ struct carillon_batch {
 };
 
 /* The outcome of one item: `refused` (its batch could not be sent: the caller answers 503), `ok`
- * (borrowed; may be JSON null) or an error `state` + `message`. None of them: the item has no
+ * (borrowed; may be JSON null) or `ok_text` (the same as JSON text, borrowed: from
+ * carillon_batcher_complete_rows) or an error `state` + `message`. None of them: the item has no
  * result (a malformed answer): an internal error. */
 struct carillon_batch_outcome {
 	bool refused;
 	json_t *ok;
+	const char *ok_text;
 	const char *state;
 	const char *message;
 };
@@ -49,11 +52,19 @@ struct carillon_batcher {
 /* Queue one item (`doc` is copied); sends batches if a slot is free. -1 when the queue holds
  * max_queue items already (the caller answers 503 ServiceUnavailable). */
 int carillon_batcher_enqueue(struct carillon_batcher *b, void *owner, const char *doc);
+/* The same, taking `doc` (malloc'd) over instead of copying it; on -1 the caller still owns it. */
+int carillon_batcher_enqueue_owned(struct carillon_batcher *b, void *owner, char *doc);
 
 /* A submitted batch's results: `results` is the JSON array [{"ok":..}|{"error":{"state","message"}}]
  * in item order, or NULL with the batch's own error (`state`, `message`: every item gets it).
  * Answers every item, frees the batch and sends the next ones. */
 void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch *batch, const char *results,
 			       const char *state, const char *message);
+
+/* The same, with the results as rows (carillon_api.invoke_batch_rows): `row` fills item i's outcome
+ * (ok_text, or state + message) from `rows`, for i < n_rows; items past n_rows have no result. */
+typedef void (*carillon_batch_row_fn)(void *rows, size_t i, struct carillon_batch_outcome *o);
+void carillon_batcher_complete_rows(struct carillon_batcher *b, struct carillon_batch *batch, size_t n_rows,
+				    carillon_batch_row_fn row, void *rows);
 
 #endif

@@ -56,6 +56,7 @@ struct carillon_config {
 	long write_batch_max;         /* requests per group-commit batch */
 	long write_queue_max;         /* writes waiting for a batch (503 above) */
 	long db_queue_max;            /* statements waiting for a pool connection (503 above) */
+	long db_pipeline_depth;       /* statements in flight on one pool connection (pipeline mode) */
 	/* resume (since-position) bounds */
 	long resume_max_events;
 	long resume_max_bytes;

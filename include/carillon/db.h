@@ -29,7 +29,10 @@ void carillon_db_free(void);
 
 /* Queue a parameterised statement (text parameters; NULL = SQL NULL). The callback runs on the
  * loop exactly once; the result is freed after it returns. Returns 0, or -1 when the queue is
- * full (the caller answers ServiceUnavailable). */
+ * full (the caller answers ServiceUnavailable). Each statement is its own transaction; it may share
+ * its connection with up to CARILLON_DB_PIPELINE_DEPTH - 1 others in flight (pipeline mode), and its
+ * text is prepared once per connection (keep texts fixed: values go in parameters). See
+ * docs/db-pipeline.md. */
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg);
 
 /* A dedicated connection that LISTENs on `channel`: `on_notify` runs for every notification,

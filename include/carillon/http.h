@@ -87,6 +87,9 @@ void *carillon_req_data(const struct carillon_req *r);
 
 /* Answer with `status` (0: 200); `body` is stolen (NULL: empty body). */
 void carillon_reply_json(struct carillon_req *r, int status, json_t *body);
+/* Answer with `status` (0: 200) and `json`, a JSON document's text sent as it is (copied): for what
+ * PostgreSQL already returns as the response body, which needs no decoding and encoding again. */
+void carillon_reply_json_text(struct carillon_req *r, int status, const char *json, size_t len);
 void carillon_reply_error(struct carillon_req *r, enum carillon_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -72,9 +72,16 @@ int carillon_batcher_enqueue(struct carillon_batcher *b, void *owner, const char
 {
 	if (b->len >= b->max_queue)
 		return -1;
+	return carillon_batcher_enqueue_owned(b, owner, carillon_xstrdup(doc));
+}
+
+int carillon_batcher_enqueue_owned(struct carillon_batcher *b, void *owner, char *doc)
+{
+	if (b->len >= b->max_queue)
+		return -1;
 	struct carillon_batch_item *it = carillon_xcalloc(1, sizeof(*it));
 	it->owner = owner;
-	it->doc = carillon_xstrdup(doc);
+	it->doc = doc;
 	if (b->tail)
 		b->tail->next = it;
 	else
@@ -111,6 +118,26 @@ void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch
 		b->item_done(b->ctx, batch->owners[i], &o);
 	}
 	json_decref(all);
+	batch_free(batch);
+	batcher_pump(b);
+}
+
+void carillon_batcher_complete_rows(struct carillon_batcher *b, struct carillon_batch *batch, size_t n_rows,
+				    carillon_batch_row_fn row, void *rows)
+{
+	b->in_flight--;
+	carillon_metrics_batch_done(carillon_metrics_clock() - batch->sent_at);
+	for (size_t i = 0; i < batch->n; i++) {
+		struct carillon_batch_outcome o = {0};
+		if (i < n_rows)
+			row(rows, i, &o);
+		if (!o.ok_text && i < n_rows) {
+			if (!o.state)
+				o.state = "XX000"; /* a row with neither: the receiver treats it as internal */
+			carillon_metrics_db_error(o.state); /* the item's subtransaction failed */
+		}
+		b->item_done(b->ctx, batch->owners[i], &o);
+	}
 	batch_free(batch);
 	batcher_pump(b);
 }

@@ -4,9 +4,11 @@
  * A READ row of the operation table calls its function directly (carillon_api.<fn>, wrapped in
  * carillon.check_token). A WRITE row goes through group commit: it is queued in the write batcher
  * (batcher.c) and whenever a batch slot is free, everything queued (up to CARILLON_WRITE_BATCH_MAX)
- * is sent as one carillon_api.invoke_batch() call: one transaction, each request in its own
+ * is sent as one carillon_api.invoke_batch_rows() call: one transaction, each request in its own
  * subtransaction (carillon.run_op: idempotency, then the function), one event-lock acquisition and
- * one NOTIFY for all of them, each request answered after the commit. The queue holds at most
+ * one NOTIFY for all of them, each request answered after the commit from its row. An ok row's
+ * output is JSON text; where the operation's output needs no rewriting it is the response body as
+ * it is, never decoded and encoded again. The queue holds at most
  * CARILLON_WRITE_QUEUE_MAX writes; beyond, ServiceUnavailableException.
  *
  * Pagination cursors are sealed into NextTokens bound to the listing, so a client can neither forge
@@ -157,6 +159,31 @@ static void reply_output(struct carillon_req *r, json_t *body)
 	carillon_reply_json(r, op->response_code, body);
 }
 
+/* An operation's output document as JSON text (borrowed). Sent as it is unless something in it must
+ * be rewritten: a NextToken to seal (a paginated operation; writes never page, "__next" is checked
+ * all the same) or a payload member that is the whole body. */
+static void reply_output_text(struct carillon_req *r, const char *text)
+{
+	const struct carillon_op *op = carillon_req_op(r);
+	if (!op->has_output || !strcmp(text, "null")) {
+		carillon_reply_json(r, op->response_code, NULL);
+		return;
+	}
+	if (!op->paginated && !op->output_payload && !strstr(text, "\"__next\"")) {
+		carillon_reply_json_text(r, op->response_code, text, strlen(text));
+		return;
+	}
+	json_error_t jerr;
+	json_t *body = json_loads(text, JSON_DECODE_ANY, &jerr);
+	if (!body) {
+		log_err("%s: unparsable result from %s: %s", carillon_req_id(r), carillon_req_op_def(r)->sql_function,
+			jerr.text);
+		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
+		return;
+	}
+	reply_output(r, body);
+}
+
 static void sql_done(void *arg, const struct carillon_db_result *res)
 {
 	struct carillon_req *r = arg;
@@ -164,43 +191,51 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 		carillon_api_reply_db_error(r, res->sqlstate, res->message);
 		return;
 	}
-	json_t *body = NULL;
-	if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0)) {
-		json_error_t jerr;
-		body = json_loads(PQgetvalue(res->res, 0, 0), JSON_DECODE_ANY, &jerr);
-		if (!body) {
-			log_err("%s: unparsable result from %s: %s", carillon_req_id(r), carillon_req_op_def(r)->sql_function,
-				jerr.text);
-			carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
-			return;
-		}
-	}
-	reply_output(r, body);
+	if (PQntuples(res->res) == 1 && !PQgetisnull(res->res, 0, 0))
+		reply_output_text(r, PQgetvalue(res->res, 0, 0));
+	else
+		reply_output(r, NULL);
 }
 
-/* The write batcher, sending its batches to carillon_api.invoke_batch. */
+/* The write batcher, sending its batches to carillon_api.invoke_batch_rows. */
 static struct carillon_batcher batcher;
+
+/* Row i of invoke_batch_rows: ok (output JSON text), or state + message. */
+static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
+{
+	PGresult *res = rows;
+	if (!PQgetisnull(res, (int)i, 0)) {
+		o->ok_text = PQgetvalue(res, (int)i, 0);
+		return;
+	}
+	o->state = PQgetisnull(res, (int)i, 1) ? NULL : PQgetvalue(res, (int)i, 1);
+	o->message = PQgetisnull(res, (int)i, 2) ? NULL : PQgetvalue(res, (int)i, 2);
+}
 
 static void batch_done(void *arg, const struct carillon_db_result *res)
 {
 	struct carillon_batch *batch = arg;
-	const char *results = res->res && PQntuples(res->res) == 1 ? PQgetvalue(res->res, 0, 0) : NULL;
-	if (res->res && !results)
-		carillon_batcher_complete(&batcher, batch, NULL, "XX000", "invoke_batch returned no row");
+	if (!res->res)
+		carillon_batcher_complete(&batcher, batch, NULL, res->sqlstate, res->message);
+	else if (PQnfields(res->res) != 3)
+		carillon_batcher_complete(&batcher, batch, NULL, "XX000", "invoke_batch_rows returned no rows");
 	else
-		carillon_batcher_complete(&batcher, batch, results, res->sqlstate, res->message);
+		carillon_batcher_complete_rows(&batcher, batch, (size_t)PQntuples(res->res), batch_row, res->res);
 }
 
 static int batch_submit(void *ctx, struct carillon_batch *batch)
 {
 	const char *params[1] = {batch->json};
-	return carillon_db_query("select carillon_api.invoke_batch($1::jsonb)::text", 1, params, batch_done, batch);
+	return carillon_db_query("select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)", 1, params,
+				 batch_done, batch);
 }
 
 static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
 {
 	struct carillon_req *r = owner;
-	if (o->ok)
+	if (o->ok_text)
+		reply_output_text(r, o->ok_text);
+	else if (o->ok)
 		reply_output(r, json_incref(o->ok));
 	else if (o->refused)
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
@@ -228,12 +263,12 @@ static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
-	int rc = carillon_batcher_enqueue(&batcher, r, text);
-	free(text);
-	if (rc)
+	if (carillon_batcher_enqueue_owned(&batcher, r, text)) {
+		free(text);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE,
 				     "Too many writes are waiting (CARILLON_WRITE_QUEUE_MAX %ld); retry later",
 				     carillon_cfg.write_queue_max);
+	}
 }
 
 void carillon_api_sql_handler(struct carillon_req *r)

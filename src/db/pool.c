@@ -1,16 +1,32 @@
-/* The connection pool: non-blocking libpq connections driven by uv_poll on the event loop. */
+/*
+ * The connection pool: non-blocking libpq connections driven by uv_poll on the event loop.
+ *
+ * Every connection runs in libpq's pipeline mode: up to CARILLON_DB_PIPELINE_DEPTH statements are in
+ * flight on one connection, each followed by its own Sync, so each is its own implicit transaction
+ * and one statement's error does not abort the next (the server skips only to the Sync). Results
+ * come back in the order sent; a connection keeps its in-flight queries in a FIFO and answers the
+ * head when its Sync arrives. A statement text is prepared once per connection (Parse with a name,
+ * in the same pipeline segment as its first execution) and executed by name afterwards, so
+ * PostgreSQL does not parse and plan the gateway's few fixed texts per request. A new connection
+ * starts with an empty cache (prepared statements live in the server session).
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "carillon/config.h"
 #include "carillon/db.h"
+#include "carillon/hmap.h"
 #include "carillon/log.h"
 #include "carillon/metrics.h"
 #include "carillon/util.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* Distinct statement texts prepared per connection; beyond, a text runs unnamed (parsed each time).
+ * The gateway's texts are fixed (one per operation function and a few more), far fewer than this;
+ * the bound keeps a caller that builds texts with values in them from growing the cache without end. */
+#define STMT_CACHE_MAX 512
 
 struct db_query {
 	struct db_query *next;
@@ -19,6 +35,17 @@ struct db_query {
 	char **params;
 	carillon_db_cb cb;
 	void *arg;
+	/* in flight: its Parse precedes it in the same pipeline segment (statement stmt_name) */
+	bool parse_sent;
+	bool parse_seen;          /* the Parse's own result has come back */
+	PGresult *parse_err;      /* the Parse failed: what the query answers */
+	char stmt_name[16];
+};
+
+/* A statement text's entry in a connection's cache. */
+struct db_stmt {
+	char name[16];
+	bool ready;               /* its Parse succeeded; until then other queries of the text run unnamed */
 };
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
@@ -30,9 +57,13 @@ struct db_conn {
 	int fd;
 	uv_timer_t retry;
 	int backoff_ms;
-	struct db_query *cur;
-	PGresult *last;           /* last result of the current query */
+	struct db_query *fl_head, *fl_tail; /* in flight, in the order sent */
+	int n_flight;
+	PGresult *last;           /* last result of the head query */
 	bool listener;            /* the dedicated LISTEN connection: takes no queued queries */
+	struct carillon_hmap stmts; /* statement text -> struct db_stmt */
+	int n_stmts;
+	unsigned next_stmt;
 };
 
 static uv_loop_t *db_loop;
@@ -60,14 +91,36 @@ static void listener_subscribe(struct db_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void pump(void);
 
-static void query_free(struct db_query *q)
+/* A query and copies of its text and parameters in one allocation (one malloc per statement
+ * instead of 3 + one per parameter). */
+static struct db_query *query_new(const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
+				  void *arg)
 {
-	for (int i = 0; i < q->nparams; i++)
-		free(q->params[i]);
-	free(q->params);
-	free(q->sql);
-	free(q);
+	size_t sql_len = strlen(sql) + 1, size = sizeof(struct db_query) + (size_t)nparams * sizeof(char *) + sql_len;
+	for (int i = 0; i < nparams; i++)
+		size += params[i] ? strlen(params[i]) + 1 : 0;
+	struct db_query *q = carillon_xmalloc(size);
+	memset(q, 0, sizeof(*q));
+	q->params = (char **)(q + 1);
+	char *p = (char *)(q->params + nparams);
+	q->sql = memcpy(p, sql, sql_len);
+	p += sql_len;
+	for (int i = 0; i < nparams; i++) {
+		if (!params[i]) {
+			q->params[i] = NULL;
+			continue;
+		}
+		size_t n = strlen(params[i]) + 1;
+		q->params[i] = memcpy(p, params[i], n);
+		p += n;
+	}
+	q->nparams = nparams;
+	q->cb = cb;
+	q->arg = arg;
+	return q;
 }
+
+static void query_free(struct db_query *q) { free(q); }
 
 static void query_finish(struct db_query *q, PGresult *res, const char *state, const char *msg)
 {
@@ -75,7 +128,36 @@ static void query_finish(struct db_query *q, PGresult *res, const char *state, c
 		carillon_metrics_db_error(state);
 	struct carillon_db_result r = {res, state, msg};
 	q->cb(q->arg, &r);
+	if (q->parse_err)
+		PQclear(q->parse_err);
 	query_free(q);
+}
+
+static void stmt_free(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	free(value);
+}
+
+/* The server session is gone, and its prepared statements with it. */
+static void conn_forget_stmts(struct db_conn *c)
+{
+	carillon_hmap_each(&c->stmts, stmt_free, NULL);
+	carillon_hmap_free(&c->stmts);
+	memset(&c->stmts, 0, sizeof(c->stmts));
+	c->n_stmts = 0;
+}
+
+/* Drop one text's entry (its Parse failed, or its plan went stale): the next query prepares it anew
+ * under a new name. */
+static void conn_forget_stmt(struct db_conn *c, const char *sql, const char *name)
+{
+	struct db_stmt *st = carillon_hmap_get(&c->stmts, sql);
+	if (!st || strcmp(st->name, name))
+		return;
+	free(carillon_hmap_del(&c->stmts, sql));
+	c->n_stmts--;
 }
 
 static void poll_closed(uv_handle_t *h) { free(h); }
@@ -123,10 +205,16 @@ static void conn_fail(struct db_conn *c, const char *why)
 	if (c->last)
 		PQclear(c->last);
 	c->last = NULL;
-	if (c->cur) {
-		struct db_query *q = c->cur;
-		c->cur = NULL;
+	conn_forget_stmts(c);
+	/* Every query in flight on it gets the connection's error, once; the list is detached first
+	 * because a callback may queue new queries (which go to other connections: this one is down). */
+	struct db_query *q = c->fl_head;
+	c->fl_head = c->fl_tail = NULL;
+	c->n_flight = 0;
+	while (q) {
+		struct db_query *next = q->next;
 		query_finish(q, NULL, "08000", "the database connection was lost");
+		q = next;
 	}
 	if (shutting_down)
 		return;
@@ -149,6 +237,10 @@ static void conn_connect_step(struct db_conn *c)
 	case PGRES_POLLING_OK:
 		if (PQsetnonblocking(c->pg, 1)) {
 			conn_fail(c, "cannot make the connection non-blocking");
+			return;
+		}
+		if (!PQenterPipelineMode(c->pg)) {
+			conn_fail(c, "cannot enter pipeline mode");
 			return;
 		}
 		c->state = CONN_IDLE;
@@ -189,16 +281,13 @@ static void listener_subscribe(struct db_conn *c) { listener_subscribe_one(c, 0)
 
 static void listener_subscribe_one(struct db_conn *c, int i)
 {
-	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
 	const char *channel = listens[i].channel;
 	char *ident = PQescapeIdentifier(c->pg, channel, strlen(channel));
 	struct carillon_buf sql = {0};
 	carillon_buf_appendf(&sql, "LISTEN %s", ident ? ident : "\"carillon\"");
 	PQfreemem(ident);
-	q->sql = sql.data;
-	q->params = carillon_xcalloc(1, sizeof(char *));
-	q->cb = listener_subscribed;
-	q->arg = (void *)(intptr_t)i;
+	struct db_query *q = query_new(sql.data, 0, NULL, listener_subscribed, (void *)(intptr_t)i);
+	free(sql.data);
 	conn_send(c, q);
 }
 
@@ -227,15 +316,110 @@ static void conn_flush(struct db_conn *c)
 		conn_watch(c, f ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
+/* Send the query's Parse (first use of its text on this connection), its execution and a Sync. */
+static int conn_send_pipelined(struct db_conn *c, struct db_query *q)
+{
+	const char *const *params = (const char *const *)q->params;
+	struct db_stmt *st = c->listener ? NULL : carillon_hmap_get(&c->stmts, q->sql);
+	if (!st && !c->listener && c->n_stmts < STMT_CACHE_MAX) {
+		st = carillon_xcalloc(1, sizeof(*st));
+		snprintf(st->name, sizeof(st->name), "c%u", c->next_stmt++);
+		carillon_hmap_put(&c->stmts, q->sql, st);
+		c->n_stmts++;
+		memcpy(q->stmt_name, st->name, sizeof(q->stmt_name));
+		if (!PQsendPrepare(c->pg, st->name, q->sql, q->nparams, NULL))
+			return -1;
+		q->parse_sent = true;
+		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, NULL, NULL, 0))
+			return -1;
+	} else if (st && st->ready) {
+		memcpy(q->stmt_name, st->name, sizeof(q->stmt_name));
+		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, NULL, NULL, 0))
+			return -1;
+	} else if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, params, NULL, NULL, 0)) {
+		return -1; /* (its Parse is still in flight, the cache is full, or the listener's LISTEN) */
+	}
+	return PQpipelineSync(c->pg) ? 0 : -1;
+}
+
 static void conn_send(struct db_conn *c, struct db_query *q)
 {
-	c->cur = q;
+	q->next = NULL;
+	if (c->fl_tail)
+		c->fl_tail->next = q;
+	else
+		c->fl_head = q;
+	c->fl_tail = q;
+	c->n_flight++;
 	c->state = CONN_BUSY;
-	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL, NULL, 0)) {
+	if (conn_send_pipelined(c, q)) {
 		conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
 	conn_flush(c);
+}
+
+/* The head query's Sync has come back: take it off the FIFO and answer it. */
+static void conn_answer_head(struct db_conn *c)
+{
+	struct db_query *q = c->fl_head;
+	c->fl_head = q->next;
+	if (!c->fl_head)
+		c->fl_tail = NULL;
+	if (--c->n_flight == 0)
+		c->state = CONN_IDLE;
+	PGresult *last = c->last;
+	c->last = NULL;
+	ExecStatusType st = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
+	if (q->parse_err) {
+		/* The text itself did not prepare: the query's answer is that error (its execution was
+		 * skipped); the entry goes, so a later query tries again. */
+		conn_forget_stmt(c, q->sql, q->stmt_name);
+		const char *state = PQresultErrorField(q->parse_err, PG_DIAG_SQLSTATE);
+		const char *msg = PQresultErrorField(q->parse_err, PG_DIAG_MESSAGE_PRIMARY);
+		query_finish(q, NULL, state ? state : "XX000", msg ? msg : "the statement could not be prepared");
+	} else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		query_finish(q, last, NULL, NULL);
+	} else {
+		const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+		const char *msg = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+		/* A prepared plan whose result type changed under it (a function replaced by another
+		 * node's start-up): prepare the text again next time. */
+		if (state && !strcmp(state, "0A000") && *q->stmt_name)
+			conn_forget_stmt(c, q->sql, q->stmt_name);
+		query_finish(q, NULL, state ? state : "XX000", msg ? msg : "the statement failed");
+	}
+	if (last)
+		PQclear(last);
+}
+
+/* One result of the head query. In a segment the results are: the Parse's (when sent), the
+ * execution's (an error, or rows; PGRES_PIPELINE_ABORTED when the Parse failed), then the Sync.
+ * libpq's NULLs between them are not counted on: the kind of result says where we are. */
+static void conn_take_result(struct db_conn *c, PGresult *res)
+{
+	struct db_query *q = c->fl_head;
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_PIPELINE_SYNC) {
+		PQclear(res);
+		conn_answer_head(c);
+		return;
+	}
+	if (q->parse_sent && !q->parse_seen) {
+		q->parse_seen = true;
+		if (st == PGRES_COMMAND_OK) {
+			struct db_stmt *s = carillon_hmap_get(&c->stmts, q->sql);
+			if (s && !strcmp(s->name, q->stmt_name))
+				s->ready = true;
+			PQclear(res);
+		} else {
+			q->parse_err = res;
+		}
+		return;
+	}
+	if (c->last)
+		PQclear(c->last);
+	c->last = res;
 }
 
 static void conn_read(struct db_conn *c)
@@ -244,30 +428,21 @@ static void conn_read(struct db_conn *c)
 		conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
-	while (c->cur && !PQisBusy(c->pg)) {
+	bool was_null = false;
+	/* A callback may queue onto this connection or fail it: check it is still up every turn. */
+	while (c->pg && c->fl_head && !PQisBusy(c->pg)) {
 		PGresult *res = PQgetResult(c->pg);
-		if (res) {
-			if (c->last)
-				PQclear(c->last);
-			c->last = res;
+		if (!res) {
+			if (was_null) /* nothing more to read now */
+				break;
+			was_null = true;
 			continue;
 		}
-		struct db_query *q = c->cur;
-		PGresult *last = c->last;
-		c->cur = NULL;
-		c->last = NULL;
-		c->state = CONN_IDLE;
-		ExecStatusType st = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
-		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-			query_finish(q, last, NULL, NULL);
-		} else {
-			const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
-			const char *msg = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-			query_finish(q, NULL, state ? state : "XX000", msg ? msg : PQerrorMessage(c->pg));
-		}
-		if (last)
-			PQclear(last);
+		was_null = false;
+		conn_take_result(c, res);
 	}
+	if (!c->pg)
+		return;
 	PGnotify *n;
 	while ((n = PQnotifies(c->pg))) {
 		for (int i = 0; c->listener && i < n_listens; i++)
@@ -294,16 +469,32 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		conn_flush(c);
 	if (c->pg && (events & UV_READABLE))
 		conn_read(c);
-	if (c->state == CONN_IDLE && !c->listener)
+	if ((c->state == CONN_IDLE || c->state == CONN_BUSY) && !c->listener)
 		pump();
+}
+
+static int pipeline_depth(void) { return carillon_cfg.db_pipeline_depth > 0 ? (int)carillon_cfg.db_pipeline_depth : 1; }
+
+/* The up connection with the fewest queries in flight and room for one more (an idle one first,
+ * so pipelining only adds to connections when every one is busy), or NULL. */
+static struct db_conn *conn_with_room(void)
+{
+	struct db_conn *best = NULL;
+	int depth = pipeline_depth();
+	for (int i = 0; i < n_conns; i++) { /* the listener, conns[n_conns], takes none */
+		struct db_conn *c = &conns[i];
+		if ((c->state != CONN_IDLE && c->state != CONN_BUSY) || c->n_flight >= depth)
+			continue;
+		if (!best || c->n_flight < best->n_flight)
+			best = c;
+	}
+	return best;
 }
 
 static void pump(void)
 {
-	for (int i = 0; i < n_conns && q_head; i++) { /* the listener, conns[n_conns], takes none */
-		struct db_conn *c = &conns[i];
-		if (c->state != CONN_IDLE)
-			continue;
+	struct db_conn *c;
+	while (q_head && (c = conn_with_room())) {
 		struct db_query *q = q_head;
 		q_head = q->next;
 		if (!q_head)
@@ -313,26 +504,13 @@ static void pump(void)
 	}
 }
 
-static bool conn_idle(void)
-{
-	for (int i = 0; i < n_conns; i++)
-		if (conns[i].state == CONN_IDLE)
-			return true;
-	return false;
-}
+static bool conn_idle(void) { return conn_with_room() != NULL; }
 
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
 		return -1;
-	struct db_query *q = carillon_xcalloc(1, sizeof(*q));
-	q->sql = carillon_xstrdup(sql);
-	q->nparams = nparams;
-	q->params = carillon_xcalloc((size_t)(nparams ? nparams : 1), sizeof(char *));
-	for (int i = 0; i < nparams; i++)
-		q->params[i] = params[i] ? carillon_xstrdup(params[i]) : NULL;
-	q->cb = cb;
-	q->arg = arg;
+	struct db_query *q = query_new(sql, nparams, params, cb, arg);
 	if (q_head || !conn_idle()) /* it will wait in the queue for a connection */
 		carillon_metrics_db_wait();
 	if (q_tail)
@@ -385,7 +563,7 @@ void carillon_db_stats(int *up, int *busy, int *queued)
 	*up = *busy = 0;
 	for (int i = 0; i < n_conns; i++) {
 		*up += conns[i].state == CONN_IDLE || conns[i].state == CONN_BUSY;
-		*busy += conns[i].state == CONN_BUSY;
+		*busy += conns[i].state == CONN_BUSY; /* (a query or more in flight) */
 	}
 	*queued = q_len;
 }

@@ -243,6 +243,14 @@ void carillon_reply_json(struct carillon_req *r, int status, json_t *body)
 	req_schedule_write(r);
 }
 
+void carillon_reply_json_text(struct carillon_req *r, int status, const char *json, size_t len)
+{
+	if (r->state >= REQ_REPLIED)
+		return;
+	req_set_response(r, status ? status : 200, NULL, json, len);
+	req_schedule_write(r);
+}
+
 /* {"Code":..,"Message":..}; NULL only when jansson cannot allocate. */
 static char *error_body(const char *code, const char *message)
 {

@@ -84,7 +84,9 @@ static char *known_header(struct lws *wsi, enum lws_token_indexes tok, int *line
 	int len = lws_hdr_total_length(wsi, tok);
 	if (len <= 0)
 		return NULL;
-	char *frag = carillon_xmalloc((size_t)len + 1);
+	/* Most header values are short: their fragments are read into the stack, not a fresh block. */
+	char stack_frag[512];
+	char *frag = (size_t)len + 1 <= sizeof(stack_frag) ? stack_frag : carillon_xmalloc((size_t)len + 1);
 	struct carillon_buf value = {0};
 	int n;
 	for (*lines = 0; (n = lws_hdr_copy_fragment(wsi, frag, len + 1, tok, *lines)) >= 0; (*lines)++) {
@@ -98,7 +100,8 @@ static char *known_header(struct lws *wsi, enum lws_token_indexes tok, int *line
 			carillon_buf_append(&value, tok == WSI_TOKEN_HTTP_COOKIE ? "; " : ",", tok == WSI_TOKEN_HTTP_COOKIE ? 2 : 1);
 		carillon_buf_append(&value, v, vn);
 	}
-	free(frag);
+	if (frag != stack_frag)
+		free(frag);
 	if (!value.data)
 		return NULL;
 	return value.data;

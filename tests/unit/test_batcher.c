@@ -45,6 +45,8 @@ static void rec_done(void *ctx, void *owner, const struct carillon_batch_outcome
 	rec->owner[i] = (int)(intptr_t)owner;
 	if (o->refused)
 		snprintf(rec->what[i], sizeof(rec->what[i]), "refused");
+	else if (o->ok_text)
+		snprintf(rec->what[i], sizeof(rec->what[i]), "text %s", o->ok_text);
 	else if (o->ok)
 		snprintf(rec->what[i], sizeof(rec->what[i]), "ok %lld", (long long)json_integer_value(json_object_get(o->ok, "v")));
 	else if (o->state)
@@ -219,13 +221,55 @@ static void test_submit_refused(void **state)
 	assert_string_equal(rec.what[1], "ok 8");
 }
 
+/* Rows as invoke_batch_rows returns them: [ok text, state, message]; NULL = SQL NULL. */
+static const char *rows3[][3] = {
+    {"{\"v\": 1}", NULL, NULL},
+    {NULL, "CH404", "no such channel"},
+    {NULL, NULL, NULL},   /* neither: internal */
+    {"null", NULL, NULL},
+};
+
+static void row_of(void *rows, size_t i, struct carillon_batch_outcome *o)
+{
+	const char *(*r)[3] = rows;
+	if (r[i][0]) {
+		o->ok_text = r[i][0];
+		return;
+	}
+	o->state = r[i][1];
+	o->message = r[i][2];
+}
+
+/* Rows answer their items in order, ok text passed as it is; an item without a row has no result. */
+static void test_complete_rows(void **state)
+{
+	(void)state;
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	enqueue(&b, 1); /* goes out alone */
+	for (int i = 2; i <= 6; i++)
+		enqueue(&b, i);
+	carillon_batcher_complete_rows(&b, rec.sent[0], 1, row_of, rows3);
+	assert_int_equal(rec.n_done, 1);
+	assert_string_equal(rec.what[0], "text {\"v\": 1}");
+	assert_int_equal(rec.n_sent, 2); /* the queued five left together */
+	carillon_batcher_complete_rows(&b, rec.sent[1], 4, row_of, rows3);
+	assert_int_equal(rec.n_done, 6);
+	const char *want[] = {"text {\"v\": 1}", "error CH404 no such channel", "error XX000 -", "text null", "none"};
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(rec.owner[1 + i], 2 + i);
+		assert_string_equal(rec.what[1 + i], want[i]);
+	}
+	assert_int_equal(b.in_flight, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_batches_grow_under_load), cmocka_unit_test(test_batch_size_bound),
 		cmocka_unit_test(test_in_flight_bound),         cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_one_item_fails),          cmocka_unit_test(test_whole_batch_fails),
-		cmocka_unit_test(test_submit_refused),
+		cmocka_unit_test(test_submit_refused),          cmocka_unit_test(test_complete_rows),
 	};
 	return cmocka_run_group_tests_name("batcher", tests, NULL, NULL);
 }
