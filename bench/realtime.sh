@@ -21,8 +21,12 @@ mode=${1:-idle}; secs=${3:-10}
 trap bench_cleanup EXIT
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 port=$(free_port)
-pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
+mport=$(free_port) # the node's /metrics: frames it wrote (fanout)
+pid=$(start_node "$port" CARILLON_METRICS_LISTEN=127.0.0.1:$mport); bench_pids+=("$pid"); wait_port "$port"
 dir=$(mktemp -d)
+metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
+frames_sent() { metric carillon_session_frames_sent_total; }
+bytes_sent() { metric carillon_session_bytes_sent_total; }
 machine
 ws() { # ws PORT SESSIONS USERSFILE -> runs carillon-ws-bench in the background, output to $dir/ws.N
 	build/carillon-ws-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
@@ -44,6 +48,13 @@ paced_rest() { # paced_rest SECONDS -> p99 of DescribeAppInstanceUser at 50 requ
 	build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
 		--path "$path" --connections 1 --rate 50 --seconds "$1" | sed -n 's/.*p50_ms=\([^ ]*\) p99_ms=\([^ ]*\).*/p50_ms=\1 p99_ms=\2/p'
 }
+perf_start() { # with BENCH_PERF=FILE: a call-graph profile of the node over the measured phase
+	[[ -n ${BENCH_PERF:-} ]] || return 0
+	perf record -g -q -p "$pid" -o "$BENCH_PERF" >/dev/null 2>&1 &
+	perf_pid=$!
+	sleep 0.3
+}
+perf_stop() { [[ -n ${perf_pid:-} ]] && kill -INT "$perf_pid" && wait "$perf_pid" || true; }
 wait_established() { # wait_established N-FILES
 	for _ in $(seq 600); do
 		local done=0
@@ -127,19 +138,32 @@ fanout)
 	n=${2:-10000}
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers "$n" --channels 1 --members "$n" --out "$dir" >/dev/null
 	idle_rest=$(paced_rest 3) # the idle node: before the sessions connect
+	# the generators outlive the send window, so the node's CPU and frame counts are read over the
+	# window alone (no session closes in it)
+	secs0=$secs; secs=$((secs0 + 5))
 	ws "$port" $((n / 2)) "$dir/receivers.txt" 1; ws "$port" $((n - n / 2)) "$dir/receivers.txt" 2
+	secs=$secs0
 	wait_established "$dir/ws.1" "$dir/ws.2"
-	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
+	perf_start
 	paced_rest "$secs" >"$dir/rest.during" &
 	rest_pid=$!
+	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat); sent0=$(frames_sent); bytes0=$(bytes_sent)
 	send 4 "" >"$dir/send.out"
+	cpu1=$(awk '{print $14+$15}' /proc/$pid/stat); sent1=$(frames_sent); bytes1=$(bytes_sent)
+	perf_stop
 	wait "${ws_pids[@]}"
-	cpu1=$(awk '{print $14+$15}' /proc/$pid/stat)
 	wait "$rest_pid"
 	cat "$dir/send.out" "$dir/ws.1" "$dir/ws.2"
 	awk '/deliveries_per_s/{for(i=1;i<=NF;i++) if ($i ~ /^deliveries_per_s=/) {split($i,a,"="); s+=a[2]}} END {print "total deliveries/s: " s}' "$dir"/ws.1 "$dir"/ws.2
-	frames=$(cat "$dir"/ws.1 "$dir"/ws.2 | sed -n 's/.*frames=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}')
-	echo "server CPU: $(( (cpu1 - cpu0) * 10 )) ms for $frames frames: $(awk -v c=$(( (cpu1 - cpu0) * 10 )) -v f="$frames" 'BEGIN {if (f) printf "%.1f", c * 1000 / f}') us/delivery"
+	frames=$((sent1 - sent0))
+	us=$(awk -v c=$(( (cpu1 - cpu0) * 10 )) -v f="$frames" 'BEGIN {if (f) printf "%.2f", c * 1000 / f}')
+	echo "server CPU: $(( (cpu1 - cpu0) * 10 )) ms for $frames frames written in the send window: $us us/delivery"
+	# The floor: one send() of a frame of the same size to each of n loopback connections in turn
+	bytes=$(awk -v f="$frames" -v b="$((bytes1 - bytes0))" 'BEGIN {if (f) printf "%d", b / f + 4; else print 770}')
+	floor=$(build/carillon-ws-bench --send-floor "$n" --frame-bytes "$bytes" --seconds 2)
+	echo "reference: $floor"
+	fcpu=$(sed -n 's/.*send_cpu_us=\([^ ]*\).*/\1/p' <<<"$floor")
+	echo "CPU per delivery: $us us; one loopback send of $bytes bytes: $fcpu us; ratio=$(awk -v a="$us" -v b="$fcpu" 'BEGIN {if (b > 0) printf "%.2f", a / b}') (a delivery costs this many bare sends)"
 	idle_p99=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$idle_rest")
 	busy_p99=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' "$dir/rest.during")
 	echo "paced REST read (50/s): idle $idle_rest; during the fan-out $(cat "$dir/rest.during"); ratio=$(awk -v a="$busy_p99" -v b="$idle_p99" 'BEGIN {if (b > 0) printf "%.1f", a / b}') (p99 during / p99 idle)"
@@ -149,9 +173,17 @@ connect)
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers "$users" --channels 1 --members "$users" --out "$dir" >/dev/null
 	ref=$(build/carillon-ws-bench --tcp-reference "$n" --bind 127.0.0.9)
 	secs=1
+	perf_start
+	cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
 	ws "$port" "$n" "$dir/receivers.txt" 1
+	wait_established "$dir/ws.1"
+	cpu1=$(awk '{print $14+$15}' /proc/$pid/stat)
+	perf_stop
 	wait "${ws_pids[@]}"
 	grep established "$dir/ws.1"
+	# the node's CPU per session established (read within 0.2 s of the last one): less sensitive to
+	# other load on the box than the wall-clock rate
+	echo "server CPU: $(( (cpu1 - cpu0) * 10 )) ms for $n sessions: $(awk -v c=$(( (cpu1 - cpu0) * 10 )) -v n="$n" 'BEGIN {printf "%.0f", c * 1000 / n}') us/session"
 	echo "reference: $ref"
 	rate=$(sed -n 's/.*sessions_per_s=\([0-9]*\).*/\1/p' "$dir/ws.1")
 	tcp=$(sed -n 's/.*tcp_connect_close_per_s=\([0-9]*\).*/\1/p' <<<"$ref")

@@ -22,6 +22,13 @@
  * instead measures the reference a session's establishment is compared with: N loopback TCP
  * connects to a listener of this process, each accepted and both ends closed, one after the other;
  * prints tcp_connect_close_per_s.
+ *
+ *   carillon-ws-bench --send-floor N [--frame-bytes 770] [--seconds 2]
+ *
+ * instead measures the floor of a fan-out delivery: one send() of a pre-rendered frame to each of N
+ * loopback TCP connections in turn (a forked child drains them), as a server delivering one event to
+ * N sessions does at best; prints the sender's CPU time per send (send_cpu_us, user + system, from
+ * getrusage) and the wall-clock sends/s.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +43,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,8 +68,8 @@ struct conn {
 
 static struct {
 	const char *host, *akid, *secret, *region, *users_file, *bind_ip;
-	int port, sessions, seconds, ramp, tcp_reference;
-} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, NULL, 8080, 100, 10, 500, 0};
+	int port, sessions, seconds, ramp, tcp_reference, send_floor, frame_bytes;
+} o = {"127.0.0.1", NULL, NULL, "us-east-1", NULL, NULL, 8080, 100, 10, 500, 0, 0, 770};
 
 static char **users;
 static int n_users;
@@ -348,6 +357,98 @@ static int tcp_reference(int n)
 	return done == n ? 0 : 1;
 }
 
+static int64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* The child of --send-floor: read everything from the accepted connections until they close. */
+static void drain(int l, int n)
+{
+	int epfd = epoll_create1(0);
+	for (int i = 0; i < n; i++) {
+		int a = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+		if (a < 0)
+			_exit(1);
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = a};
+		epoll_ctl(epfd, EPOLL_CTL_ADD, a, &ev);
+	}
+	static char buf[1 << 16];
+	struct epoll_event evs[256];
+	for (int open = n; open > 0;) {
+		int k = epoll_wait(epfd, evs, 256, -1);
+		for (int i = 0; i < k; i++) {
+			ssize_t r;
+			while ((r = read(evs[i].data.fd, buf, sizeof(buf))) > 0)
+				;
+			if (!r) {
+				close(evs[i].data.fd);
+				open--;
+			}
+		}
+	}
+	_exit(0);
+}
+
+/* The floor of a fan-out delivery: one send of a pre-rendered frame per connection, round-robin. */
+static int send_floor(int n)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 4096) ||
+	    getsockname(l, (struct sockaddr *)&sa, &sl)) {
+		perror("send floor listener");
+		return 1;
+	}
+	pid_t child = fork(); /* before connecting: it accepts while we connect (n may exceed the backlog) */
+	if (!child)
+		drain(l, n);
+	close(l);
+	int *fds = carillon_xcalloc((size_t)n, sizeof(*fds));
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof(sa))) {
+			perror("send floor connect");
+			return 1;
+		}
+		int one = 1;
+		setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		fcntl(fds[i], F_SETFL, O_NONBLOCK);
+	}
+	/* a server frame: FIN|text, a 16-bit length, then the payload */
+	size_t len = (size_t)(o.frame_bytes > 4 ? o.frame_bytes : 5);
+	unsigned char *frame = carillon_xcalloc(1, len);
+	frame[0] = 0x81;
+	frame[1] = 126;
+	frame[2] = (unsigned char)((len - 4) >> 8);
+	frame[3] = (unsigned char)(len - 4);
+	memset(frame + 4, 'x', len - 4);
+	usleep(200 * 1000); /* the child accepts them all */
+	long sends = 0, full = 0;
+	int64_t t0 = now_us(), c0 = cpu_us(), end = t0 + (int64_t)o.seconds * 1000000;
+	while (now_us() < end)
+		for (int i = 0; i < n; i++) {
+			if (send(fds[i], frame, len, MSG_NOSIGNAL) == (ssize_t)len)
+				sends++;
+			else
+				full++;
+		}
+	int64_t c1 = cpu_us(), t1 = now_us();
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	waitpid(child, NULL, 0);
+	printf("send_floor connections=%d frame_bytes=%zu sends=%ld would_block=%ld send_cpu_us=%.2f sends_per_s=%.0f\n", n,
+	       len, sends, full, sends ? (double)(c1 - c0) / (double)sends : 0.0,
+	       (double)sends * 1e6 / (double)(t1 - t0));
+	free(fds);
+	free(frame);
+	return sends ? 0 : 1;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -369,9 +470,16 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--ramp")) o.ramp = atoi(v);
 		else if (!strcmp(k, "--bind")) o.bind_ip = v;
 		else if (!strcmp(k, "--tcp-reference")) o.tcp_reference = atoi(v);
+		else if (!strcmp(k, "--send-floor")) o.send_floor = atoi(v);
+		else if (!strcmp(k, "--frame-bytes")) o.frame_bytes = atoi(v);
 	}
 	if (o.tcp_reference > 0)
 		return tcp_reference(o.tcp_reference);
+	if (o.send_floor > 0) {
+		if (o.seconds > 5)
+			o.seconds = 2;
+		return send_floor(o.send_floor);
+	}
 	if (!o.akid || !o.secret || !o.users_file || sodium_init() < 0) {
 		fprintf(stderr, "usage: %s --akid K --secret S --users FILE [--sessions N --seconds T --port P]\n", argv[0]);
 		return 2;

@@ -139,7 +139,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "the sessions of a node not heard from for this long stop counting against the session quota"),
 	NUM(node_forget_seconds, "CARILLON_NODE_FORGET_SECONDS", "120", 3, 86400,
 	    "a node not heard from for this long is deleted from the registry with its sessions"),
-	NUM(fanout_slice, "CARILLON_FANOUT_SLICE", "256", 1, 1000000,
+	NUM(fanout_slice, "CARILLON_FANOUT_SLICE", "64", 1, 1000000,
 	    "sessions an event is delivered to per loop turn (a larger fan-out yields to REST and other I/O between slices)"),
 	NUM(workers, "CARILLON_WORKERS", "0", 0, 256,
 	    "serve: worker processes sharing the port, supervised by one parent; 0: one per core, 1: a single process"),

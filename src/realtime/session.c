@@ -227,11 +227,13 @@ void carillon_session_deliver(struct carillon_session *s, struct carillon_event 
 		return;
 	if (e->position > 0)
 		carillon_metrics_delivery();
-	/* The common case of a fan-out: nothing queued and the socket can take it. Writing now costs one
-	 * send; waiting for WRITEABLE would add two epoll_ctl calls and a callback per recipient.
-	 * lws_send_pipe_choked() is true while lws still holds an unsent remainder (then lws sends it
-	 * first and later frames queue here, bounded), so order and memory bounds are kept. */
-	if (!s->q_len && s->established_sent && !lws_send_pipe_choked(s->wsi)) {
+	/* The common case of a fan-out: nothing queued and nothing left unsent by lws. Writing now costs
+	 * one send; waiting for WRITEABLE would add two epoll_ctl calls and a callback per recipient.
+	 * No poll() first (lws_send_pipe_choked() makes one, a second syscall per delivery): when the
+	 * socket is full, lws keeps what send() did not take (at most this one frame) and asks for
+	 * WRITEABLE itself; lws_partial_buffered() is then true and later frames queue here, bounded,
+	 * until WRITEABLE drains lws's remainder first. Order and memory bounds are kept. */
+	if (!s->q_len && s->established_sent && !lws_partial_buffered(s->wsi)) {
 		if (lws_write(s->wsi, e->frame + LWS_PRE, e->frame_len, LWS_WRITE_TEXT) < 0)
 			session_fail(s, 1011, "Write failed");
 		else
