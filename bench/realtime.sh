@@ -3,7 +3,10 @@
 #   idle     N idle sessions on one node process: server RSS per session, CPU at idle;
 #            and 2 processes sharing one port (SO_REUSEPORT) holding twice as many
 #   latency  end-to-end latency, REST send -> frame at the receiver, at 1,000 messages/s into
-#            100 channels of 10 members (1,000 sessions)
+#            100 channels of 10 members (1,000 sessions); the reference, measured in the same run:
+#            pgbench -R 1000 -c 16 on the same PostgreSQL, one durable one-row INSERT per transaction
+#            (bench/lib.sh pgref_setup), its p50 and p99 from its per-transaction log; ratio= for
+#            p50 and p99 (Carillon end-to-end / pgbench)
 #   fanout   one channel with 10,000 connected members: deliveries/s from one node, and the p99 of a
 #            paced REST read (DescribeAppInstanceUser, 50/s) during the fan-out next to the same on
 #            the idle node
@@ -18,11 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-idle}; secs=${3:-10}
 . bench/lib.sh
-trap bench_cleanup EXIT
+bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 port=$(free_port)
 pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-dir=$(mktemp -d)
+bench_tmpdir
 machine
 ws() { # ws PORT SESSIONS USERSFILE -> runs carillon-ws-bench in the background, output to $dir/ws.N
 	build/carillon-ws-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
@@ -122,6 +125,12 @@ latency)
 	send 16 1000
 	wait "${ws_pids[@]}"
 	cat "$dir/ws.1"
+	pgref_setup "$dir"
+	ref=$(pgref_latency "$dir" 1000 16 "$secs")
+	echo "reference: pgbench -R 1000 -c 16 -j 2 -T $secs, one durable one-row INSERT per transaction: $ref"
+	e2e=$(grep frames= "$dir/ws.1")
+	echo "ratio=$(ratio "$(field p50_ms "$e2e")" "$(field p50_ms "$ref")") for p50," \
+		"ratio=$(ratio "$(field p99_ms "$e2e")" "$(field p99_ms "$ref")") for p99 (Carillon end-to-end / pgbench)"
 	;;
 fanout)
 	n=${2:-10000}
