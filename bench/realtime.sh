@@ -25,7 +25,7 @@ bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 port=$(free_port)
 pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-bench_tmpdir
+dir=; bench_tmpdir # sets dir
 machine
 ws() { # ws PORT SESSIONS USERSFILE -> runs carillon-ws-bench in the background, output to $dir/ws.N
 	build/carillon-ws-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \

@@ -23,7 +23,7 @@ bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 port=$(free_port)
 pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-bench_tmpdir
+dir=; bench_tmpdir # sets dir
 node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 10 --channels 100 --members 10 --out "$dir"
 head -1 "$dir/paths.txt" >"$dir/one.txt"
 machine
@@ -48,6 +48,17 @@ table_stats() {
 	q "select format('    index %s: %s kB', indexrelname, pg_relation_size(indexrelid) / 1024)
 	     from pg_stat_user_indexes where schemaname = 'carillon' and relname in ($hot) order by relname, indexrelname"
 }
+# Cumulative server counters: WAL bytes, full-page images, checkpoints, blocks read (not in shared
+# buffers), dirty buffers a backend had to write itself; wal_stats_delta A B N prints them per message.
+wal_stats() {
+	q "select w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, d.blks_read, b.buffers_backend
+	     from pg_stat_wal w, pg_stat_bgwriter b, pg_stat_database d where d.datname = current_database()"
+}
+wal_stats_delta() {
+	awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {split(a, x, "|"); split(b, y, "|"); if (n < 1) n = 1
+		printf "wal_bytes/msg=%.0f fpi/msg=%.2f checkpoints=%d blks_read/msg=%.2f backend_writes/msg=%.2f",
+			(y[1] - x[1]) / n, (y[2] - x[2]) / n, y[3] - x[3], (y[4] - x[4]) / n, (y[5] - x[5]) / n}'
+}
 # A short line per minute: the hot channel's row versions and the event log's rows.
 minute_stats() {
 	q "select format('channels dead=%s av=%s | messages live=%s | events live=%s dead=%s av=%s',
@@ -63,14 +74,15 @@ if [[ $mode == long ]]; then
 	echo "at the start:"; table_stats
 	rates=()
 	for m in $(seq "$minutes"); do
-		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks)
+		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats)
 		line=$(send 64 "$dir/one.txt" 60 "L${m}")
-		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks)
+		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats)
 		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
 		tick_us=$((1000000 / $(getconf CLK_TCK)))
 		echo "minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")" \
 			"cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
-			"postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}') | $(minute_stats)"
+			"postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
+			"| $(wal_stats_delta "$w0" "$w1" "$n") | $(minute_stats)"
 	done
 	echo "at the end:"; table_stats
 	echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
