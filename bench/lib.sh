@@ -96,3 +96,15 @@ pg_cpu_ticks() {
 	for c in $(ps -o pid= --ppid "$pm"); do t=$((t + $(cpu_ticks "$c"))); done
 	echo "$t"
 }
+# bench_pg_settings: BENCH_PG_SETTINGS="name=value ..." (e.g. shared_buffers=1GB) applied to the
+# throwaway PostgreSQL with ALTER SYSTEM and a restart, before any Carillon process connects; for
+# experiments (what a setting changes), printed so that a result is never read without them.
+bench_pg_settings() {
+	local kv
+	[[ -n ${BENCH_PG_SETTINGS:-} ]] || return 0
+	for kv in $BENCH_PG_SETTINGS; do
+		psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c "alter system set ${kv%%=*} = '${kv#*=}'"
+	done
+	pg_as_user "$(pg_bindir)/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 restart >/dev/null
+	echo "postgres settings for this run: $BENCH_PG_SETTINGS"
+}

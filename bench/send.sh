@@ -11,6 +11,7 @@
 # PostgreSQL, and the table statistics), flat= (last minute / first minute), and the statistics of
 # the hot tables and the sizes of their indexes at the start and the end.
 #   bench/send.sh long [minutes]
+# BENCH_PG_SETTINGS="shared_buffers=1GB ..." changes the throwaway PostgreSQL for an experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == long ]]; then
@@ -21,6 +22,7 @@ fi
 . bench/lib.sh
 bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
+bench_pg_settings
 port=$(free_port)
 pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
 dir=; bench_tmpdir # sets dir
@@ -39,14 +41,17 @@ send() {
 	cat "$dir/send.out"
 }
 
-# The hot tables: row versions, vacuum runs, sizes (kB) of the heap and of each index.
+# The hot tables: row versions, vacuum runs, sizes (kB) of the heap and of each index, and the
+# blocks read from outside shared buffers (read) or found in them (hit).
 hot="'channels','channel_messages','events'"
 table_stats() {
 	q "select format('  %s: live=%s dead=%s autovacuum=%s autoanalyze=%s vacuum=%s heap=%s kB', relname,
 	        n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, vacuum_count, pg_relation_size(relid) / 1024)
 	     from pg_stat_user_tables where schemaname = 'carillon' and relname in ($hot) order by relname"
-	q "select format('    index %s: %s kB', indexrelname, pg_relation_size(indexrelid) / 1024)
-	     from pg_stat_user_indexes where schemaname = 'carillon' and relname in ($hot) order by relname, indexrelname"
+	q "select format('    index %s: %s kB, blocks read=%s hit=%s', indexrelname, pg_relation_size(indexrelid) / 1024, idx_blks_read, idx_blks_hit)
+	     from pg_statio_user_indexes where schemaname = 'carillon' and relname in ($hot) order by relname, indexrelname"
+	q "select format('    heap %s: blocks read=%s hit=%s', relname, heap_blks_read, heap_blks_hit)
+	     from pg_statio_user_tables where schemaname = 'carillon' and relname in ($hot) order by relname"
 }
 # Cumulative server counters: WAL bytes, full-page images, checkpoints, blocks read (not in shared
 # buffers), dirty buffers a backend had to write itself; wal_stats_delta A B N prints them per message.
