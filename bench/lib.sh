@@ -67,7 +67,7 @@ pgref_tps() {
 	pgref_truncate
 	bg_run "$1/pgbench.out" pgbench -n -f "$1/pgref.sql" -c "$2" -j 2 -T "$3" "$CARILLON_TEST_DATABASE_URL" 2>"$1/pgbench.err" ||
 		{ cat "$1/pgbench.err" >&2; return 1; }
-	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1/pgbench.out" | head -1
+	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1/pgbench.out" | head -1 | awk '{printf "%.0f\n", $1}'
 }
 # pgref_latency DIR RATE CLIENTS SECONDS: p50 and p99 (ms) of the INSERT script paced at RATE/s over
 # CLIENTS clients, from pgbench's per-transaction log. Prints "p50_ms=.. p99_ms=.. tps=..

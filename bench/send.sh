@@ -32,13 +32,14 @@ machine
 q() { psql -X -At "$CARILLON_TEST_DATABASE_URL" -c "$1"; }
 echo "postgres: $(q 'select version()' | cut -d' ' -f1-2), synchronous_commit=$(q 'show synchronous_commit'), fsync=$(q 'show fsync'), shared_buffers=$(q 'show shared_buffers')"
 
-# send CONNECTIONS PATHS-FILE SECONDS TOKEN-TAG: one carillon-rest-bench run; its output line
+# send CONNECTIONS PATHS-FILE SECONDS TOKEN-TAG: one carillon-rest-bench run; its output line in
+# $line (not echoed into a command substitution: a signal to the script would wait for the subshell)
 send() {
 	bg_run "$dir/send.out" build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
 		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$2" --bearer "$(cat "$dir/sender.txt")" \
 		--expect 201 --connections "$1" --seconds "$3" \
 		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"'"$4"'n{n}"}'
-	cat "$dir/send.out"
+	line=$(<"$dir/send.out")
 }
 
 # The hot tables: row versions, vacuum runs, sizes (kB) of the heap and of each index, and the
@@ -80,7 +81,7 @@ if [[ $mode == long ]]; then
 	rates=()
 	for m in $(seq "$minutes"); do
 		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats)
-		line=$(send 64 "$dir/one.txt" 60 "L${m}")
+		send 64 "$dir/one.txt" 60 "L${m}"
 		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats)
 		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
 		tick_us=$((1000000 / $(getconf CLK_TCK)))
@@ -102,7 +103,7 @@ for r in $(seq "$runs"); do
 	for ch in 1 100; do
 		paths=$dir/one.txt; [[ $ch == 1 ]] || paths=$dir/paths.txt
 		for c in 1 16 64; do
-			line=$(send "$c" "$paths" "$secs" "c${c}h${ch}r${r}")
+			send "$c" "$paths" "$secs" "c${c}h${ch}r${r}"
 			echo "run $r, $c in flight, $ch channel(s): $line"
 			rps[$c,$ch]+=" $(field rps "$line")"; p50[$c,$ch]+=" $(field p50_ms "$line")"; p99[$c,$ch]+=" $(field p99_ms "$line")"
 		done
