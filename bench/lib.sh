@@ -6,16 +6,105 @@ export CARILLON_MASTER_KEY=${CARILLON_MASTER_KEY:-$(head -c 32 /dev/urandom | od
 export CARILLON_MAX_SESSIONS_PER_USER=${CARILLON_MAX_SESSIONS_PER_USER:-100000}
 export NODE_NO_WARNINGS=1
 bench_pids=()
-bench_cleanup() { for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pg_stop; }
+bench_dirs=()
+# On exit, Ctrl-C or kill: the Carillon nodes and load generators this script started (by pid), any
+# other child left, the throwaway PostgreSQL and the temporary directories.
+bench_cleanup() {
+	local p
+	trap - INT TERM
+	for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	pkill -P $$ 2>/dev/null || true
+	wait 2>/dev/null || true
+	pg_stop
+	for p in "${bench_dirs[@]}"; do rm -rf -- "$p"; done
+}
+# bench_traps: cleanup on exit, and an exit (hence cleanup) on Ctrl-C and SIGTERM.
+bench_traps() { trap bench_cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; }
+# bench_tmpdir: a temporary directory removed by bench_cleanup (call it in the script's own shell)
+bench_tmpdir() { dir=$(mktemp -d); bench_dirs+=("$dir"); }
+# bg_run FILE CMD...: CMD's output into FILE, waited for in the background so that a signal to the
+# script is handled at once (a foreground child would delay the trap until it ends).
+bg_run() {
+	local out=$1 p; shift
+	"$@" >"$out" &
+	p=$!; bench_pids+=("$p")
+	wait "$p"
+}
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # start_node PORT [extra env...]: a Carillon process on 127.0.0.1:PORT (one worker unless CARILLON_WORKERS
 # says otherwise; with more, the pid is the supervisor's); echoes its pid
 start_node() {
 	local port=$1; shift
-	env CARILLON_DATABASE_URL="$CARILLON_TEST_DATABASE_URL" CARILLON_LISTEN=127.0.0.1:$port CARILLON_WORKERS="${CARILLON_WORKERS:-1}" "$@" \
+	env CARILLON_DATABASE_URL="$CARILLON_TEST_DATABASE_URL" CARILLON_LISTEN="127.0.0.1:$port" CARILLON_WORKERS="${CARILLON_WORKERS:-1}" "$@" \
 		build/carillon serve >>"${BENCH_LOG:-/tmp/carillon-bench.log}" 2>&1 &
 	echo $!
 }
-rss_kb() { awk '/VmRSS/{print $2}' /proc/$1/status; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 machine() { echo "machine: $(nproc) cores, $(awk '/MemTotal/{print int($2/1024/1024)" GiB"}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"; }
+# median V...: the median of the numbers given (the mean of the middle two for an even count)
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+# field NAME LINE: the value of NAME=value in LINE
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p;s/^$1=\([^[:space:]]*\).*/\1/p" <<<"$2" | head -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+
+# The PostgreSQL reference: pgbench on the same server and database, with the same durability, one
+# durable one-row INSERT per transaction into a throwaway table whose row is like a message's (a
+# text key from a hash, as message ids are; a bigint; a timestamptz; ~100 bytes of text).
+# pgref_setup DIR: creates the table and DIR/pgref.sql (the pgbench script)
+pgref_setup() {
+	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'create schema if not exists bench_ref' \
+		-c 'drop table if exists bench_ref.messages' \
+		-c 'create table bench_ref.messages (id text primary key, n bigint not null, at timestamptz not null, body text not null)'
+	cat >"$1/pgref.sql" <<-'SQL'
+		\set n random(1, 9000000000000000)
+		insert into bench_ref.messages (id, n, at, body) values (md5(:n::text || ':' || :client_id::text), :n, now(), 'bench reference row: about one hundred bytes of message content, as a short chat message has it..');
+	SQL
+}
+pgref_truncate() { psql -X -q "$CARILLON_TEST_DATABASE_URL" -c 'truncate bench_ref.messages'; }
+# pgref_tps DIR CLIENTS SECONDS: tps of the INSERT script at CLIENTS clients (2 threads)
+pgref_tps() {
+	pgref_truncate
+	bg_run "$1/pgbench.out" pgbench -n -f "$1/pgref.sql" -c "$2" -j 2 -T "$3" "$CARILLON_TEST_DATABASE_URL" 2>"$1/pgbench.err" ||
+		{ cat "$1/pgbench.err" >&2; return 1; }
+	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1/pgbench.out" | head -1 | awk '{printf "%.0f\n", $1}'
+}
+# pgref_latency DIR RATE CLIENTS SECONDS: p50 and p99 (ms) of the INSERT script paced at RATE/s over
+# CLIENTS clients, from pgbench's per-transaction log. Prints "p50_ms=.. p99_ms=.. tps=..
+# lag_p99_ms=.." where latency is pgbench's own (from the scheduled start, so any schedule lag counts,
+# as it does in Carillon's paced sends) and lag is the part of it spent waiting for a client.
+pgref_latency() {
+	local d=$1
+	pgref_truncate
+	rm -f "$d"/pgl.*
+	bg_run "$d/pgbench.out" pgbench -n -f "$d/pgref.sql" -R "$2" -c "$3" -j 2 -T "$4" -l --log-prefix="$d/pgl" \
+		"$CARILLON_TEST_DATABASE_URL" 2>"$d/pgbench.err" || { cat "$d/pgbench.err" >&2; return 1; }
+	local tps
+	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$d/pgbench.out" | head -1)
+	echo "$(cat "$d"/pgl.* | awk '{print $3 / 1000}' | sort -g | pct 50 99) tps=$tps lag_p99_ms=$(cat "$d"/pgl.* | awk '{print $7 / 1000}' | sort -g | pct 99)"
+}
+# pct P...: percentiles of sorted numbers on stdin, as "p<P>_ms=<v>" (for one P, just the value)
+pct() { awk -v ps="$*" '{v[NR] = $1} END {n = split(ps, p, " "); for (i = 1; i <= n; i++) {x = v[int(NR * p[i] / 100) + 1]; if (n == 1) printf "%.2f", x; else printf "%sp%s_ms=%.2f", (i > 1 ? " " : ""), p[i], x}}'; }
+# cpu_ticks PID: CPU time (clock ticks) of a process so far
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# pg_cpu_ticks: CPU time (clock ticks) of the throwaway PostgreSQL so far: the postmaster, its live
+# children (backends, autovacuum, checkpointer, walwriter...) and the children it has reaped
+pg_cpu_ticks() {
+	local pm c t
+	pm=$(head -1 "$PG_TEST_DIR/data/postmaster.pid")
+	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+	for c in $(ps -o pid= --ppid "$pm"); do t=$((t + $(cpu_ticks "$c"))); done
+	echo "$t"
+}
+# bench_pg_settings: BENCH_PG_SETTINGS="name=value ..." (e.g. shared_buffers=1GB) applied to the
+# throwaway PostgreSQL with ALTER SYSTEM and a restart, before any Carillon process connects; for
+# experiments (what a setting changes), printed so that a result is never read without them.
+bench_pg_settings() {
+	local kv
+	[[ -n ${BENCH_PG_SETTINGS:-} ]] || return 0
+	for kv in $BENCH_PG_SETTINGS; do
+		psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c "alter system set ${kv%%=*} = '${kv#*=}'"
+	done
+	pg_as_user "$(pg_bindir)/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 restart >/dev/null
+	echo "postgres settings for this run: $BENCH_PG_SETTINGS"
+}

@@ -3,7 +3,10 @@
 #   idle     N idle sessions on one node process: server RSS per session, CPU at idle;
 #            and 2 processes sharing one port (SO_REUSEPORT) holding twice as many
 #   latency  end-to-end latency, REST send -> frame at the receiver, at 1,000 messages/s into
-#            100 channels of 10 members (1,000 sessions)
+#            100 channels of 10 members (1,000 sessions); the reference, measured in the same run:
+#            pgbench -R 1000 -c 16 on the same PostgreSQL, one durable one-row INSERT per transaction
+#            (bench/lib.sh pgref_setup), its p50 and p99 from its per-transaction log; ratio= for
+#            p50 and p99 (Carillon end-to-end / pgbench)
 #   fanout   one channel with 10,000 connected members: deliveries/s from one node, and the p99 of a
 #            paced REST read (DescribeAppInstanceUser, 50/s) during the fan-out next to the same on
 #            the idle node
@@ -18,12 +21,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-idle}; secs=${3:-10}
 . bench/lib.sh
-trap bench_cleanup EXIT
+bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 port=$(free_port)
 mport=$(free_port) # the node's /metrics: frames it wrote (fanout)
 pid=$(start_node "$port" CARILLON_METRICS_LISTEN=127.0.0.1:$mport); bench_pids+=("$pid"); wait_port "$port"
-dir=$(mktemp -d)
+dir=; bench_tmpdir # sets dir
 metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m {printf "%d", $2}'; }
 frames_sent() { metric carillon_session_frames_sent_total; }
 bytes_sent() { metric carillon_session_bytes_sent_total; }
@@ -133,6 +136,12 @@ latency)
 	send 16 1000
 	wait "${ws_pids[@]}"
 	cat "$dir/ws.1"
+	pgref_setup "$dir"
+	ref=$(pgref_latency "$dir" 1000 16 "$secs")
+	echo "reference: pgbench -R 1000 -c 16 -j 2 -T $secs, one durable one-row INSERT per transaction: $ref"
+	e2e=$(grep frames= "$dir/ws.1")
+	echo "ratio=$(ratio "$(field p50_ms "$e2e")" "$(field p50_ms "$ref")") for p50," \
+		"ratio=$(ratio "$(field p99_ms "$e2e")" "$(field p99_ms "$ref")") for p99 (Carillon end-to-end / pgbench)"
 	;;
 fanout)
 	n=${2:-10000}

@@ -1,25 +1,128 @@
 #!/usr/bin/env bash
 # SendChannelMessage throughput and latency (persisted, durable commits: synchronous_commit=on)
-# from a loopback client at 1, 16 and 64 requests in flight, RUNS runs each.
+# from a loopback client at 1, 16 and 64 requests in flight, into one channel and spread over 100
+# channels, RUNS runs each; medians over the runs. The reference, measured in the same invocation on
+# the same PostgreSQL with the same durability: pgbench running a one-row durable INSERT per
+# transaction (bench/lib.sh pgref_setup), best of 16 and 64 clients; ratio= is Carillon's msg/s at
+# 64 in flight into one channel over pgbench's best tps.
 #   bench/send.sh [seconds-per-run] [runs]
+# The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
+# minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
+# PostgreSQL, and the table statistics), flat= (last minute / first minute), and the statistics of
+# the hot tables and the sizes of their indexes at the start and the end.
+#   bench/send.sh long [minutes]
+# BENCH_PG_SETTINGS="shared_buffers=1GB ..." changes the throwaway PostgreSQL for an experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-5}; runs=${2:-3}
+if [[ ${1:-} == long ]]; then
+	mode=long; minutes=${2:-10}
+else
+	mode=runs; secs=${1:-5}; runs=${2:-3}
+fi
 . bench/lib.sh
-trap bench_cleanup EXIT
+bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
+bench_pg_settings
 port=$(free_port)
 pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-dir=$(mktemp -d)
-node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 10 --channels 1 --members 10 --out "$dir"
+dir=; bench_tmpdir # sets dir
+node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 10 --channels 100 --members 10 --out "$dir"
+head -1 "$dir/paths.txt" >"$dir/one.txt"
 machine
-echo "postgres: synchronous_commit=$(psql "$CARILLON_TEST_DATABASE_URL" -Atc 'show synchronous_commit'), fsync=$(psql "$CARILLON_TEST_DATABASE_URL" -Atc 'show fsync')"
-for c in 1 16 64; do
-	for r in $(seq "$runs"); do
-		build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
-			--method POST --paths "$dir/paths.txt" --bearer "$(cat "$dir/sender.txt")" --expect 201 \
-			--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"c'$c'r'$r'n{n}"}' \
-			--connections "$c" --seconds "$secs"
+q() { psql -X -At "$CARILLON_TEST_DATABASE_URL" -c "$1"; }
+echo "postgres: $(q 'select version()' | cut -d' ' -f1-2), synchronous_commit=$(q 'show synchronous_commit'), fsync=$(q 'show fsync'), shared_buffers=$(q 'show shared_buffers')"
+
+# send CONNECTIONS PATHS-FILE SECONDS TOKEN-TAG: one carillon-rest-bench run; its output line in
+# $line (not echoed into a command substitution: a signal to the script would wait for the subshell)
+send() {
+	bg_run "$dir/send.out" build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
+		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$2" --bearer "$(cat "$dir/sender.txt")" \
+		--expect 201 --connections "$1" --seconds "$3" \
+		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"'"$4"'n{n}"}'
+	line=$(<"$dir/send.out")
+}
+
+# The hot tables: row versions, vacuum runs, sizes (kB) of the heap and of each index, and the
+# blocks read from outside shared buffers (read) or found in them (hit).
+hot="'channels','channel_messages','events'"
+table_stats() {
+	q "select format('  %s: live=%s dead=%s autovacuum=%s autoanalyze=%s vacuum=%s heap=%s kB', relname,
+	        n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, vacuum_count, pg_relation_size(relid) / 1024)
+	     from pg_stat_user_tables where schemaname = 'carillon' and relname in ($hot) order by relname"
+	q "select format('    index %s: %s kB, blocks read=%s hit=%s', indexrelname, pg_relation_size(indexrelid) / 1024, idx_blks_read, idx_blks_hit)
+	     from pg_statio_user_indexes where schemaname = 'carillon' and relname in ($hot) order by relname, indexrelname"
+	q "select format('    heap %s: blocks read=%s hit=%s', relname, heap_blks_read, heap_blks_hit)
+	     from pg_statio_user_tables where schemaname = 'carillon' and relname in ($hot) order by relname"
+}
+# Cumulative server counters: WAL bytes, full-page images, checkpoints, blocks read (not in shared
+# buffers), dirty buffers a backend had to write itself; wal_stats_delta A B N prints them per message.
+wal_stats() {
+	q "select w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, d.blks_read, b.buffers_backend
+	     from pg_stat_wal w, pg_stat_bgwriter b, pg_stat_database d where d.datname = current_database()"
+}
+wal_stats_delta() {
+	awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {split(a, x, "|"); split(b, y, "|"); if (n < 1) n = 1
+		printf "wal_bytes/msg=%.0f fpi/msg=%.2f checkpoints=%d blks_read/msg=%.2f backend_writes/msg=%.2f",
+			(y[1] - x[1]) / n, (y[2] - x[2]) / n, y[3] - x[3], (y[4] - x[4]) / n, (y[5] - x[5]) / n}'
+}
+# A short line per minute: the hot channel's row versions and the event log's rows.
+minute_stats() {
+	q "select format('channels dead=%s av=%s | messages live=%s | events live=%s dead=%s av=%s',
+	        max(n_dead_tup) filter (where relname = 'channels'), max(autovacuum_count) filter (where relname = 'channels'),
+	        max(n_live_tup) filter (where relname = 'channel_messages'),
+	        max(n_live_tup) filter (where relname = 'events'), max(n_dead_tup) filter (where relname = 'events'),
+	        max(autovacuum_count) filter (where relname = 'events'))
+	     from pg_stat_user_tables where schemaname = 'carillon' and relname in ($hot)"
+}
+
+if [[ $mode == long ]]; then
+	echo "long run: 64 in flight, one channel, one process (pid $pid), $minutes minute(s)"
+	echo "at the start:"; table_stats
+	rates=()
+	for m in $(seq "$minutes"); do
+		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats)
+		send 64 "$dir/one.txt" 60 "L${m}"
+		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats)
+		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
+		tick_us=$((1000000 / $(getconf CLK_TCK)))
+		echo "minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")" \
+			"cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
+			"postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
+			"| $(wal_stats_delta "$w0" "$w1" "$n") | $(minute_stats)"
+	done
+	echo "at the end:"; table_stats
+	echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
+	echo "flat=$(ratio "${rates[-1]}" "${rates[0]}") (last minute $(printf %s "${rates[-1]}") msg/s / first minute ${rates[0]} msg/s)"
+	exit 0
+fi
+
+pgref_setup "$dir"
+declare -A rps p50 p99
+refs=()
+for r in $(seq "$runs"); do
+	for ch in 1 100; do
+		paths=$dir/one.txt; [[ $ch == 1 ]] || paths=$dir/paths.txt
+		for c in 1 16 64; do
+			send "$c" "$paths" "$secs" "c${c}h${ch}r${r}"
+			echo "run $r, $c in flight, $ch channel(s): $line"
+			rps[$c,$ch]+=" $(field rps "$line")"; p50[$c,$ch]+=" $(field p50_ms "$line")"; p99[$c,$ch]+=" $(field p99_ms "$line")"
+		done
+	done
+	t16=$(pgref_tps "$dir" 16 "$secs"); t64=$(pgref_tps "$dir" 64 "$secs")
+	echo "run $r, reference: pgbench -c 16 -j 2: $t16 tps; -c 64 -j 2: $t64 tps"
+	refs+=("$(printf '%s\n' "$t16" "$t64" | sort -g | tail -1)")
+done
+echo
+echo "SendChannelMessage, persisted, medians of $runs run(s) of ${secs} s:"
+for ch in 1 100; do
+	for c in 1 16 64; do
+		# shellcheck disable=SC2086 # the lists are space-separated numbers
+		printf '  %2d in flight, %3d channel(s): msg/s=%s p50_ms=%s p99_ms=%s (runs:%s)\n' "$c" "$ch" \
+			"$(median ${rps[$c,$ch]})" "$(median ${p50[$c,$ch]})" "$(median ${p99[$c,$ch]})" "${rps[$c,$ch]}"
 	done
 done
-echo "messages stored: $(psql "$CARILLON_TEST_DATABASE_URL" -Atc 'select count(*) from carillon.channel_messages')"
+# shellcheck disable=SC2086
+carillon=$(median ${rps[64,1]}); ref=$(median "${refs[@]}")
+echo "reference: pgbench, one durable one-row INSERT per transaction, best of -c 16 and -c 64 (-j 2, -T $secs): $ref tps (runs: ${refs[*]})"
+echo "ratio=$(ratio "$carillon" "$ref") (Carillon $carillon msg/s at 64 in flight into one channel / pgbench $ref tps)"
+echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
