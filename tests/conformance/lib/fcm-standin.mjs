@@ -274,7 +274,10 @@ export class FcmStandin {
     try {
       rec.body = JSON.parse(body);
     } catch {
-      this.problems.push('send body is not JSON');
+      // With what arrived: a cut body (its length against content-length) tells a transport fault
+      // from a malformed one.
+      this.problems.push(`send body is not JSON (${Buffer.byteLength(body)} bytes, content-length ${req.headers['content-length']}, ` +
+        `stream ${req.stream?.id}, aborted ${req.aborted}): ${JSON.stringify(body.slice(0, 60))}…${JSON.stringify(body.slice(-30))}`);
       return finish(400, googleError(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.'));
     }
     const bad = this.#checkMessage(rec.body);
