@@ -50,7 +50,7 @@ async function pool(items, n, fn) {
   let next = 0;
   await Promise.all(Array.from({ length: n }, async () => { while (next < items.length) { const i = next++; await fn(items[i], i); } }));
 }
-const cpuTicks = (pid) => {
+const cpuTicks = (pid) => {  // the process's own CPU: utime + stime from /proc/<pid>/stat
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return Number(f[11]) + Number(f[12]);   // utime, stime (fields 14, 15)
 };
@@ -206,6 +206,8 @@ out('ref_requests_per_s', refRate.toFixed(0));
 out('ratio', `${(refRate / first.rate).toFixed(2)} (loopback HTTP/2 requests per push's time)`);
 const problems = fcm.problems.length + apns.problems.length;
 out('standin_problems', problems);
+// Streams the server's libcurl reset mid-request (a connection-level HTTP/2 error): retried by the outbox.
+out('standin_aborted_requests', fcm.aborted + apns.aborted);
 // Each with its reason, counted by kind (the FCM stand-in records words, the APNs one {path, problems}).
 const byReason = new Map();
 for (const p of [...fcm.problems.map((x) => `fcm: ${x}`), ...apns.problems.map((x) => `apns: ${x.problems.join('; ')}`)]) {
