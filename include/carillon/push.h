@@ -33,6 +33,8 @@ struct carillon_push_msg {
 	bool silent;               /* content-available only, no alert */
 	const json_t *data;        /* string keys and values beside the alert (the pinpoint.* and
 				    * chime keys of a channel message, or SendMessages' Data); may be NULL */
+	const char *data_json;     /* optional: `data` as compact JSON text (an object of strings, no "aps"
+				    * key), made once for many sends; the senders splice it into their bodies */
 	const char *dedupe_key;    /* stable per (intent, device): apns-id / FCM message key derive from it */
 	long ttl_seconds;          /* apns-expiration / android.ttl; 0: provider default */
 };
@@ -54,6 +56,20 @@ int carillon_apns_send(const struct carillon_push_creds *creds, const char *devi
 		       const struct carillon_push_msg *msg, carillon_push_cb cb, void *arg);
 int carillon_fcm_send(const struct carillon_push_creds *creds, const char *device_token,
 		      const struct carillon_push_msg *msg, carillon_push_cb cb, void *arg);
+
+/* Pinpoint's data keys beside a notification, set on `data` (a new object when NULL; returned):
+ * action_key/action_value ("pinpoint.url" / "pinpoint.deeplink" and the URL) or else
+ * pinpoint.openApp "true"; pinpoint.notification.title and .body (when not NULL);
+ * pinpoint.campaign.campaign_id "_DIRECT"; pinpoint.notification.silentPush "1" / "0"; and
+ * pinpoint.jsonBody (when not NULL). Used by channel messages (push.c) and SendMessages. */
+json_t *carillon_push_pinpoint_data(json_t *data, const char *action_key, const char *action_value,
+				    const char *title, const char *body, bool silent, const char *json_body);
+
+struct carillon_buf;
+/* Append s as a JSON string literal; -1 (nothing appended) when s is not valid UTF-8. */
+int carillon_push_json_string(struct carillon_buf *b, const char *s);
+/* The members of a JSON object's text ("{...}" without its braces): false when it is not one. */
+bool carillon_push_data_members(const char *data_json, const char **start, size_t *len);
 
 /* Register the 'push' outbox handler (channel messages' push intents, src/push/push.c); before
  * carillon_outbox_start. */

@@ -2,10 +2,15 @@
  * Outbound HTTP on the event loop: libcurl's multi interface with its socket and timer callbacks
  * mapped onto uv_poll and uv_timer (the same loop lws and the database pool run on).
  *
- * A request becomes an easy handle at once (libcurl copies the URL and body; we own the header
- * list), then waits in a FIFO until fewer than max_in_flight transfers run. Finished transfers are
- * collected after every curl_multi_socket_action and their callbacks called there, outside any
- * libcurl callback, so a callback may start new requests.
+ * A request becomes an easy handle at once (libcurl copies the URL; the header lines and the body
+ * live in one allocation of ours, the request's), then waits in a FIFO until fewer than
+ * max_in_flight transfers run. Finished transfers are collected after every curl_multi_socket_action
+ * and their callbacks called there, outside any libcurl callback, so a callback may start new
+ * requests; at most COMPLETIONS_PER_TURN per loop turn, the rest on the next turn (an idle handle),
+ * so that a burst of answers does not hold the loop away from the other connections for long.
+ *
+ * Easy handles are reused: a finished one is reset (curl_easy_reset keeps its buffers) and kept in
+ * a small pool instead of being freed, so a steady stream of pushes allocates no handle per request.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +32,8 @@ struct ob_req {
 	struct ob_req *next;           /* the wait queue, or the in-flight list */
 	struct ob_req *prev;
 	CURL *easy;
-	struct curl_slist *headers;
+	struct curl_slist *headers;    /* nodes, lines and the request body: one block (`block`) */
+	void *block;
 	carillon_outbound_cb cb;
 	void *arg;
 	char *body;                    /* the response body, NUL-terminated */
@@ -43,6 +49,11 @@ struct ob_sock {
 	struct ob_sock *next, *prev;
 };
 
+/* Easy handles kept for reuse (each keeps some 20-60 KiB of libcurl buffers). */
+#define EASY_POOL_MAX 64
+/* Finished transfers whose callbacks run in one loop turn; the rest wait for the next turn. */
+#define COMPLETIONS_PER_TURN 64
+
 static struct {
 	bool running;
 	uv_loop_t *loop;
@@ -56,6 +67,10 @@ static struct {
 	size_t n_active;
 	struct ob_sock *socks;
 	bool in_shutdown;
+	CURL *pool[EASY_POOL_MAX];     /* reset handles ready for the next request */
+	size_t n_pool;
+	uv_idle_t *idle;               /* collects the completions left for the next loop turn */
+	bool backlog;                  /* completions left unread in libcurl's queue */
 } ob;
 
 static bool curl_global_done;
@@ -245,11 +260,23 @@ static CURLcode ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *userp)
 	return CURLE_OK;
 }
 
+/* Back to the pool (reset: no option, header list or body of this request survives), or freed. */
+static void easy_release(CURL *e)
+{
+	if (!e)
+		return;
+	if (ob.running && !ob.in_shutdown && ob.n_pool < EASY_POOL_MAX) {
+		curl_easy_reset(e);
+		ob.pool[ob.n_pool++] = e;
+	} else {
+		curl_easy_cleanup(e);
+	}
+}
+
 static void req_free(struct ob_req *r)
 {
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
-	curl_slist_free_all(r->headers);
+	easy_release(r->easy);
+	free(r->block);
 	free(r->body);
 	free(r);
 }
@@ -292,15 +319,23 @@ static void req_finish(struct ob_req *r, enum carillon_outbound_error err, const
 	req_free(r);
 }
 
-/* Collect finished transfers, then start waiting ones. */
+static void idle_cb(uv_idle_t *h)
+{
+	(void)h;
+	check_done();
+}
+
+/* Collect finished transfers (at most COMPLETIONS_PER_TURN: the rest on the next loop turn), then
+ * start waiting ones. */
 static void check_done(void)
 {
 	CURLMsg *m;
-	int left;
+	int left = 0, done = 0;
 	/* ob.multi is NULL once a callback has shut the module down. */
-	while (ob.multi && (m = curl_multi_info_read(ob.multi, &left))) {
+	while (ob.multi && done < COMPLETIONS_PER_TURN && (m = curl_multi_info_read(ob.multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
+		done++;
 		CURL *easy = m->easy_handle;
 		CURLcode rc = m->data.result;
 		struct ob_req *r = NULL;
@@ -309,6 +344,15 @@ static void check_done(void)
 		active_unlink(r);
 		const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
 		req_finish(r, classify(rc, r->too_large, detail), detail);
+	}
+	/* More finished transfers than one turn's share: the rest after the loop has polled. */
+	bool more = ob.multi && done == COMPLETIONS_PER_TURN && left > 0;
+	if (more != ob.backlog && ob.idle) {
+		ob.backlog = more;
+		if (more)
+			uv_idle_start(ob.idle, idle_cb);
+		else
+			uv_idle_stop(ob.idle);
 	}
 	pump();
 }
@@ -350,9 +394,10 @@ static bool has_header(const struct carillon_outbound_req *req, const char *name
 	return false;
 }
 
-static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
+/* A handle from the pool, else a new one. `body`: the request body in r's block (not copied). */
+static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r, const char *body)
 {
-	CURL *e = curl_easy_init();
+	CURL *e = ob.n_pool ? ob.pool[--ob.n_pool] : curl_easy_init();
 	if (!e)
 		return NULL;
 	bool https = !strncasecmp(req->url, "https://", 8);
@@ -382,7 +427,7 @@ static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
 		curl_easy_setopt(e, CURLOPT_USERAGENT, "carillon/" CARILLON_VERSION) == CURLE_OK;
 	if (ok && req->body) {
 		ok = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) == CURLE_OK &&
-		     curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req->body_len ? req->body : "") == CURLE_OK;
+		     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body) == CURLE_OK;
 	}
 	if (ok && strcmp(method, req->body ? "POST" : "GET"))
 		ok = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
@@ -405,33 +450,49 @@ static CURL *easy_new(const struct carillon_outbound_req *req, struct ob_req *r)
 	return e;
 }
 
-static struct curl_slist *headers_new(const struct carillon_outbound_req *req, bool *ok)
+/* The request's header list, its lines and its body in one allocation (r->block): one malloc per
+ * request instead of two per header line. libcurl only reads the list; we free the block. Besides
+ * the caller's lines: no headers of libcurl's own invention beyond Host, User-Agent, Content-Length
+ * and Accept (no form Content-Type for a body the caller did not type, no Expect: 100-continue).
+ * Returns the body's copy in the block (NULL when there is none), *ok false for a bad line. */
+static const char *block_new(const struct carillon_outbound_req *req, struct ob_req *r, bool *ok)
 {
-	struct curl_slist *list = NULL;
+	static const char *const off[] = {"Content-Type:", "Expect:"};
+	const char *extra[2];
+	size_t n_extra = 0, text = 0;
 	*ok = true;
-	for (size_t i = 0; i < req->n_headers && *ok; i++) {
-		struct curl_slist *n = header_line_ok(req->headers[i]) ? curl_slist_append(list, req->headers[i]) : NULL;
-		if (n)
-			list = n;
-		else
+	for (size_t i = 0; i < req->n_headers; i++) {
+		if (!header_line_ok(req->headers[i])) {
 			*ok = false;
+			return NULL;
+		}
+		text += strlen(req->headers[i]) + 1;
 	}
-	/* No headers of libcurl's own invention beyond Host, User-Agent, Content-Length and Accept:
-	 * no form Content-Type for a body the caller did not type, no Expect: 100-continue. */
-	const char *off[] = {"Content-Type:", "Expect:"};
-	for (size_t i = 0; i < 2 && *ok; i++) {
-		char name[16];
-		strcpy(name, off[i]);
-		name[strlen(name) - 1] = '\0';
-		if (has_header(req, name))
-			continue;
-		struct curl_slist *n = curl_slist_append(list, off[i]);
-		if (n)
-			list = n;
-		else
-			*ok = false;
+	if (!has_header(req, "Content-Type"))
+		extra[n_extra++] = off[0];
+	if (!has_header(req, "Expect"))
+		extra[n_extra++] = off[1];
+	for (size_t i = 0; i < n_extra; i++)
+		text += strlen(extra[i]) + 1;
+	size_t n = req->n_headers + n_extra;
+	size_t body_len = req->body ? req->body_len : 0;
+	char *blk = carillon_xmalloc(n * sizeof(struct curl_slist) + text + body_len + 1);
+	struct curl_slist *nodes = (struct curl_slist *)(void *)blk;
+	char *p = blk + n * sizeof(struct curl_slist);
+	for (size_t i = 0; i < n; i++) {
+		const char *line = i < req->n_headers ? req->headers[i] : extra[i - req->n_headers];
+		size_t len = strlen(line);
+		memcpy(p, line, len + 1);
+		nodes[i].data = p;
+		nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+		p += len + 1;
 	}
-	return list;
+	if (body_len)
+		memcpy(p, req->body, body_len);
+	p[body_len] = '\0';
+	r->block = blk;
+	r->headers = n ? nodes : NULL;
+	return req->body ? p : NULL;
 }
 
 int carillon_outbound_request(const struct carillon_outbound_req *req, carillon_outbound_cb cb, void *arg)
@@ -450,9 +511,9 @@ int carillon_outbound_request(const struct carillon_outbound_req *req, carillon_
 	r->cb = cb;
 	r->arg = arg;
 	bool ok;
-	r->headers = headers_new(req, &ok);
+	const char *body = block_new(req, r, &ok);
 	if (ok)
-		r->easy = easy_new(req, r);
+		r->easy = easy_new(req, r, body);
 	if (!ok || !r->easy || curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers) != CURLE_OK) {
 		req_free(r);
 		return -1;
@@ -610,9 +671,15 @@ int carillon_outbound_init(uv_loop_t *loop, const struct carillon_outbound_opts 
 	curl_multi_setopt(ob.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(ob.multi, CURLMOPT_TIMERFUNCTION, timerfn_cb);
 	curl_multi_setopt(ob.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	/* One connection per origin carries all our transfers (APNs allows 1,000 streams on one; the
+	 * server's SETTINGS still bound it): libcurl's default of 100 would open a second connection
+	 * once 100 pushes to one provider are in flight. */
+	curl_multi_setopt(ob.multi, CURLMOPT_MAX_CONCURRENT_STREAMS, ob.opts.max_in_flight);
 	ob.loop = loop;
 	ob.timer = carillon_xmalloc(sizeof(*ob.timer));
 	uv_timer_init(loop, ob.timer);
+	ob.idle = carillon_xmalloc(sizeof(*ob.idle));
+	uv_idle_init(loop, ob.idle);
 	ob.running = true;
 	return 0;
 }
@@ -640,6 +707,12 @@ void carillon_outbound_shutdown(void)
 	/* Closes the cached connections; their sockets may be reported (CURL_POLL_REMOVE) meanwhile. */
 	curl_multi_cleanup(ob.multi);
 	ob.multi = NULL;
+	while (ob.n_pool)
+		curl_easy_cleanup(ob.pool[--ob.n_pool]);
+	uv_idle_stop(ob.idle);
+	uv_close((uv_handle_t *)ob.idle, timer_closed);
+	ob.idle = NULL;
+	ob.backlog = false;
 	while (ob.socks)
 		sock_forget(ob.socks);
 	uv_timer_stop(ob.timer);

@@ -9,6 +9,10 @@
  * a lost notification). Outcomes are recorded in batches, one query at a time
  * (carillon.outbox_complete): under load, many completions share one round trip.
  *
+ * A claim's rows are queued and handed to their handlers HAND_OUT_PER_TURN per loop turn (a uv_idle
+ * handle), not all at once: each hand-out prepares and starts a request, and a batch of hundreds in
+ * one callback would hold the loop away from the HTTP and websocket connections for milliseconds.
+ *
  * Memory is bounded by the kinds' max_in_flight (claimed items) plus the outcomes not yet written.
  */
 #include <inttypes.h>
@@ -49,12 +53,19 @@ struct item {
 	struct kind *kind;
 	char *dedupe_key;
 	json_t *payload;
+	char *payload_text;   /* as claimed, until handed out */
+	struct item *next;    /* the hand-out queue */
 };
+
+/* Rows handed to their handlers per loop turn. */
+#define HAND_OUT_PER_TURN 32
 
 static struct kind kinds[KINDS_MAX];
 static int n_kinds;
 static uv_loop_t *ob_loop;
 static uv_timer_t poll_timer;
+static uv_idle_t hand_idle;
+static struct item *ready_head, *ready_tail; /* claimed, not yet handed out */
 static bool running, claiming, claim_again, flushing;
 static char node_id[96];
 
@@ -214,7 +225,9 @@ static struct kind *kind_named(const char *name)
 	return NULL;
 }
 
-static void hand_out(PGresult *res, int row)
+/* Queue a claimed row for hand-out (its payload text copied: the result is freed after the
+ * callback), or log an expired one. */
+static void take_row(PGresult *res, int row)
 {
 	struct kind *k = kind_named(PQgetvalue(res, row, 1));
 	int64_t id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
@@ -226,27 +239,54 @@ static void hand_out(PGresult *res, int row)
 		carillon_metrics_outbox(k->name, -1, -1, "expired");
 		return;
 	}
-	json_error_t err;
-	json_t *payload = json_loads(PQgetvalue(res, row, 3), 0, &err);
 	struct item *it = carillon_xcalloc(1, sizeof(*it));
 	it->kind = k;
 	it->dedupe_key = carillon_xstrdup(PQgetvalue(res, row, 2));
-	it->payload = payload ? payload : json_object();
+	it->payload_text = carillon_xstrdup(PQgetvalue(res, row, 3));
 	it->pub = (struct carillon_outbox_item){
 		.id = id,
 		.kind = k->name,
 		.dedupe_key = it->dedupe_key,
-		.payload = it->payload,
 		.attempts = atoi(PQgetvalue(res, row, 4)),
 		.created_ms = strtoll(PQgetvalue(res, row, 5), NULL, 10),
 		.internal_ = it,
 	};
 	k->in_flight++;
+	if (ready_tail)
+		ready_tail->next = it;
+	else
+		ready_head = it;
+	ready_tail = it;
+}
+
+static void hand_out(struct item *it)
+{
+	json_error_t err;
+	json_t *payload = json_loads(it->payload_text, 0, &err);
+	free(it->payload_text);
+	it->payload_text = NULL;
+	it->payload = payload ? payload : json_object();
+	it->pub.payload = it->payload;
 	if (!payload) {
 		carillon_outbox_complete(&it->pub, CARILLON_OUTBOX_DROP, 0, "the payload is not JSON");
 		return;
 	}
-	k->handler(&it->pub);
+	it->kind->handler(&it->pub);
+}
+
+/* One loop turn's share of the queued rows. */
+static void hand_out_some(uv_idle_t *h)
+{
+	for (int n = 0; n < HAND_OUT_PER_TURN && ready_head; n++) {
+		struct item *it = ready_head;
+		ready_head = it->next;
+		if (!ready_head)
+			ready_tail = NULL;
+		it->next = NULL;
+		hand_out(it);
+	}
+	if (!ready_head)
+		uv_idle_stop(h);
 }
 
 static void claimed(void *arg, const struct carillon_db_result *r)
@@ -264,9 +304,10 @@ static void claimed(void *arg, const struct carillon_db_result *r)
 		for (int i = 0; i < n_kinds; i++)
 			if (kinds[i].claimed_limit)
 				kinds[i].more = got[i] >= kinds[i].claimed_limit;
-		/* claiming stays set while handing out: a wake from a handler waits for the end. */
 		for (int i = 0; i < n; i++)
-			hand_out(r->res, i);
+			take_row(r->res, i);
+		if (ready_head)
+			uv_idle_start(&hand_idle, hand_out_some);
 	}
 	for (int i = 0; i < n_kinds; i++)
 		kinds[i].claimed_limit = 0;
@@ -343,6 +384,7 @@ int carillon_outbox_start(uv_loop_t *loop)
 	ob_loop = loop;
 	running = true;
 	uv_timer_init(ob_loop, &poll_timer);
+	uv_idle_init(ob_loop, &hand_idle);
 	uint64_t poll = (uint64_t)carillon_cfg.outbox_poll_ms;
 	uv_timer_start(&poll_timer, on_poll, poll, poll);
 	log_info("outbox: node %s delivering %d kind(s)", node_id, n_kinds);
@@ -358,6 +400,18 @@ void carillon_outbox_stop(void)
 	running = false;
 	uv_timer_stop(&poll_timer);
 	uv_close((uv_handle_t *)&poll_timer, poll_closed);
+	uv_idle_stop(&hand_idle);
+	uv_close((uv_handle_t *)&hand_idle, poll_closed);
+	/* Claimed, never handed out: their leases end and they are delivered again later. */
+	while (ready_head) {
+		struct item *it = ready_head;
+		ready_head = it->next;
+		it->kind->in_flight--;
+		free(it->payload_text);
+		free(it->dedupe_key);
+		free(it);
+	}
+	ready_tail = NULL;
 	flush();
 	/* Kinds stay registered: a restart of the module (tests) registers nothing again. */
 	pending_release_if_idle();

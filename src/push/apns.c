@@ -10,7 +10,7 @@
  *                token per channel is reused and replaced after CARILLON_APNS_TOKEN_REFRESH (40 min).
  *   certificate: the channel's Certificate and PrivateKey as the TLS client certificate.
  * The parsed key and the current token are cached per (app id, channel type, channel version), so an
- * updated channel is used at once.
+ * updated channel is used at once; entries unused for an hour are dropped when the cache is swept.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "carillon/config.h"
+#include "carillon/hmap.h"
 #include "carillon/jwt.h"
 #include "carillon/log.h"
 #include "carillon/outbound.h"
@@ -31,7 +32,7 @@
 #include "carillon/util.h"
 
 #define APNS_TOKEN_REFRESH_MS (40 * 60 * 1000)
-#define APNS_CACHE_MAX 256
+#define APNS_CACHE_IDLE_MS (60 * 60 * 1000)  /* unused this long: dropped at the next sweep */
 #define APNS_TOKEN_MAX 200   /* APNs device tokens are 64 hex digits today; room for longer ones */
 
 struct apns_auth {
@@ -42,8 +43,8 @@ struct apns_auth {
 	int64_t used_ms;
 };
 
-static struct apns_auth *cache[APNS_CACHE_MAX];
-static int n_cache;
+static struct carillon_hmap cache;   /* "app_id|channel_type|version" -> struct apns_auth */
+static size_t n_cache, sweep_at;     /* sweep the idle entries when the cache doubles */
 
 struct apns_req {
 	carillon_push_cb cb;
@@ -63,37 +64,57 @@ static void auth_free(struct apns_auth *a)
 
 static struct apns_auth *auth_find(const char *key)
 {
-	for (int i = 0; i < n_cache; i++)
-		if (!strcmp(cache[i]->key, key))
-			return cache[i];
-	return NULL;
+	return carillon_hmap_get(&cache, key);
 }
 
-/* A new entry; the least recently used one goes when the cache is full. */
+struct sweep {
+	int64_t now;
+	char **keys;
+	size_t n;
+};
+
+static void sweep_one(const char *key, void *value, void *arg)
+{
+	struct sweep *sw = arg;
+	struct apns_auth *a = value;
+	if (sw->now - a->used_ms > APNS_CACHE_IDLE_MS)
+		sw->keys[sw->n++] = a->key;
+}
+
+/* Drop the entries unused for an hour (the map cannot change while it is visited: keys first). */
+static void auth_sweep(int64_t now)
+{
+	struct sweep sw = {now, carillon_xcalloc(n_cache ? n_cache : 1, sizeof(char *)), 0};
+	carillon_hmap_each(&cache, sweep_one, &sw);
+	for (size_t i = 0; i < sw.n; i++) {
+		struct apns_auth *a = carillon_hmap_del(&cache, sw.keys[i]);
+		auth_free(a);
+		n_cache--;
+	}
+	free(sw.keys);
+	sweep_at = n_cache * 2 > 64 ? n_cache * 2 : 64;
+}
+
 static struct apns_auth *auth_add(const char *key)
 {
-	if (n_cache == APNS_CACHE_MAX) {
-		int lru = 0;
-		for (int i = 1; i < n_cache; i++)
-			if (cache[i]->used_ms < cache[lru]->used_ms)
-				lru = i;
-		auth_free(cache[lru]);
-		cache[lru] = cache[--n_cache];
-	}
+	int64_t now = carillon_now_ms();
+	if (n_cache >= sweep_at)
+		auth_sweep(now);
 	struct apns_auth *a = carillon_xcalloc(1, sizeof(*a));
 	a->key = carillon_xstrdup(key);
-	cache[n_cache++] = a;
+	a->used_ms = now;
+	carillon_hmap_put(&cache, key, a);
+	n_cache++;
 	return a;
 }
 
 static void auth_forget(const char *key)
 {
-	for (int i = 0; i < n_cache; i++)
-		if (!strcmp(cache[i]->key, key)) {
-			auth_free(cache[i]);
-			cache[i] = cache[--n_cache];
-			return;
-		}
+	struct apns_auth *a = carillon_hmap_del(&cache, key);
+	if (a) {
+		auth_free(a);
+		n_cache--;
+	}
 }
 
 static const char *jstr(const json_t *obj, const char *name)
@@ -154,9 +175,44 @@ static void apns_id(const char *dedupe_key, char out[37])
 		 h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
 }
 
+/* payload_json's body around a prepared data text (no "aps" key in it): no jansson tree per push. */
+static char *payload_text(const struct carillon_push_msg *m, const char *members, size_t members_len)
+{
+	struct carillon_buf b = {0};
+	bool ok = true;
+	carillon_buf_append(&b, "{", 1);
+	if (members_len) {
+		carillon_buf_append(&b, members, members_len);
+		carillon_buf_append(&b, ",", 1);
+	}
+	if (m->silent) {
+		carillon_buf_appendf(&b, "\"aps\":{\"content-available\":1}}");
+	} else {
+		carillon_buf_appendf(&b, "\"aps\":{\"alert\":{");
+		if (m->title) {
+			carillon_buf_appendf(&b, "\"title\":");
+			ok = !carillon_push_json_string(&b, m->title);
+		}
+		if (ok && m->body) {
+			carillon_buf_appendf(&b, "%s\"body\":", m->title ? "," : "");
+			ok = !carillon_push_json_string(&b, m->body);
+		}
+		carillon_buf_appendf(&b, "}}}");
+	}
+	if (!ok) {
+		carillon_buf_free(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
 /* {"aps": {...}, data keys...}: the alert (title, body) or content-available for a silent push. */
 static char *payload_json(const struct carillon_push_msg *m)
 {
+	const char *members;
+	size_t members_len;
+	if (carillon_push_data_members(m->data_json, &members, &members_len))
+		return payload_text(m, members, members_len);
 	json_t *aps = json_object();
 	if (m->silent) {
 		json_object_set_new(aps, "content-available", json_integer(1));
@@ -188,8 +244,11 @@ static void on_answer(void *arg, const struct carillon_outbound_resp *r)
 	enum carillon_push_outcome out;
 	char reason[128] = "";
 	if (r->error != CARILLON_OUTBOUND_OK) {
+		/* As FCM: connect, timeout, protocol (and a shutdown) come back later; TLS, too_large and
+		 * internal are configuration or peer problems a retry will not fix. */
+		bool again = carillon_outbound_error_transient(r->error) || r->error == CARILLON_OUTBOUND_E_CANCELLED;
 		snprintf(reason, sizeof(reason), "%s: %s", carillon_outbound_error_name(r->error), r->error_detail);
-		q->cb(q->arg, CARILLON_PUSH_RETRY, 0, 0, reason);
+		q->cb(q->arg, again ? CARILLON_PUSH_RETRY : CARILLON_PUSH_FAILED, 0, 0, reason);
 		free(q);
 		return;
 	}
@@ -300,9 +359,18 @@ int carillon_apns_send(const struct carillon_push_creds *c, const char *device_t
 	return rc;
 }
 
+static void free_one(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	auth_free(value);
+}
+
 void carillon_apns_shutdown(void)
 {
-	for (int i = 0; i < n_cache; i++)
-		auth_free(cache[i]);
+	carillon_hmap_each(&cache, free_one, NULL);
+	carillon_hmap_free(&cache);
+	memset(&cache, 0, sizeof(cache));
 	n_cache = 0;
+	sweep_at = 0;
 }

@@ -448,8 +448,58 @@ static int send_start(struct fcm_send *s)
 
 /* ------------------------------------------------------------------------------ the message */
 
+/* The same body as build_body's, written as text around the message's prepared data_json: no
+ * jansson tree per push. NULL when a string is not valid UTF-8 (as build_body). */
+/* A string literal appended without its NUL. */
+#define LIT(b, s) carillon_buf_append((b), (s), sizeof(s) - 1)
+
+static char *build_body_text(const char *device_token, const struct carillon_push_msg *m, const char *members,
+			     size_t members_len, size_t *len)
+{
+	struct carillon_buf b = {0};
+	bool ok = true, any_data = members_len || (m->dedupe_key && *m->dedupe_key);
+	LIT(&b, "{\"message\":{\"token\":");
+	ok = !carillon_push_json_string(&b, device_token);
+	if (ok && any_data) {
+		LIT(&b, ",\"data\":{");
+		carillon_buf_append(&b, members, members_len);
+		if (m->dedupe_key && *m->dedupe_key) {
+			carillon_buf_appendf(&b, "%s\"carillon.message_key\":", members_len ? "," : "");
+			ok = !carillon_push_json_string(&b, m->dedupe_key);
+		}
+		LIT(&b, "}");
+	}
+	if (ok && !m->silent && (m->title || m->body)) {
+		LIT(&b, ",\"notification\":{");
+		if (m->title) {
+			LIT(&b, "\"title\":");
+			ok = !carillon_push_json_string(&b, m->title);
+		}
+		if (ok && m->body) {
+			carillon_buf_appendf(&b, "%s\"body\":", m->title ? "," : "");
+			ok = !carillon_push_json_string(&b, m->body);
+		}
+		LIT(&b, "}");
+	}
+	if (m->ttl_seconds > 0)
+		carillon_buf_appendf(&b, ",\"android\":{\"priority\":\"high\",\"ttl\":\"%lds\"}}}", m->ttl_seconds);
+	else
+		carillon_buf_appendf(&b, ",\"android\":{\"priority\":\"high\"}}}");
+	if (!ok) {
+		carillon_buf_free(&b);
+		return NULL;
+	}
+	*len = b.len;
+	return b.data;
+}
+
 static char *build_body(const char *device_token, const struct carillon_push_msg *m, size_t *len)
 {
+	const char *members;
+	size_t members_len;
+	/* A prepared data text (channel messages) holds only string values: spliced as it is. */
+	if (carillon_push_data_members(m->data_json, &members, &members_len))
+		return build_body_text(device_token, m, members, members_len, len);
 	json_t *msg = json_pack("{s:s}", "token", device_token);
 	json_t *data = json_object();
 	const char *k;

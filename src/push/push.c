@@ -114,20 +114,54 @@ static void sent(void *arg, enum carillon_push_outcome outcome, long retry_after
 
 /* ------------------------------------------------------------------------------------ sending */
 
-/* Chime's data keys (pinpoint.* and the message ids in pinpoint.jsonBody). */
-static json_t *chime_data(const json_t *p, const char *title, const char *body)
+/* Chime's data keys (pinpoint.* and the message ids in pinpoint.jsonBody) of the last message
+ * sent, with their JSON text: the pushes of one channel message come one after the other from the
+ * outbox and share them (one build per message instead of one per device). */
+static struct {
+	char *message_id, *channel_arn, *title, *body;
+	json_t *data;
+	char *data_json;
+} last;
+
+static void last_clear(void)
 {
-	json_t *ids = json_pack("{s:s?, s:s?}", "chime.message_id", json_string_value(json_object_get(p, "message_id")),
-				"chime.channel_arn", json_string_value(json_object_get(p, "channel_arn")));
+	free(last.message_id);
+	free(last.channel_arn);
+	free(last.title);
+	free(last.body);
+	json_decref(last.data);
+	free(last.data_json);
+	memset(&last, 0, sizeof(last));
+}
+
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static json_t *chime_data(const json_t *p, const char *title, const char *body, const char **data_json)
+{
+	const char *mid = json_string_value(json_object_get(p, "message_id"));
+	const char *arn = json_string_value(json_object_get(p, "channel_arn"));
+	if (last.data && same(last.message_id, mid) && same(last.channel_arn, arn) && same(last.title, title) &&
+	    same(last.body, body)) {
+		*data_json = last.data_json;
+		return last.data;
+	}
+	last_clear();
+	json_t *ids = json_pack("{s:s?, s:s?}", "chime.message_id", mid, "chime.channel_arn", arn);
 	char *ids_text = json_dumps(ids, JSON_COMPACT);
 	json_decref(ids);
-	json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "pinpoint.openApp", "true",
-				 "pinpoint.notification.title", title ? title : "",
-				 "pinpoint.notification.body", body ? body : "",
-				 "pinpoint.campaign.campaign_id", "_DIRECT", "pinpoint.notification.silentPush", "0",
-				 "pinpoint.jsonBody", ids_text ? ids_text : "{}");
+	last.data = carillon_push_pinpoint_data(NULL, NULL, NULL, title ? title : "", body ? body : "", false,
+						 ids_text ? ids_text : "{}");
 	free(ids_text);
-	return data;
+	last.data_json = json_dumps(last.data, JSON_COMPACT);
+	last.message_id = mid ? carillon_xstrdup(mid) : NULL;
+	last.channel_arn = arn ? carillon_xstrdup(arn) : NULL;
+	last.title = title ? carillon_xstrdup(title) : NULL;
+	last.body = body ? carillon_xstrdup(body) : NULL;
+	*data_json = last.data_json;
+	return last.data;
 }
 
 static void send_job(struct job *j, struct chan *c)
@@ -140,14 +174,14 @@ static void send_job(struct job *j, struct chan *c)
 	const char *title = json_string_value(json_object_get(p, "title"));
 	const char *body = json_string_value(json_object_get(p, "body"));
 	bool voip = json_is_true(json_object_get(p, "voip"));
-	json_t *data = chime_data(p, title, body);
+	const char *data_json = NULL;
+	json_t *data = chime_data(p, title, body, &data_json);
 	struct carillon_push_msg msg = {
-		.title = title, .body = body, .voip = voip, .silent = false, .data = data,
+		.title = title, .body = body, .voip = voip, .silent = false, .data = data, .data_json = data_json,
 		.dedupe_key = j->item->dedupe_key, .ttl_seconds = voip ? VOIP_TTL_SECONDS : PUSH_TTL_SECONDS,
 	};
 	int rc = !strcmp(c->type, "GCM") ? carillon_fcm_send(&creds, j->token, &msg, sent, j)
 					 : carillon_apns_send(&creds, j->token, &msg, sent, j);
-	json_decref(data);
 	if (!rc)
 		return;
 	/* Refused at once: a full outbound queue passes; anything else (credentials, token) will not. */
@@ -310,5 +344,6 @@ void carillon_push_shutdown(void)
 	carillon_hmap_each(&channels, drop_chan, NULL);
 	carillon_hmap_free(&channels);
 	memset(&channels, 0, sizeof(channels));
+	last_clear();
 	carillon_apns_shutdown(); /* (server.c shuts the FCM sender down itself) */
 }

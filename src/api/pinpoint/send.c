@@ -277,24 +277,12 @@ static json_t *message_data(const struct job *j, const char *type, const char *t
 		json_object_set(data, k, v);
 	const char *action = json_string_value(msg_field(j, type, "Action"));
 	const char *url = json_string_value(msg_field(j, type, "Url"));
-	if (action && !strcmp(action, "URL") && url)
-		json_object_set_new(data, "pinpoint.url", json_string(url));
-	else if (action && !strcmp(action, "DEEP_LINK") && url)
-		json_object_set_new(data, "pinpoint.deeplink", json_string(url));
-	else
-		json_object_set_new(data, "pinpoint.openApp", json_string("true"));
-	if (title)
-		json_object_set_new(data, "pinpoint.notification.title", json_string(title));
-	if (body)
-		json_object_set_new(data, "pinpoint.notification.body", json_string(body));
-	json_object_set_new(data, "pinpoint.campaign.campaign_id", json_string("_DIRECT"));
-	json_object_set_new(data, "pinpoint.notification.silentPush", json_string(silent ? "1" : "0"));
-	if (json_object_size(given)) {
-		char *text = json_dumps(given, JSON_COMPACT);
-		if (text)
-			json_object_set_new(data, "pinpoint.jsonBody", json_string(text));
-		free(text);
-	}
+	const char *action_key = action && url && !strcmp(action, "URL")         ? "pinpoint.url"
+				 : action && url && !strcmp(action, "DEEP_LINK") ? "pinpoint.deeplink"
+										 : NULL;
+	char *text = json_object_size(given) ? json_dumps(given, JSON_COMPACT) : NULL;
+	carillon_push_pinpoint_data(data, action_key, url, title, body, silent, text);
+	free(text);
 	return data;
 }
 

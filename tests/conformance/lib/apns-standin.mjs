@@ -37,6 +37,7 @@ export class ApnsStandin {
     this.verified = new Map(); // kid|JWT -> its signature verified
     this.requests = [];        // every request received (checked or not)
     this.problems = [];        // {path, problems[]} of requests that failed a check
+    this.aborted = 0;          // requests the client reset before their body was complete (not checked)
     this.scripts = new Map();  // token -> [answer...]
     this.stall = false;
     this.held = new Set();
@@ -192,6 +193,10 @@ export class ApnsStandin {
     stream.setEncoding('utf8');
     stream.on('data', (d) => (body += d));
     stream.on('end', () => {
+      if (stream.aborted || stream.rstCode) { // reset by the client: nothing to check or answer
+        this.aborted++;
+        return;
+      }
       const { problems, token, jwt, json } = this.#check(headers, body, stream.session);
       const rec = {
         at: Date.now(), path: headers[':path'], token, headers: { ...headers }, body, json, jwt, problems,

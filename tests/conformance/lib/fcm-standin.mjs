@@ -96,6 +96,7 @@ export class FcmStandin {
     this.tokenRequests = [];   // {headers, form, header, claims, ok, answer}
     this.sends = [];           // {path, headers, httpVersion, body, bearer, deviceToken, status}
     this.problems = [];        // what was wrong with a request, in words
+    this.aborted = 0;          // requests the client reset before their body was complete (not checked)
     this.issued = new Map();   // access token -> valid
     this.programs = new Map(); // device token -> [responses]
     this.accounts = new Map(); // client_email -> public key
@@ -158,6 +159,12 @@ export class FcmStandin {
 
   async #handle(req, res) {
     const body = await this.#read(req);
+    // Reset by the client mid-request (its connection failed, or it gave up): nothing to check and
+    // nobody to answer; the sender sees a transport error and retries.
+    if (req.aborted || req.stream?.rstCode) {
+      this.aborted++;
+      return;
+    }
     const url = new URL(req.url, this.url);
     const json = (status, obj, headers = {}) => {
       res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', ...headers });
@@ -274,7 +281,10 @@ export class FcmStandin {
     try {
       rec.body = JSON.parse(body);
     } catch {
-      this.problems.push('send body is not JSON');
+      // With what arrived: a cut body (its length against content-length) tells a transport fault
+      // from a malformed one.
+      this.problems.push(`send body is not JSON (${Buffer.byteLength(body)} bytes, content-length ${req.headers['content-length']}, ` +
+        `stream ${req.stream?.id}, aborted ${req.aborted}): ${JSON.stringify(body.slice(0, 60))}…${JSON.stringify(body.slice(-30))}`);
       return finish(400, googleError(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.'));
     }
     const bad = this.#checkMessage(rec.body);
