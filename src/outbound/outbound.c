@@ -671,10 +671,9 @@ int carillon_outbound_init(uv_loop_t *loop, const struct carillon_outbound_opts 
 	curl_multi_setopt(ob.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(ob.multi, CURLMOPT_TIMERFUNCTION, timerfn_cb);
 	curl_multi_setopt(ob.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-	/* One connection per origin carries all our transfers (APNs allows 1,000 streams on one; the
-	 * server's SETTINGS still bound it): libcurl's default of 100 would open a second connection
-	 * once 100 pushes to one provider are in flight. */
-	curl_multi_setopt(ob.multi, CURLMOPT_MAX_CONCURRENT_STREAMS, ob.opts.max_in_flight);
+	/* libcurl's default of 100 streams per connection is kept: with all transfers on one connection
+	 * (CURLMOPT_MAX_CONCURRENT_STREAMS raised to the in-flight bound) one socket's reads serialised
+	 * every answer, and CPU per push went up by a quarter (docs/perf-notes-h9perf.md). */
 	ob.loop = loop;
 	ob.timer = carillon_xmalloc(sizeof(*ob.timer));
 	uv_timer_init(loop, ob.timer);
