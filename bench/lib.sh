@@ -101,10 +101,16 @@ pg_cpu_ticks() {
 # experiments (what a setting changes), printed so that a result is never read without them.
 bench_pg_settings() {
 	local kv
+	# BENCH_PG_STATEMENTS=1 (send.sh long): pg_stat_statements loaded and tracking nested statements
+	[[ -n ${BENCH_PG_STATEMENTS:-} ]] && BENCH_PG_SETTINGS="${BENCH_PG_SETTINGS:-} shared_preload_libraries=pg_stat_statements"
 	[[ -n ${BENCH_PG_SETTINGS:-} ]] || return 0
 	for kv in $BENCH_PG_SETTINGS; do
 		psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c "alter system set ${kv%%=*} = '${kv#*=}'"
 	done
 	pg_as_user "$(pg_bindir)/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 restart >/dev/null
+	if [[ -n ${BENCH_PG_STATEMENTS:-} ]]; then
+		psql -X -q "$CARILLON_TEST_DATABASE_URL" -c 'create extension if not exists pg_stat_statements' \
+			-c "alter system set pg_stat_statements.track = 'all'" -c 'select pg_reload_conf()' >/dev/null
+	fi
 	echo "postgres settings for this run: $BENCH_PG_SETTINGS"
 }
