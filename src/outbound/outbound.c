@@ -673,7 +673,7 @@ int carillon_outbound_init(uv_loop_t *loop, const struct carillon_outbound_opts 
 	curl_multi_setopt(ob.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	/* libcurl's default of 100 streams per connection is kept: with all transfers on one connection
 	 * (CURLMOPT_MAX_CONCURRENT_STREAMS raised to the in-flight bound) one socket's reads serialised
-	 * every answer, and CPU per push went up by a quarter (docs/perf-notes-h9perf.md). */
+	 * every answer, and CPU per push went up by a quarter (docs/perf/push.md). */
 	ob.loop = loop;
 	ob.timer = carillon_xmalloc(sizeof(*ob.timer));
 	uv_timer_init(loop, ob.timer);

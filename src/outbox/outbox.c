@@ -59,7 +59,7 @@ struct item {
 
 /* Rows handed to their handlers per loop turn. 32 made libcurl's zero-delay timer fire once per
  * slice (its timer scan and transfer starts ~6x as often) and cost more CPU per push than it gave
- * back in REST latency (docs/perf-notes-h9perf.md); 256 covers a default claim (CARILLON_OUTBOX_BATCH
+ * back in REST latency (docs/perf/push.md); 256 covers a default claim (CARILLON_OUTBOX_BATCH
  * 200) in one turn and still bounds a larger one. */
 #define HAND_OUT_PER_TURN 256
 
