@@ -189,14 +189,7 @@ static char *payload_text(const struct carillon_push_msg *m, const char *members
 		carillon_buf_appendf(&b, "\"aps\":{\"content-available\":1}}");
 	} else {
 		carillon_buf_appendf(&b, "\"aps\":{\"alert\":{");
-		if (m->title) {
-			carillon_buf_appendf(&b, "\"title\":");
-			ok = !carillon_push_json_string(&b, m->title);
-		}
-		if (ok && m->body) {
-			carillon_buf_appendf(&b, "%s\"body\":", m->title ? "," : "");
-			ok = !carillon_push_json_string(&b, m->body);
-		}
+		ok = !carillon_push_json_title_body(&b, m->title, m->body);
 		carillon_buf_appendf(&b, "}}}");
 	}
 	if (!ok) {

@@ -471,14 +471,7 @@ static char *build_body_text(const char *device_token, const struct carillon_pus
 	}
 	if (ok && !m->silent && (m->title || m->body)) {
 		LIT(&b, ",\"notification\":{");
-		if (m->title) {
-			LIT(&b, "\"title\":");
-			ok = !carillon_push_json_string(&b, m->title);
-		}
-		if (ok && m->body) {
-			carillon_buf_appendf(&b, "%s\"body\":", m->title ? "," : "");
-			ok = !carillon_push_json_string(&b, m->body);
-		}
+		ok = !carillon_push_json_title_body(&b, m->title, m->body);
 		LIT(&b, "}");
 	}
 	if (m->ttl_seconds > 0)

@@ -64,3 +64,18 @@ bool carillon_push_data_members(const char *data_json, const char **start, size_
 	*len = n - 2;
 	return true;
 }
+
+int carillon_push_json_title_body(struct carillon_buf *b, const char *title, const char *body)
+{
+	if (title) {
+		carillon_buf_append(b, "\"title\":", 8);
+		if (carillon_push_json_string(b, title))
+			return -1;
+	}
+	if (body) {
+		carillon_buf_appendf(b, "%s\"body\":", title ? "," : "");
+		if (carillon_push_json_string(b, body))
+			return -1;
+	}
+	return 0;
+}
