@@ -285,9 +285,13 @@ test('database connections cut while writes go on: every committed write reaches
   for (let i = 0; i < N; i++) {
     if (i === 15 || i === 35) cutting = cutting.then(() => cut(false)); // concurrently with the writes that follow
     if (i === 55) {
+      // For at least a second, and until every node's listener was cut at least twice (each
+      // reconnects with backoff, so on a loaded machine a second may find too few of them; at
+      // most 10 s).
       listenerCuts = (async () => {
-        const stop = Date.now() + 1000;
-        while (Date.now() < stop) {
+        const t0 = Date.now();
+        const cutSoFar = () => cuts.filter((c) => c.listenersOnly).reduce((a, c) => a + c.listeners, 0);
+        while (Date.now() - t0 < 1000 || (cutSoFar() < nodes.length * 2 && Date.now() - t0 < 10000)) {
           await cut(true);
           await sleep(20);
         }
