@@ -156,22 +156,25 @@ async function pushRound(n) {
 fcm.sends.length = 0;
 fcm.issued.set('bench-reference-token', true);
 const refBody = JSON.stringify({ message: { token: 'reference', notification: { title: 'Bench', body: 'reference' }, android: { priority: 'high' } } });
-const plan = {
-  raw: {
-    url: `${fcm.url}/v1/projects/${fcm.projectId}/messages:send`, body: refBody, count: MEMBERS,
-    headers: ['Authorization: Bearer bench-reference-token', 'Content-Type: application/json; charset=UTF-8'],
-  },
-};
-// Spawned, not spawnSync: the stand-in answering it runs on this process's event loop.
-const refOut = await new Promise((resolve, reject) => {
-  const p = spawn(path.join(root, 'build/push-driver'), [JSON.stringify(plan)], {
-    env: { ...process.env, CARILLON_OUTBOUND_CA_FILE: ca.caFile }, stdio: ['ignore', 'pipe', 'inherit'],
+function runReference(count) {
+  const plan = {
+    raw: {
+      url: `${fcm.url}/v1/projects/${fcm.projectId}/messages:send`, body: refBody, count,
+      headers: ['Authorization: Bearer bench-reference-token', 'Content-Type: application/json; charset=UTF-8'],
+    },
+  };
+  // Spawned, not spawnSync: the stand-in answering it runs on this process's event loop.
+  return new Promise((resolve, reject) => {
+    const p = spawn(path.join(root, 'build/push-driver'), [JSON.stringify(plan)], {
+      env: { ...process.env, CARILLON_OUTBOUND_CA_FILE: ca.caFile }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let text = '';
+    p.stdout.on('data', (d) => (text += d));
+    p.on('error', reject);
+    p.on('close', () => resolve(text));
   });
-  let text = '';
-  p.stdout.on('data', (d) => (text += d));
-  p.on('error', reject);
-  p.on('close', () => resolve(text));
-});
+}
+const refOut = await runReference(MEMBERS);
 const summary = JSON.parse(refOut.trim().split('\n').pop());
 // A failed reference request (libcurl's, not the server's) is reported, not fatal: the rate counts the answered ones.
 if (summary.raw_ok !== MEMBERS) out('ref_failed', `${MEMBERS - summary.raw_ok} (${refOut.trim().split('\n').slice(0, -1).join(' | ')})`);
@@ -179,6 +182,14 @@ if (summary.raw_ok !== MEMBERS) out('ref_failed', `${MEMBERS - summary.raw_ok} (
 // The first request set up the connection alone (as the pushes' token request does): not counted.
 const refAt = fcm.sends.filter((x) => x.status === 200).map((x) => x.answeredAt).sort((a, b) => a - b).slice(1);
 const refRate = (refAt.length - 1) / (Math.max(1, refAt[refAt.length - 1] - refAt[0]) / 1000);
+
+// The floor for REST p99 while pushing: the same paced REST client while the box is as busy with the
+// stand-ins and the bare outbound driver (twice the requests, to cover the window as a push round
+// does) but Carillon itself pushes nothing.
+const refLoadRest = restBench(REST_SECONDS);
+await sleep(500);
+await runReference(2 * MEMBERS);
+const refLoadP99 = await refLoadRest;
 
 // BENCH_PERF=FILE: perf record -g of the server over the first round (the profile of a push).
 let perfProc = null;
@@ -202,6 +213,8 @@ const busyP99 = await during;
 out('time_to_last_push_ms_under_rest_load', second.timeToLast);
 out('rest_p99_ms_idle', idleP99);
 out('rest_p99_ms_pushing', busyP99);
+out('rest_p99_ms_reference_load', refLoadP99);
+out('rest_ratio_pushing', `${(busyP99 / idleP99).toFixed(2)} (p99 pushing / idle), ${(busyP99 / refLoadP99).toFixed(2)} (p99 pushing / p99 while the stand-ins serve the bare driver)`);
 out('ref_requests_per_s', refRate.toFixed(0));
 out('ratio', `${(refRate / first.rate).toFixed(2)} (loopback HTTP/2 requests per push's time)`);
 const problems = fcm.problems.length + apns.problems.length;

@@ -6,8 +6,10 @@
  * live in one allocation of ours, the request's), then waits in a FIFO until fewer than
  * max_in_flight transfers run. Finished transfers are collected after every curl_multi_socket_action
  * and their callbacks called there, outside any libcurl callback, so a callback may start new
- * requests; at most COMPLETIONS_PER_TURN per loop turn, the rest on the next turn (an idle handle),
- * so that a burst of answers does not hold the loop away from the other connections for long.
+ * requests; at most COMPLETIONS_PER_TURN and COMPLETIONS_BUDGET_NS of them per loop turn, the rest
+ * on the next turn (an idle handle), so that a burst of answers does not hold the loop away from the
+ * other connections for long. libcurl's "call me now" timeouts run from that idle handle too, once
+ * per turn (timerfn_cb).
  *
  * Easy handles are reused: a finished one is reset (curl_easy_reset keeps its buffers) and kept in
  * a small pool instead of being freed, so a steady stream of pushes allocates no handle per request.
@@ -53,6 +55,7 @@ struct ob_sock {
 #define EASY_POOL_MAX 64
 /* Finished transfers whose callbacks run in one loop turn; the rest wait for the next turn. */
 #define COMPLETIONS_PER_TURN 64
+#define COMPLETIONS_BUDGET_NS 1000000u
 
 static struct {
 	bool running;
@@ -69,13 +72,17 @@ static struct {
 	bool in_shutdown;
 	CURL *pool[EASY_POOL_MAX];     /* reset handles ready for the next request */
 	size_t n_pool;
-	uv_idle_t *idle;               /* collects the completions left for the next loop turn */
+	uv_idle_t *idle;               /* next loop turn: libcurl's due timeout, completions left */
+	bool idle_on;
+	bool timeout_due;              /* libcurl asked to be called "now" */
 	bool backlog;                  /* completions left unread in libcurl's queue */
 } ob;
 
 static bool curl_global_done;
 
 static void check_done(void);
+static void idle_cb(uv_idle_t *h);
+static void idle_update(void);
 static bool curl_uses_openssl(void);
 static void pump(void);
 
@@ -224,13 +231,23 @@ static void timer_cb(uv_timer_t *t)
 }
 
 /* CURLMOPT_TIMERFUNCTION: libcurl wants to be called after timeout_ms (-1: never). Never act from
- * here (libcurl forbids re-entering): a 0 ms timer fires on the next loop turn. */
+ * here (libcurl forbids re-entering). "Now" (0 ms) is run from the idle handle, once per loop turn
+ * after the loop has polled: a 0 ms uv timer re-armed from its own callback runs again in the same
+ * turn on libuv before 1.45 (Debian 12 has 1.44), so libcurl asking for "now" after every action
+ * kept the loop in its timer phase for tens of milliseconds while thousands of transfers started. */
 static int timerfn_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	if (timeout_ms < 0)
+	(void)multi;
+	(void)userp;
+	if (timeout_ms == 0) {
 		uv_timer_stop(ob.timer);
-	else
+		ob.timeout_due = true;
+		idle_update();
+	} else if (timeout_ms < 0) {
+		uv_timer_stop(ob.timer);
+	} else {
 		uv_timer_start(ob.timer, timer_cb, (uint64_t)timeout_ms, 0);
+	}
 	return 0;
 }
 
@@ -319,20 +336,40 @@ static void req_finish(struct ob_req *r, enum carillon_outbound_error err, const
 	req_free(r);
 }
 
+/* The idle handle runs while libcurl's timeout is due or finished transfers are left unread. */
+static void idle_update(void)
+{
+	bool want = ob.multi && (ob.timeout_due || ob.backlog);
+	if (!ob.idle || want == ob.idle_on)
+		return;
+	ob.idle_on = want;
+	if (want)
+		uv_idle_start(ob.idle, idle_cb);
+	else
+		uv_idle_stop(ob.idle);
+}
+
 static void idle_cb(uv_idle_t *h)
 {
 	(void)h;
+	if (ob.timeout_due && ob.multi) {
+		int running;
+		ob.timeout_due = false;
+		curl_multi_socket_action(ob.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	check_done();
 }
 
-/* Collect finished transfers (at most COMPLETIONS_PER_TURN: the rest on the next loop turn), then
+/* Collect finished transfers (at most COMPLETIONS_PER_TURN / COMPLETIONS_BUDGET_NS: the rest on the next loop turn), then
  * start waiting ones. */
 static void check_done(void)
 {
 	CURLMsg *m;
 	int left = 0, done = 0;
+	uint64_t t0 = uv_hrtime();
 	/* ob.multi is NULL once a callback has shut the module down. */
-	while (ob.multi && done < COMPLETIONS_PER_TURN && (m = curl_multi_info_read(ob.multi, &left))) {
+	while (ob.multi && done < COMPLETIONS_PER_TURN && (done == 0 || uv_hrtime() - t0 < COMPLETIONS_BUDGET_NS) &&
+	       (m = curl_multi_info_read(ob.multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		done++;
@@ -346,14 +383,8 @@ static void check_done(void)
 		req_finish(r, classify(rc, r->too_large, detail), detail);
 	}
 	/* More finished transfers than one turn's share: the rest after the loop has polled. */
-	bool more = ob.multi && done == COMPLETIONS_PER_TURN && left > 0;
-	if (more != ob.backlog && ob.idle) {
-		ob.backlog = more;
-		if (more)
-			uv_idle_start(ob.idle, idle_cb);
-		else
-			uv_idle_stop(ob.idle);
-	}
+	ob.backlog = ob.multi && left > 0;
+	idle_update();
 	pump();
 }
 
@@ -711,7 +742,7 @@ void carillon_outbound_shutdown(void)
 	uv_idle_stop(ob.idle);
 	uv_close((uv_handle_t *)ob.idle, timer_closed);
 	ob.idle = NULL;
-	ob.backlog = false;
+	ob.idle_on = ob.timeout_due = ob.backlog = false;
 	while (ob.socks)
 		sock_forget(ob.socks);
 	uv_timer_stop(ob.timer);

@@ -9,9 +9,10 @@
  * a lost notification). Outcomes are recorded in batches, one query at a time
  * (carillon.outbox_complete): under load, many completions share one round trip.
  *
- * A claim's rows are queued and handed to their handlers HAND_OUT_PER_TURN per loop turn (a uv_idle
- * handle), not all at once: each hand-out prepares and starts a request, and a batch of hundreds in
- * one callback would hold the loop away from the HTTP and websocket connections for milliseconds.
+ * A claim's rows are queued and handed to their handlers from a uv_idle handle, at most
+ * HAND_OUT_PER_TURN and HAND_OUT_BUDGET_NS of work per loop turn, not all at once: each hand-out
+ * prepares and starts a request, and a batch of hundreds in one callback held the loop away from the
+ * HTTP and websocket connections for 10 ms and more.
  *
  * Memory is bounded by the kinds' max_in_flight (claimed items) plus the outcomes not yet written.
  */
@@ -62,6 +63,9 @@ struct item {
  * back in REST latency (docs/perf/push.md); 256 covers a default claim (CARILLON_OUTBOX_BATCH
  * 200) in one turn and still bounds a larger one. */
 #define HAND_OUT_PER_TURN 256
+/* ... and at most this much time per turn (one hand-out is some 50-100 us: a 10,000-member push
+ * handed out 256 at a time held the loop for up to 11 ms a turn). */
+#define HAND_OUT_BUDGET_NS 1000000u
 
 static struct kind kinds[KINDS_MAX];
 static int n_kinds;
@@ -280,7 +284,8 @@ static void hand_out(struct item *it)
 /* One loop turn's share of the queued rows. */
 static void hand_out_some(uv_idle_t *h)
 {
-	for (int n = 0; n < HAND_OUT_PER_TURN && ready_head; n++) {
+	uint64_t t0 = uv_hrtime();
+	for (int n = 0; n < HAND_OUT_PER_TURN && ready_head && uv_hrtime() - t0 < HAND_OUT_BUDGET_NS; n++) {
 		struct item *it = ready_head;
 		ready_head = it->next;
 		if (!ready_head)
