@@ -5,7 +5,8 @@
 //   time_to_last_push_ms  from SendChannelMessage's request to the last push answered by a stand-in
 //   pushes_per_s          MEMBERS / (last push - first push)
 //   cpu_ms_per_push       the server's CPU (utime + stime, /proc/<pid>/stat) over the delivery / MEMBERS
-//   rest_p99_ms_idle / rest_p99_ms_pushing   DescribeAppInstanceUser p99 (16 connections), alone and
+//   rest_p99_ms_idle / rest_p99_ms_pushing   DescribeAppInstanceUser p99 (paced: 50/s on one connection, as
+//                         bench/realtime.sh fanout), alone and
 //                         while a second such message is delivered
 //   ref_requests_per_s    the reference, measured in the same run: the same FCM send request (same
 //                         stand-in, same outbound module, HTTP/2 on loopback) fired MEMBERS times by
@@ -125,7 +126,7 @@ function restBench(seconds) {
   const userPath = `/app-instance-users/${encodeURIComponent(users[1])}`;
   return new Promise((resolve, reject) => {
     const p = spawn(path.join(root, 'build/carillon-rest-bench'), ['--port', String(port), '--akid', creds.accessKeyId,
-      '--secret', creds.secretAccessKey, '--path', userPath, '--connections', '16', '--seconds', String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      '--secret', creds.secretAccessKey, '--path', userPath, '--connections', '1', '--rate', '50', '--seconds', String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     p.stdout.on('data', (d) => (text += d));
     p.on('error', reject);

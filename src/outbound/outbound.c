@@ -8,8 +8,9 @@
  * and their callbacks called there, outside any libcurl callback, so a callback may start new
  * requests; at most COMPLETIONS_PER_TURN and COMPLETIONS_BUDGET_NS of them per loop turn, the rest
  * on the next turn (an idle handle), so that a burst of answers does not hold the loop away from the
- * other connections for long. libcurl's "call me now" timeouts run from that idle handle too, once
- * per turn (timerfn_cb).
+ * other connections for long. Likewise at most STARTS_PER_TURN waiting requests are handed to
+ * libcurl per turn, and libcurl's "call me now" timeouts run from that idle handle, once per turn
+ * (timerfn_cb).
  *
  * Easy handles are reused: a finished one is reset (curl_easy_reset keeps its buffers) and kept in
  * a small pool instead of being freed, so a steady stream of pushes allocates no handle per request.
@@ -55,7 +56,10 @@ struct ob_sock {
 #define EASY_POOL_MAX 64
 /* Finished transfers whose callbacks run in one loop turn; the rest wait for the next turn. */
 #define COMPLETIONS_PER_TURN 64
-#define COMPLETIONS_BUDGET_NS 1000000u
+#define COMPLETIONS_BUDGET_NS 500000u
+/* Transfers started per loop turn: libcurl starts every added transfer in its next timeout action
+ * (request headers, HTTP/2 stream, body); 256 at once held the loop for up to 19 ms. */
+#define STARTS_PER_TURN 32
 
 static struct {
 	bool running;
@@ -76,6 +80,8 @@ static struct {
 	bool idle_on;
 	bool timeout_due;              /* libcurl asked to be called "now" */
 	bool backlog;                  /* completions left unread in libcurl's queue */
+	bool pump_more;                /* requests wait for the next turn's starts */
+	int started_this_turn;         /* transfers added since the idle handle last ran */
 } ob;
 
 static bool curl_global_done;
@@ -339,7 +345,7 @@ static void req_finish(struct ob_req *r, enum carillon_outbound_error err, const
 /* The idle handle runs while libcurl's timeout is due or finished transfers are left unread. */
 static void idle_update(void)
 {
-	bool want = ob.multi && (ob.timeout_due || ob.backlog);
+	bool want = ob.multi && (ob.timeout_due || ob.backlog || ob.pump_more);
 	if (!ob.idle || want == ob.idle_on)
 		return;
 	ob.idle_on = want;
@@ -352,6 +358,7 @@ static void idle_update(void)
 static void idle_cb(uv_idle_t *h)
 {
 	(void)h;
+	ob.started_this_turn = 0;
 	if (ob.timeout_due && ob.multi) {
 		int running;
 		ob.timeout_due = false;
@@ -390,7 +397,9 @@ static void check_done(void)
 
 static void pump(void)
 {
-	while (ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight) {
+	while (ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight &&
+	       ob.started_this_turn < STARTS_PER_TURN) {
+		ob.started_this_turn++;
 		struct ob_req *r = ob.q_head;
 		ob.q_head = r->next;
 		if (!ob.q_head)
@@ -408,6 +417,9 @@ static void pump(void)
 			req_finish(r, CARILLON_OUTBOUND_E_INTERNAL, curl_multi_strerror(mc));
 		}
 	}
+	/* This turn's starts used up with requests waiting for a free slot: the next ones next turn. */
+	ob.pump_more = ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight;
+	idle_update();
 }
 
 static bool header_line_ok(const char *h)
@@ -742,7 +754,7 @@ void carillon_outbound_shutdown(void)
 	uv_idle_stop(ob.idle);
 	uv_close((uv_handle_t *)ob.idle, timer_closed);
 	ob.idle = NULL;
-	ob.idle_on = ob.timeout_due = ob.backlog = false;
+	ob.idle_on = ob.timeout_due = ob.backlog = ob.pump_more = false;
 	while (ob.socks)
 		sock_forget(ob.socks);
 	uv_timer_stop(ob.timer);

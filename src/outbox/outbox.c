@@ -64,8 +64,9 @@ struct item {
  * 200) in one turn and still bounds a larger one. */
 #define HAND_OUT_PER_TURN 256
 /* ... and at most this much time per turn (one hand-out is some 50-100 us: a 10,000-member push
- * handed out 256 at a time held the loop for up to 11 ms a turn). */
-#define HAND_OUT_BUDGET_NS 1000000u
+ * handed out 256 at a time held the loop for up to 11 ms a turn; 1 ms still gave REST p99 ~2x
+ * what 0.5 ms gives, docs/perf/push.md). */
+#define HAND_OUT_BUDGET_NS 500000u
 
 static struct kind kinds[KINDS_MAX];
 static int n_kinds;
