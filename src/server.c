@@ -49,6 +49,8 @@ static struct {
 	uv_poll_t listen_poll;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t drain;
+	uv_timer_t lag;          /* carillon_loop_lag_seconds: a timer's lateness, every LAG_EVERY_MS */
+	uint64_t lag_due_ns;
 	int64_t drain_deadline_ms;
 	bool stopping;
 	int exit_status;
@@ -150,6 +152,8 @@ static void finish_shutdown(void)
 {
 	uv_timer_stop(&srv.drain);
 	uv_close((uv_handle_t *)&srv.drain, close_cb);
+	uv_timer_stop(&srv.lag);
+	uv_close((uv_handle_t *)&srv.lag, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_term, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_int, close_cb);
 	uv_close((uv_handle_t *)&srv.sig_hup, close_cb);
@@ -176,6 +180,19 @@ static void drain_tick(uv_timer_t *t)
 	/* Two quiet ticks: the last replies have been written. */
 	if (quiet_ticks >= 2 || carillon_now_ms() >= srv.drain_deadline_ms)
 		finish_shutdown();
+}
+
+/* How late the loop runs a timer: the time a ready connection waits while one turn's callbacks
+ * run (a fan-out slice, a burst of outbound answers, a database result). Unref'd: it never keeps
+ * the loop alive. */
+#define LAG_EVERY_MS 100
+static void lag_tick(uv_timer_t *t)
+{
+	(void)t;
+	uint64_t now = uv_hrtime();
+	if (srv.lag_due_ns)
+		carillon_metrics_loop_lag(now > srv.lag_due_ns ? (double)(now - srv.lag_due_ns) / 1e9 : 0);
+	srv.lag_due_ns = now + (uint64_t)LAG_EVERY_MS * 1000000u;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -318,6 +335,9 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_init(&srv.loop, &srv.sig_hup);
 	uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
 	uv_timer_init(&srv.loop, &srv.drain);
+	uv_timer_init(&srv.loop, &srv.lag);
+	uv_timer_start(&srv.lag, lag_tick, LAG_EVERY_MS, LAG_EVERY_MS);
+	uv_unref((uv_handle_t *)&srv.lag);
 	log_notice("serving on %s://%s", *carillon_cfg.tls_cert ? "https" : "http", carillon_cfg.listen);
 	if (!*carillon_cfg.public_endpoint &&
 	    (!strncmp(carillon_cfg.listen, "0.0.0.0:", 8) || !strncmp(carillon_cfg.listen, "[::]:", 5)))

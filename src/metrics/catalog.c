@@ -33,7 +33,7 @@ static struct {
 	struct carillon_metric *s_open, *s_opened, *s_established, *s_frames, *s_bytes, *s_queued, *s_slow, *s_resumes,
 	    *s_resyncs;
 	struct carillon_metric *log_head, *listener_pos, *notifies, *polls, *deliveries, *commit_to_delivery;
-	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time;
+	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag;
 	uint64_t delivered;
 } cat;
 
@@ -106,6 +106,10 @@ static void init_events_and_outbound(void)
 	cat.notifies = counter("carillon_event_listener_notifies_total", "NOTIFY wake-ups of the listener");
 	cat.polls = counter("carillon_event_listener_polls_total", "Fallback reads of the log by the listener's timer");
 	cat.deliveries = counter("carillon_event_deliveries_total", "Event frames handed to local sessions (written or queued)");
+	cat.loop_lag = single("carillon_loop_lag_seconds",
+			      "How late the event loop ran a timer due every 100 ms: how long a ready connection can "
+			      "wait while one loop turn's work runs",
+			      CARILLON_METRIC_HISTOGRAM, latency_buckets, N(latency_buckets));
 	cat.commit_to_delivery = single("carillon_event_delivery_delay_seconds",
 					"Time from an event's transaction (created_at) to its first delivery to a session on this node",
 					CARILLON_METRIC_HISTOGRAM, slow_buckets, N(slow_buckets));
@@ -173,6 +177,12 @@ void carillon_metrics_batch_sent(size_t items)
 		return;
 	carillon_metric_add(cat.batches, 1);
 	carillon_metric_observe(cat.batch_size, (double)items);
+}
+
+void carillon_metrics_loop_lag(double seconds)
+{
+	if (cat.ready)
+		carillon_metric_observe(cat.loop_lag, seconds);
 }
 
 void carillon_metrics_batch_done(double seconds)

@@ -388,6 +388,19 @@ test('values after real traffic: requests, group commit, pool, sessions, event p
     assert.ok(a.families.has(name), name);
 });
 
+test('the loop lag histogram takes a sample every 100 ms', async () => {
+  const b = (await scrape()).m;
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, 1500));
+  const a = (await scrape()).m;
+  const secs = (Date.now() - t0) / 1000;
+  assert.equal(a.families.get('carillon_loop_lag_seconds')?.type, 'histogram');
+  const n = a.get('carillon_loop_lag_seconds_count') - b.get('carillon_loop_lag_seconds_count');
+  assert.ok(n >= Math.floor(secs * 10) - 3 && n <= Math.ceil(secs * 10) + 2, `${n} samples in ${secs.toFixed(2)} s`);
+  const late = a.get('carillon_loop_lag_seconds_sum') - b.get('carillon_loop_lag_seconds_sum');
+  assert.ok(late >= 0 && late < 0.05 * n, `an idle loop is late by ${late} s over ${n} samples`);
+});
+
 test('the parser is strict (it would catch a malformed exposition)', () => {
   const ok = '# HELP x_total h\n# TYPE x_total counter\nx_total{a="1"} 2\n';
   assert.equal(parseExposition(ok).get('x_total', { a: '1' }), 2);
