@@ -101,6 +101,9 @@ static const struct cfg_key cfg_keys[] = {
 	    "access keys tracked at once by the request rate limit; new ones beyond it get 429 until buckets refill"),
 	NUM(write_batch_max, "CARILLON_WRITE_BATCH_MAX", "50", 1, 64,
 	    "writes per group-commit transaction (each a subtransaction; PostgreSQL caches 64 per backend)"),
+	NUM(write_in_flight, "CARILLON_WRITE_IN_FLIGHT", "1", 1, 64,
+	    "group-commit transactions in flight at once; with 1 the next batch collects while one commits "
+	    "(their tails serialise on the event lock anyway: more in flight means smaller batches and lock waits)"),
 	NUM(write_queue_max, "CARILLON_WRITE_QUEUE_MAX", "10000", 1, 10000000,
 	    "writes waiting for a group-commit batch; beyond: 503 ServiceUnavailableException"),
 	NUM(db_queue_max, "CARILLON_DB_QUEUE_MAX", "20000", 1, 10000000,

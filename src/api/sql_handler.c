@@ -3,7 +3,8 @@
  *
  * A READ row of the operation table calls its function directly (carillon_api.<fn>, wrapped in
  * carillon.check_token). A WRITE row goes through group commit: it is queued in the write batcher
- * (batcher.c) and whenever a batch slot is free, everything queued (up to CARILLON_WRITE_BATCH_MAX)
+ * (batcher.c) and whenever a batch slot is free (CARILLON_WRITE_IN_FLIGHT, default 1: the next
+ * batch collects while one commits), everything queued (up to CARILLON_WRITE_BATCH_MAX)
  * is sent as one carillon_api.invoke_batch_rows() call: one transaction, each request in its own
  * subtransaction (carillon.run_op: idempotency, then the function), one event-lock acquisition and
  * one NOTIFY for all of them, each request answered after the commit from its row. An ok row's
@@ -254,7 +255,7 @@ static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 	/* Settings may differ per run (tests start servers with their own); read them every time. */
 	batcher.max_batch = (size_t)carillon_cfg.write_batch_max;
 	batcher.max_queue = (size_t)carillon_cfg.write_queue_max;
-	batcher.max_in_flight = carillon_cfg.db_pool_size > 1 ? (size_t)carillon_cfg.db_pool_size / 2 : 1;
+	batcher.max_in_flight = (size_t)carillon_cfg.write_in_flight;
 	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", carillon_req_op_def(r)->sql_function, "ctx", ctx, "input",
 				 carillon_req_input(r));
 	char *text = item ? json_dumps(item, JSON_COMPACT) : NULL;
