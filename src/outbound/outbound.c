@@ -342,7 +342,8 @@ static void req_finish(struct ob_req *r, enum carillon_outbound_error err, const
 	req_free(r);
 }
 
-/* The idle handle runs while libcurl's timeout is due or finished transfers are left unread. */
+/* The idle handle runs while libcurl's timeout is due, finished transfers are left unread, or
+ * requests wait for the next turn's starts. */
 static void idle_update(void)
 {
 	bool want = ob.multi && (ob.timeout_due || ob.backlog || ob.pump_more);
@@ -367,8 +368,8 @@ static void idle_cb(uv_idle_t *h)
 	check_done();
 }
 
-/* Collect finished transfers (at most COMPLETIONS_PER_TURN / COMPLETIONS_BUDGET_NS: the rest on the next loop turn), then
- * start waiting ones. */
+/* Collect finished transfers (at most COMPLETIONS_PER_TURN, and COMPLETIONS_BUDGET_NS of their
+ * callbacks: the rest on the next loop turn), then start waiting ones. */
 static void check_done(void)
 {
 	CURLMsg *m;
@@ -395,10 +396,15 @@ static void check_done(void)
 	pump();
 }
 
+/* A request waits and a slot is free. */
+static bool can_start(void)
+{
+	return ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight;
+}
+
 static void pump(void)
 {
-	while (ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight &&
-	       ob.started_this_turn < STARTS_PER_TURN) {
+	while (can_start() && ob.started_this_turn < STARTS_PER_TURN) {
 		ob.started_this_turn++;
 		struct ob_req *r = ob.q_head;
 		ob.q_head = r->next;
@@ -418,7 +424,7 @@ static void pump(void)
 		}
 	}
 	/* This turn's starts used up with requests waiting for a free slot: the next ones next turn. */
-	ob.pump_more = ob.running && !ob.in_shutdown && ob.q_head && ob.n_active < (size_t)ob.opts.max_in_flight;
+	ob.pump_more = can_start();
 	idle_update();
 }
 

@@ -58,14 +58,10 @@ struct item {
 	struct item *next;    /* the hand-out queue */
 };
 
-/* Rows handed to their handlers per loop turn. 32 made libcurl's zero-delay timer fire once per
- * slice (its timer scan and transfer starts ~6x as often) and cost more CPU per push than it gave
- * back in REST latency (docs/perf/push.md); 256 covers a default claim (CARILLON_OUTBOX_BATCH
- * 200) in one turn and still bounds a larger one. */
+/* Rows handed to their handlers per loop turn: at most this many, and at most this much time (one
+ * hand-out is some 50-100 us; 256 at a time held the loop for up to 11 ms a turn, and a 1 ms
+ * budget gave about twice the REST p99 of 0.5 ms, docs/perf/push.md). */
 #define HAND_OUT_PER_TURN 256
-/* ... and at most this much time per turn (one hand-out is some 50-100 us: a 10,000-member push
- * handed out 256 at a time held the loop for up to 11 ms a turn; 1 ms still gave REST p99 ~2x
- * what 0.5 ms gives, docs/perf/push.md). */
 #define HAND_OUT_BUDGET_NS 500000u
 
 static struct kind kinds[KINDS_MAX];
