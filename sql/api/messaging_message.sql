@@ -214,12 +214,13 @@ declare
     v_persistent boolean := input->>'Persistence' = 'PERSISTENT';
     v_sub text := input->>'SubChannelId';
     v_target text;
-    -- A persistent message's id is derived from its ClientRequestToken (always present: the SDKs fill
-    -- it in), so that the message's own primary key makes the send idempotent: a retry finds the row
+    -- A persistent message carries the key of its ClientRequestToken (always present: the SDKs fill
+    -- it in), unique, so that the message's own row makes the send idempotent: a retry finds the row
     -- instead of writing an idempotency record (carillon.run_op skips that for persistent sends).
     v_token text := input->>'ClientRequestToken';
-    v_id text := case when v_token is not null and input->>'Persistence' = 'PERSISTENT'
-                      then carillon.send_message_id(ctx, input)
+    v_key uuid := case when v_token is not null and input->>'Persistence' = 'PERSISTENT'
+                       then carillon.send_request_key(ctx, input) end;
+    v_id text := case when v_key is not null then carillon.send_message_id(ctx, input)
                       else replace(gen_random_uuid()::text, '-', '') end;
     v_prev carillon.channel_messages;
     v_app_id text;
@@ -314,16 +315,17 @@ begin
     -- 3. The message.
     if v_persistent then
         insert into carillon.channel_messages
-            (channel_arn, message_id, seq, sender_arn, type, content, metadata, content_type, attributes,
-             push_notification, target, sub_channel_id, created_at, updated_at, status)
-        values (v_arn, v_id, nextval('carillon.message_seq'), v_bearer, v_type, v_content, input->>'Metadata',
-                input->>'ContentType', input->'MessageAttributes', input->'PushNotification', input->'Target',
-                v_sub, v_at, v_at, case when v_flow is null then 'SENT' else 'PENDING' end)
-        on conflict (channel_arn, message_id) do nothing;
+            (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type,
+             attributes, push_notification, target, sub_channel_id, created_at, updated_at, status)
+        values (v_arn, v_id, v_key, nextval('carillon.message_seq'), v_bearer, v_type, v_content,
+                input->>'Metadata', input->>'ContentType', input->'MessageAttributes', input->'PushNotification',
+                input->'Target', v_sub, v_at, v_at, case when v_flow is null then 'SENT' else 'PENDING' end)
+        on conflict (request_key) do nothing;
         if not found then
-            -- The same ClientRequestToken again: the same request answers as before, and emits
-            -- nothing; other parameters are a Conflict.
-            select * into v_prev from carillon.channel_messages where channel_arn = v_arn and message_id = v_id;
+            -- The same ClientRequestToken again: the same request answers as before (with the id
+            -- stored then), and emits nothing; other parameters are a Conflict.
+            select * into v_prev from carillon.channel_messages where request_key = v_key;
+            v_id := v_prev.message_id;
             if v_prev.type is distinct from v_type or v_prev.content is distinct from v_content
                or v_prev.metadata is distinct from input->>'Metadata'
                or v_prev.content_type is distinct from input->>'ContentType'
@@ -376,13 +378,23 @@ begin
                 'SubChannelId', v_sub, 'ContentType', input->>'ContentType', 'Target', input->'Target'))))));
 end $$;
 
--- A persistent message's id, derived from its ClientRequestToken (see send_channel_message: the
--- message's own primary key is the send's idempotency record). The batch path below computes it in
--- two statements; this keeps the two and the per-item function's formula one.
-create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
+-- A persistent send's idempotency key: the md5 of its channel, sender and ClientRequestToken, as a
+-- uuid (channel_messages.request_key, unique: see sql/migrations/095_message_ids.sql).
+create or replace function carillon.send_request_key(ctx jsonb, input jsonb) returns uuid
 language sql immutable as $$
     select md5(input->>'ChannelArn' || chr(1) || coalesce(input->>'ChimeBearer', ctx->>'user_arn', '') || chr(1)
-               || (input->>'ClientRequestToken'))
+               || (input->>'ClientRequestToken'))::uuid
+$$;
+
+-- A persistent message's id: the request time in milliseconds (12 hex digits), so that a channel's
+-- new messages go to the right edge of the primary key, then 20 hex digits of the request key, so
+-- that two sends in one millisecond differ. A retry of the send is found by its request key and
+-- answers with the id stored the first time. The batch path below computes it in two statements;
+-- this keeps the two and the per-item function's formula one.
+create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
+language sql immutable as $$
+    select lpad(to_hex((ctx->>'now_ms')::bigint), 12, '0')
+           || left(replace(carillon.send_request_key(ctx, input)::text, '-', ''), 20)
 $$;
 
 -- The set-based group commit of SendChannelMessage (called by carillon_api.invoke_batch, after it
@@ -391,7 +403,8 @@ $$;
 -- for the message (CONTROL messages bypass flows) -- that all pass every check of
 -- send_channel_message is written with a handful of statements whatever its size:
 --   1. one SELECT checks every item (the token's user, sizes, the channel, the sender's
---      membership and identity; a retry -- a message id already stored -- is found by the insert);
+--      membership and identity) and finds retries (a request key already stored, or twice in the
+--      batch);
 --   2. one statement inserts all messages, moves each channel's last_message_at once, and builds
 --      the outputs and the event documents;
 --   3. the push intents of the messages that ask for a push;
@@ -412,7 +425,6 @@ declare
     v_types text[];
     v_payloads jsonb[];
     v_positions bigint[];
-    v_stored bigint;
 begin
     -- 0. Only batches of plain persistent sends (cheap: no table read).
     if exists (select 1 from jsonb_array_elements(p_items) e
@@ -430,25 +442,25 @@ begin
                coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
                e->'input'->>'Type' as type, e->'input'->>'Content' as content,
                e->'input' ? 'Metadata' as has_metadata,
-               carillon.send_message_id(e->'ctx', e->'input') as id
+               carillon.send_request_key(e->'ctx', e->'input') as key
           from jsonb_array_elements(p_items) with ordinality as t(e, n))
     -- Every lookup is a LATERAL subquery with LIMIT 1: one index probe per item whatever the
     -- planner guesses about the batch (a plain join or EXISTS may be turned into a hash of the whole
     -- table, which costs as much as the table is large: measured, 75 ms per batch of 64 over 7,000
-    -- messages, growing with the table). A retry (a message id already stored, or twice in the
-    -- batch) is not looked up here but found by the insert's ON CONFLICT, whose arbiter is the
-    -- primary key: a lookup by (channel_arn, message_id) may be planned on the (channel_arn,
-    -- created_at, seq) index before the table has statistics, and then reads every message of the
-    -- channel (measured: 168 msg/s and 6 ms of PostgreSQL CPU a message in a fresh database).
-    select coalesce(bool_and(ok), false) into v_ok from (
+    -- messages, growing with the table). A retry is a request key already stored (the probe of
+    -- the unique request_key index) or twice in the batch (count distinct). Looking that up here
+    -- rather than leaving it to the insert (ON CONFLICT, then undoing the block) spares every batch
+    -- a subtransaction; it is exact because a request key belongs to one channel, whose row
+    -- lock_batch_channels (or the item path's UPDATE of the channel) holds to commit.
+    select coalesce(bool_and(ok), false) and count(distinct key) = count(*) into v_ok from (
         -- coalesce: a missing row (no channel, no membership) makes a check NULL, which bool_and
         -- would skip.
-        select coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
+        select i.key, coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
                and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
                         when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
                and c.arn is not null and c.elastic is null and (c.flow_arn is null or i.type = 'CONTROL')
                and m.type = 'DEFAULT'
-               and (u.ok or b.ok), false) as ok
+               and (u.ok or b.ok) and r.ok is null, false) as ok
           from items i
           left join lateral (select c.arn, c.app_instance_id, c.elastic, c.flow_arn from carillon.channels c
                               where c.arn = i.arn limit 1) c on true
@@ -460,7 +472,9 @@ begin
           left join lateral (select true as ok from carillon.app_instance_users u
                               where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
           left join lateral (select true as ok from carillon.app_instance_bots b
-                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true) s;
+                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true
+          left join lateral (select true as ok from carillon.channel_messages r
+                              where r.request_key = i.key limit 1) r on true) s;
     if not v_ok then
         return null;
     end if;
@@ -468,66 +482,55 @@ begin
     -- 2. The messages, the channels, the answers, and the event rows to log. Sequence numbers are
     -- taken in item order (generate_series yields in order), so (created_at, seq) grows in item
     -- order per channel.
-    -- A retry in the batch undoes this block (one subtransaction per batch) and sends the batch
-    -- item by item, where a retry gets its own answer.
-    begin
-        v_seqs := array(select nextval('carillon.message_seq') from generate_series(1, jsonb_array_length(p_items)));
-        with items as (
-            select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
-                   coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-                   carillon.send_message_id(e->'ctx', e->'input') as id,
-                   to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
-              from jsonb_array_elements(p_items) with ordinality as t(e, n)),
-        timed as (
-            select i.*, c.app_instance_id,
-                   greatest(c.last_message_at,
-                            max(i.now) over (partition by i.arn order by i.n
-                                             rows between unbounded preceding and current row)) as at,
-                   case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
-                        else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender
-              from items i
-              cross join lateral (select c.app_instance_id, c.last_message_at from carillon.channels c
-                                   where c.arn = i.arn limit 1) c
-              left join lateral (select u.arn, u.name from carillon.app_instance_users u
-                                  where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
-              left join lateral (select b.arn, b.name from carillon.app_instance_bots b
-                                  where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true),
-        stored as (
-            insert into carillon.channel_messages
-                (channel_arn, message_id, seq, sender_arn, type, content, metadata, content_type, attributes,
-                 push_notification, created_at, updated_at, status)
-            select arn, id, v_seqs[n], bearer, input->>'Type', input->>'Content', input->>'Metadata',
-                   input->>'ContentType', input->'MessageAttributes', input->'PushNotification', at, at, 'SENT'
-              from timed
-            on conflict (channel_arn, message_id) do nothing
-            returning 1),
-        moved as (
-            update carillon.channels c set last_message_at = x.at
-              from (select arn, max(at) as at from timed group by arn) x
-             where c.arn = x.arn and (c.last_message_at is null or c.last_message_at < x.at)),
-        shown as (
-            select n, arn, id, app_instance_id, input, sender,
-                   to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as iso
-              from timed)
-        select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
-                   'ChannelArn', arn, 'MessageId', id, 'Status', jsonb_build_object('Value', 'SENT'))) order by n),
-               array_agg(arn order by n), array_agg(app_instance_id order by n), array_agg(input->>'Type' order by n),
-               array_agg(jsonb_strip_nulls(jsonb_build_object(
-                   'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
-                   'Metadata', input->>'Metadata', 'Type', input->>'Type',
-                   'CreatedTimestamp', iso, 'LastUpdatedTimestamp', iso,
-                   'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
-                   'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
-                   'ContentType', input->>'ContentType')) order by n),
-               (select count(*) from stored)
-          into v_out, v_channels, v_apps, v_types, v_payloads, v_stored
-          from shown;
-        if v_stored < cardinality(v_channels) then
-            raise exception using errcode = 'CHRTY', message = 'a retry in the batch';
-        end if;
-    exception when sqlstate 'CHRTY' then
-        return null;
-    end;
+    v_seqs := array(select nextval('carillon.message_seq') from generate_series(1, jsonb_array_length(p_items)));
+    with items as (
+        select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
+               coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
+               carillon.send_message_id(e->'ctx', e->'input') as id,
+               carillon.send_request_key(e->'ctx', e->'input') as key,
+               to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
+          from jsonb_array_elements(p_items) with ordinality as t(e, n)),
+    timed as (
+        select i.*, c.app_instance_id,
+               greatest(c.last_message_at,
+                        max(i.now) over (partition by i.arn order by i.n
+                                         rows between unbounded preceding and current row)) as at,
+               case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
+                    else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender
+          from items i
+          cross join lateral (select c.app_instance_id, c.last_message_at from carillon.channels c
+                               where c.arn = i.arn limit 1) c
+          left join lateral (select u.arn, u.name from carillon.app_instance_users u
+                              where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
+          left join lateral (select b.arn, b.name from carillon.app_instance_bots b
+                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true),
+    stored as (
+        insert into carillon.channel_messages
+            (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type,
+             attributes, push_notification, created_at, updated_at, status)
+        select arn, id, key, v_seqs[n], bearer, input->>'Type', input->>'Content', input->>'Metadata',
+               input->>'ContentType', input->'MessageAttributes', input->'PushNotification', at, at, 'SENT'
+          from timed),
+    moved as (
+        update carillon.channels c set last_message_at = x.at
+          from (select arn, max(at) as at from timed group by arn) x
+         where c.arn = x.arn and (c.last_message_at is null or c.last_message_at < x.at)),
+    shown as (
+        select n, arn, id, app_instance_id, input, sender,
+               to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as iso
+          from timed)
+    select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
+               'ChannelArn', arn, 'MessageId', id, 'Status', jsonb_build_object('Value', 'SENT'))) order by n),
+           array_agg(arn order by n), array_agg(app_instance_id order by n), array_agg(input->>'Type' order by n),
+           array_agg(jsonb_strip_nulls(jsonb_build_object(
+               'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
+               'Metadata', input->>'Metadata', 'Type', input->>'Type',
+               'CreatedTimestamp', iso, 'LastUpdatedTimestamp', iso,
+               'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
+               'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
+               'ContentType', input->>'ContentType')) order by n)
+      into v_out, v_channels, v_apps, v_types, v_payloads
+      from shown;
 
     -- 3. The push intents (sql/api/push.sql; they read the stored messages).
     perform carillon.push_enqueue_message(e->'input'->>'ChannelArn', carillon.send_message_id(e->'ctx', e->'input'))

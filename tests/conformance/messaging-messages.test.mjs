@@ -363,6 +363,7 @@ test('ClientRequestToken: a retry returns the same MessageId, stores one message
   const token = uniq('tok').replace(/-/g, '_');
   const pos = lastPosition(w.channel);
   const a = await send(w.channel, w.alice.arn, { Content: 'once', ClientRequestToken: token });
+  await sleep(5); // a retry comes later: a message id that took the retry's time would differ
   const b = await send(w.channel, w.alice.arn, { Content: 'once', ClientRequestToken: token });
   assert.equal(b.$metadata.httpStatusCode, 201);
   assert.equal(b.MessageId, a.MessageId);
@@ -380,6 +381,7 @@ test('ClientRequestToken: a retry returns the same MessageId, stores one message
   };
   const p2 = lastPosition(w.channel);
   const r1 = await signedFetch(ctx.srv, req);
+  await sleep(5);
   const r2 = await signedFetch(ctx.srv, req);
   assert.equal(r1.status, 201, r1.body);
   assert.equal(r2.status, 201, r2.body);
@@ -393,6 +395,24 @@ test('ClientRequestToken: a retry returns the same MessageId, stores one message
   await send(w.channel, w.alice.arn);
   await send(w.channel, w.alice.arn);
   assert.equal(storedMessages(w.channel).length, 4);
+});
+
+test('MessageIds grow with the send time within a channel, and stay unique within one millisecond', async () => {
+  // Time-ordered ids keep a busy channel's inserts at the right edge of the primary key instead of
+  // on random pages (sql/migrations/095_message_ids.sql).
+  const w = await world();
+  const ids = [];
+  for (let i = 0; i < 6; i++) {
+    ids.push((await send(w.channel, w.alice.arn, { Content: `t${i}` })).MessageId);
+    await sleep(3);
+  }
+  assert.deepEqual([...ids].sort(), ids, 'ids sort in send order');
+  // Sends at the same time (concurrent: several land in one millisecond) still get distinct ids.
+  const burst = await Promise.all(Array.from({ length: 16 }, (_, i) => send(w.channel, w.bob.arn, { Content: `b${i}` })));
+  assert.equal(new Set(burst.map((m) => m.MessageId)).size, 16);
+  const stored = storedMessages(w.channel).map((m) => m.message_id);
+  assert.equal(stored.length, 22);
+  assert.ok(stored.every((id) => id >= ids[0]), 'every later message sorts after the first');
 });
 
 test('GetChannelMessage: members, moderators and admins read; non-members only on PUBLIC channels', async () => {
