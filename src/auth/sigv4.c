@@ -681,7 +681,7 @@ static void sv4_hmac(const unsigned char *key, size_t klen, const void *msg, siz
 static bool sv4_secret_ok(const char *secret) { return secret && strnlen(secret, SV4_MAX_SECRET + 1) <= SV4_MAX_SECRET; }
 
 /* HMAC chain "AWS4"+secret → date → region → service → "aws4_request". */
-static void sv4_signing_key(const struct carillon_sigv4_auth *a, const char *secret, unsigned char key[32])
+static void sv4_derive_key(const struct carillon_sigv4_auth *a, const char *secret, unsigned char key[32])
 {
 	unsigned char k0[4 + SV4_MAX_SECRET], k1[32], k2[32], k3[32];
 	size_t sn = strlen(secret);
@@ -695,6 +695,59 @@ static void sv4_signing_key(const struct carillon_sigv4_auth *a, const char *sec
 	sodium_memzero(k1, sizeof(k1));
 	sodium_memzero(k2, sizeof(k2));
 	sodium_memzero(k3, sizeof(k3));
+}
+
+/* The signing keys of recent (secret, scope) pairs. The chain above is four HMACs that depend only
+ * on the secret and the scope (date, region, service), which a client repeats on every request of
+ * its day, so a busy credential derives its key once a day instead of once a request. Direct
+ * mapped: a slot is chosen and tagged by a keyed BLAKE2b of the secret and the scope (a random key
+ * per process: a client cannot aim scopes at one slot or learn anything from the tags); a slot
+ * answers only for a tag equal in all 32 bytes, and no secret is kept. One per thread: the loop's. */
+#define SV4_KEY_SLOTS 64
+
+struct sv4_key_slot {
+	bool used;
+	unsigned char tag[32];
+	unsigned char key[32];
+};
+
+static _Thread_local struct {
+	bool keyed;
+	unsigned char hash_key[crypto_generichash_KEYBYTES];
+	struct sv4_key_slot slot[SV4_KEY_SLOTS];
+} sv4_keys;
+
+static void sv4_key_tag(const struct carillon_sigv4_auth *a, const char *secret, unsigned char tag[32])
+{
+	crypto_generichash_state st;
+	if (!sv4_keys.keyed) {
+		randombytes_buf(sv4_keys.hash_key, sizeof(sv4_keys.hash_key));
+		sv4_keys.keyed = true;
+	}
+	crypto_generichash_init(&st, sv4_keys.hash_key, sizeof(sv4_keys.hash_key), 32);
+	/* Each part with its terminating NUL, so that no two (secret, scope) pairs hash the same bytes. */
+	crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)a->date, strlen(a->date) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)a->region, strlen(a->region) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)a->service, strlen(a->service) + 1);
+	crypto_generichash_final(&st, tag, 32);
+	sodium_memzero(&st, sizeof(st));
+}
+
+static void sv4_signing_key(const struct carillon_sigv4_auth *a, const char *secret, unsigned char key[32])
+{
+	unsigned char tag[32];
+	sv4_key_tag(a, secret, tag);
+	struct sv4_key_slot *slot = &sv4_keys.slot[(tag[0] | (unsigned)tag[1] << 8) % SV4_KEY_SLOTS];
+	if (slot->used && sodium_memcmp(slot->tag, tag, sizeof(tag)) == 0) {
+		memcpy(key, slot->key, 32);
+	} else {
+		sv4_derive_key(a, secret, key);
+		memcpy(slot->tag, tag, sizeof(tag));
+		memcpy(slot->key, key, 32);
+		slot->used = true;
+	}
+	sodium_memzero(tag, sizeof(tag));
 }
 
 static bool sv4_compute(const struct carillon_sigv4_auth *a, const char *secret, const struct sv4_buf *creq,

@@ -1179,6 +1179,52 @@ static void test_sign_verify_round_trip(void **state)
 	assert_string_equal(a1.signature, a2.signature);
 }
 
+/* The signing-key cache (one key per secret and scope) never answers for another secret or
+ * scope, and an evicted scope derives its key again. */
+static void test_signing_key_cache(void **state)
+{
+	(void)state;
+	char authz[2048], sig_a[65];
+	struct t_req t = {.method = "GET", .path = "/channels", .h = {{"host", "h"}, {"X-Amz-Date", CAPTURE_DATE}}};
+	struct carillon_sigv4_request r = t_request(&t);
+	struct carillon_sigv4_auth a = t_auth("host;x-amz-date");
+	const char *secret_a = FAKE_SECRET, *secret_b = "anotherSecretForTheSameScope000000000000";
+
+	carillon_sigv4_sign_auth(&r, &a, secret_a);
+	strcpy(sig_a, a.signature);
+	snprintf(authz, sizeof(authz), "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
+		 a.access_key_id, a.date, a.region, a.service, a.signed_headers, a.signature);
+	t.h[2] = (struct t_hdr){"Authorization", authz};
+	t_expect("signed with A, checked with A", &t, secret_a, CAPTURE_NOW, CARILLON_SIGV4_OK);
+	t_expect("signed with A, checked with B (A's key cached for the scope)", &t, secret_b, CAPTURE_NOW,
+		 CARILLON_SIGV4_MISMATCH);
+	t_expect("A's key still answers for A", &t, secret_a, CAPTURE_NOW, CARILLON_SIGV4_OK);
+
+	/* Another secret, region or service: another key. */
+	t.h[2] = (struct t_hdr){0};
+	r = t_request(&t);
+	carillon_sigv4_sign_auth(&r, &a, secret_b);
+	assert_string_not_equal(a.signature, sig_a);
+	strcpy(a.region, "eu-west-1");
+	carillon_sigv4_sign_auth(&r, &a, secret_a);
+	assert_string_not_equal(a.signature, sig_a);
+	strcpy(a.region, "us-east-1");
+	strcpy(a.service, "messaging");
+	carillon_sigv4_sign_auth(&r, &a, secret_a);
+	assert_string_not_equal(a.signature, sig_a);
+
+	/* Many scopes (more than the cache holds), then the first again: the same signature. */
+	for (int i = 0; i < 1000; i++) {
+		snprintf(a.region, sizeof(a.region), "region-%d", i);
+		carillon_sigv4_sign_auth(&r, &a, i % 2 ? secret_a : secret_b);
+		assert_int_equal(strlen(a.signature), 64);
+	}
+	strcpy(a.region, "us-east-1");
+	strcpy(a.service, "chime");
+	carillon_sigv4_sign_auth(&r, &a, secret_a);
+	assert_string_equal(a.signature, sig_a);
+}
+
 static void test_unsigned_payload(void **state)
 {
 	(void)state;
@@ -1383,6 +1429,7 @@ int main(void)
 		cmocka_unit_test(test_presigned_js_vectors),
 		cmocka_unit_test(test_presigned_encodings),
 		cmocka_unit_test(test_tampering),
+		cmocka_unit_test(test_signing_key_cache),
 		cmocka_unit_test(test_time_window),
 		cmocka_unit_test(test_bad_scope),
 		cmocka_unit_test(test_missing),
