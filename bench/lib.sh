@@ -101,7 +101,7 @@ pg_cpu_ticks() {
 # experiments (what a setting changes), printed so that a result is never read without them.
 bench_pg_settings() {
 	local kv
-	# BENCH_PG_STATEMENTS=1 (send.sh long): pg_stat_statements loaded and tracking nested statements
+	# BENCH_PG_STATEMENTS=1: pg_stat_statements loaded and tracking nested statements and planning
 	[[ -n ${BENCH_PG_STATEMENTS:-} ]] && BENCH_PG_SETTINGS="${BENCH_PG_SETTINGS:-} shared_preload_libraries=pg_stat_statements"
 	[[ -n ${BENCH_PG_SETTINGS:-} ]] || return 0
 	for kv in $BENCH_PG_SETTINGS; do
@@ -110,7 +110,25 @@ bench_pg_settings() {
 	pg_as_user "$(pg_bindir)/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/postgres.log" -w -t 60 restart >/dev/null
 	if [[ -n ${BENCH_PG_STATEMENTS:-} ]]; then
 		psql -X -q "$CARILLON_TEST_DATABASE_URL" -c 'create extension if not exists pg_stat_statements' \
-			-c "alter system set pg_stat_statements.track = 'all'" -c 'select pg_reload_conf()' >/dev/null
+			-c "alter system set pg_stat_statements.track = 'all'" \
+			-c "alter system set pg_stat_statements.track_planning = on" -c 'select pg_reload_conf()' >/dev/null
 	fi
 	echo "postgres settings for this run: $BENCH_PG_SETTINGS"
+}
+
+# BENCH_PG_STATEMENTS=1: PostgreSQL's time by statement (pg_stat_statements, nested statements of
+# the functions included), to see where the database's share goes. statements_reset starts the
+# count (after the setup); statements_report prints the top 15 by total time, with the planning time
+# per call.
+statements_reset() {
+	[[ -n ${BENCH_PG_STATEMENTS:-} ]] || return 0
+	psql -X -q -At "$CARILLON_TEST_DATABASE_URL" -c 'select pg_stat_statements_reset()' >/dev/null
+}
+statements_report() {
+	[[ -n ${BENCH_PG_STATEMENTS:-} ]] || return 0
+	echo "postgres time by statement (pg_stat_statements, top 15 by total time):"
+	psql -X -At "$CARILLON_TEST_DATABASE_URL" -c "select format('  %8s ms %9s calls %8s ms/call (planning %s) %9s rows  %s',
+	        round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+	        round((total_plan_time / calls)::numeric, 3), rows, regexp_replace(left(query, 100), '\s+', ' ', 'g'))
+	     from pg_stat_statements order by total_exec_time desc limit 15"
 }

@@ -134,9 +134,11 @@ latency)
 	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 1000 --channels 100 --members 10 --out "$dir" >/dev/null
 	ws "$port" 1000 "$dir/receivers.txt" 1
 	wait_established "$dir/ws.1"
+	statements_reset
 	send 16 1000
 	wait "${ws_pids[@]}"
 	cat "$dir/ws.1"
+	statements_report
 	pgref_setup "$dir"
 	ref=$(pgref_latency "$dir" 1000 16 "$secs")
 	echo "reference: pgbench -R 1000 -c 16 -j 2 -T $secs, one durable one-row INSERT per transaction: $ref"

@@ -65,15 +65,6 @@ wal_stats_delta() {
 		printf "wal_bytes/msg=%.0f fpi/msg=%.2f checkpoints=%d blks_read/msg=%.2f backend_writes/msg=%.2f",
 			(y[1] - x[1]) / n, (y[2] - x[2]) / n, y[3] - x[3], (y[4] - x[4]) / n, (y[5] - x[5]) / n}'
 }
-# BENCH_PG_STATEMENTS=1: PostgreSQL's time by statement over the run (pg_stat_statements, nested
-# statements of the functions included), to see where the database's share goes.
-statements_report() {
-	[[ -n ${BENCH_PG_STATEMENTS:-} ]] || return 0
-	echo "postgres time by statement (pg_stat_statements, top 15 by total time):"
-	q "select format('  %8s ms %9s calls %8s ms/call %9s rows  %s', round(total_exec_time), calls,
-	        round((total_exec_time / calls)::numeric, 3), rows, regexp_replace(left(query, 110), '\s+', ' ', 'g'))
-	     from pg_stat_statements order by total_exec_time desc limit 15"
-}
 # A short line per minute: the hot channel's row versions and the event log's rows.
 minute_stats() {
 	q "select format('channels dead=%s av=%s | messages live=%s | events live=%s dead=%s av=%s',

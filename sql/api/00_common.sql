@@ -332,14 +332,18 @@ end $$;
 
 -- The same batch, one row per item in item order: ok = the output document as JSON text (what the
 -- gateway sends as the response body), or state/message of the item's error. The gateway reads the
--- rows as they are instead of parsing one array and encoding each output again.
+-- rows as they are instead of parsing one array and encoding each output again. PL/pgSQL, not SQL:
+-- a SQL function's statement is planned again on every call (0.03 ms of planning and 0.1 ms of
+-- call overhead a batch, measured), a PL/pgSQL one keeps its plan for the session.
 create or replace function carillon_api.invoke_batch_rows(p_items jsonb)
 returns table(ok text, state text, message text)
-language sql as $$
+language plpgsql as $$
+begin
+    return query
     select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message'
       from jsonb_array_elements(carillon_api.invoke_batch(p_items)) with ordinality as r(e, n)
-     order by r.n
-$$;
+     order by r.n;
+end $$;
 
 -- Quotas (Chime's, adjustable by the operator): the gateway passes its settings (CARILLON_MAX_*) to
 -- every pool connection as the custom settings carillon.<name> (src/db/pool.c); where they are not

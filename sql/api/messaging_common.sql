@@ -327,7 +327,15 @@ begin
                     where i->'input' ? 'ChannelArn')
      order by arn
        for no key update;
-    -- = any(array(...)): an index lookup per key, nothing at all for the usual batch without them.
+    -- The parent rows only for a batch with such an item: the statements below cost a scan of
+    -- app_instance_users even when their key list is empty (a generic plan cannot know it is),
+    -- 0.07 ms of every write batch (measured at 1,000 sends/s, where a batch holds 1.5 messages).
+    if not exists (select 1 from jsonb_array_elements(p_items) i
+                    where i->>'fn' in ('create_app_instance_admin', 'create_channel_flow',
+                                       'register_app_instance_user_endpoint')) then
+        return;
+    end if;
+    -- = any(array(...)): an index lookup per key.
     perform 1 from carillon.app_instances
      where arn = any(array(select i->'input'->>'AppInstanceArn' from jsonb_array_elements(p_items) i
                             where i->>'fn' in ('create_app_instance_admin', 'create_channel_flow')))

@@ -27,7 +27,7 @@
 
 struct http_pss {
 	struct carillon_req *req;
-	char peer[48];     /* the client's address, read once per connection */
+	char peer[48];     /* the client's address, read once per transaction when the access log is on */
 };
 
 size_t carillon_http_pss_size(void) { return sizeof(struct http_pss); }
@@ -333,9 +333,14 @@ static int on_http(struct lws *wsi, struct http_pss *pss, const char *path)
 	const char *method = method_of(wsi);
 	struct carillon_req *r = carillon_http_req_new(wsi, method, path);
 	pss->req = r;
-	if (!pss->peer[0])
-		lws_get_peer_simple(wsi, pss->peer, sizeof(pss->peer));
-	memcpy(r->peer, pss->peer, sizeof(r->peer));
+	/* The peer is for the access log only. lws binds the protocol again after every HTTP/1.1
+	 * transaction, which gives the connection a fresh (zeroed) pss: reading it unconditionally
+	 * was a getpeername() per request. */
+	if (carillon_log_enabled(CARILLON_LOG_INFO)) {
+		if (!pss->peer[0])
+			lws_get_peer_simple(wsi, pss->peer, sizeof(pss->peer));
+		memcpy(r->peer, pss->peer, sizeof(r->peer));
+	}
 	if (cors(r, wsi, method))
 		return 0;
 	bool query_read = read_query(r, wsi);

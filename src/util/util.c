@@ -1,5 +1,6 @@
 /* Small helpers shared by every module. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,14 +142,51 @@ int64_t carillon_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Random bytes for ids, from a per-thread pool of libsodium's output refilled ID_POOL bytes at a
+ * time: one getrandom() per 32 ids instead of one per id (every REST request gets one). Bytes are
+ * wiped from the pool as they are handed out. A forked child starts with an empty pool (its
+ * parent's would give both processes the same ids). */
+#define ID_POOL 512
+static _Thread_local struct {
+	unsigned char b[ID_POOL];
+	size_t left;
+	unsigned long fork_gen;
+} id_pool;
+static unsigned long id_fork_gen; /* bumped in a forked child */
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static void id_after_fork(void) { id_fork_gen++; }
+static void id_init(void) { pthread_atfork(NULL, NULL, id_after_fork); }
+
+static void id_random(unsigned char *out, size_t n)
+{
+	pthread_once(&id_once, id_init);
+	if (id_pool.fork_gen != id_fork_gen || id_pool.left < n) {
+		randombytes_buf(id_pool.b, sizeof(id_pool.b));
+		id_pool.left = sizeof(id_pool.b);
+		id_pool.fork_gen = id_fork_gen;
+	}
+	unsigned char *p = id_pool.b + sizeof(id_pool.b) - id_pool.left;
+	memcpy(out, p, n);
+	sodium_memzero(p, n);
+	id_pool.left -= n;
+}
+
 void carillon_uuid4(char out[37])
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	randombytes_buf(b, sizeof(b));
+	id_random(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	char *o = out;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[b[i] >> 4];
+		*o++ = hex[b[i] & 15];
+	}
+	*o = '\0';
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 when the bytes there are not one:

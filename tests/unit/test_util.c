@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -148,6 +151,51 @@ static void test_snprintf_cuts_on_boundaries(void **state)
 	assert_string_equal(buf, "a\xff");
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* Request ids: the RFC 4122 version-4 layout, all distinct, and a forked child does not repeat
+ * its parent's ids (the ids come from a per-thread pool of random bytes). */
+static void test_uuid4(void **state)
+{
+	(void)state;
+	enum { N = 5000 };
+	static char ids[N][37];
+	for (int i = 0; i < N; i++) {
+		carillon_uuid4(ids[i]);
+		const char *u = ids[i];
+		assert_int_equal(strlen(u), 36);
+		for (int k = 0; k < 36; k++) {
+			if (k == 8 || k == 13 || k == 18 || k == 23)
+				assert_int_equal(u[k], '-');
+			else
+				assert_non_null(strchr("0123456789abcdef", u[k]));
+		}
+		assert_int_equal(u[14], '4');
+		assert_non_null(strchr("89ab", u[19]));
+	}
+	qsort(ids, N, sizeof(ids[0]), cmp_id);
+	for (int i = 1; i < N; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+
+	int fd[2];
+	assert_int_equal(pipe(fd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char child[37];
+		carillon_uuid4(child);
+		_exit(write(fd[1], child, 37) == 37 ? 0 : 1);
+	}
+	char parent[37], child[37];
+	carillon_uuid4(parent);
+	assert_int_equal(read(fd[0], child, 37), 37);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_string_not_equal(parent, child);
+	close(fd[0]);
+	close(fd[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -156,6 +204,7 @@ int main(void)
 		cmocka_unit_test(test_sanitize_random),
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_snprintf_cuts_on_boundaries),
+		cmocka_unit_test(test_uuid4),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
