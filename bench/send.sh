@@ -4,7 +4,9 @@
 # channels, RUNS runs each; medians over the runs. The reference, measured in the same invocation on
 # the same PostgreSQL with the same durability: pgbench running a one-row durable INSERT per
 # transaction (bench/lib.sh pgref_setup), best of 16 and 64 clients; ratio= is Carillon's msg/s at
-# 64 in flight into one channel over pgbench's best tps.
+# 64 in flight into one channel over pgbench's best tps. The cpu: line gives the CPU per message of
+# the gateway and of PostgreSQL at 64 in flight into one channel, and PostgreSQL's per reference
+# transaction.
 #   bench/send.sh [seconds-per-run] [runs]
 # The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
 # minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
@@ -99,19 +101,35 @@ fi
 
 pgref_setup "$dir"
 declare -A rps p50 p99
-refs=()
+refs=(); gw_cpu=(); pg_cpu=(); ref_cpu=()
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+# per TICKS COUNT: microseconds of CPU per item
+per() { awk -v t="$1" -v n="$2" -v u="$tick_us" 'BEGIN {if (n > 0) printf "%.0f", t * u / n; else print 0}'; }
+# ref_run CLIENTS: one pgbench reference run; sets tps and cpu (PostgreSQL's CPU per transaction)
+ref_run() {
+	local p0 p1
+	p0=$(pg_cpu_ticks); tps=$(pgref_tps "$dir" "$1" "$secs"); p1=$(pg_cpu_ticks)
+	cpu=$(per $((p1 - p0)) "$(awk -v t="$tps" -v s="$secs" 'BEGIN {printf "%.0f", t * s}')")
+}
 for r in $(seq "$runs"); do
 	for ch in 1 100; do
 		paths=$dir/one.txt; [[ $ch == 1 ]] || paths=$dir/paths.txt
 		for c in 1 16 64; do
+			g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks)
 			send "$c" "$paths" "$secs" "c${c}h${ch}r${r}"
+			g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks)
 			echo "run $r, $c in flight, $ch channel(s): $line"
 			rps[$c,$ch]+=" $(field rps "$line")"; p50[$c,$ch]+=" $(field p50_ms "$line")"; p99[$c,$ch]+=" $(field p99_ms "$line")"
+			if [[ $c == 64 && $ch == 1 ]]; then
+				gw_cpu+=("$(per $((g1 - g0)) "$(field requests "$line")")")
+				pg_cpu+=("$(per $((p1 - p0)) "$(field requests "$line")")")
+			fi
 		done
 	done
-	t16=$(pgref_tps "$dir" 16 "$secs"); t64=$(pgref_tps "$dir" 64 "$secs")
-	echo "run $r, reference: pgbench -c 16 -j 2: $t16 tps; -c 64 -j 2: $t64 tps"
-	refs+=("$(printf '%s\n' "$t16" "$t64" | sort -g | tail -1)")
+	ref_run 16; t16=$tps; c16=$cpu
+	ref_run 64; t64=$tps; c64=$cpu
+	echo "run $r, reference: pgbench -c 16 -j 2: $t16 tps, postgres $c16 µs/transaction; -c 64 -j 2: $t64 tps, postgres $c64 µs/transaction"
+	if ((t16 >= t64)); then refs+=("$t16"); ref_cpu+=("$c16"); else refs+=("$t64"); ref_cpu+=("$c64"); fi
 done
 echo
 echo "SendChannelMessage, persisted, medians of $runs run(s) of ${secs} s:"
@@ -126,4 +144,8 @@ done
 carillon=$(median ${rps[64,1]}); ref=$(median "${refs[@]}")
 echo "reference: pgbench, one durable one-row INSERT per transaction, best of -c 16 and -c 64 (-j 2, -T $secs): $ref tps (runs: ${refs[*]})"
 echo "ratio=$(ratio "$carillon" "$ref") (Carillon $carillon msg/s at 64 in flight into one channel / pgbench $ref tps)"
+# Where the CPU goes (both on the same cores): per message, the gateway's and PostgreSQL's; per
+# transaction of the best pgbench reference, PostgreSQL's (pgbench's own client CPU not counted).
+echo "cpu: Carillon at 64 in flight, one channel: gateway $(median "${gw_cpu[@]}") µs/msg, postgres $(median "${pg_cpu[@]}") µs/msg" \
+	"(runs: ${gw_cpu[*]} / ${pg_cpu[*]}); pgbench reference: postgres $(median "${ref_cpu[@]}") µs/transaction (runs: ${ref_cpu[*]})"
 echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
