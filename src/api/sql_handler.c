@@ -227,8 +227,10 @@ static void batch_done(void *arg, const struct carillon_db_result *res)
 static int batch_submit(void *ctx, struct carillon_batch *batch)
 {
 	const char *params[1] = {batch->json};
-	return carillon_db_query("select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)", 1, params,
-				 batch_done, batch);
+	/* The ordered lane: one batch after the other on one connection, the next one waiting at the
+	 * server (carillon/db.h). */
+	return carillon_db_query_ordered("select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)", 1,
+					 params, batch_done, batch);
 }
 
 static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)

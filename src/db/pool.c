@@ -9,6 +9,12 @@
  * in the same pipeline segment as its first execution) and executed by name afterwards, so
  * PostgreSQL does not parse and plan the gateway's few fixed texts per request. A new connection
  * starts with an empty cache (prepared statements live in the server session).
+ *
+ * The ordered lane (carillon_db_query_ordered, the write batches): its queries go to one connection,
+ * the first one up, in the order queued, pipelined like any other: the next one waits at the server
+ * behind the one running and starts as soon as it commits, without a round trip through the
+ * gateway, and two of them never run at the same time (they would wait for each other's locks).
+ * Other queries use that connection only when no other has room.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,7 +89,9 @@ static struct {
 static int n_listens;
 static carillon_db_up_fn listen_up;
 static struct db_query *q_head, *q_tail;
-static int q_len;
+/* The ordered lane (carillon_db_query_ordered): its queries all go to one connection, in order. */
+static struct db_query *oq_head, *oq_tail;
+static int q_len;             /* both queues */
 static bool shutting_down;
 
 static void conn_start(struct db_conn *c);
@@ -475,52 +483,90 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 
 static int pipeline_depth(void) { return carillon_cfg.db_pipeline_depth > 0 ? (int)carillon_cfg.db_pipeline_depth : 1; }
 
+static bool conn_up(const struct db_conn *c) { return c->state == CONN_IDLE || c->state == CONN_BUSY; }
+
+/* The ordered lane's connection: the first one up (another one while it is down), or NULL. */
+static struct db_conn *ordered_conn(void)
+{
+	for (int i = 0; i < n_conns; i++)
+		if (conn_up(&conns[i]))
+			return &conns[i];
+	return NULL;
+}
+
 /* The up connection with the fewest queries in flight and room for one more (an idle one first,
- * so pipelining only adds to connections when every one is busy), or NULL. */
+ * so pipelining only adds to connections when every one is busy), or NULL. The ordered lane's
+ * connection is taken only when no other has room, so that the lane's queries wait behind each
+ * other rather than behind other work. */
 static struct db_conn *conn_with_room(void)
 {
-	struct db_conn *best = NULL;
+	struct db_conn *best = NULL, *lane = ordered_conn();
 	int depth = pipeline_depth();
 	for (int i = 0; i < n_conns; i++) { /* the listener, conns[n_conns], takes none */
 		struct db_conn *c = &conns[i];
-		if ((c->state != CONN_IDLE && c->state != CONN_BUSY) || c->n_flight >= depth)
+		if (!conn_up(c) || c->n_flight >= depth || c == lane)
 			continue;
 		if (!best || c->n_flight < best->n_flight)
 			best = c;
 	}
+	if (!best && lane && lane->n_flight < depth)
+		best = lane;
 	return best;
+}
+
+static struct db_query *queue_pop(struct db_query **head, struct db_query **tail)
+{
+	struct db_query *q = *head;
+	*head = q->next;
+	if (!*head)
+		*tail = NULL;
+	q_len--;
+	return q;
 }
 
 static void pump(void)
 {
-	struct db_conn *c;
-	while (q_head && (c = conn_with_room())) {
-		struct db_query *q = q_head;
-		q_head = q->next;
-		if (!q_head)
-			q_tail = NULL;
-		q_len--;
-		conn_send(c, q);
-	}
+	struct db_conn *c = ordered_conn();
+	while (oq_head && c && c->n_flight < pipeline_depth())
+		conn_send(c, queue_pop(&oq_head, &oq_tail));
+	while (q_head && (c = conn_with_room()))
+		conn_send(c, queue_pop(&q_head, &q_tail));
 }
 
 static bool conn_idle(void) { return conn_with_room() != NULL; }
 
-int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+static bool lane_has_room(void)
+{
+	struct db_conn *c = ordered_conn();
+	return c && c->n_flight < pipeline_depth();
+}
+
+static int enqueue(struct db_query **head, struct db_query **tail, const char *sql, int nparams,
+		   const char *const *params, carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
 		return -1;
 	struct db_query *q = query_new(sql, nparams, params, cb, arg);
-	if (q_head || !conn_idle()) /* it will wait in the queue for a connection */
+	if (*head || !(head == &oq_head ? lane_has_room() : conn_idle())) /* it will wait in the queue */
 		carillon_metrics_db_wait();
-	if (q_tail)
-		q_tail->next = q;
+	if (*tail)
+		(*tail)->next = q;
 	else
-		q_head = q;
-	q_tail = q;
+		*head = q;
+	*tail = q;
 	q_len++;
 	pump();
 	return 0;
+}
+
+int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+{
+	return enqueue(&q_head, &q_tail, sql, nparams, params, cb, arg);
+}
+
+int carillon_db_query_ordered(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+{
+	return enqueue(&oq_head, &oq_tail, sql, nparams, params, cb, arg);
 }
 
 void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up)
@@ -664,12 +710,10 @@ void carillon_db_shutdown(void)
 		uv_close((uv_handle_t *)&c->retry, timer_closed);
 		conn_fail(c, "shutting down");
 	}
-	while (q_head) {
-		struct db_query *q = q_head;
-		q_head = q->next;
-		query_finish(q, NULL, "57P01", "the server is shutting down");
-	}
-	q_tail = NULL;
+	while (q_head)
+		query_finish(queue_pop(&q_head, &q_tail), NULL, "57P01", "the server is shutting down");
+	while (oq_head)
+		query_finish(queue_pop(&oq_head, &oq_tail), NULL, "57P01", "the server is shutting down");
 	q_len = 0;
 }
 

@@ -1,0 +1,188 @@
+/*
+ * The connection pool against a real PostgreSQL (the embedded one, in a temporary directory): the
+ * ordered lane (carillon_db_query_ordered, which the write batches use) runs its queries one after
+ * the other on one connection, in the order queued, while other queries go to the other
+ * connections. Skipped when no PostgreSQL server binaries are installed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "carillon/config.h"
+#include "carillon/db.h"
+#include "carillon/embedded_pg.h"
+
+#define ORDERED 8
+#define PLAIN 4
+
+static char tmpdir[PATH_MAX];
+static uv_loop_t loop;
+
+struct answer {
+	bool done, ok;
+	long pid;
+	int seq;
+};
+static struct answer ordered[ORDERED], plain[PLAIN];
+static int arrival[ORDERED], n_arrived;
+
+static bool have_postgres(void)
+{
+	const char *env = getenv("CARILLON_PG_BINDIR");
+	if (env && *env)
+		return true;
+	glob_t g;
+	bool found = glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0;
+	if (found)
+		globfree(&g);
+	return found;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void record(struct answer *a, const struct carillon_db_result *r)
+{
+	a->done = true;
+	a->ok = r->res && PQntuples(r->res) == 1;
+	if (a->ok) {
+		a->pid = strtol(PQgetvalue(r->res, 0, 0), NULL, 10);
+		a->seq = (int)strtol(PQgetvalue(r->res, 0, 1), NULL, 10);
+	}
+}
+
+static void ordered_cb(void *arg, const struct carillon_db_result *r)
+{
+	struct answer *a = arg;
+	record(a, r);
+	arrival[n_arrived++] = (int)(a - ordered);
+}
+
+static void plain_cb(void *arg, const struct carillon_db_result *r) { record(arg, r); }
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+/* Run the loop until done() or about 20 s. */
+static bool run_until(bool (*done)(void))
+{
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, tick, 10, 10);
+	for (int i = 0; i < 2000 && !done(); i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&t);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	return done();
+}
+
+static bool all_up(void)
+{
+	int up, busy, queued;
+	carillon_db_stats(&up, &busy, &queued);
+	return up == 3;
+}
+
+static bool all_answered(void)
+{
+	for (int i = 0; i < ORDERED; i++)
+		if (!ordered[i].done)
+			return false;
+	for (int i = 0; i < PLAIN; i++)
+		if (!plain[i].done)
+			return false;
+	return true;
+}
+
+static void test_ordered_lane(void **state)
+{
+	(void)state;
+	if (!have_postgres())
+		skip();
+	const char *base = getenv("TMPDIR");
+	snprintf(tmpdir, sizeof(tmpdir), "%s/carillon-pool.XXXXXX", base && *base ? base : "/tmp");
+	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(chmod(tmpdir, 0711), 0);
+	char conninfo[1024];
+	assert_int_equal(carillon_embedded_pg_start(tmpdir, conninfo, sizeof(conninfo)), 0);
+
+	char *argv[] = {"test_pool", NULL};
+	int argc = 1;
+	assert_int_equal(carillon_config_load(&argc, argv), 0);
+	carillon_cfg.db_pipeline_depth = 2;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(carillon_db_init(&loop, conninfo, 3), 0);
+	assert_true(run_until(all_up));
+
+	/* Ordered queries interleaved with plain ones that hold their connections for a while: the
+	 * two other connections take the plain ones (two each, pipelined), the lane keeps its own. */
+	const char *sql = "select pg_backend_pid(), $1::int from pg_sleep(0.02)";
+	for (int i = 0; i < ORDERED; i++) {
+		char seq[16];
+		snprintf(seq, sizeof(seq), "%d", i);
+		const char *params[1] = {seq};
+		assert_int_equal(carillon_db_query_ordered(sql, 1, params, ordered_cb, &ordered[i]), 0);
+		if (i < PLAIN)
+			assert_int_equal(carillon_db_query(sql, 1, params, plain_cb, &plain[i]), 0);
+	}
+	assert_true(run_until(all_answered));
+
+	for (int i = 0; i < ORDERED; i++) {
+		assert_true(ordered[i].ok);
+		assert_int_equal(ordered[i].seq, i);
+		assert_int_equal(ordered[i].pid, ordered[0].pid); /* one connection */
+		assert_int_equal(arrival[i], i);                  /* answered in the order queued */
+	}
+	for (int i = 0; i < PLAIN; i++) {
+		assert_true(plain[i].ok);
+		assert_int_not_equal(plain[i].pid, ordered[0].pid); /* not behind the lane's queries */
+	}
+
+	carillon_db_shutdown();
+	int rc = UV_EBUSY;
+	for (int i = 0; i < 500 && rc == UV_EBUSY; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		if ((rc = uv_loop_close(&loop)) == UV_EBUSY)
+			usleep(10 * 1000);
+	}
+	assert_int_equal(rc, 0);
+	carillon_db_free();
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	carillon_embedded_pg_stop();
+	if (tmpdir[0])
+		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir[0] = '\0';
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_ordered_lane, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
