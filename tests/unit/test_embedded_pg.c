@@ -26,28 +26,9 @@
 #include <libpq-fe.h>
 
 #include "carillon/embedded_pg.h"
+#include "pg_fixture.h"
 
 static char tmpdir[PATH_MAX];
-
-static bool have_postgres(void)
-{
-	const char *env = getenv("CARILLON_PG_BINDIR");
-	if (env && *env)
-		return true;
-	glob_t g;
-	bool found = glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 ||
-		     glob("/usr/pgsql-*/bin/initdb", 0, NULL, &g) == 0;
-	if (found)
-		globfree(&g);
-	return found;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
 
 static int setup(void **state)
 {
@@ -85,8 +66,7 @@ static int teardown(void **state)
 	carillon_embedded_pg_stop();
 	kill_leftover("data");
 	kill_leftover("orphan");
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(tmpdir);
 	tmpdir[0] = '\0';
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/embedded_pg.h"
+#include "pg_fixture.h"
 
 #define ORDERED 8
 #define PLAIN 4
@@ -41,25 +42,6 @@ struct answer {
 };
 static struct answer ordered[ORDERED], plain[PLAIN];
 static int arrival[ORDERED], n_arrived;
-
-static bool have_postgres(void)
-{
-	const char *env = getenv("CARILLON_PG_BINDIR");
-	if (env && *env)
-		return true;
-	glob_t g;
-	bool found = glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0;
-	if (found)
-		globfree(&g);
-	return found;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
 
 static void record(struct answer *a, const struct carillon_db_result *r)
 {
@@ -173,8 +155,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	carillon_embedded_pg_stop();
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(tmpdir);
 	tmpdir[0] = '\0';
 	return 0;
 }
