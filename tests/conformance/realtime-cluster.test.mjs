@@ -287,7 +287,9 @@ test('database connections cut while writes go on: every committed write reaches
     if (i === 55) {
       // For at least a second, and until every node's listener was cut at least twice (each
       // reconnects with backoff, so on a loaded machine a second may find too few of them; at
-      // most 10 s).
+      // most 10 s). Only once the full cuts are over: overlapping one, they would take the LISTEN
+      // connections it must find. The writes that follow go on during them.
+      await cutting;
       listenerCuts = (async () => {
         const t0 = Date.now();
         const cutSoFar = () => cuts.filter((c) => c.listenersOnly).reduce((a, c) => a + c.listeners, 0);
