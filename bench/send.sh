@@ -6,7 +6,10 @@
 # transaction (bench/lib.sh pgref_setup), best of 16 and 64 clients; ratio= is Carillon's msg/s at
 # 64 in flight into one channel over pgbench's best tps. The cpu: line gives the CPU per message of
 # the gateway and of PostgreSQL at 64 in flight into one channel, and PostgreSQL's per reference
-# transaction.
+# transaction; every run line says how busy the write lane was (batches, their size and duration).
+# The floor: and budget: lines put the ratio against what this box can do at all: the same load
+# generator against a server that only answers (bench/http_floor.c), PostgreSQL's CPU per row of a
+# batched INSERT, and the CPU per message that a ratio of 1.5 leaves on the two cores.
 #   bench/send.sh [seconds-per-run] [runs]
 # The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
 # minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
@@ -25,8 +28,8 @@ fi
 bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
 bench_pg_settings
-port=$(free_port)
-pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
+port=$(free_port); mport=$(free_port)
+pid=$(start_node "$port" CARILLON_METRICS_LISTEN="127.0.0.1:$mport"); bench_pids+=("$pid"); wait_port "$port"
 dir=; bench_tmpdir # sets dir
 node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 10 --channels 100 --members 10 --out "$dir"
 head -1 "$dir/paths.txt" >"$dir/one.txt"
@@ -67,6 +70,19 @@ wal_stats_delta() {
 		printf "wal_bytes/msg=%.0f fpi/msg=%.2f checkpoints=%d blks_read/msg=%.2f backend_writes/msg=%.2f",
 			(y[1] - x[1]) / n, (y[2] - x[2]) / n, y[3] - x[3], (y[4] - x[4]) / n, (y[5] - x[5]) / n}'
 }
+# The write lane (the pool's ordered lane: one group-commit batch at a time, sql_handler.c), from
+# the node's metrics: "batches items seconds" so far; lane_delta A B SECONDS prints the batches'
+# mean size and duration and the share of the time the lane was busy.
+lane_stats() {
+	curl -s "http://127.0.0.1:$mport/metrics" | awk '$1 == "carillon_write_batches_total" {b = $2}
+		$1 == "carillon_write_batch_size_sum" {n = $2} $1 == "carillon_write_batch_duration_seconds_sum" {t = $2}
+		END {printf "%d %d %.6f\n", b, n, t}'
+}
+lane_delta() {
+	awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN {split(a, x, " "); split(b, y, " "); nb = y[1] - x[1]; if (nb < 1) nb = 1
+		printf "write lane: %d batches of %.1f messages, %.2f ms each, busy %.0f%% of the time", nb, (y[2] - x[2]) / nb,
+			(y[3] - x[3]) * 1000 / nb, (y[3] - x[3]) * 100 / s}'
+}
 # A short line per minute: the hot channel's row versions and the event log's rows.
 minute_stats() {
 	q "select format('channels dead=%s av=%s | messages live=%s | events live=%s dead=%s av=%s',
@@ -82,27 +98,76 @@ if [[ $mode == long ]]; then
 	echo "at the start:"; table_stats
 	rates=()
 	for m in $(seq "$minutes"); do
-		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats)
+		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats); l0=$(lane_stats)
 		send 64 "$dir/one.txt" 60 "L${m}"
-		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats)
+		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats); l1=$(lane_stats)
 		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
 		tick_us=$((1000000 / $(getconf CLK_TCK)))
 		echo "minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")" \
 			"cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
 			"postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
-			"| $(wal_stats_delta "$w0" "$w1" "$n") | $(minute_stats)"
+			"| $(wal_stats_delta "$w0" "$w1" "$n") | $(lane_delta "$l0" "$l1" 60) | $(minute_stats)"
 	done
 	echo "at the end:"; table_stats
 	statements_report
 	echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
+# The budget: at the target ratio the two cores have 2,000,000 / (1.5 x reference) µs per message
+# for everything on them; the ceiling: the rate if the gateway cost only the HTTP floor and
+# PostgreSQL what it costs Carillon now (or only its own batched-INSERT floor).
+cl=$(median "${cl_cpu[@]}"); fc=$(median "${fl_cpu[@]}"); flc=$(median "${fl_cl[@]}"); bc=$(median "${pgb_cpu[@]}")
+gw=$(median "${gw_cpu[@]}"); pg=$(median "${pg_cpu[@]}")
+echo "floor: http_floor at 64 in flight: $(median "${fl_rps[@]}") req/s, server $fc µs/request, client $flc µs/request" \
+	"(runs: ${fl_rps[*]} / ${fl_cpu[*]} / ${fl_cl[*]}); pgbench 16 rows per INSERT: postgres $bc µs/row (runs: ${pgb_cpu[*]})"
+awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'BEGIN {
+	budget = 2e6 / (1.5 * ref)
+	printf "budget: at ratio 1.5 (%.0f msg/s) %.0f µs of CPU per message on the two cores; Carillon spends client %.0f + gateway %.0f + postgres %.0f = %.0f\n",
+		1.5 * ref, budget, cl, gw, pg, cl + gw + pg
+	c1 = 2e6 / (cl + fc + pg); c2 = 2e6 / (cl + fc + bc)
+	printf "ceiling: a gateway at the HTTP floor with postgres as now: %.0f msg/s, ratio %.2f; with postgres at its batched-INSERT floor too: %.0f msg/s, ratio %.2f\n",
+		c1, c1 / ref, c2, c2 / ref
+}'
 	echo "flat=$(ratio "${rates[-1]}" "${rates[0]}") (last minute $(printf %s "${rates[-1]}") msg/s / first minute ${rates[0]} msg/s)"
 	exit 0
 fi
 
 pgref_setup "$dir"
 declare -A rps p50 p99
-refs=(); gw_cpu=(); pg_cpu=(); ref_cpu=()
+refs=(); gw_cpu=(); pg_cpu=(); ref_cpu=(); cl_cpu=(); fl_rps=(); fl_cpu=(); fl_cl=(); pgb_cpu=()
 tick_us=$((1000000 / $(getconf CLK_TCK)))
+# The floors under the ratio, both on the same two cores as everything else:
+# - HTTP: the same load generator, signing the same requests, at 64 in flight against a server
+#   that only answers (bench/http_floor.c: one recv and one send a request, no auth, JSON or
+#   database); its CPU per request is what any HTTP/1.1 gateway pays at least, the client's is
+#   spent whatever the server does.
+# - PostgreSQL: pgbench inserting the reference row 16 at a time (one statement, one durable
+#   commit: the group commit at its simplest), PostgreSQL's CPU per row.
+# floor_run: sets line (the load generator's output), fcpu (server µs/request), bcpu (postgres
+# µs/row)
+floor_port=$(free_port)
+build/carillon-http-floor --port "$floor_port" & floor_pid=$!; bench_pids+=("$floor_pid"); wait_port "$floor_port"
+cat >"$dir/pgbatch.sql" <<-'SQL'
+	\set n random(1, 9000000000000000)
+	insert into bench_ref.messages (id, n, at, body) select md5(:n::text || ':' || :client_id::text || ':' || g), :n + g, now(), 'bench reference row: about one hundred bytes of message content, as a short chat message has it..' from generate_series(1, 16) g;
+SQL
+floor_run() {
+	local f0 f1 p0 p1 t
+	f0=$(cpu_ticks "$floor_pid")
+	bg_run "$dir/floor.out" build/carillon-rest-bench --port "$floor_port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
+		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$dir/one.txt" --bearer "$(cat "$dir/sender.txt")" \
+		--expect 201 --connections 64 --seconds "$secs" \
+		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"f{n}"}'
+	f1=$(cpu_ticks "$floor_pid"); line=$(<"$dir/floor.out")
+	fcpu=$(per $((f1 - f0)) "$(field requests "$line")")
+	fl_rps+=("$(field rps "$line")"); fl_cpu+=("$fcpu"); fl_cl+=("$(field client_cpu_us "$line")")
+	pgref_truncate
+	p0=$(pg_cpu_ticks)
+	bg_run "$dir/pgbatch.out" pgbench -n -f "$dir/pgbatch.sql" -c 16 -j 2 -T "$secs" "$CARILLON_TEST_DATABASE_URL" 2>"$dir/pgbench.err" ||
+		{ cat "$dir/pgbench.err" >&2; return 1; }
+	p1=$(pg_cpu_ticks)
+	t=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/pgbatch.out" | head -1)
+	bcpu=$(per $((p1 - p0)) "$(awk -v t="$t" -v s="$secs" 'BEGIN {printf "%.0f", t * s * 16}')")
+	pgb_cpu+=("$bcpu")
+}
 # per TICKS COUNT: microseconds of CPU per item
 per() { awk -v t="$1" -v n="$2" -v u="$tick_us" 'BEGIN {if (n > 0) printf "%.0f", t * u / n; else print 0}'; }
 # ref_run CLIENTS: one pgbench reference run; sets tps and cpu (PostgreSQL's CPU per transaction)
@@ -115,14 +180,15 @@ for r in $(seq "$runs"); do
 	for ch in 1 100; do
 		paths=$dir/one.txt; [[ $ch == 1 ]] || paths=$dir/paths.txt
 		for c in 1 16 64; do
-			g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks)
+			g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); l0=$(lane_stats)
 			send "$c" "$paths" "$secs" "c${c}h${ch}r${r}"
-			g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks)
-			echo "run $r, $c in flight, $ch channel(s): $line"
+			g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); l1=$(lane_stats)
+			echo "run $r, $c in flight, $ch channel(s): $line; $(lane_delta "$l0" "$l1" "$secs")"
 			rps[$c,$ch]+=" $(field rps "$line")"; p50[$c,$ch]+=" $(field p50_ms "$line")"; p99[$c,$ch]+=" $(field p99_ms "$line")"
 			if [[ $c == 64 && $ch == 1 ]]; then
 				gw_cpu+=("$(per $((g1 - g0)) "$(field requests "$line")")")
 				pg_cpu+=("$(per $((p1 - p0)) "$(field requests "$line")")")
+				cl_cpu+=("$(field client_cpu_us "$line")")
 			fi
 		done
 	done
@@ -130,6 +196,8 @@ for r in $(seq "$runs"); do
 	ref_run 64; t64=$tps; c64=$cpu
 	echo "run $r, reference: pgbench -c 16 -j 2: $t16 tps, postgres $c16 µs/transaction; -c 64 -j 2: $t64 tps, postgres $c64 µs/transaction"
 	if ((t16 >= t64)); then refs+=("$t16"); ref_cpu+=("$c16"); else refs+=("$t64"); ref_cpu+=("$c64"); fi
+	floor_run
+	echo "run $r, floor: $line; server $fcpu µs/request; postgres $bcpu µs/row in batches of 16"
 done
 echo
 echo "SendChannelMessage, persisted, medians of $runs run(s) of ${secs} s:"
@@ -149,3 +217,18 @@ echo "ratio=$(ratio "$carillon" "$ref") (Carillon $carillon msg/s at 64 in fligh
 echo "cpu: Carillon at 64 in flight, one channel: gateway $(median "${gw_cpu[@]}") µs/msg, postgres $(median "${pg_cpu[@]}") µs/msg" \
 	"(runs: ${gw_cpu[*]} / ${pg_cpu[*]}); pgbench reference: postgres $(median "${ref_cpu[@]}") µs/transaction (runs: ${ref_cpu[*]})"
 echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
+# The budget: at the target ratio the two cores have 2,000,000 / (1.5 x reference) µs per message
+# for everything on them; the ceiling: the rate if the gateway cost only the HTTP floor and
+# PostgreSQL what it costs Carillon now (or only its own batched-INSERT floor).
+cl=$(median "${cl_cpu[@]}"); fc=$(median "${fl_cpu[@]}"); flc=$(median "${fl_cl[@]}"); bc=$(median "${pgb_cpu[@]}")
+gw=$(median "${gw_cpu[@]}"); pg=$(median "${pg_cpu[@]}")
+echo "floor: http_floor at 64 in flight: $(median "${fl_rps[@]}") req/s, server $fc µs/request, client $flc µs/request" \
+	"(runs: ${fl_rps[*]} / ${fl_cpu[*]} / ${fl_cl[*]}); pgbench 16 rows per INSERT: postgres $bc µs/row (runs: ${pgb_cpu[*]})"
+awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'BEGIN {
+	budget = 2e6 / (1.5 * ref)
+	printf "budget: at ratio 1.5 (%.0f msg/s) %.0f µs of CPU per message on the two cores; Carillon spends client %.0f + gateway %.0f + postgres %.0f = %.0f\n",
+		1.5 * ref, budget, cl, gw, pg, cl + gw + pg
+	c1 = 2e6 / (cl + fc + pg); c2 = 2e6 / (cl + fc + bc)
+	printf "ceiling: a gateway at the HTTP floor with postgres as now: %.0f msg/s, ratio %.2f; with postgres at its batched-INSERT floor too: %.0f msg/s, ratio %.2f\n",
+		c1, c1 / ref, c2, c2 / ref
+}'
