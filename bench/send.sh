@@ -217,18 +217,3 @@ awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'B
 	printf "ceiling: a gateway at the HTTP floor with postgres as now: %.0f msg/s, ratio %.2f; with postgres at its batched-INSERT floor too: %.0f msg/s, ratio %.2f\n",
 		c1, c1 / ref, c2, c2 / ref
 }'
-# The budget: at the target ratio the two cores have 2,000,000 / (1.5 x reference) µs per message
-# for everything on them; the ceiling: the rate if the gateway cost only the HTTP floor and
-# PostgreSQL what it costs Carillon now (or only its own batched-INSERT floor).
-cl=$(median "${cl_cpu[@]}"); fc=$(median "${fl_cpu[@]}"); flc=$(median "${fl_cl[@]}"); bc=$(median "${pgb_cpu[@]}")
-gw=$(median "${gw_cpu[@]}"); pg=$(median "${pg_cpu[@]}")
-echo "floor: http_floor at 64 in flight: $(median "${fl_rps[@]}") req/s, server $fc µs/request, client $flc µs/request" \
-	"(runs: ${fl_rps[*]} / ${fl_cpu[*]} / ${fl_cl[*]}); pgbench 16 rows per INSERT: postgres $bc µs/row (runs: ${pgb_cpu[*]})"
-awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'BEGIN {
-	budget = 2e6 / (1.5 * ref)
-	printf "budget: at ratio 1.5 (%.0f msg/s) %.0f µs of CPU per message on the two cores; Carillon spends client %.0f + gateway %.0f + postgres %.0f = %.0f\n",
-		1.5 * ref, budget, cl, gw, pg, cl + gw + pg
-	c1 = 2e6 / (cl + fc + pg); c2 = 2e6 / (cl + fc + bc)
-	printf "ceiling: a gateway at the HTTP floor with postgres as now: %.0f msg/s, ratio %.2f; with postgres at its batched-INSERT floor too: %.0f msg/s, ratio %.2f\n",
-		c1, c1 / ref, c2, c2 / ref
-}'
