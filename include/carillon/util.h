@@ -49,6 +49,10 @@ void carillon_uuid4(char out[37]);
  * overlong forms, surrogates and code points beyond U+10FFFF are invalid, as for jansson). */
 long carillon_utf8_length(const char *s, size_t len);
 
+/* True when s is one JSON text (any value, white space around it allowed), checked without building
+ * it and at least as strictly as jansson's decoder (src/util/json_text.c). */
+bool carillon_json_text_valid(const char *s);
+
 /* Copy arbitrary bytes into `out` (out_size > 0) as valid UTF-8 safe to quote in a message or a
  * log line: every invalid sequence and every control character (C0, DEL) becomes U+FFFD; when the
  * result does not fit it is cut on a code point boundary and ends with "...". Returns the length

@@ -35,36 +35,95 @@ static void names_free(struct carillon_names *names)
 	names->n = 0;
 }
 
-/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once.
+/* Appends n bytes of valid UTF-8 to b as the inside of a JSON string: what jansson writes for them
+ * (\" \\ and the short escapes, \u00XX for other control characters, everything else as is). */
+static void json_escaped(struct carillon_buf *b, const char *s, size_t n)
+{
+	size_t run = 0; /* bytes of s[...] not yet appended that need no escape */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			run++;
+			continue;
+		}
+		carillon_buf_append(b, s + i - run, run);
+		run = 0;
+		char esc[8];
+		const char *short_esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+				      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+		if (!short_esc)
+			snprintf(esc, sizeof(esc), "\\u%04X", c);
+		carillon_buf_append(b, short_esc ? short_esc : esc, strlen(short_esc ? short_esc : esc));
+	}
+	carillon_buf_append(b, s + n - run, run);
+}
+
+/* Appends a valid JSON text to b compacted (no white space outside its strings, as jansson's
+ * JSON_COMPACT writes it) and escaped as the inside of a JSON string: the frame's Payload, written
+ * in one pass over the text the database gave, instead of decoding it and encoding it twice. */
+static void json_compact_escaped(struct carillon_buf *b, const char *s)
+{
+	bool in_string = false, escaped = false;
+	size_t start = 0, i = 0;
+	for (; s[i]; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			json_escaped(b, s + start, i - start);
+			start = i + 1;
+		} else if (c == '"') {
+			in_string = true;
+		}
+	}
+	json_escaped(b, s + start, i - start);
+}
+
+/* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once, with
+ * LWS_PRE bytes of room in front (the caller owns the block); NULL when the payload is not a JSON
+ * document or a type is not valid UTF-8. The payload is checked without decoding it (a row of the
+ * database is JSON by construction, but the decoder is the one place that refuses a malformed row);
+ * the frame itself is written directly: the document jansson's encoder wrote, byte for byte for
+ * jsonb's text (escapes are kept as the text has them: jsonb writes \u001f where jansson wrote
+ * \u001F, and numbers keep their digits instead of passing through a double).
  * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
  * a client may resume from (since-position on /connect); the stock clients ignore it. */
-static char *render_frame(int64_t position, const char *event_type, const char *message_type, json_t *payload)
+static unsigned char *render_frame(int64_t position, const char *event_type, const char *message_type,
+				   const char *payload_json, size_t *frame_len)
 {
-	char *compact = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY); /* jsonb's text form has spaces */
-	if (!compact)
+	if (!carillon_json_text_valid(payload_json))
 		return NULL;
-	json_t *frame = json_pack("{s:{s:s,s:s},s:s}", "Headers", "x-amz-chime-event-type", event_type,
-				  "x-amz-chime-message-type", message_type, "Payload", compact);
-	free(compact);
-	if (frame && position > 0) {
-		char pos[24];
-		snprintf(pos, sizeof(pos), "%lld", (long long)position);
-		json_object_set_new(json_object_get(frame, "Headers"), "x-carillon-event-position", json_string(pos));
-	}
-	char *text = frame ? json_dumps(frame, JSON_COMPACT) : NULL;
-	json_decref(frame);
-	return text;
+	if (carillon_utf8_length(event_type, strlen(event_type)) < 0 ||
+	    carillon_utf8_length(message_type, strlen(message_type)) < 0)
+		return NULL;
+	static const char pre[LWS_PRE];
+	struct carillon_buf b = {0};
+	carillon_buf_append(&b, pre, LWS_PRE);
+	carillon_buf_append(&b, "{\"Headers\":{\"x-amz-chime-event-type\":\"", 38);
+	json_escaped(&b, event_type, strlen(event_type));
+	carillon_buf_append(&b, "\",\"x-amz-chime-message-type\":\"", 30);
+	json_escaped(&b, message_type, strlen(message_type));
+	if (position > 0)
+		carillon_buf_appendf(&b, "\",\"x-carillon-event-position\":\"%lld", (long long)position);
+	carillon_buf_append(&b, "\"},\"Payload\":\"", 14);
+	json_compact_escaped(&b, payload_json);
+	carillon_buf_append(&b, "\"}", 2);
+	*frame_len = b.len - LWS_PRE;
+	return (unsigned char *)b.data;
 }
 
 struct carillon_event *carillon_event_build(const struct carillon_event_facts *f)
 {
-	json_t *payload = json_loads(f->payload_json ? f->payload_json : "", JSON_DECODE_ANY, NULL);
-	if (!payload)
-		return NULL;
-	char *text = render_frame(f->position, f->event_type ? f->event_type : "",
-				  f->message_type ? f->message_type : "", payload);
-	json_decref(payload);
-	if (!text)
+	size_t frame_len;
+	unsigned char *frame = render_frame(f->position, f->event_type ? f->event_type : "",
+					    f->message_type ? f->message_type : "",
+					    f->payload_json ? f->payload_json : "", &frame_len);
+	if (!frame)
 		return NULL;
 	struct carillon_event *e = carillon_xcalloc(1, sizeof(*e));
 	e->refs = 1;
@@ -76,10 +135,8 @@ struct carillon_event *carillon_event_build(const struct carillon_event_facts *f
 	names_copy(&e->joins, f->joins, f->n_joins);
 	names_copy(&e->leaves, f->leaves, f->n_leaves);
 	e->closes = f->closes;
-	e->frame_len = strlen(text);
-	e->frame = carillon_xmalloc(LWS_PRE + e->frame_len);
-	memcpy(e->frame + LWS_PRE, text, e->frame_len);
-	free(text);
+	e->frame_len = frame_len;
+	e->frame = frame;
 	return e;
 }
 
@@ -111,10 +168,13 @@ static bool names_view(json_t *doc, const char ***out, int *n)
 	return true;
 }
 
-/* A names column: NULL (as a nullable column reads) is an empty list. */
+/* A names column: NULL (as a nullable column reads) is an empty list, and so is "[]" (most
+ * events' joins and leaves), without a decoder. */
 static json_t *names_column(const char *text)
 {
-	return json_loads(text && *text ? text : "[]", 0, NULL);
+	if (!text || !*text || !strcmp(text, "[]"))
+		return json_array();
+	return json_loads(text, 0, NULL);
 }
 
 struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVENT_COLS])

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "carillon/realtime.h"
 
@@ -379,6 +380,77 @@ static void test_decode(void **state)
 	carillon_event_unref(e);
 }
 
+/* The frame as jansson renders it: the payload decoded and encoded compact, inside a frame object
+ * encoded compact (how frames were written before they were written directly). */
+static char *jansson_frame(const char *event_type, const char *message_type, long long position, const char *payload)
+{
+	json_t *doc = json_loads(payload, JSON_DECODE_ANY, NULL);
+	assert_non_null(doc);
+	char *compact = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(doc);
+	json_t *frame = json_pack("{s:{s:s,s:s},s:s}", "Headers", "x-amz-chime-event-type", event_type,
+				  "x-amz-chime-message-type", message_type, "Payload", compact);
+	free(compact);
+	char pos[24];
+	snprintf(pos, sizeof(pos), "%lld", position);
+	json_object_set_new(json_object_get(frame, "Headers"), "x-carillon-event-position", json_string(pos));
+	char *text = json_dumps(frame, JSON_COMPACT);
+	json_decref(frame);
+	return text;
+}
+
+/* The frame is written directly from the row's text: byte for byte what jansson wrote for payloads
+ * as the database gives them (jsonb's text: ", " and ": " between members), and for any JSON text
+ * the same document once decoded (white space outside strings dropped, inside kept, escapes kept). */
+static void test_frame_bytes(void **state)
+{
+	(void)state;
+	static const char *const same_bytes[] = {
+		"{\"ChannelArn\": \"c\", \"Content\": \"two  spaces, a \\\"quote\\\", a \\\\ and a tab\\t\", \"N\": [1, 2, {\"x\": null}]}",
+		"{\"Content\": \"caf\xc3\xa9 \xf0\x9f\x99\x82 / <script>\", \"Redacted\": false, \"Metadata\": \"\\n\\r\\b\\f\"}",
+		"[]", "\"just a string\"", "{}", "{\"a\": {\"b\": {\"c\": [true, false, null, -12, \"}\"]}}}",
+	};
+	for (size_t i = 0; i < sizeof(same_bytes) / sizeof(same_bytes[0]); i++) {
+		const char *cols[CARILLON_EVENT_COLS];
+		row(cols, "42", "members", "[]", "[]", "[]", "f", same_bytes[i]);
+		cols[CARILLON_EVENT_COL_TYPE] = "CREATE_CHANNEL_MESSAGE";
+		cols[CARILLON_EVENT_COL_MESSAGE_TYPE] = "STANDARD";
+		struct carillon_event *e = carillon_event_decode(cols);
+		assert_non_null(e);
+		char *want = jansson_frame("CREATE_CHANNEL_MESSAGE", "STANDARD", 42, same_bytes[i]);
+		assert_int_equal(e->frame_len, strlen(want));
+		assert_memory_equal(e->frame + LWS_PRE, want, strlen(want));
+		free(want);
+		carillon_event_unref(e);
+	}
+	/* White space of every kind between tokens, a control character escaped (\u001f, which jansson
+	 * wrote as \u001F), types that need escapes: the same documents. */
+	const char *cols[CARILLON_EVENT_COLS];
+	const char *payload = "\n\t{ \"k\"\r\n:\t[ 1 ,\"a\\u001fb\" ] , \"e\" : \"\\u00e9\" }  ";
+	row(cols, "9", "members", "[]", "[]", "[]", "f", payload);
+	cols[CARILLON_EVENT_COL_TYPE] = "A \"type\"\\";
+	cols[CARILLON_EVENT_COL_MESSAGE_TYPE] = "line\nbreak";
+	struct carillon_event *e = carillon_event_decode(cols);
+	assert_non_null(e);
+	json_t *frame = json_loadb((const char *)e->frame + LWS_PRE, e->frame_len, 0, NULL);
+	assert_non_null(frame);
+	json_t *h = json_object_get(frame, "Headers");
+	assert_string_equal(json_string_value(json_object_get(h, "x-amz-chime-event-type")), "A \"type\"\\");
+	assert_string_equal(json_string_value(json_object_get(h, "x-amz-chime-message-type")), "line\nbreak");
+	assert_string_equal(json_string_value(json_object_get(h, "x-carillon-event-position")), "9");
+	json_t *got = json_loads(json_string_value(json_object_get(frame, "Payload")), JSON_DECODE_ANY, NULL);
+	json_t *want = json_loads(payload, JSON_DECODE_ANY, NULL);
+	assert_true(json_equal(got, want));
+	assert_null(strchr(json_string_value(json_object_get(frame, "Payload")), ' '));
+	json_decref(got);
+	json_decref(want);
+	json_decref(frame);
+	carillon_event_unref(e);
+	/* A type that is not UTF-8 is refused, as jansson refused it. */
+	cols[CARILLON_EVENT_COL_TYPE] = "bad \xff";
+	assert_null(carillon_event_decode(cols));
+}
+
 /* -------------------------------------------------------------------- the index under churn */
 
 #define SESSIONS 64
@@ -522,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_replay_after_snapshot),
 		cmocka_unit_test(test_start_position),
 		cmocka_unit_test(test_decode),
+		cmocka_unit_test(test_frame_bytes),
 		cmocka_unit_test(test_churn),
 		cmocka_unit_test(test_sliced_fanout),
 	};

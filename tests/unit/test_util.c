@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "carillon/util.h"
 
@@ -196,6 +197,40 @@ static void test_uuid4(void **state)
 	close(fd[1]);
 }
 
+/* carillon_json_text_valid agrees with jansson's decoder (JSON_DECODE_ANY) on the edges of the
+ * grammar, the string escapes, UTF-8 and the number ranges; it may only be stricter on depth. */
+static void test_json_text_valid(void **state)
+{
+	(void)state;
+	static const char *const texts[] = {
+		"", " ", "1", "-", "-0", "01", "1.", "1.5", "1.5e", "1.5e+3", "1E-2", ".5", "+1",
+		"1e309", "-1e309", "1e-400", "9223372036854775807", "9223372036854775808",
+		"-9223372036854775808", "-9223372036854775809", "12345678901234567890.5",
+		"true", "tru", "nul", "null", "false ", "truex", "[1,]", "[,1]", "[1 2]", "[]", " [ ] ",
+		"{\"a\":1,}", "{\"a\" 1}", "{1:2}", "{\"a\":1}", "{ \"a\" : [ true , false , null ] }", "{\"a\":{}}",
+		"\"\\u0000\"", "\"\\ud800\"", "\"\\ud800\\udc00\"", "\"\\udc00\"", "\"\\uD83D\\uDE42\"", "\"\\u00e9\"",
+		"\"\\u12\"", "\"\\x\"", "\"\\/\"", "\"a\tb\"", "\"a\\tb\"", "\"\xff\"", "\"\xc0\xaf\"",
+		"\"caf\xc3\xa9\"", "\"\xed\xa0\x80\"", "\"open", "[1] x", "1 2", "[[[]]]", "{\"a\"}", "{\"a\":}",
+		"\"\\\"\"", "\"\\\\\"", "\"\\", "[\"a\",\"b\"]", "{\"\":\"\"}", "\t\r\n1\t\r\n", "\x7f",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		json_t *doc = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+		if (carillon_json_text_valid(texts[i]) != (doc != NULL))
+			fail_msg("%s: carillon_json_text_valid %s, jansson %s", texts[i],
+				 carillon_json_text_valid(texts[i]) ? "accepts" : "refuses", doc ? "accepts" : "refuses");
+		json_decref(doc);
+	}
+	/* Depth: 512 nested arrays pass, 513 do not (jansson takes up to 2,048). */
+	char deep[2 * 513 + 1];
+	for (int depth = 512; depth <= 513; depth++) {
+		memset(deep, '[', (size_t)depth);
+		memset(deep + depth, ']', (size_t)depth);
+		deep[2 * depth] = '\0';
+		assert_int_equal(carillon_json_text_valid(deep), depth == 512);
+	}
+	assert_false(carillon_json_text_valid(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_snprintf_cuts_on_boundaries),
 		cmocka_unit_test(test_uuid4),
+		cmocka_unit_test(test_json_text_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
