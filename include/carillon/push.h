@@ -66,8 +66,6 @@ json_t *carillon_push_pinpoint_data(json_t *data, const char *action_key, const 
 				    const char *title, const char *body, bool silent, const char *json_body);
 
 struct carillon_buf;
-/* Append s as a JSON string literal; -1 (nothing appended) when s is not valid UTF-8. */
-int carillon_push_json_string(struct carillon_buf *b, const char *s);
 /* Append the members "title":..,"body":.. (either may be NULL; neither: nothing), as APNs' alert and
  * FCM's notification both carry them; -1 when one is not valid UTF-8. */
 int carillon_push_json_title_body(struct carillon_buf *b, const char *title, const char *body);

@@ -52,6 +52,11 @@ long carillon_utf8_length(const char *s, size_t len);
 /* True when s is one JSON text (any value, white space around it allowed), checked without building
  * it and at least as strictly as jansson's decoder (src/util/json_text.c). */
 bool carillon_json_text_valid(const char *s);
+/* Append n bytes of valid UTF-8 as the inside of a JSON string literal: \" and \\ escaped, control
+ * characters as \u00xx, everything else as is. */
+void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n);
+/* Append s as a JSON string literal; -1 (nothing appended) when s is not valid UTF-8. */
+int carillon_json_string(struct carillon_buf *b, const char *s);
 
 /* Copy arbitrary bytes into `out` (out_size > 0) as valid UTF-8 safe to quote in a message or a
  * log line: every invalid sequence and every control character (C0, DEL) becomes U+FFFD; when the

@@ -92,7 +92,7 @@ static int header_token(const char *lower_name, size_t n)
 {
 	pthread_once(&header_toks_once, header_toks_init);
 	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
-		if (header_toks[t].len == n && !memcmp(header_toks[t].name, lower_name, n))
+		if (header_toks[t].name && header_toks[t].len == n && !memcmp(header_toks[t].name, lower_name, n))
 			return t;
 	return -1;
 }

@@ -459,13 +459,13 @@ static char *build_body_text(const char *device_token, const struct carillon_pus
 	struct carillon_buf b = {0};
 	bool ok = true, any_data = members_len || (m->dedupe_key && *m->dedupe_key);
 	LIT(&b, "{\"message\":{\"token\":");
-	ok = !carillon_push_json_string(&b, device_token);
+	ok = !carillon_json_string(&b, device_token);
 	if (ok && any_data) {
 		LIT(&b, ",\"data\":{");
 		carillon_buf_append(&b, members, members_len);
 		if (m->dedupe_key && *m->dedupe_key) {
 			carillon_buf_appendf(&b, "%s\"carillon.message_key\":", members_len ? "," : "");
-			ok = !carillon_push_json_string(&b, m->dedupe_key);
+			ok = !carillon_json_string(&b, m->dedupe_key);
 		}
 		LIT(&b, "}");
 	}

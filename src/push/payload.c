@@ -30,31 +30,6 @@ json_t *carillon_push_pinpoint_data(json_t *data, const char *action_key, const 
 	return data;
 }
 
-int carillon_push_json_string(struct carillon_buf *b, const char *s)
-{
-	size_t n = strlen(s);
-	if (carillon_utf8_length(s, n) < 0)
-		return -1;
-	carillon_buf_append(b, "\"", 1);
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		carillon_buf_append(b, s + run, i - run);
-		run = i + 1;
-		char esc[8];
-		if (c == '"' || c == '\\')
-			snprintf(esc, sizeof(esc), "\\%c", c);
-		else
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-		carillon_buf_append(b, esc, strlen(esc));
-	}
-	carillon_buf_append(b, s + run, n - run);
-	carillon_buf_append(b, "\"", 1);
-	return 0;
-}
-
 bool carillon_push_data_members(const char *data_json, const char **start, size_t *len)
 {
 	size_t n = data_json ? strlen(data_json) : 0;
@@ -69,12 +44,12 @@ int carillon_push_json_title_body(struct carillon_buf *b, const char *title, con
 {
 	if (title) {
 		carillon_buf_append(b, "\"title\":", 8);
-		if (carillon_push_json_string(b, title))
+		if (carillon_json_string(b, title))
 			return -1;
 	}
 	if (body) {
 		carillon_buf_appendf(b, "%s\"body\":", title ? "," : "");
-		if (carillon_push_json_string(b, body))
+		if (carillon_json_string(b, body))
 			return -1;
 	}
 	return 0;

@@ -35,29 +35,6 @@ static void names_free(struct carillon_names *names)
 	names->n = 0;
 }
 
-/* Appends n bytes of valid UTF-8 to b as the inside of a JSON string: what jansson writes for them
- * (\" \\ and the short escapes, \u00XX for other control characters, everything else as is). */
-static void json_escaped(struct carillon_buf *b, const char *s, size_t n)
-{
-	size_t run = 0; /* bytes of s[...] not yet appended that need no escape */
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			run++;
-			continue;
-		}
-		carillon_buf_append(b, s + i - run, run);
-		run = 0;
-		char esc[8];
-		const char *short_esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-				      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-		if (!short_esc)
-			snprintf(esc, sizeof(esc), "\\u%04X", c);
-		carillon_buf_append(b, short_esc ? short_esc : esc, strlen(short_esc ? short_esc : esc));
-	}
-	carillon_buf_append(b, s + n - run, run);
-}
-
 /* Appends a valid JSON text to b compacted (no white space outside its strings, as jansson's
  * JSON_COMPACT writes it) and escaped as the inside of a JSON string: the frame's Payload, written
  * in one pass over the text the database gave, instead of decoding it and encoding it twice. */
@@ -75,22 +52,24 @@ static void json_compact_escaped(struct carillon_buf *b, const char *s)
 			else if (c == '"')
 				in_string = false;
 		} else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-			json_escaped(b, s + start, i - start);
+			carillon_json_escape(b, s + start, i - start);
 			start = i + 1;
 		} else if (c == '"') {
 			in_string = true;
 		}
 	}
-	json_escaped(b, s + start, i - start);
+	carillon_json_escape(b, s + start, i - start);
 }
+
+#define BUF_LITERAL(b, text) carillon_buf_append((b), (text), sizeof(text) - 1)
 
 /* {"Headers":{...},"Payload":"<the payload document as a JSON string>"}, rendered once, with
  * LWS_PRE bytes of room in front (the caller owns the block); NULL when the payload is not a JSON
  * document or a type is not valid UTF-8. The payload is checked without decoding it (a row of the
  * database is JSON by construction, but the decoder is the one place that refuses a malformed row);
- * the frame itself is written directly: the document jansson's encoder wrote, byte for byte for
- * jsonb's text (escapes are kept as the text has them: jsonb writes \u001f where jansson wrote
- * \u001F, and numbers keep their digits instead of passing through a double).
+ * the frame itself is written directly: for jsonb's text, byte for byte the frame jansson's encoder
+ * wrote (escapes are kept as the text has them: jsonb writes \u001f where jansson wrote \u001F,
+ * and numbers keep their digits instead of passing through a double).
  * x-carillon-event-position (a string, as clients decode headers as strings) is the log position
  * a client may resume from (since-position on /connect); the stock clients ignore it. */
 static unsigned char *render_frame(int64_t position, const char *event_type, const char *message_type,
@@ -98,23 +77,25 @@ static unsigned char *render_frame(int64_t position, const char *event_type, con
 {
 	if (!carillon_json_text_valid(payload_json))
 		return NULL;
-	if (carillon_utf8_length(event_type, strlen(event_type)) < 0 ||
-	    carillon_utf8_length(message_type, strlen(message_type)) < 0)
-		return NULL;
 	static const char pre[LWS_PRE];
 	struct carillon_buf b = {0};
 	carillon_buf_append(&b, pre, LWS_PRE);
-	carillon_buf_append(&b, "{\"Headers\":{\"x-amz-chime-event-type\":\"", 38);
-	json_escaped(&b, event_type, strlen(event_type));
-	carillon_buf_append(&b, "\",\"x-amz-chime-message-type\":\"", 30);
-	json_escaped(&b, message_type, strlen(message_type));
+	BUF_LITERAL(&b, "{\"Headers\":{\"x-amz-chime-event-type\":");
+	if (carillon_json_string(&b, event_type))
+		goto refused;
+	BUF_LITERAL(&b, ",\"x-amz-chime-message-type\":");
+	if (carillon_json_string(&b, message_type))
+		goto refused;
 	if (position > 0)
-		carillon_buf_appendf(&b, "\",\"x-carillon-event-position\":\"%lld", (long long)position);
-	carillon_buf_append(&b, "\"},\"Payload\":\"", 14);
+		carillon_buf_appendf(&b, ",\"x-carillon-event-position\":\"%lld\"", (long long)position);
+	BUF_LITERAL(&b, "},\"Payload\":\"");
 	json_compact_escaped(&b, payload_json);
-	carillon_buf_append(&b, "\"}", 2);
+	BUF_LITERAL(&b, "\"}");
 	*frame_len = b.len - LWS_PRE;
 	return (unsigned char *)b.data;
+refused:
+	carillon_buf_free(&b);
+	return NULL;
 }
 
 struct carillon_event *carillon_event_build(const struct carillon_event_facts *f)
