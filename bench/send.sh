@@ -70,7 +70,7 @@ wal_stats_delta() {
 		printf "wal_bytes/msg=%.0f fpi/msg=%.2f checkpoints=%d blks_read/msg=%.2f backend_writes/msg=%.2f",
 			(y[1] - x[1]) / n, (y[2] - x[2]) / n, y[3] - x[3], (y[4] - x[4]) / n, (y[5] - x[5]) / n}'
 }
-# The write lane (the pool's ordered lane: one group-commit batch at a time, sql_handler.c), from
+# The write lane (the pool's write lane: one group-commit batch at a time, sql_handler.c; one channel is one lane), from
 # the node's metrics: "batches items seconds" so far; lane_delta A B SECONDS prints the batches'
 # mean size and duration and the share of the time the lane was busy.
 lane_stats() {

@@ -102,8 +102,11 @@ static const struct cfg_key cfg_keys[] = {
 	NUM(write_batch_max, "CARILLON_WRITE_BATCH_MAX", "50", 1, 64,
 	    "writes per group-commit transaction (each a subtransaction; PostgreSQL caches 64 per backend)"),
 	NUM(write_in_flight, "CARILLON_WRITE_IN_FLIGHT", "1", 1, 64,
-	    "group-commit transactions in flight at once; with 1 the next batch collects while one commits "
-	    "(their tails serialise on the event lock anyway: more in flight means smaller batches and lock waits)"),
+	    "group-commit transactions in flight at once per write lane; with 1 the next batch collects while one "
+	    "commits (a lane's batches run one after the other anyway: more in flight means smaller batches)"),
+	NUM(write_lanes, "CARILLON_WRITE_LANES", "1", 1, 8,
+	    "write lanes: each channel's writes go to one lane, in order; lanes commit at once on their own "
+	    "database connections (at most CARILLON_DB_POOL_SIZE - 1)"),
 	NUM(write_queue_max, "CARILLON_WRITE_QUEUE_MAX", "10000", 1, 10000000,
 	    "writes waiting for a group-commit batch; beyond: 503 ServiceUnavailableException"),
 	NUM(db_queue_max, "CARILLON_DB_QUEUE_MAX", "20000", 1, 10000000,

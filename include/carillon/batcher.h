@@ -22,6 +22,7 @@ struct carillon_batch {
 	void **owners;
 	char *json;        /* "[doc,doc,...]" */
 	double sent_at;    /* carillon_metrics_clock() when submitted */
+	int retries;       /* times the caller sent it again (a deadlock victim) */
 };
 
 /* The outcome of one item: `refused` (its batch could not be sent: the caller answers 503), `ok`

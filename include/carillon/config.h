@@ -54,7 +54,8 @@ struct carillon_config {
 	long rate_max_credentials;    /* live request-rate buckets (credentials) at most */
 	/* queues and batches of the REST write path */
 	long write_batch_max;         /* requests per group-commit batch */
-	long write_in_flight;         /* group-commit transactions in flight at once */
+	long write_in_flight;         /* group-commit transactions in flight at once, per lane */
+	long write_lanes;             /* write lanes (connections committing writes at once) */
 	long write_queue_max;         /* writes waiting for a batch (503 above) */
 	long db_queue_max;            /* statements waiting for a pool connection (503 above) */
 	long db_pipeline_depth;       /* statements in flight on one pool connection (pipeline mode) */

@@ -34,9 +34,13 @@ void carillon_db_free(void);
  * text is prepared once per connection (keep texts fixed: values go in parameters). See
  * docs/db-pipeline.md. */
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg);
-/* The same, in the ordered lane: such queries run one after the other on one connection (the first
- * one up), in the order queued, up to CARILLON_DB_PIPELINE_DEPTH of them pipelined. */
-int carillon_db_query_ordered(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg);
+/* The same, in write lane `lane` (0 .. carillon_db_lanes() - 1): one lane's queries run one after the
+ * other on one connection, in the order queued, up to CARILLON_DB_PIPELINE_DEPTH of them pipelined;
+ * different lanes run at once on different connections. */
+int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
+			   void *arg);
+/* The number of write lanes: CARILLON_WRITE_LANES, at most the pool's size less one (at least 1). */
+int carillon_db_lanes(void);
 
 /* A dedicated connection that LISTENs on `channel`: `on_notify` runs for every notification,
  * `on_up` every time the connection (re)connects and its LISTEN is in place — the moment to catch

@@ -3,8 +3,10 @@
  *
  * A READ row of the operation table calls its function directly (carillon_api.<fn>, wrapped in
  * carillon.check_token). A WRITE row goes through group commit: it is queued in the write batcher
- * (batcher.c) and whenever a batch slot is free (CARILLON_WRITE_IN_FLIGHT, default 1: the next
- * batch collects while one commits), everything queued (up to CARILLON_WRITE_BATCH_MAX)
+ * of its channel's write lane (batcher.c; a hash of the input's ChannelArn picks one of
+ * CARILLON_WRITE_LANES, so one channel's writes stay in order while other channels' commit at once)
+ * and whenever the lane has a batch slot free (CARILLON_WRITE_IN_FLIGHT, default 1: the next batch
+ * collects while one commits), everything queued (up to CARILLON_WRITE_BATCH_MAX)
  * is sent as one carillon_api.invoke_batch_rows() call: one transaction, each request in its own
  * subtransaction (carillon.run_op: idempotency, then the function), one event-lock acquisition and
  * one NOTIFY for all of them, each request answered after the commit from its row. An ok row's
@@ -198,8 +200,14 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 		reply_output(r, NULL);
 }
 
-/* The write batcher, sending its batches to carillon_api.invoke_batch_rows. */
-static struct carillon_batcher batcher;
+/* The write batchers, one per write lane, sending their batches to carillon_api.invoke_batch_rows
+ * on their lane's connection (carillon_db_query_lane). */
+#define LANES_MAX 8
+static struct carillon_batcher batchers[LANES_MAX];
+#define BATCH_SQL "select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)"
+/* A batch chosen as a deadlock's victim (two lanes' transactions waiting for each other's rows:
+ * the item path locks rows in the order its operations need them) is sent again, this many times. */
+#define BATCH_DEADLOCK_RETRIES 3
 
 /* Row i of invoke_batch_rows: ok (output JSON text), or state + message. */
 static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
@@ -213,25 +221,48 @@ static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
 	o->message = PQgetisnull(res, (int)i, 2) ? NULL : PQgetvalue(res, (int)i, 2);
 }
 
+struct batch_call {
+	struct carillon_batcher *b;
+	struct carillon_batch *batch;
+};
+
+static int batch_send(struct carillon_batcher *b, struct carillon_batch *batch);
+
 static void batch_done(void *arg, const struct carillon_db_result *res)
 {
-	struct carillon_batch *batch = arg;
+	struct batch_call *call = arg;
+	struct carillon_batcher *b = call->b;
+	struct carillon_batch *batch = call->batch;
+	free(call);
+	if (!res->res && res->sqlstate && !strcmp(res->sqlstate, "40P01") && batch->retries < BATCH_DEADLOCK_RETRIES) {
+		batch->retries++;
+		if (!batch_send(b, batch))
+			return;
+	}
 	if (!res->res)
-		carillon_batcher_complete(&batcher, batch, NULL, res->sqlstate, res->message);
+		carillon_batcher_complete(b, batch, NULL, res->sqlstate, res->message);
 	else if (PQnfields(res->res) != 3)
-		carillon_batcher_complete(&batcher, batch, NULL, "XX000", "invoke_batch_rows returned no rows");
+		carillon_batcher_complete(b, batch, NULL, "XX000", "invoke_batch_rows returned no rows");
 	else
-		carillon_batcher_complete_rows(&batcher, batch, (size_t)PQntuples(res->res), batch_row, res->res);
+		carillon_batcher_complete_rows(b, batch, (size_t)PQntuples(res->res), batch_row, res->res);
 }
 
-static int batch_submit(void *ctx, struct carillon_batch *batch)
+static int batch_send(struct carillon_batcher *b, struct carillon_batch *batch)
 {
+	struct batch_call *call = carillon_xmalloc(sizeof(*call));
+	*call = (struct batch_call){.b = b, .batch = batch};
 	const char *params[1] = {batch->json};
-	/* The ordered lane: one batch after the other on one connection, the next one waiting at the
-	 * server (carillon/db.h). */
-	return carillon_db_query_ordered("select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)", 1,
-					 params, batch_done, batch);
+	/* The lane: one batch after the other on one connection, the next one waiting at the server
+	 * (carillon/db.h). */
+	int lane = (int)(b - batchers);
+	if (carillon_db_query_lane(lane, BATCH_SQL, 1, params, batch_done, call)) {
+		free(call);
+		return -1;
+	}
+	return 0;
 }
+
+static int batch_submit(void *ctx, struct carillon_batch *batch) { return batch_send(ctx, batch); }
 
 static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
 {
@@ -248,16 +279,31 @@ static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
 }
 
+/* The write lane of a request: a hash of its ChannelArn (FNV-1a), so that one channel's writes are
+ * batched and committed in the order they came; lane 0 for a write without one. */
+static struct carillon_batcher *lane_batcher(struct carillon_req *r)
+{
+	const char *arn = json_string_value(json_object_get(carillon_req_input(r), "ChannelArn"));
+	int lanes = carillon_db_lanes();
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)arn; arn && *p; p++)
+		h = (h ^ *p) * 16777619u;
+	struct carillon_batcher *b = &batchers[arn && lanes > 1 ? h % (uint32_t)lanes : 0];
+	if (!b->submit) {
+		b->submit = batch_submit;
+		b->item_done = batch_item_done;
+		b->ctx = b;
+	}
+	return b;
+}
+
 static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 {
-	if (!batcher.submit) {
-		batcher.submit = batch_submit;
-		batcher.item_done = batch_item_done;
-	}
+	struct carillon_batcher *b = lane_batcher(r);
 	/* Settings may differ per run (tests start servers with their own); read them every time. */
-	batcher.max_batch = (size_t)carillon_cfg.write_batch_max;
-	batcher.max_queue = (size_t)carillon_cfg.write_queue_max;
-	batcher.max_in_flight = (size_t)carillon_cfg.write_in_flight;
+	b->max_batch = (size_t)carillon_cfg.write_batch_max;
+	b->max_queue = (size_t)carillon_cfg.write_queue_max;
+	b->max_in_flight = (size_t)carillon_cfg.write_in_flight;
 	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", carillon_req_op_def(r)->sql_function, "ctx", ctx, "input",
 				 carillon_req_input(r));
 	char *text = item ? json_dumps(item, JSON_COMPACT) : NULL;
@@ -266,7 +312,7 @@ static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
-	if (carillon_batcher_enqueue_owned(&batcher, r, text)) {
+	if (carillon_batcher_enqueue_owned(b, r, text)) {
 		free(text);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE,
 				     "Too many writes are waiting (CARILLON_WRITE_QUEUE_MAX %ld); retry later",

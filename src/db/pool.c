@@ -10,11 +10,12 @@
  * PostgreSQL does not parse and plan the gateway's few fixed texts per request. A new connection
  * starts with an empty cache (prepared statements live in the server session).
  *
- * The ordered lane (carillon_db_query_ordered, the write batches): its queries go to one connection,
- * the first one up, in the order queued, pipelined like any other: the next one waits at the server
- * behind the one running and starts as soon as it commits, without a round trip through the
- * gateway, and two of them never run at the same time (they would wait for each other's locks).
- * Other queries use that connection only when no other has room.
+ * The write lanes (carillon_db_query_lane, the write batches): lane i's queries go to one connection
+ * (conns[i], another one while it is down), in the order queued, pipelined like any other: the next
+ * one waits at the server behind the one running and starts as soon as it commits, without a round
+ * trip through the gateway, and two of one lane never run at the same time. Different lanes run at
+ * once, on different connections (the batcher gives every channel one lane: docs/db-pipeline.md).
+ * Other queries use a lane's connection only when no other has room.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -89,9 +90,10 @@ static struct {
 static int n_listens;
 static carillon_db_up_fn listen_up;
 static struct db_query *q_head, *q_tail;
-/* The ordered lane (carillon_db_query_ordered): its queries all go to one connection, in order. */
-static struct db_query *oq_head, *oq_tail;
-static int q_len;             /* both queues */
+/* The write lanes (carillon_db_query_lane): each lane's queries go to one connection, in order. */
+#define LANES_MAX 8
+static struct db_query *oq_head[LANES_MAX], *oq_tail[LANES_MAX];
+static int q_len;             /* every queue */
 static bool shutting_down;
 
 static void conn_start(struct db_conn *c);
@@ -485,9 +487,22 @@ static int pipeline_depth(void) { return carillon_cfg.db_pipeline_depth > 0 ? (i
 
 static bool conn_up(const struct db_conn *c) { return c->state == CONN_IDLE || c->state == CONN_BUSY; }
 
-/* The ordered lane's connection: the first one up (another one while it is down), or NULL. */
-static struct db_conn *ordered_conn(void)
+/* The number of write lanes: CARILLON_WRITE_LANES, leaving one connection of the pool for reads. */
+int carillon_db_lanes(void)
 {
+	int n = (int)carillon_cfg.write_lanes;
+	if (n > n_conns - 1)
+		n = n_conns - 1;
+	if (n > LANES_MAX)
+		n = LANES_MAX;
+	return n < 1 ? 1 : n;
+}
+
+/* Lane i's connection: conns[i] while it is up, else the first one up, or NULL. */
+static struct db_conn *lane_conn(int lane)
+{
+	if (lane < n_conns && conn_up(&conns[lane]))
+		return &conns[lane];
 	for (int i = 0; i < n_conns; i++)
 		if (conn_up(&conns[i]))
 			return &conns[i];
@@ -495,23 +510,22 @@ static struct db_conn *ordered_conn(void)
 }
 
 /* The up connection with the fewest queries in flight and room for one more (an idle one first,
- * so pipelining only adds to connections when every one is busy), or NULL. The ordered lane's
- * connection is taken only when no other has room, so that the lane's queries wait behind each
- * other rather than behind other work. */
+ * so pipelining only adds to connections when every one is busy), or NULL. The lanes' connections
+ * are taken only when no other has room, so that a lane's queries wait behind each other rather
+ * than behind other work. */
 static struct db_conn *conn_with_room(void)
 {
-	struct db_conn *best = NULL, *lane = ordered_conn();
-	int depth = pipeline_depth();
+	struct db_conn *best = NULL, *lane_best = NULL;
+	int depth = pipeline_depth(), lanes = carillon_db_lanes();
 	for (int i = 0; i < n_conns; i++) { /* the listener, conns[n_conns], takes none */
 		struct db_conn *c = &conns[i];
-		if (!conn_up(c) || c->n_flight >= depth || c == lane)
+		if (!conn_up(c) || c->n_flight >= depth)
 			continue;
-		if (!best || c->n_flight < best->n_flight)
-			best = c;
+		struct db_conn **slot = i < lanes ? &lane_best : &best;
+		if (!*slot || c->n_flight < (*slot)->n_flight)
+			*slot = c;
 	}
-	if (!best && lane && lane->n_flight < depth)
-		best = lane;
-	return best;
+	return best ? best : lane_best;
 }
 
 static struct db_query *queue_pop(struct db_query **head, struct db_query **tail)
@@ -526,28 +540,28 @@ static struct db_query *queue_pop(struct db_query **head, struct db_query **tail
 
 static void pump(void)
 {
-	struct db_conn *c = ordered_conn();
-	while (oq_head && c && c->n_flight < pipeline_depth())
-		conn_send(c, queue_pop(&oq_head, &oq_tail));
+	struct db_conn *c;
+	for (int l = 0; l < LANES_MAX; l++) {
+		if (!oq_head[l])
+			continue;
+		c = lane_conn(l);
+		while (oq_head[l] && c && c->n_flight < pipeline_depth())
+			conn_send(c, queue_pop(&oq_head[l], &oq_tail[l]));
+	}
 	while (q_head && (c = conn_with_room()))
 		conn_send(c, queue_pop(&q_head, &q_tail));
 }
 
-static bool conn_idle(void) { return conn_with_room() != NULL; }
+static bool has_room(const struct db_conn *c) { return c && c->n_flight < pipeline_depth(); }
 
-static bool lane_has_room(void)
-{
-	struct db_conn *c = ordered_conn();
-	return c && c->n_flight < pipeline_depth();
-}
-
-static int enqueue(struct db_query **head, struct db_query **tail, const char *sql, int nparams,
-		   const char *const *params, carillon_db_cb cb, void *arg)
+/* lane: a write lane, or -1 for the shared queue. */
+static int enqueue(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
 		return -1;
+	struct db_query **head = lane < 0 ? &q_head : &oq_head[lane], **tail = lane < 0 ? &q_tail : &oq_tail[lane];
 	struct db_query *q = query_new(sql, nparams, params, cb, arg);
-	if (*head || !(head == &oq_head ? lane_has_room() : conn_idle())) /* it will wait in the queue */
+	if (*head || !has_room(lane < 0 ? conn_with_room() : lane_conn(lane))) /* it will wait in the queue */
 		carillon_metrics_db_wait();
 	if (*tail)
 		(*tail)->next = q;
@@ -561,12 +575,15 @@ static int enqueue(struct db_query **head, struct db_query **tail, const char *s
 
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
-	return enqueue(&q_head, &q_tail, sql, nparams, params, cb, arg);
+	return enqueue(-1, sql, nparams, params, cb, arg);
 }
 
-int carillon_db_query_ordered(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
+			   void *arg)
 {
-	return enqueue(&oq_head, &oq_tail, sql, nparams, params, cb, arg);
+	if (lane < 0 || lane >= carillon_db_lanes())
+		lane = 0;
+	return enqueue(lane, sql, nparams, params, cb, arg);
 }
 
 void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up)
@@ -712,8 +729,9 @@ void carillon_db_shutdown(void)
 	}
 	while (q_head)
 		query_finish(queue_pop(&q_head, &q_tail), NULL, "57P01", "the server is shutting down");
-	while (oq_head)
-		query_finish(queue_pop(&oq_head, &oq_tail), NULL, "57P01", "the server is shutting down");
+	for (int l = 0; l < LANES_MAX; l++)
+		while (oq_head[l])
+			query_finish(queue_pop(&oq_head[l], &oq_tail[l]), NULL, "57P01", "the server is shutting down");
 	q_len = 0;
 }
 

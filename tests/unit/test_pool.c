@@ -1,8 +1,8 @@
 /*
- * The connection pool against a real PostgreSQL (the embedded one, in a temporary directory): the
- * ordered lane (carillon_db_query_ordered, which the write batches use) runs its queries one after
- * the other on one connection, in the order queued, while other queries go to the other
- * connections. Skipped when no PostgreSQL server binaries are installed.
+ * The connection pool against a real PostgreSQL (the embedded one, in a temporary directory): a
+ * write lane (carillon_db_query_lane, which the write batches use) runs its queries one after the
+ * other on one connection, in the order queued; two lanes run at once on two connections; other
+ * queries go to the other connections. Skipped when no PostgreSQL server binaries are installed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,6 +43,7 @@ struct answer {
 static struct answer ordered[ORDERED], plain[PLAIN];
 static int arrival[ORDERED], n_arrived;
 
+
 static void record(struct answer *a, const struct carillon_db_result *r)
 {
 	a->done = true;
@@ -57,7 +58,8 @@ static void ordered_cb(void *arg, const struct carillon_db_result *r)
 {
 	struct answer *a = arg;
 	record(a, r);
-	arrival[n_arrived++] = (int)(a - ordered);
+	int i = (int)(a - ordered);
+	arrival[n_arrived++] = i;
 }
 
 static void plain_cb(void *arg, const struct carillon_db_result *r) { record(arg, r); }
@@ -82,7 +84,7 @@ static bool all_up(void)
 {
 	int up, busy, queued;
 	carillon_db_stats(&up, &busy, &queued);
-	return up == 3;
+	return up == 4;
 }
 
 static bool all_answered(void)
@@ -96,7 +98,7 @@ static bool all_answered(void)
 	return true;
 }
 
-static void test_ordered_lane(void **state)
+static void test_write_lanes(void **state)
 {
 	(void)state;
 	if (!have_postgres())
@@ -112,32 +114,45 @@ static void test_ordered_lane(void **state)
 	int argc = 1;
 	assert_int_equal(carillon_config_load(&argc, argv), 0);
 	carillon_cfg.db_pipeline_depth = 2;
+	carillon_cfg.write_lanes = 2;
 	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(carillon_db_init(&loop, conninfo, 3), 0);
+	assert_int_equal(carillon_db_init(&loop, conninfo, 4), 0);
 	assert_true(run_until(all_up));
+	assert_int_equal(carillon_db_lanes(), 2);
 
-	/* Ordered queries interleaved with plain ones that hold their connections for a while: the
-	 * two other connections take the plain ones (two each, pipelined), the lane keeps its own. */
+	/* Lane queries (even ones in lane 0, odd ones in lane 1) interleaved with plain ones that hold
+	 * their connections for a while: the two other connections take the plain ones (two each,
+	 * pipelined), each lane keeps its own. */
 	const char *sql = "select pg_backend_pid(), $1::int from pg_sleep(0.02)";
+	/* Lane 0's first query takes 0.5 s: lane 1 is done before it only if the lanes run at once. */
+	const char *slow = "select pg_backend_pid(), $1::int from pg_sleep(0.5)";
 	for (int i = 0; i < ORDERED; i++) {
 		char seq[16];
 		snprintf(seq, sizeof(seq), "%d", i);
 		const char *params[1] = {seq};
-		assert_int_equal(carillon_db_query_ordered(sql, 1, params, ordered_cb, &ordered[i]), 0);
+		assert_int_equal(carillon_db_query_lane(i % 2, i ? sql : slow, 1, params, ordered_cb, &ordered[i]), 0);
 		if (i < PLAIN)
 			assert_int_equal(carillon_db_query(sql, 1, params, plain_cb, &plain[i]), 0);
 	}
 	assert_true(run_until(all_answered));
 
+	int last_seen[2] = {-1, -1};
 	for (int i = 0; i < ORDERED; i++) {
 		assert_true(ordered[i].ok);
 		assert_int_equal(ordered[i].seq, i);
-		assert_int_equal(ordered[i].pid, ordered[0].pid); /* one connection */
-		assert_int_equal(arrival[i], i);                  /* answered in the order queued */
+		assert_int_equal(ordered[i].pid, ordered[i % 2].pid); /* one connection per lane */
+		int lane = arrival[i] % 2;                            /* answered in the order queued, per lane */
+		assert_true(arrival[i] > last_seen[lane]);
+		last_seen[lane] = arrival[i];
 	}
+	assert_int_not_equal(ordered[0].pid, ordered[1].pid); /* two lanes, two connections */
+	/* The lanes run at once: lane 1's four queries are answered while lane 0's first still runs. */
+	for (int i = 0; i < ORDERED / 2; i++)
+		assert_int_equal(arrival[i] % 2, 1);
 	for (int i = 0; i < PLAIN; i++) {
 		assert_true(plain[i].ok);
-		assert_int_not_equal(plain[i].pid, ordered[0].pid); /* not behind the lane's queries */
+		assert_int_not_equal(plain[i].pid, ordered[0].pid); /* not behind the lanes' queries */
+		assert_int_not_equal(plain[i].pid, ordered[1].pid);
 	}
 
 	carillon_db_shutdown();
@@ -163,7 +178,7 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_ordered_lane, teardown),
+		cmocka_unit_test_teardown(test_write_lanes, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
