@@ -86,7 +86,7 @@ enum {
 	CARILLON_EVENT_COL_JOINS,    /* JSON array of strings */
 	CARILLON_EVENT_COL_LEAVES,   /* JSON array of strings */
 	CARILLON_EVENT_COL_CLOSES,   /* "t" / "f" */
-	CARILLON_EVENT_COLS
+	CARILLON_EVENT_COLS          /* (then created_at, epoch seconds: not decoded, the listener's metric) */
 };
 /* The statement both readers run: $1 after, $2 limit, $3 until, $4 user, $5 moved channels
  * (text[]), $6 moves only (boolean); $3..$6 may be NULL (the listener: every event). */

@@ -85,7 +85,9 @@ $$;
 
 -- The events after position p_after, in position order, at most p_limit, as the one row shape the
 -- realtime side decodes (carillon_event_decode in src/realtime/event.c): position, channel,
--- types, the payload as text, the audience, and the routing facts (arrays as JSON text).
+-- types, the payload as text, the audience, the routing facts (arrays as JSON text), and last the
+-- event's created_at in epoch seconds (the listener's commit-to-delivery metric; the decoder reads
+-- only the columns before it).
 --
 -- Without p_user: every event (the listener). With p_user: one page of a resume gap, the events in
 -- (p_after, p_until] that can matter to p_user — those naming it in arns, and those of a channel
@@ -97,14 +99,24 @@ $$;
 -- that move sessions (once the gap is over its bounds and will not be delivered).
 drop function if exists carillon.resume_page(text, text[], bigint, bigint, int, boolean);
 drop function if exists carillon.resume_channels(text, bigint, bigint);
+-- The row gained r_created_at (a new result type: the old function goes first, once).
+do $$
+begin
+    if not exists (select 1 from pg_proc
+                    where oid = to_regprocedure('carillon.events_after(bigint, int, bigint, text, text[], boolean)')
+                      and 'r_created_at' = any (proargnames)) then
+        drop function if exists carillon.events_after(bigint, int, bigint, text, text[], boolean);
+    end if;
+end $$;
 create or replace function carillon.events_after(p_after bigint, p_limit int, p_until bigint default null,
                                                  p_user text default null, p_moved text[] default null,
                                                  p_moves_only boolean default false)
 returns table (r_position bigint, r_channel_arn text, r_event_type text, r_message_type text, r_payload text,
-               r_audience text, r_arns text, r_joins text, r_leaves text, r_closes boolean)
+               r_audience text, r_arns text, r_joins text, r_leaves text, r_closes boolean, r_created_at float8)
 language sql stable as $$
     select e.position, e.channel_arn, e.event_type, e.message_type, e.payload::text, e.audience,
-           array_to_json(e.arns)::text, array_to_json(e.joins)::text, array_to_json(e.leaves)::text, e.closes
+           array_to_json(e.arns)::text, array_to_json(e.joins)::text, array_to_json(e.leaves)::text, e.closes,
+           extract(epoch from e.created_at)::float8
       from carillon.events e
      where e.position > p_after and (p_until is null or e.position <= p_until)
        and (not p_moves_only or cardinality(e.joins) > 0 or cardinality(e.leaves) > 0 or e.closes)
