@@ -169,6 +169,7 @@ static void finish_shutdown(void)
 	carillon_sessions_stop();
 	carillon_db_shutdown();
 	carillon_push_shutdown(); /* after the database: its pending reads have been answered */
+	carillon_http_writes_stop();
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 }
@@ -324,6 +325,7 @@ int carillon_server_run(const char *conninfo)
 	carillon_listener_start(&srv.loop);
 	carillon_streaming_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
+	carillon_http_writes_start(&srv.loop);
 	carillon_janitor_start(&srv.loop, (unsigned)carillon_cfg.janitor_interval_ms);
 	carillon_keys_start(&srv.loop, 5 * 1000);
 	uv_poll_init(&srv.loop, &srv.listen_poll, srv.listen_fd);

@@ -52,6 +52,11 @@ void carillon_req_set_error_style(struct carillon_req *r, enum carillon_err_styl
 /* Called once per complete request; it must eventually reply (at once or from a callback). */
 typedef void (*carillon_http_dispatch_fn)(struct carillon_req *r);
 void carillon_http_set_dispatcher(carillon_http_dispatch_fn fn);
+/* Replies to HTTP/1.1 connections are written at the end of each loop turn from start to stop
+ * (before start and after stop, in lws's writable callbacks). */
+struct uv_loop_s;
+void carillon_http_writes_start(struct uv_loop_s *loop);
+void carillon_http_writes_stop(void);
 
 /* The request as received. */
 const char *carillon_req_method(const struct carillon_req *r);        /* "GET", "POST", ... */

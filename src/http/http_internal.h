@@ -41,6 +41,9 @@ struct carillon_req {
 	 * none), and for a preflight the allowed request headers to list. */
 	char *cors_origin;
 	char *cors_preflight_headers;    /* non-NULL: the answer is a preflight's */
+	/* On the list of replies written at the end of the loop turn (request.c). */
+	bool ready;
+	struct carillon_req *ready_next, *ready_prev;
 };
 
 /* Room left before a response body for its head, so that head and body go out in one write. */
@@ -57,8 +60,13 @@ void carillon_http_req_dispatch(struct carillon_req *r);
 /* The client is gone: a dispatched request is orphaned (freed when answered), any other freed. */
 void carillon_http_req_closed(struct carillon_req *r);
 void carillon_http_req_free(struct carillon_req *r);
-/* Ask for a writable callback (lws_callback_on_writable; the unit test records it instead). */
+/* The reply is ready: carillon_http_write_now (the unit test records it instead). */
 extern void (*carillon_http_want_write)(struct lws *wsi);
+/* A reply is ready: an HTTP/1.1 connection's is written at the end of the loop turn, an HTTP/2
+ * stream's in its writable callback (request.c). */
+void carillon_http_write_now(struct lws *wsi);
+/* The request is going: off that list. */
+void carillon_http_write_cancel(struct carillon_req *r);
 /* Requests alive (allocated, not freed). */
 unsigned carillon_http_live(void);
 

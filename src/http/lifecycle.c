@@ -27,8 +27,7 @@ static unsigned in_flight;
 static carillon_http_dispatch_fn dispatcher;
 static unsigned live;
 
-static void want_write_lws(struct lws *wsi) { lws_callback_on_writable(wsi); }
-void (*carillon_http_want_write)(struct lws *wsi) = want_write_lws;
+void (*carillon_http_want_write)(struct lws *wsi) = carillon_http_write_now;
 
 unsigned carillon_http_live(void) { return live; }
 
@@ -72,6 +71,7 @@ void carillon_http_req_free(struct carillon_req *r)
 {
 	if (!r)
 		return;
+	carillon_http_write_cancel(r);
 	free(r->path);
 	for (size_t i = 0; i < r->n_query; i++) {
 		free(r->query[i].name);

@@ -4,9 +4,17 @@
  *
  * Flow: LWS_CALLBACK_HTTP (headers complete) -> bounded body in LWS_CALLBACK_HTTP_BODY ->
  * dispatch at BODY_COMPLETION (or at once without a body) -> a handler replies later ->
- * LWS_CALLBACK_HTTP_WRITEABLE writes the head and the body in one lws_write (HTTP/1.1: one send,
- * the body already has room for the head in front of it), then any rest of a large body; an
- * HTTP/2 stream gets its HEADERS and DATA frames in separate writes.
+ * the head and the body go in one lws_write (HTTP/1.1: one send, the body already has room for the
+ * head in front of it), then any rest of a large body in LWS_CALLBACK_HTTP_WRITEABLE; an HTTP/2
+ * stream gets its HEADERS and DATA frames in separate writes.
+ *
+ * When the reply is written: a reply to an HTTP/1.1 connection goes on a list that is written at
+ * the end of the loop turn (carillon_http_write_now; a check handle), outside every lws callback —
+ * lws takes what the socket does not (its partial-send buffer, flushed before its next callback) and
+ * lws_http_transaction_completed defers itself until that is out. Asking lws for a writable
+ * callback instead costs two more changes of the socket's poll events per reply, and each change is
+ * an epoll_ctl DEL then ADD in libuv's uv_poll_start (BENCHMARKS.md, issue 11 session 8). HTTP/2
+ * streams wait for the writable callback as before.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,6 +25,7 @@
 #include <strings.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include "carillon/config.h"
 #include "carillon/http.h"
@@ -509,7 +518,112 @@ void carillon_http_confirm_upgrade(void *upgrade_value)
 		up[0] = '-';
 }
 
+/* Depth of carillon_http_callback calls under way (one loop thread). */
+static int in_callback;
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
 int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	in_callback++;
+	int rc = http_callback(wsi, reason, user, in, len);
+	in_callback--;
+	return rc;
+}
+
+/* The replies to write at the end of this loop turn: a list through the requests themselves
+ * (carillon_http_req_free takes a request off it), written by a check handle, which libuv runs
+ * after the turn's I/O callbacks — outside every lws callback and every caller of a reply. */
+static struct carillon_req *ready_head, *ready_tail;
+static uv_check_t ready_check;
+static bool ready_on;
+
+static void ready_unlink(struct carillon_req *r)
+{
+	if (r->ready_prev)
+		r->ready_prev->ready_next = r->ready_next;
+	else
+		ready_head = r->ready_next;
+	if (r->ready_next)
+		r->ready_next->ready_prev = r->ready_prev;
+	else
+		ready_tail = r->ready_prev;
+	r->ready_next = r->ready_prev = NULL;
+	r->ready = false;
+}
+
+void carillon_http_write_cancel(struct carillon_req *r)
+{
+	if (r->ready)
+		ready_unlink(r);
+}
+
+static void ready_flush(uv_check_t *h)
+{
+	(void)h;
+	while (ready_head) {
+		struct carillon_req *r = ready_head;
+		ready_unlink(r);
+		struct lws *wsi = r->wsi;
+		struct http_pss *pss = wsi ? lws_wsi_user(wsi) : NULL;
+		if (!pss || pss->req != r)
+			continue; /* (cannot happen: a request leaves the list when it is freed or orphaned) */
+		if (in_callback) {
+			lws_callback_on_writable(wsi);
+			continue;
+		}
+		/* on_writeable's -1 is "close it" to lws in a callback; here it is closed at once (an
+		 * asynchronous kill waits for lws's next timer, a second or more on an idle loop). The
+		 * request is off the list and already freed or left to the close callback. */
+		if (on_writeable(wsi, pss) < 0)
+			lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+	}
+}
+
+void carillon_http_write_now(struct lws *wsi)
+{
+	struct http_pss *pss = lws_wsi_user(wsi);
+	struct carillon_req *r = pss ? pss->req : NULL;
+	if (!ready_on || !r || lws_get_network_wsi(wsi) != wsi) {
+		lws_callback_on_writable(wsi); /* HTTP/2 streams, and before start / after stop */
+		return;
+	}
+	if (r->ready)
+		return;
+	r->ready = true;
+	r->ready_prev = ready_tail;
+	if (ready_tail)
+		ready_tail->ready_next = r;
+	else
+		ready_head = r;
+	ready_tail = r;
+}
+
+void carillon_http_writes_start(uv_loop_t *loop)
+{
+	uv_check_init(loop, &ready_check);
+	uv_check_start(&ready_check, ready_flush);
+	ready_on = true;
+}
+
+static void ready_closed(uv_handle_t *h) { (void)h; }
+
+void carillon_http_writes_stop(void)
+{
+	if (!ready_on)
+		return;
+	ready_on = false;
+	uv_check_stop(&ready_check);
+	uv_close((uv_handle_t *)&ready_check, ready_closed);
+	while (ready_head) { /* lws writes them, if their connections live on */
+		struct carillon_req *r = ready_head;
+		ready_unlink(r);
+		if (r->wsi)
+			lws_callback_on_writable(r->wsi);
+	}
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct http_pss *pss = user;
 	/* lws may reject a request (bad escapes, oversized headers) before it allocates our pss. */

@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -301,6 +302,85 @@ test('keep-alive: mixed responses (201, 204, 4xx, 200) are framed correctly on o
     agent.destroy();
   }
 });
+
+// Replies answered by the database are written at the end of the loop turn, outside lws's
+// callbacks (src/http/request.c): the connection's framing, its close and a reply larger than one
+// write must come out as they did from lws's writable callback.
+test('a database reply to "Connection: close" arrives whole, then the server closes the connection', async () => {
+  const signed = await signRequest(ctx.srv, { path: '/app-instances', query: { 'max-results': '1' }, headers: { connection: 'close' } });
+  const r = await rawExchange(ctx.srv, serializeRequest(signed), { timeoutMs: 5000, keepOpen: true });
+  assert.ok(r.response && r.response.complete, `no complete response: ${r.raw.toString().slice(0, 300)}`);
+  assert.equal(r.response.status, 200, r.raw.toString().slice(0, 300));
+  // The close may come with the response's last bytes, before this listens: ask the socket too.
+  const ended = (sock) => sock.closed || sock.destroyed || sock.readableEnded;
+  const closed = r.closed || ended(r.socket) || await new Promise((resolve) => {
+    const t = setTimeout(() => resolve(ended(r.socket)), 3000);
+    const done = () => { clearTimeout(t); resolve(true); };
+    r.socket.once('end', done);
+    r.socket.once('close', done);
+    r.socket.resume();
+  });
+  r.socket?.destroy();
+  assert.ok(closed, 'the server kept the connection open after answering "Connection: close"');
+});
+
+test('a reply over one write (> 64 KiB) read late by its client arrives whole; the next reply on the connection is framed right', async () => {
+  const created = await signedFetch(ctx.srv, { method: 'POST', path: '/app-instances', body: { Name: uniq('big'), ClientRequestToken: randomUUID() } });
+  assert.equal(created.status, 201, created.body);
+  const arn = created.json.AppInstanceArn;
+  ctx.appInstances.add(arn);
+  const metadata = '€'.repeat(1024); // 3 bytes each: 50 users make a body of ≈ 160 KB
+  for (let i = 0; i < 50; i += 10)
+    await Promise.all(Array.from({ length: 10 }, (_, k) => signedFetch(ctx.srv, {
+      method: 'POST', path: '/app-instance-users',
+      body: { AppInstanceArn: arn, AppInstanceUserId: `big${i + k}`, Name: 'b', Metadata: metadata, ClientRequestToken: randomUUID() },
+    }).then((u) => assert.equal(u.status, 201, u.body))));
+  const list = await signRequest(ctx.srv, { path: '/app-instance-users', query: { 'app-instance-arn': arn, 'max-results': '50' } });
+  const health = serializeRequest({ method: 'GET', path: '/healthz', headers: { host: `127.0.0.1:${ctx.srv.port}` } });
+  const sock = net.connect(ctx.srv.port, '127.0.0.1');
+  try {
+    await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+    sock.pause(); // read nothing until the server has written what the socket takes
+    for (const c of serializeRequest(list)) sock.write(c);
+    await sleep(300);
+    const first = await readResponse(sock);
+    assert.equal(first.status, 200, first.body.slice(0, 300));
+    const users = JSON.parse(first.body).AppInstanceUsers;
+    assert.equal(users.length, 50);
+    assert.ok(Buffer.byteLength(first.body) > 65536, `the body is ${Buffer.byteLength(first.body)} bytes: not over one write`);
+    assert.ok(users.every((u) => u.Metadata === metadata));
+    for (const c of health) sock.write(c);
+    const second = await readResponse(sock);
+    assert.equal(second.status, 200);
+  } finally {
+    sock.destroy();
+  }
+});
+
+/** One HTTP/1.1 response with a Content-Length from a paused socket: {status, body}. */
+function readResponse(sock) {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`no whole response in 5 s: ${buf.toString().slice(0, 300)}`)); }, 5000);
+    const onData = (d) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString();
+      const len = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? NaN);
+      if (!(buf.length >= end + 4 + len)) return;
+      cleanup();
+      const rest = buf.subarray(end + 4 + len);
+      if (rest.length) sock.unshift(rest);
+      resolve({ status: Number(head.split(' ')[1]), body: buf.subarray(end + 4, end + 4 + len).toString('utf8') });
+    };
+    const onClose = () => { cleanup(); reject(new Error(`closed before a whole response: ${buf.toString().slice(0, 300)}`)); };
+    const cleanup = () => { clearTimeout(timer); sock.off('data', onData); sock.off('close', onClose); sock.pause(); };
+    sock.on('data', onData);
+    sock.on('close', onClose);
+    sock.resume();
+  });
+}
 
 test('every response carries Content-Length or closes, and errors carry x-amzn-RequestId', async () => {
   const res = await signedFetch(ctx.srv, { path: `/app-instances/${encodeURIComponent('not-an-arn')}` });
