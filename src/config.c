@@ -108,7 +108,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "write lanes: each channel's writes go to one lane, in order; lanes commit at once on their own "
 	    "database connections (at most CARILLON_DB_POOL_SIZE - 1)"),
 	NUM(write_queue_max, "CARILLON_WRITE_QUEUE_MAX", "10000", 1, 10000000,
-	    "writes waiting for a group-commit batch; beyond: 503 ServiceUnavailableException"),
+	    "writes waiting for a group-commit batch, per write lane; beyond: 503 ServiceUnavailableException"),
 	NUM(db_queue_max, "CARILLON_DB_QUEUE_MAX", "20000", 1, 10000000,
 	    "statements waiting for a database connection; beyond: 503 ServiceUnavailableException"),
 	NUM(db_pipeline_depth, "CARILLON_DB_PIPELINE_DEPTH", "2", 1, 64,

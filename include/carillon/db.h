@@ -39,7 +39,9 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
  * different lanes run at once on different connections. */
 int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
 			   void *arg);
-/* The number of write lanes: CARILLON_WRITE_LANES, at most the pool's size less one (at least 1). */
+/* The number of write lanes: CARILLON_WRITE_LANES, at most the pool's size less one and
+ * CARILLON_DB_LANES_MAX (at least 1). */
+#define CARILLON_DB_LANES_MAX 8
 int carillon_db_lanes(void);
 
 /* A dedicated connection that LISTENs on `channel`: `on_notify` runs for every notification,

@@ -202,8 +202,7 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 
 /* The write batchers, one per write lane, sending their batches to carillon_api.invoke_batch_rows
  * on their lane's connection (carillon_db_query_lane). */
-#define LANES_MAX 8
-static struct carillon_batcher batchers[LANES_MAX];
+static struct carillon_batcher batchers[CARILLON_DB_LANES_MAX];
 #define BATCH_SQL "select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)"
 /* A batch chosen as a deadlock's victim (two lanes' transactions waiting for each other's rows:
  * the item path locks rows in the order its operations need them) is sent again, this many times. */

@@ -91,8 +91,7 @@ static int n_listens;
 static carillon_db_up_fn listen_up;
 static struct db_query *q_head, *q_tail;
 /* The write lanes (carillon_db_query_lane): each lane's queries go to one connection, in order. */
-#define LANES_MAX 8
-static struct db_query *oq_head[LANES_MAX], *oq_tail[LANES_MAX];
+static struct db_query *oq_head[CARILLON_DB_LANES_MAX], *oq_tail[CARILLON_DB_LANES_MAX];
 static int q_len;             /* every queue */
 static bool shutting_down;
 
@@ -493,8 +492,8 @@ int carillon_db_lanes(void)
 	int n = (int)carillon_cfg.write_lanes;
 	if (n > n_conns - 1)
 		n = n_conns - 1;
-	if (n > LANES_MAX)
-		n = LANES_MAX;
+	if (n > CARILLON_DB_LANES_MAX)
+		n = CARILLON_DB_LANES_MAX;
 	return n < 1 ? 1 : n;
 }
 
@@ -541,7 +540,7 @@ static struct db_query *queue_pop(struct db_query **head, struct db_query **tail
 static void pump(void)
 {
 	struct db_conn *c;
-	for (int l = 0; l < LANES_MAX; l++) {
+	for (int l = 0; l < CARILLON_DB_LANES_MAX; l++) {
 		if (!oq_head[l])
 			continue;
 		c = lane_conn(l);
@@ -729,7 +728,7 @@ void carillon_db_shutdown(void)
 	}
 	while (q_head)
 		query_finish(queue_pop(&q_head, &q_tail), NULL, "57P01", "the server is shutting down");
-	for (int l = 0; l < LANES_MAX; l++)
+	for (int l = 0; l < CARILLON_DB_LANES_MAX; l++)
 		while (oq_head[l])
 			query_finish(queue_pop(&oq_head[l], &oq_tail[l]), NULL, "57P01", "the server is shutting down");
 	q_len = 0;
