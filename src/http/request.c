@@ -558,6 +558,8 @@ void carillon_http_write_cancel(struct carillon_req *r)
 		ready_unlink(r);
 }
 
+static struct http_pss *http_pss_of(struct lws *wsi);
+
 static void ready_flush(uv_check_t *h)
 {
 	(void)h;
@@ -565,7 +567,7 @@ static void ready_flush(uv_check_t *h)
 		struct carillon_req *r = ready_head;
 		ready_unlink(r);
 		struct lws *wsi = r->wsi;
-		struct http_pss *pss = wsi ? lws_wsi_user(wsi) : NULL;
+		struct http_pss *pss = http_pss_of(wsi);
 		if (!pss || pss->req != r)
 			continue; /* (cannot happen: a request leaves the list when it is freed or orphaned) */
 		if (in_callback) {
@@ -580,9 +582,16 @@ static void ready_flush(uv_check_t *h)
 	}
 }
 
+/* The connection's per-session data, when it is bound to this protocol (else NULL). */
+static struct http_pss *http_pss_of(struct lws *wsi)
+{
+	const struct lws_protocols *p = wsi ? lws_get_protocol(wsi) : NULL;
+	return p && p->callback == carillon_http_callback ? lws_wsi_user(wsi) : NULL;
+}
+
 void carillon_http_write_now(struct lws *wsi)
 {
-	struct http_pss *pss = lws_wsi_user(wsi);
+	struct http_pss *pss = http_pss_of(wsi);
 	struct carillon_req *r = pss ? pss->req : NULL;
 	if (!ready_on || !r || lws_get_network_wsi(wsi) != wsi) {
 		lws_callback_on_writable(wsi); /* HTTP/2 streams, and before start / after stop */
