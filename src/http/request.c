@@ -536,6 +536,10 @@ int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
  * after the turn's I/O callbacks — outside every lws callback and every caller of a reply. */
 static struct carillon_req *ready_head, *ready_tail;
 static uv_check_t ready_check;
+/* Active while the list is not empty: libuv then polls without blocking, so a reply queued before
+ * the poll phase (in a timer, an idle callback — lws serves buffered requests from one — or a
+ * check) is written in this turn's check phase, not after the next I/O event or timer. */
+static uv_idle_t ready_idle;
 static bool ready_on;
 
 static void ready_unlink(struct carillon_req *r)
@@ -560,9 +564,12 @@ void carillon_http_write_cancel(struct carillon_req *r)
 
 static struct http_pss *http_pss_of(struct lws *wsi);
 
+static void ready_idle_cb(uv_idle_t *h) { (void)h; }
+
 static void ready_flush(uv_check_t *h)
 {
 	(void)h;
+	uv_idle_stop(&ready_idle);
 	while (ready_head) {
 		struct carillon_req *r = ready_head;
 		ready_unlink(r);
@@ -599,6 +606,8 @@ void carillon_http_write_now(struct lws *wsi)
 	}
 	if (r->ready)
 		return;
+	if (!ready_head)
+		uv_idle_start(&ready_idle, ready_idle_cb);
 	r->ready = true;
 	r->ready_prev = ready_tail;
 	if (ready_tail)
@@ -612,6 +621,7 @@ void carillon_http_writes_start(uv_loop_t *loop)
 {
 	uv_check_init(loop, &ready_check);
 	uv_check_start(&ready_check, ready_flush);
+	uv_idle_init(loop, &ready_idle);
 	ready_on = true;
 }
 
@@ -624,6 +634,8 @@ void carillon_http_writes_stop(void)
 	ready_on = false;
 	uv_check_stop(&ready_check);
 	uv_close((uv_handle_t *)&ready_check, ready_closed);
+	uv_idle_stop(&ready_idle);
+	uv_close((uv_handle_t *)&ready_idle, ready_closed);
 	while (ready_head) { /* lws writes them, if their connections live on */
 		struct carillon_req *r = ready_head;
 		ready_unlink(r);
