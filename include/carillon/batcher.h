@@ -22,6 +22,7 @@ struct carillon_batch {
 	void **owners;
 	char *json;        /* "[doc,doc,...]" */
 	double sent_at;    /* carillon_metrics_clock() when submitted */
+	struct carillon_batcher *batcher; /* the one it was cut from */
 	int retries;       /* times the caller sent it again (a deadlock victim) */
 };
 

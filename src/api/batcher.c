@@ -28,6 +28,7 @@ static void batch_free(struct carillon_batch *batch)
 static struct carillon_batch *batch_cut(struct carillon_batcher *b)
 {
 	struct carillon_batch *batch = carillon_xcalloc(1, sizeof(*batch));
+	batch->batcher = b;
 	size_t cap = b->len < b->max_batch ? b->len : b->max_batch;
 	batch->owners = carillon_xcalloc(cap ? cap : 1, sizeof(void *));
 	struct carillon_buf text = {0};

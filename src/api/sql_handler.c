@@ -220,22 +220,15 @@ static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
 	o->message = PQgetisnull(res, (int)i, 2) ? NULL : PQgetvalue(res, (int)i, 2);
 }
 
-struct batch_call {
-	struct carillon_batcher *b;
-	struct carillon_batch *batch;
-};
-
-static int batch_send(struct carillon_batcher *b, struct carillon_batch *batch);
+static int batch_send(struct carillon_batch *batch);
 
 static void batch_done(void *arg, const struct carillon_db_result *res)
 {
-	struct batch_call *call = arg;
-	struct carillon_batcher *b = call->b;
-	struct carillon_batch *batch = call->batch;
-	free(call);
+	struct carillon_batch *batch = arg;
+	struct carillon_batcher *b = batch->batcher;
 	if (!res->res && res->sqlstate && !strcmp(res->sqlstate, "40P01") && batch->retries < BATCH_DEADLOCK_RETRIES) {
 		batch->retries++;
-		if (!batch_send(b, batch))
+		if (!batch_send(batch))
 			return;
 	}
 	if (!res->res)
@@ -246,22 +239,15 @@ static void batch_done(void *arg, const struct carillon_db_result *res)
 		carillon_batcher_complete_rows(b, batch, (size_t)PQntuples(res->res), batch_row, res->res);
 }
 
-static int batch_send(struct carillon_batcher *b, struct carillon_batch *batch)
+/* The lane: one batch after the other on one connection, the next one waiting at the server
+ * (carillon/db.h). */
+static int batch_send(struct carillon_batch *batch)
 {
-	struct batch_call *call = carillon_xmalloc(sizeof(*call));
-	*call = (struct batch_call){.b = b, .batch = batch};
 	const char *params[1] = {batch->json};
-	/* The lane: one batch after the other on one connection, the next one waiting at the server
-	 * (carillon/db.h). */
-	int lane = (int)(b - batchers);
-	if (carillon_db_query_lane(lane, BATCH_SQL, 1, params, batch_done, call)) {
-		free(call);
-		return -1;
-	}
-	return 0;
+	return carillon_db_query_lane((int)(batch->batcher - batchers), BATCH_SQL, 1, params, batch_done, batch);
 }
 
-static int batch_submit(void *ctx, struct carillon_batch *batch) { return batch_send(ctx, batch); }
+static int batch_submit(void *ctx, struct carillon_batch *batch) { return batch_send(batch); }
 
 static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
 {
@@ -291,7 +277,6 @@ static struct carillon_batcher *lane_batcher(struct carillon_req *r)
 	if (!b->submit) {
 		b->submit = batch_submit;
 		b->item_done = batch_item_done;
-		b->ctx = b;
 	}
 	return b;
 }

@@ -41,8 +41,7 @@ struct carillon_req {
 	 * none), and for a preflight the allowed request headers to list. */
 	char *cors_origin;
 	char *cors_preflight_headers;    /* non-NULL: the answer is a preflight's */
-	/* On the list of replies written at the end of the loop turn (request.c). */
-	bool ready;
+	/* The list of replies written at the end of the loop turn (request.c). */
 	struct carillon_req *ready_next, *ready_prev;
 };
 

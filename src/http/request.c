@@ -518,19 +518,6 @@ void carillon_http_confirm_upgrade(void *upgrade_value)
 		up[0] = '-';
 }
 
-/* Depth of carillon_http_callback calls under way (one loop thread). */
-static int in_callback;
-
-static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
-
-int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
-{
-	in_callback++;
-	int rc = http_callback(wsi, reason, user, in, len);
-	in_callback--;
-	return rc;
-}
-
 /* The replies to write at the end of this loop turn: a list through the requests themselves
  * (carillon_http_req_free takes a request off it), written by a check handle, which libuv runs
  * after the turn's I/O callbacks — outside every lws callback and every caller of a reply. */
@@ -541,6 +528,8 @@ static uv_check_t ready_check;
  * check) is written in this turn's check phase, not after the next I/O event or timer. */
 static uv_idle_t ready_idle;
 static bool ready_on;
+
+static bool on_ready_list(const struct carillon_req *r) { return r == ready_head || r->ready_prev; }
 
 static void ready_unlink(struct carillon_req *r)
 {
@@ -553,12 +542,11 @@ static void ready_unlink(struct carillon_req *r)
 	else
 		ready_tail = r->ready_prev;
 	r->ready_next = r->ready_prev = NULL;
-	r->ready = false;
 }
 
 void carillon_http_write_cancel(struct carillon_req *r)
 {
-	if (r->ready)
+	if (on_ready_list(r))
 		ready_unlink(r);
 }
 
@@ -577,10 +565,6 @@ static void ready_flush(uv_check_t *h)
 		struct http_pss *pss = http_pss_of(wsi);
 		if (!pss || pss->req != r)
 			continue; /* (cannot happen: a request leaves the list when it is freed or orphaned) */
-		if (in_callback) {
-			lws_callback_on_writable(wsi);
-			continue;
-		}
 		/* on_writeable's -1 is "close it" to lws in a callback; here it is closed at once (an
 		 * asynchronous kill waits for lws's next timer, a second or more on an idle loop). The
 		 * request is off the list and already freed or left to the close callback. */
@@ -604,11 +588,10 @@ void carillon_http_write_now(struct lws *wsi)
 		lws_callback_on_writable(wsi); /* HTTP/2 streams, and before start / after stop */
 		return;
 	}
-	if (r->ready)
+	if (on_ready_list(r))
 		return;
 	if (!ready_head)
 		uv_idle_start(&ready_idle, ready_idle_cb);
-	r->ready = true;
 	r->ready_prev = ready_tail;
 	if (ready_tail)
 		ready_tail->ready_next = r;
@@ -644,7 +627,7 @@ void carillon_http_writes_stop(void)
 	}
 }
 
-static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+int carillon_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct http_pss *pss = user;
 	/* lws may reject a request (bad escapes, oversized headers) before it allocates our pss. */
