@@ -28,7 +28,7 @@ import {
   DescribeChannelCommand,
   SendChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
-import { logPosition, psqlText } from './lib/eventlog.mjs';
+import { logPosition, psqlText, psqlTextAsync } from './lib/eventlog.mjs';
 import {
   deadline,
   healthz,
@@ -224,6 +224,7 @@ async function sampleLatency(srv, user, channel, action, { min = 5 } = {}) {
     if (Date.now() > until || child.exitCode !== null) throw new Error(`the latency sampler did not start: ${err}`);
     await sleep(20);
   }
+  const ready = Date.now();
   try {
     await sleep(50); // samples before the action starts too
     await action();
@@ -237,7 +238,7 @@ async function sampleLatency(srv, user, channel, action, { min = 5 } = {}) {
     throw new Error(`the latency sampler gave no result: ${err}`);
   }
   const { samples, stopAt } = JSON.parse(line);
-  return { samples, during: samples.filter((s) => s.at < stopAt) };
+  return { samples, during: samples.filter((s) => s.at < stopAt), ready };
 }
 
 function assertNoStall(t, { samples, during }, what) {
@@ -350,14 +351,22 @@ test('resume over its bounds (CARILLON_RESUME_MAX_EVENTS, CARILLON_RESUME_MAX_BY
 });
 
 test('a user with 40,000 channels connects and disconnects: the loop never stalls, and the session gets its channels\' events', async (t) => {
+  // Where the time goes, phase by phase (CI has seen this test take 80 s against 5 s here).
+  const t0 = Date.now();
+  const phases = [];
+  const phase = (what) => phases.push(`${what} +${Date.now() - t0} ms`);
+  t.after(() => t.diagnostic(`phases: ${phases.join(', ')}`));
   const srv = await server();
   t.after(() => stopServer(srv));
+  phase('server');
   const w = await newWorld(srv, ['carol', 'bob']);
   const api = await newChannel(srv, w.zed, [w.carol]);
   const others = await newChannel(srv, w.zed, [w.bob]);
+  phase('world');
   const N = 40000;
-  // Channels and memberships as CreateChannel / CreateChannelMembership store them.
-  psqlText(
+  // Channels and memberships as CreateChannel / CreateChannelMembership store them. While it runs,
+  // what the other database sessions wait on is recorded every 5 s (shown when it is slow).
+  const inserted = psqlTextAsync(
     `begin;
      insert into carillon.channels (arn, app_instance_id, channel_id, name, mode, privacy, created_by, created_at, updated_at)
        select :'ai' || '/channel/bulk-' || i, :'aiId', 'bulk-' || i, 'bulk ' || i, 'RESTRICTED', 'PRIVATE', :'zed', now(), now()
@@ -368,6 +377,17 @@ test('a user with 40,000 channels connects and disconnects: the loop never stall
      commit;`,
     { ai: w.ai, aiId: w.aiId, zed: w.zed.arn, carol: w.carol.arn },
   );
+  let done = false;
+  inserted.finally(() => (done = true)).catch(() => {});
+  for (;;) {
+    await Promise.race([inserted, sleep(5000)]);
+    if (done) break;
+    const activity = psqlText(`select string_agg(format('%s %s/%s %s: %s', pid, wait_event_type, wait_event, state, left(query, 80)), ' | ')
+                                 from pg_stat_activity where pid <> pg_backend_pid() and state <> 'idle'`);
+    phase(`insert still running: ${activity}`);
+  }
+  await inserted;
+  phase('insert');
 
   for (let round = 0; round < 2; round++) {
     let rec;
@@ -375,6 +395,7 @@ test('a user with 40,000 channels connects and disconnects: the loop never stall
       rec = await raw(t, srv, w.carol, { label: `carol-${round}` });
       await established(rec, 60000);
     });
+    phase(`sampler ready #${round + 1} +${lat.ready - t0} ms, connect #${round + 1}`);
     assertNoStall(t, lat, `connect with ${N + 1} channels (#${round + 1})`);
     // the session is in its channels: one made through the API, one of the bulk ones
     await sendMsg(srv, api, w.carol, `api ${round}`);
@@ -387,6 +408,7 @@ test('a user with 40,000 channels connects and disconnects: the loop never stall
       await rec.close();
       await sleep(200);
     });
+    phase(`disconnect #${round + 1}`);
     assertNoStall(t, closing, `disconnect with ${N + 1} channels (#${round + 1})`);
   }
 });

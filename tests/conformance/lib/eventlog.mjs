@@ -2,7 +2,7 @@
 // event log. psql gets the conninfo as one argv element and the SQL on stdin; values travel as psql
 // variables (:'name'), never spliced into the text.
 
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 
 function databaseUrl() {
   const url = process.env.CARILLON_TEST_DATABASE_URL;
@@ -15,6 +15,16 @@ export function psqlText(text, vars = {}) {
   const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
   for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
   return execFileSync('psql', args, { input: text, encoding: 'utf8' }).trim();
+}
+
+/** psqlText without blocking this process: resolves to the raw text. */
+export function psqlTextAsync(text, vars = {}) {
+  const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
+  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
+  return new Promise((resolve, reject) => {
+    const child = execFile('psql', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, out) => (err ? reject(err) : resolve(out.trim())));
+    child.stdin.end(text);
+  });
 }
 
 /** Like psqlText, parsing the value as JSON (null when there is none). */
