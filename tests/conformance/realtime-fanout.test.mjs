@@ -8,8 +8,11 @@
 // an earlier one still being sliced, a session closed mid-fan-out still written to, a joiner given
 // an event twice) shows up with a handful of sessions.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { after, test } from 'node:test';
-import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand, DescribeAppInstanceUserCommand } from '@aws-sdk/client-chime-sdk-identity';
+import { fileURLToPath } from 'node:url';
+import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand } from '@aws-sdk/client-chime-sdk-identity';
 import { BatchCreateChannelMembershipCommand, CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession } from './lib/realtime.mjs';
 import { startCarillon } from './lib/server.mjs';
@@ -107,29 +110,75 @@ test('sliced fan-out: every session gets every message once and in the same (log
   await Promise.all([...stay, ...leave, ...late].map((r) => r.close()));
 });
 
+// Eight loops of signed DescribeAppInstanceUser, back to back, in a child process; stop() resolves
+// to the request ids of the answered ones.
+const POLLER = `
+import { DescribeAppInstanceUserCommand } from '@aws-sdk/client-chime-sdk-identity';
+import { identityClient } from './lib/clients.mjs';
+const cfg = JSON.parse(process.env.POLLER_CFG);
+const id = identityClient(cfg.srv);
+let stop = false;
+process.stdin.on('data', () => { stop = true; });
+const ids = [];
+await id.send(new DescribeAppInstanceUserCommand({ AppInstanceUserArn: cfg.user }));
+process.stdout.write('ready\\n');
+await Promise.all(Array.from({ length: 8 }, async () => {
+  while (!stop) ids.push((await id.send(new DescribeAppInstanceUserCommand({ AppInstanceUserArn: cfg.user }))).$metadata.requestId);
+}));
+process.stdout.write(JSON.stringify(ids) + '\\n');
+id.destroy();
+process.exit(0);
+`;
+
+function startPoller(user) {
+  const cfg = { srv: { endpoint: srv.endpoint, port: srv.port, region: srv.region, rootKey: srv.rootKey }, user };
+  const child = spawn(process.execPath, ['--input-type=module', '-e', POLLER], {
+    cwd: path.dirname(fileURLToPath(import.meta.url)),
+    env: { ...process.env, POLLER_CFG: JSON.stringify(cfg) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b) => (out += b));
+  child.stderr.on('data', (b) => (err += b));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const ready = (async () => {
+    for (const until = Date.now() + 30000; !out.includes('ready'); await new Promise((r) => setTimeout(r, 20))) {
+      if (Date.now() > until || child.exitCode !== null) throw new Error(`the REST poller did not start: ${err}`);
+    }
+  })();
+  async function stop() {
+    child.stdin.write('stop\n');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 30000))]);
+    const line = out.split('\n').find((l) => l.startsWith('['));
+    if (!line) {
+      child.kill('SIGKILL');
+      throw new Error(`the REST poller gave no result: ${err}`);
+    }
+    return JSON.parse(line);
+  }
+  return { ready, stop };
+}
+
 test('a REST request made while one event fans out to 300 sessions is handled before the fan-out ends', async () => {
   const { users, ch } = await population(3);
   const sessions = await openSessions(users, 300, 'f');
   // Signed REST reads back to back while the message fans out. The server's own
   // log is the clock (one process, lines in the order things happened): each read is logged when
-  // it is dispatched (debug), the fan-out when it starts and ends.
-  let stop = false;
-  const ids = [];
-  // eight loops, so that a request reaches the server every few milliseconds
-  const poller = Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (!stop) {
-        const out = await id.send(new DescribeAppInstanceUserCommand({ AppInstanceUserArn: users[1] }));
-        ids.push(out.$metadata.requestId);
-      }
-    }),
-  );
-  await new Promise((r) => setTimeout(r, 50));
-  await msg.send(new SendChannelMessageCommand({ ChannelArn: ch, Content: 'fan', Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[0], ClientRequestToken: uniq('s') }));
-  await Promise.all(sessions.map((r) => r.waitFor((x) => contents(x, ch, 'fan').length === 1, 60000, 'the message')));
-  await new Promise((r) => setTimeout(r, 50));
-  stop = true;
-  await poller;
+  // it is dispatched (debug), the fan-out when it starts and ends. The reads come from another
+  // process: this one is busy taking the 300 sessions' frames while the fan-out goes on, and would
+  // send nothing in that time itself.
+  const poller = startPoller(users[1]);
+  await poller.ready;
+  let ids;
+  try {
+    await new Promise((r) => setTimeout(r, 50));
+    await msg.send(new SendChannelMessageCommand({ ChannelArn: ch, Content: 'fan', Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[0], ClientRequestToken: uniq('s') }));
+    await Promise.all(sessions.map((r) => r.waitFor((x) => contents(x, ch, 'fan').length === 1, 60000, 'the message')));
+    await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    ids = await poller.stop();
+  }
   const lines = srv.log().split('\n');
   const start = lines.findIndex((l) => /fan-out of event \d+ to (\d{3,}) sessions: started/.test(l) && Number(l.match(/to (\d+) sessions/)[1]) >= 300);
   assert.ok(start >= 0, 'the server logged the start of a 300-session fan-out (CARILLON_LOG_LEVEL=debug)');

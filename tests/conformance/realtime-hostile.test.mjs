@@ -366,8 +366,14 @@ test('a user with 40,000 channels connects and disconnects: the loop never stall
   const N = 40000;
   // Channels and memberships as CreateChannel / CreateChannelMembership store them. While it runs,
   // what the other database sessions wait on is recorded every 5 s (shown when it is slow).
+  // A statement that takes over 5 s explains its plan (auto_explain at NOTICE level, where it loads).
   const inserted = psqlTextAsync(
-    `begin;
+    `\\set ON_ERROR_STOP off
+     load 'auto_explain';
+     set auto_explain.log_min_duration = 5000; set auto_explain.log_analyze = on; set auto_explain.log_timing = on;
+     set auto_explain.log_triggers = on; set auto_explain.log_level = notice;
+     \\set ON_ERROR_STOP on
+     begin;
      insert into carillon.channels (arn, app_instance_id, channel_id, name, mode, privacy, created_by, created_at, updated_at)
        select :'ai' || '/channel/bulk-' || i, :'aiId', 'bulk-' || i, 'bulk ' || i, 'RESTRICTED', 'PRIVATE', :'zed', now(), now()
          from generate_series(1, ${N}) i;
@@ -386,8 +392,9 @@ test('a user with 40,000 channels connects and disconnects: the loop never stall
                                  from pg_stat_activity where pid <> pg_backend_pid() and state <> 'idle'`);
     phase(`insert still running: ${activity}`);
   }
-  await inserted;
+  const { err: plans } = await inserted;
   phase('insert');
+  if (plans.trim()) t.diagnostic(`the bulk insert's slow statements: ${plans.replace(/\s+/g, ' ').slice(0, 4000)}`);
 
   for (let round = 0; round < 2; round++) {
     let rec;

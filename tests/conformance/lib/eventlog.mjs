@@ -17,12 +17,12 @@ export function psqlText(text, vars = {}) {
   return execFileSync('psql', args, { input: text, encoding: 'utf8' }).trim();
 }
 
-/** psqlText without blocking this process: resolves to the raw text. */
+/** psqlText without blocking this process: resolves to {out: the raw text, err: psql's stderr (notices)}. */
 export function psqlTextAsync(text, vars = {}) {
   const args = [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'];
   for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
   return new Promise((resolve, reject) => {
-    const child = execFile('psql', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, out) => (err ? reject(err) : resolve(out.trim())));
+    const child = execFile('psql', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(e) : resolve({ out: out.trim(), err })));
     child.stdin.end(text);
   });
 }
