@@ -64,9 +64,11 @@ static int listing_scope(const struct carillon_req *r, char out[33])
 	return 0;
 }
 
-/* NextToken -> cursor; -1 when it is not one of ours for this listing. */
-static int open_next_token(struct carillon_req *r, json_t *ctx)
+/* NextToken -> the claims of the token (owned; NULL when there is no token), whose "c" member is the
+ * cursor; -1 when it is not one of ours for this listing. */
+static int open_next_token(struct carillon_req *r, json_t **claims_out)
 {
+	*claims_out = NULL;
 	const char *token = json_string_value(json_object_get(carillon_req_input(r), page_token_member(r)));
 	if (!token)
 		return 0;
@@ -76,12 +78,12 @@ static int open_next_token(struct carillon_req *r, json_t *ctx)
 	free(text);
 	char scope[33];
 	const char *s = json_string_value(json_object_get(claims, "s"));
-	json_t *after = json_object_get(claims, "c");
-	int rc = -1;
-	if (s && after && !listing_scope(r, scope) && !strcmp(s, scope) && !json_object_set(ctx, "after", after))
-		rc = 0;
+	if (s && json_object_get(claims, "c") && !listing_scope(r, scope) && !strcmp(s, scope)) {
+		*claims_out = claims;
+		return 0;
+	}
 	json_decref(claims);
-	return rc;
+	return -1;
 }
 
 /* -1 when the token cannot be built (jansson out of memory). */
@@ -107,7 +109,26 @@ static int seal_next_token(struct carillon_req *r, json_t *body)
 	return rc;
 }
 
-static json_t *make_ctx(struct carillon_req *r)
+#define APPEND_LIT(b, lit) carillon_buf_append((b), (lit), sizeof(lit) - 1)
+
+static int append_cb(const char *text, size_t size, void *data)
+{
+	carillon_buf_append(data, text, size);
+	return 0;
+}
+
+/* A JSON value appended as compact text; -1 when jansson cannot encode it. */
+static int append_json(struct carillon_buf *b, const json_t *v)
+{
+	return json_dump_callback(v, append_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* The request context, written as JSON text (no document built to be encoded again): who calls,
+ * when, the request id, where the node answers; the idempotency token of an IDEMPOTENT operation;
+ * `after`, a listing's cursor, when given. A context missing a member would change who the database
+ * thinks is calling: any member that cannot be written (text that is not UTF-8) fails the request
+ * instead (-1). */
+static int append_ctx(struct carillon_buf *b, struct carillon_req *r, const json_t *after)
 {
 	const struct carillon_principal *p = carillon_req_principal(r);
 	char principal[160];
@@ -115,34 +136,38 @@ static json_t *make_ctx(struct carillon_req *r)
 		 p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : p->kind == CARILLON_PRINCIPAL_ADMIN ? "admin" : "user");
 	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
 		snprintf(principal, sizeof(principal), "admin:%s", p->access_key_id);
-	json_t *ctx = json_pack("{s:s,s:s,s:s,s:I,s:s}", "region", carillon_cfg.region, "account",
-				carillon_cfg.account_id, "principal", principal, "now_ms",
-				(json_int_t)carillon_req_time_ms(r), "request_id", carillon_req_id(r));
-	if (!ctx)
-		return NULL;
-	/* A context missing a member would change who the database thinks is calling: any failure
-	 * (json_string of text that is not UTF-8, out of memory) fails the request instead. */
 	int failed = 0;
+	carillon_buf_appendf(b, "{\"now_ms\":%lld,\"region\":", (long long)carillon_req_time_ms(r));
+	failed |= carillon_json_string(b, carillon_cfg.region);
+	APPEND_LIT(b, ",\"account\":");
+	failed |= carillon_json_string(b, carillon_cfg.account_id);
+	APPEND_LIT(b, ",\"principal\":");
+	failed |= carillon_json_string(b, principal);
+	APPEND_LIT(b, ",\"request_id\":");
+	failed |= carillon_json_string(b, carillon_req_id(r));
 	if (p->kind == CARILLON_PRINCIPAL_USER) {
-		failed |= json_object_set_new(ctx, "user_arn", json_string(p->user_arn));
-		failed |= json_object_set_new(ctx, "user_gen", json_integer((json_int_t)p->user_gen));
+		APPEND_LIT(b, ",\"user_arn\":");
+		failed |= carillon_json_string(b, p->user_arn);
+		carillon_buf_appendf(b, ",\"user_gen\":%lld", (long long)p->user_gen);
 	}
-	failed |= json_object_set_new(
-	    ctx, "public_endpoint",
-	    json_string(*carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen));
+	APPEND_LIT(b, ",\"public_endpoint\":");
+	failed |= carillon_json_string(b, *carillon_cfg.public_endpoint ? carillon_cfg.public_endpoint : carillon_cfg.listen);
 	/* The table's IDEMPOTENT trait; the member's name is the model's (the table check keeps the two
 	 * in agreement). */
 	const char *idem = carillon_req_op_def(r)->flags & CARILLON_OP_IDEMPOTENT ? carillon_req_op(r)->idempotency_member : NULL;
 	json_t *token = idem ? json_object_get(carillon_req_input(r), idem) : NULL;
 	if (token) {
-		failed |= json_object_set_new(ctx, "idempotency_member", json_string(idem));
-		failed |= json_object_set(ctx, "idempotency_token", token);
+		APPEND_LIT(b, ",\"idempotency_member\":");
+		failed |= carillon_json_string(b, idem);
+		APPEND_LIT(b, ",\"idempotency_token\":");
+		failed |= append_json(b, token);
 	}
-	if (failed) {
-		json_decref(ctx);
-		return NULL;
+	if (after) {
+		APPEND_LIT(b, ",\"after\":");
+		failed |= append_json(b, after);
 	}
-	return ctx;
+	APPEND_LIT(b, "}");
+	return failed ? -1 : 0;
 }
 
 /* Answer with an operation's output document (stolen; NULL or JSON null: no body). */
@@ -281,23 +306,29 @@ static struct carillon_batcher *lane_batcher(struct carillon_req *r)
 	return b;
 }
 
-static void batch_enqueue(struct carillon_req *r, json_t *ctx)
+/* A write joins its lane's batch as the text {"fn", "ctx", "input"} (carillon_api.invoke_batch_rows). */
+static void batch_enqueue(struct carillon_req *r, const json_t *after)
 {
 	struct carillon_batcher *b = lane_batcher(r);
 	/* Settings may differ per run (tests start servers with their own); read them every time. */
 	b->max_batch = (size_t)carillon_cfg.write_batch_max;
 	b->max_queue = (size_t)carillon_cfg.write_queue_max;
 	b->max_in_flight = (size_t)carillon_cfg.write_in_flight;
-	json_t *item = json_pack("{s:s,s:O,s:O}", "fn", carillon_req_op_def(r)->sql_function, "ctx", ctx, "input",
-				 carillon_req_input(r));
-	char *text = item ? json_dumps(item, JSON_COMPACT) : NULL;
-	json_decref(item);
-	if (!text) {
+	struct carillon_buf item = {0};
+	APPEND_LIT(&item, "{\"fn\":");
+	int failed = carillon_json_string(&item, carillon_req_op_def(r)->sql_function);
+	APPEND_LIT(&item, ",\"ctx\":");
+	failed |= append_ctx(&item, r, after);
+	APPEND_LIT(&item, ",\"input\":");
+	failed |= append_json(&item, carillon_req_input(r));
+	APPEND_LIT(&item, "}");
+	if (failed) {
+		carillon_buf_free(&item);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
-	if (carillon_batcher_enqueue_owned(b, r, text)) {
-		free(text);
+	if (carillon_batcher_enqueue_owned(b, r, item.data)) {
+		carillon_buf_free(&item);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE,
 				     "Too many writes are waiting (CARILLON_WRITE_QUEUE_MAX %ld); retry later",
 				     carillon_cfg.write_queue_max);
@@ -306,41 +337,37 @@ static void batch_enqueue(struct carillon_req *r, json_t *ctx)
 
 void carillon_api_sql_handler(struct carillon_req *r)
 {
-	json_t *ctx = make_ctx(r);
-	if (!ctx) {
-		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request context could not be built");
-		return;
-	}
-	if (open_next_token(r, ctx)) {
-		json_decref(ctx);
+	json_t *claims;
+	if (open_next_token(r, &claims)) {
 		carillon_reply_error(r, CARILLON_ERR_BAD_REQUEST, "Invalid NextToken");
 		return;
 	}
 	const struct carillon_op_def *def = carillon_req_op_def(r);
 	if (def->flags & CARILLON_OP_WRITE) {
-		batch_enqueue(r, ctx);
-		json_decref(ctx);
+		batch_enqueue(r, json_object_get(claims, "c"));
+		json_decref(claims);
 		return;
 	}
 	/* A read has no idempotency token and writes nothing: call the operation's function directly
 	 * (its name comes from the operation table, never from the request). */
-	char *ctx_text = json_dumps(ctx, JSON_COMPACT);
-	char *in_text = json_dumps(carillon_req_input(r), JSON_COMPACT);
-	json_decref(ctx);
-	if (!ctx_text || !in_text) {
-		free(ctx_text);
-		free(in_text);
+	struct carillon_buf ctx = {0}, in = {0};
+	int failed = append_ctx(&ctx, r, json_object_get(claims, "c"));
+	failed |= append_json(&in, carillon_req_input(r));
+	json_decref(claims);
+	if (failed) {
+		carillon_buf_free(&ctx);
+		carillon_buf_free(&in);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
 	char sql[192];
 	snprintf(sql, sizeof(sql), "select carillon_api.%s(carillon.check_token($1::jsonb), $2::jsonb)::text",
 		 def->sql_function);
-	const char *params[2] = {ctx_text, in_text};
+	const char *params[2] = {ctx.data, in.data};
 	if (carillon_db_query(sql, 2, params, sql_done, r))
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE, "The server is overloaded; retry later");
-	free(ctx_text);
-	free(in_text);
+	carillon_buf_free(&ctx);
+	carillon_buf_free(&in);
 }
 
 void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, const char *message)
