@@ -19,6 +19,7 @@
 
 struct carillon_route_seg {
 	const char *literal;   /* NULL for a label */
+	size_t literal_len;
 	const char *label;     /* label name without braces */
 };
 

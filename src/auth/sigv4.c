@@ -105,7 +105,15 @@ static void sv4_buf_put(struct sv4_buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-static void sv4_buf_putc(struct sv4_buf *b, char c) { sv4_buf_put(b, &c, 1); }
+static void sv4_buf_putc(struct sv4_buf *b, char c)
+{
+	if (!b->err && b->len < SV4_MAX_CANONICAL && b->len + 2 <= b->cap) { /* room for it and the NUL */
+		b->p[b->len++] = c;
+		b->p[b->len] = '\0';
+		return;
+	}
+	sv4_buf_put(b, &c, 1);
+}
 
 static void sv4_buf_puts(struct sv4_buf *b, const char *s) { sv4_buf_put(b, s, strlen(s)); }
 
@@ -148,15 +156,19 @@ static bool sv4_keeps(unsigned char c, enum sv4_enc enc)
 static void sv4_encode(struct sv4_buf *b, const char *s, size_t n, enum sv4_enc enc)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0; /* start of the bytes kept as they are, not yet copied */
 	for (size_t i = 0; i < n && !b->err; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (sv4_keeps(c, enc)) {
-			sv4_buf_putc(b, (char)c);
-		} else {
-			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-			sv4_buf_put(b, e, sizeof(e));
-		}
+		if (sv4_keeps(c, enc))
+			continue;
+		if (i > run)
+			sv4_buf_put(b, s + run, i - run);
+		char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+		sv4_buf_put(b, e, sizeof(e));
+		run = i + 1;
 	}
+	if (n > run)
+		sv4_buf_put(b, s + run, n - run);
 }
 
 /* Decodes the byte at s[*i] (a literal or a %XX escape) and advances *i past it. */

@@ -58,8 +58,10 @@ static void op_parse_uri(struct carillon_op *op, const char *uri)
 		size_t n = strlen(seg);
 		if (seg[0] == '{' && n > 2 && seg[n - 1] == '}')
 			s->label = carillon_xstrndup(seg + 1, n - 2);
-		else
+		else {
 			s->literal = carillon_xstrdup(seg);
+			s->literal_len = n;
+		}
 	}
 	free(copy);
 }
@@ -237,7 +239,7 @@ static bool match_from(const struct carillon_op *op, int ti, const struct path_s
 		return false;
 	const struct carillon_route_seg *t = &op->segs[ti];
 	if (t->literal) {
-		if (strlen(t->literal) != ps->len[pi] || memcmp(t->literal, ps->s[pi], ps->len[pi]))
+		if (t->literal_len != ps->len[pi] || memcmp(t->literal, ps->s[pi], ps->len[pi]))
 			return false;
 		span[ti] = 1;
 		return match_from(op, ti + 1, ps, pi + 1, span);
@@ -303,6 +305,11 @@ int carillon_route(const char *method, const char *path, const struct carillon_k
 	for (size_t i = 0; i < n_ops; i++) {
 		const struct carillon_op *op = &ops[i];
 		int span[CARILLON_MAX_SEGMENTS];
+		/* Most routes differ in their first segment, a literal: that is compared first. */
+		const struct carillon_route_seg *first = &op->segs[0];
+		if (op->n_segs && first->literal && ps.n &&
+		    (first->literal_len != ps.len[0] || memcmp(first->literal, ps.s[0], ps.len[0])))
+			continue;
 		if (strcmp(op->method, method) || !match_from(op, 0, &ps, 0, span))
 			continue;
 		if (!op->fixed_query_name) {

@@ -223,12 +223,16 @@ void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n)
 			continue;
 		carillon_buf_append(b, s + run, i - run);
 		run = i + 1;
-		char esc[8];
-		if (c == '"' || c == '\\')
-			snprintf(esc, sizeof(esc), "\\%c", c);
-		else
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-		carillon_buf_append(b, esc, strlen(esc));
+		static const char hex[] = "0123456789abcdef";
+		char esc[6] = {'\\', (char)c};
+		size_t len = 2;
+		if (c < 0x20) {
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			len = 6;
+		}
+		carillon_buf_append(b, esc, len);
 	}
 	carillon_buf_append(b, s + run, n - run);
 }
