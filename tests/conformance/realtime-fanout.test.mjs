@@ -8,12 +8,10 @@
 // an earlier one still being sliced, a session closed mid-fan-out still written to, a joiner given
 // an event twice) shows up with a handful of sessions.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand } from '@aws-sdk/client-chime-sdk-identity';
 import { BatchCreateChannelMembershipCommand, CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
+import { startChildScript } from './lib/child-script.mjs';
 import { identity, messaging, rawSession } from './lib/realtime.mjs';
 import { startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
@@ -132,32 +130,7 @@ process.exit(0);
 
 function startPoller(user) {
   const cfg = { srv: { endpoint: srv.endpoint, port: srv.port, region: srv.region, rootKey: srv.rootKey }, user };
-  const child = spawn(process.execPath, ['--input-type=module', '-e', POLLER], {
-    cwd: path.dirname(fileURLToPath(import.meta.url)),
-    env: { ...process.env, POLLER_CFG: JSON.stringify(cfg) },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (b) => (out += b));
-  child.stderr.on('data', (b) => (err += b));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  const ready = (async () => {
-    for (const until = Date.now() + 30000; !out.includes('ready'); await new Promise((r) => setTimeout(r, 20))) {
-      if (Date.now() > until || child.exitCode !== null) throw new Error(`the REST poller did not start: ${err}`);
-    }
-  })();
-  async function stop() {
-    child.stdin.write('stop\n');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 30000))]);
-    const line = out.split('\n').find((l) => l.startsWith('['));
-    if (!line) {
-      child.kill('SIGKILL');
-      throw new Error(`the REST poller gave no result: ${err}`);
-    }
-    return JSON.parse(line);
-  }
-  return { ready, stop };
+  return startChildScript(POLLER, 'POLLER_CFG', cfg, 'the REST poller');
 }
 
 test('a REST request made while one event fans out to 300 sessions is handled before the fan-out ends', async () => {
@@ -168,8 +141,7 @@ test('a REST request made while one event fans out to 300 sessions is handled be
   // it is dispatched (debug), the fan-out when it starts and ends. The reads come from another
   // process: this one is busy taking the 300 sessions' frames while the fan-out goes on, and would
   // send nothing in that time itself.
-  const poller = startPoller(users[1]);
-  await poller.ready;
+  const poller = await startPoller(users[1]);
   let ids;
   try {
     await new Promise((r) => setTimeout(r, 50));

@@ -16,9 +16,6 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WS from 'ws';
 import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand } from '@aws-sdk/client-chime-sdk-identity';
 import {
@@ -28,6 +25,7 @@ import {
   DescribeChannelCommand,
   SendChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
+import { startChildScript } from './lib/child-script.mjs';
 import { logPosition, psqlText, psqlTextAsync } from './lib/eventlog.mjs';
 import {
   deadline,
@@ -209,35 +207,16 @@ process.exit(0);
  */
 async function sampleLatency(srv, user, channel, action, { min = 5 } = {}) {
   const cfg = { srv: { endpoint: `http://127.0.0.1:${srv.port}`, port: srv.port, region: srv.region }, creds: user.creds, bearer: user.arn, channel, min };
-  const child = spawn(process.execPath, ['--input-type=module', '-e', SAMPLER], {
-    cwd: path.dirname(fileURLToPath(import.meta.url)),
-    env: { ...process.env, SAMPLER_CFG: JSON.stringify(cfg) },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (b) => (out += b));
-  child.stderr.on('data', (b) => (err += b));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  const until = Date.now() + 30000;
-  while (!out.includes('ready')) {
-    if (Date.now() > until || child.exitCode !== null) throw new Error(`the latency sampler did not start: ${err}`);
-    await sleep(20);
-  }
+  const sampler = await startChildScript(SAMPLER, 'SAMPLER_CFG', cfg, 'the latency sampler');
   const ready = Date.now();
+  let result;
   try {
     await sleep(50); // samples before the action starts too
     await action();
   } finally {
-    child.stdin.write('stop\n');
+    result = await sampler.stop();
   }
-  await Promise.race([exited, deadline(30000)]);
-  const line = out.split('\n').find((l) => l.startsWith('{'));
-  if (!line) {
-    child.kill('SIGKILL');
-    throw new Error(`the latency sampler gave no result: ${err}`);
-  }
-  const { samples, stopAt } = JSON.parse(line);
+  const { samples, stopAt } = result;
   return { samples, during: samples.filter((s) => s.at < stopAt), ready };
 }
 
