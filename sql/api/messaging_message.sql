@@ -422,6 +422,13 @@ declare
     v_ok boolean;
     v_out jsonb;
     v_last bigint;
+    -- What the check found for each item, in item order, for the write to use as it is: the
+    -- channel's AppInstance and last message time (its row is locked: invoke_batch), the sender
+    -- document, the request key.
+    v_apps text[];
+    v_lasts timestamptz[];
+    v_senders jsonb[];
+    v_keys uuid[];
 begin
     -- 0. Only batches of plain persistent sends (cheap: no table read).
     if exists (select 1 from jsonb_array_elements(p_items) e
@@ -449,26 +456,34 @@ begin
     -- rather than leaving it to the insert (ON CONFLICT, then undoing the block) spares every batch
     -- a subtransaction; it is exact because a request key belongs to one channel, whose row
     -- lock_batch_channels (or the item path's UPDATE of the channel) holds to commit.
-    select coalesce(bool_and(ok), false) and count(distinct key) = count(*) into v_ok from (
+    select coalesce(bool_and(ok), false) and count(distinct key) = count(*),
+           array_agg(app order by n), array_agg(last_at order by n), array_agg(sender order by n),
+           array_agg(key order by n)
+      into v_ok, v_apps, v_lasts, v_senders, v_keys
+      from (
         -- coalesce: a missing row (no channel, no membership) makes a check NULL, which bool_and
         -- would skip.
-        select i.key, coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
+        select i.n, i.key, c.app_instance_id as app, c.last_message_at as last_at,
+               case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
+                    else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender,
+               coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
                and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
                         when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
                and c.arn is not null and c.elastic is null and (c.flow_arn is null or i.type = 'CONTROL')
                and m.type = 'DEFAULT'
-               and (u.ok or b.ok) and r.ok is null, false) as ok
+               and (u.arn is not null or b.arn is not null) and r.ok is null, false) as ok
           from items i
-          left join lateral (select c.arn, c.app_instance_id, c.elastic, c.flow_arn from carillon.channels c
+          left join lateral (select c.arn, c.app_instance_id, c.elastic, c.flow_arn, c.last_message_at
+                               from carillon.channels c
                               where c.arn = i.arn limit 1) c on true
           left join lateral (select m.type from carillon.channel_memberships m
                               where m.channel_arn = i.arn and m.member_arn = i.bearer limit 1) m on true
           left join lateral (select true as ok from carillon.app_instance_users tu
                               where tu.arn = i.ctx->>'user_arn' and tu.generation = (i.ctx->>'user_gen')::bigint
                               limit 1) tu on true
-          left join lateral (select true as ok from carillon.app_instance_users u
+          left join lateral (select u.arn, u.name from carillon.app_instance_users u
                               where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
-          left join lateral (select true as ok from carillon.app_instance_bots b
+          left join lateral (select b.arn, b.name from carillon.app_instance_bots b
                               where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true
           left join lateral (select true as ok from carillon.channel_messages r
                               where r.request_key = i.key limit 1) r on true) s;
@@ -478,30 +493,26 @@ begin
 
     -- 2. The event lock first (held to commit, so positions are in commit order: see flush_events;
     -- taken after the channel rows, as every writer takes it), then the messages, the channels, the
-    -- events and the answers in one statement. Sequence numbers and event positions are taken in
-    -- item order: nextval runs in the projection of a subquery sorted by n.
+    -- events and the answers in one statement, from what the check found (no second lookup).
+    -- Sequence numbers and event positions are taken in item order: nextval runs in the projection
+    -- of a subquery sorted by n.
     perform pg_advisory_xact_lock(7263, 1);
     with items as (
         select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
                coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-               carillon.send_message_id(e->'ctx', e->'input') as id,
-               carillon.send_request_key(e->'ctx', e->'input') as key,
+               lpad(to_hex((e->'ctx'->>'now_ms')::bigint), 12, '0')
+                   || left(replace(f.key::text, '-', ''), 20) as id,
+               f.key, f.app_instance_id, f.sender, f.last_at,
                to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
-          from jsonb_array_elements(p_items) with ordinality as t(e, n)),
+          from jsonb_array_elements(p_items) with ordinality as t(e, n)
+          join unnest(v_apps, v_lasts, v_senders, v_keys) with ordinality
+               as f(app_instance_id, last_at, sender, key, n) on f.n = t.n),
     timed as (
-        select i.*, c.app_instance_id,
-               greatest(c.last_message_at,
+        select i.*,
+               greatest(i.last_at,
                         max(i.now) over (partition by i.arn order by i.n
-                                         rows between unbounded preceding and current row)) as at,
-               case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
-                    else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender
-          from items i
-          cross join lateral (select c.app_instance_id, c.last_message_at from carillon.channels c
-                               where c.arn = i.arn limit 1) c
-          left join lateral (select u.arn, u.name from carillon.app_instance_users u
-                              where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
-          left join lateral (select b.arn, b.name from carillon.app_instance_bots b
-                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true),
+                                         rows between unbounded preceding and current row)) as at
+          from items i),
     numbered as (
         select o.*, nextval('carillon.message_seq') as seq, nextval('carillon.event_position') as position,
                to_char(o.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as iso
