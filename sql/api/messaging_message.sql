@@ -500,8 +500,7 @@ begin
     with items as (
         select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
                coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-               lpad(to_hex((e->'ctx'->>'now_ms')::bigint), 12, '0')
-                   || left(replace(f.key::text, '-', ''), 20) as id,
+               carillon.send_message_id(e->'ctx', e->'input') as id,
                f.key, f.app_instance_id, f.sender, f.last_at,
                to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
           from jsonb_array_elements(p_items) with ordinality as t(e, n)
