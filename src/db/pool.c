@@ -62,6 +62,7 @@ struct db_conn {
 	enum conn_state state;
 	uv_poll_t *poll;          /* reallocated when libpq's socket changes */
 	int fd;
+	int events;               /* what poll watches: uv_poll_start is skipped when that is unchanged */
 	uv_timer_t retry;
 	int backoff_ms;
 	struct db_query *fl_head, *fl_tail; /* in flight, in the order sent */
@@ -179,6 +180,7 @@ static void conn_unwatch(struct db_conn *c)
 		c->poll = NULL;
 	}
 	c->fd = -1;
+	c->events = 0;
 }
 
 static void conn_watch(struct db_conn *c, int events)
@@ -195,8 +197,15 @@ static void conn_watch(struct db_conn *c, int events)
 		}
 		c->poll->data = c;
 		c->fd = fd;
+		c->events = 0;
 	}
+	/* libuv's uv_poll_start stops the poll first (an epoll_ctl DEL at once, the ADD at the next
+	 * poll), even when the events do not change: two system calls per query sent and per result
+	 * read, for nothing. A poll that libuv stopped after an error is not active: started again. */
+	if (events == c->events && uv_is_active((uv_handle_t *)c->poll))
+		return;
 	uv_poll_start(c->poll, events, conn_poll_cb);
+	c->events = events;
 }
 
 static void retry_cb(uv_timer_t *t) { conn_start(t->data); }
