@@ -135,7 +135,14 @@ latency)
 	ws "$port" 1000 "$dir/receivers.txt" 1
 	wait_established "$dir/ws.1"
 	statements_reset
-	send 16 1000
+	g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks)
+	send 16 1000 >"$dir/send.out"
+	g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks)
+	cat "$dir/send.out"
+	# CPU per message while sending (its write, its ten deliveries, the listener's share)
+	n=$(field requests "$(<"$dir/send.out")"); tck=$(getconf CLK_TCK)
+	echo "cpu: gateway_us_per_msg=$(( (g1 - g0) * 1000000 / tck / (n > 0 ? n : 1) ))" \
+		"postgres_us_per_msg=$(( (p1 - p0) * 1000000 / tck / (n > 0 ? n : 1) ))"
 	wait "${ws_pids[@]}"
 	cat "$dir/ws.1"
 	statements_report
