@@ -54,6 +54,11 @@ static int run_useradd(const char *name)
 	sigaction(SIGCHLD, &dfl, &saved); /* waitpid must see the child even if SIGCHLD is ignored */
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* The signal mask survives exec: a worker's (stop signals blocked while it starts) is not
+		 * the tool's. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		int devnull = open("/dev/null", O_RDONLY);
 		if (devnull >= 0)
 			dup2(devnull, 0);

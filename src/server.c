@@ -336,6 +336,13 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_start(&srv.sig_int, on_signal, SIGINT);
 	uv_signal_init(&srv.loop, &srv.sig_hup);
 	uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
+	/* A worker starts with these blocked (src/supervisor.c): one that came meanwhile is handled now. */
+	sigset_t handled;
+	sigemptyset(&handled);
+	sigaddset(&handled, SIGTERM);
+	sigaddset(&handled, SIGINT);
+	sigaddset(&handled, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &handled, NULL);
 	uv_timer_init(&srv.loop, &srv.drain);
 	uv_timer_init(&srv.loop, &srv.lag);
 	uv_timer_start(&srv.lag, lag_tick, LAG_EVERY_MS, LAG_EVERY_MS);

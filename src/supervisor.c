@@ -66,7 +66,14 @@ static int spawn(struct slot *s, int index, const sigset_t *old_mask, int (*work
 		 * drain). getppid() catches a parent that died before prctl took effect. */
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent)
 			_exit(1);
-		sigprocmask(SIG_SETMASK, old_mask, NULL);
+		/* The stop and reload signals stay blocked until the worker's loop handles them
+		 * (carillon_server_run unblocks them): one that comes while the worker starts waits for
+		 * its handler instead of killing it with the default action. */
+		sigset_t mask = *old_mask;
+		sigaddset(&mask, SIGTERM);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGHUP);
+		sigprocmask(SIG_SETMASK, &mask, NULL);
 		exit(worker(index, arg));
 	}
 	s->pid = pid;

@@ -8,7 +8,11 @@ import { after, test } from 'node:test';
 import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand, DescribeAppInstanceUserCommand } from '@aws-sdk/client-chime-sdk-identity';
 import { BatchCreateChannelMembershipCommand, CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession, sleep } from './lib/realtime.mjs';
-import { startCarillon } from './lib/server.mjs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, randomMasterKey, randomRootKey, startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
 
 /** A loopback port p with p + 1 free too (the metrics ports of two workers). */
@@ -151,4 +155,46 @@ test('a supervisor killed outright (SIGKILL) takes its workers with it: none kee
   s.proc.kill('SIGKILL');
   await until('the orphaned workers to stop', () => workerPids.every((pid) => !alive(pid)), 15000);
   await s.stop();
+});
+
+// A worker gets SIGTERM while it is still starting (the supervisor forwards a stop that comes right
+// after it forked the worker): the worker must stop as asked, not die of the signal's default
+// action before its loop handles it -- the supervisor then reports the stop as unclean (exit 1).
+// Seen once in CI's smoke test, which stops `carillon serve` as soon as it answers.
+test('SIGTERM while the workers are still starting: every worker stops cleanly, exit 0', async () => {
+  for (let round = 0; round < 3; round++) {
+    const root = randomRootKey();
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'carillon-early-stop-'));
+    const env = {
+      ...process.env,
+      CARILLON_DATABASE_URL: process.env.CARILLON_TEST_DATABASE_URL,
+      CARILLON_LISTEN: `127.0.0.1:${await freePort()}`,
+      CARILLON_ROOT_ACCESS_KEY_ID: root.accessKeyId,
+      CARILLON_ROOT_SECRET_ACCESS_KEY: root.secretAccessKey,
+      CARILLON_MASTER_KEY: randomMasterKey(),
+      CARILLON_DATA_DIR: dataDir,
+      CARILLON_LOG_LEVEL: 'info',
+      CARILLON_WORKERS: '3',
+    };
+    const proc = spawn(process.env.CARILLON_BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    let sent = false;
+    const onData = (b) => {
+      log += b.toString('utf8');
+      // the last worker has just been forked: it cannot have reached its loop yet
+      if (!sent && /supervisor: worker 2 started/.test(log)) {
+        sent = true;
+        proc.kill('SIGTERM');
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 30000);
+    const [code, signal] = await new Promise((resolve) => proc.on('exit', (c, s) => resolve([c, s])));
+    clearTimeout(killer);
+    rmSync(dataDir, { recursive: true, force: true });
+    assert.ok(sent, `the supervisor started its third worker\n${log}`);
+    assert.doesNotMatch(log, /killed by signal/, `no worker died of the signal (round ${round})\n${log}`);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, `a clean stop (round ${round})\n${log}`);
+  }
 });
