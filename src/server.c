@@ -39,6 +39,7 @@
 #include "carillon/metrics_endpoint.h"
 #include "carillon/privdrop.h"
 #include "carillon/server.h"
+#include "carillon/supervisor.h"
 #include "carillon/util.h"
 
 static struct {
@@ -338,10 +339,7 @@ int carillon_server_run(const char *conninfo)
 	uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
 	/* A worker starts with these blocked (src/supervisor.c): one that came meanwhile is handled now. */
 	sigset_t handled;
-	sigemptyset(&handled);
-	sigaddset(&handled, SIGTERM);
-	sigaddset(&handled, SIGINT);
-	sigaddset(&handled, SIGHUP);
+	carillon_worker_signals(&handled);
 	sigprocmask(SIG_UNBLOCK, &handled, NULL);
 	uv_timer_init(&srv.loop, &srv.drain);
 	uv_timer_init(&srv.loop, &srv.lag);

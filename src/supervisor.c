@@ -51,6 +51,14 @@ int carillon_workers_wanted(void)
 	return n > 0 ? (int)(n > 256 ? 256 : n) : 1;
 }
 
+void carillon_worker_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
 static int spawn(struct slot *s, int index, const sigset_t *old_mask, int (*worker)(int, void *), void *arg)
 {
 	fflush(NULL); /* nothing buffered may be written twice */
@@ -66,13 +74,12 @@ static int spawn(struct slot *s, int index, const sigset_t *old_mask, int (*work
 		 * drain). getppid() catches a parent that died before prctl took effect. */
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent)
 			_exit(1);
-		/* The stop and reload signals stay blocked until the worker's loop handles them
-		 * (carillon_server_run unblocks them): one that comes while the worker starts waits for
-		 * its handler instead of killing it with the default action. */
-		sigset_t mask = *old_mask;
-		sigaddset(&mask, SIGTERM);
-		sigaddset(&mask, SIGINT);
-		sigaddset(&mask, SIGHUP);
+		/* The forwarded signals stay blocked until the worker's loop handles them
+		 * (carillon_worker_signals): one that comes while the worker starts waits for its
+		 * handler instead of killing it with the default action. */
+		sigset_t forwarded, mask;
+		carillon_worker_signals(&forwarded);
+		sigorset(&mask, old_mask, &forwarded);
 		sigprocmask(SIG_SETMASK, &mask, NULL);
 		exit(worker(index, arg));
 	}
@@ -137,11 +144,8 @@ static void reap(struct slot *slots, int n, bool stopping, bool *clean)
 int carillon_supervise(int n, int (*worker)(int index, void *arg), void *arg)
 {
 	sigset_t set, old;
-	sigemptyset(&set);
+	carillon_worker_signals(&set);
 	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	struct slot *slots = carillon_xcalloc((size_t)n, sizeof(*slots));
 	bool stopping = false, clean = true;

@@ -2,6 +2,8 @@
 #ifndef CARILLON_SUPERVISOR_H
 #define CARILLON_SUPERVISOR_H
 
+#include <signal.h>
+
 /* The number of worker processes CARILLON_WORKERS asks for (0: one per online core). */
 int carillon_workers_wanted(void);
 
@@ -13,5 +15,10 @@ int carillon_workers_wanted(void);
  * plus 10 s is killed), and so is SIGHUP. Returns the parent's exit status: 0 when every worker
  * exited 0 after the stop. */
 int carillon_supervise(int n, int (*worker)(int index, void *arg), void *arg);
+
+/* The signals the supervisor forwards and a worker's loop handles: SIGTERM, SIGINT, SIGHUP. A
+ * worker starts with them blocked; carillon_server_run unblocks them once its handlers are in place,
+ * so one that comes while the worker starts is handled, not acted on by default. */
+void carillon_worker_signals(sigset_t *set);
 
 #endif

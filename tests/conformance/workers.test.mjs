@@ -3,16 +3,15 @@
 // the `ws` package; processes are looked at through their pids (the parent's log names each worker
 // it starts) and /proc.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, test } from 'node:test';
 import { CreateAppInstanceCommand, CreateAppInstanceUserCommand, DeleteAppInstanceCommand, DescribeAppInstanceUserCommand } from '@aws-sdk/client-chime-sdk-identity';
 import { BatchCreateChannelMembershipCommand, CreateChannelCommand, SendChannelMessageCommand } from '@aws-sdk/client-chime-sdk-messaging';
 import { identity, messaging, rawSession, sleep } from './lib/realtime.mjs';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { freePort, randomMasterKey, randomRootKey, startCarillon } from './lib/server.mjs';
+import { freePort, randomMasterKey, randomRootKey, serverEnv, startCarillon } from './lib/server.mjs';
 import { uniq } from './lib/util.mjs';
 
 /** A loopback port p with p + 1 free too (the metrics ports of two workers). */
@@ -163,19 +162,15 @@ test('a supervisor killed outright (SIGKILL) takes its workers with it: none kee
 // Seen once in CI's smoke test, which stops `carillon serve` as soon as it answers.
 test('SIGTERM while the workers are still starting: every worker stops cleanly, exit 0', async () => {
   for (let round = 0; round < 3; round++) {
-    const root = randomRootKey();
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'carillon-early-stop-'));
-    const env = {
-      ...process.env,
-      CARILLON_DATABASE_URL: process.env.CARILLON_TEST_DATABASE_URL,
-      CARILLON_LISTEN: `127.0.0.1:${await freePort()}`,
-      CARILLON_ROOT_ACCESS_KEY_ID: root.accessKeyId,
-      CARILLON_ROOT_SECRET_ACCESS_KEY: root.secretAccessKey,
-      CARILLON_MASTER_KEY: randomMasterKey(),
-      CARILLON_DATA_DIR: dataDir,
-      CARILLON_LOG_LEVEL: 'info',
-      CARILLON_WORKERS: '3',
-    };
+    const env = serverEnv({
+      databaseUrl: process.env.CARILLON_TEST_DATABASE_URL,
+      port: await freePort(),
+      rootKey: randomRootKey(),
+      masterKey: randomMasterKey(),
+      dataDir,
+      env: { CARILLON_WORKERS: '3' },
+    });
     const proc = spawn(process.env.CARILLON_BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     let sent = false;

@@ -89,16 +89,13 @@ process.on('exit', (code) => {
  * opts.databaseUrl: override CARILLON_TEST_DATABASE_URL;
  * opts.logFile: the CARILLON_LOG_FILE the server logs to (read for its "serving on" line).
  */
-export async function startCarillon(opts = {}) {
-  const bin = requireEnv('CARILLON_BIN');
-  const databaseUrl = opts.databaseUrl ?? requireEnv('CARILLON_TEST_DATABASE_URL');
-  const port = opts.port ?? (await freePort());
-  const rootKey = opts.rootKey ?? randomRootKey();
-  const masterKey = opts.masterKey ?? randomMasterKey();
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'carillon-conf-'));
-  const endpoint = `http://127.0.0.1:${port}`;
-
-  const env = {
+/**
+ * The environment of a `carillon serve` for the tests: this process's, plus the database, the
+ * loopback port, region and account, the root key, the master key, the data directory and the log
+ * level, then `env`'s own settings over them.
+ */
+export function serverEnv({ databaseUrl, port, rootKey, masterKey, dataDir, env = {} }) {
+  return {
     ...process.env,
     CARILLON_DATABASE_URL: databaseUrl,
     CARILLON_LISTEN: `127.0.0.1:${port}`,
@@ -109,8 +106,20 @@ export async function startCarillon(opts = {}) {
     CARILLON_MASTER_KEY: masterKey,
     CARILLON_DATA_DIR: dataDir,
     CARILLON_LOG_LEVEL: process.env.CARILLON_LOG_LEVEL || 'info',
-    ...(opts.env ?? {}),
+    ...(env ?? {}),
   };
+}
+
+export async function startCarillon(opts = {}) {
+  const bin = requireEnv('CARILLON_BIN');
+  const databaseUrl = opts.databaseUrl ?? requireEnv('CARILLON_TEST_DATABASE_URL');
+  const port = opts.port ?? (await freePort());
+  const rootKey = opts.rootKey ?? randomRootKey();
+  const masterKey = opts.masterKey ?? randomMasterKey();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'carillon-conf-'));
+  const endpoint = `http://127.0.0.1:${port}`;
+
+  const env = serverEnv({ databaseUrl, port, rootKey, masterKey, dataDir, env: opts.env });
 
   const chunks = [];
   let logBytes = 0;
