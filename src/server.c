@@ -23,6 +23,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "carillon/api.h"
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/http.h"
@@ -166,6 +167,7 @@ static void finish_shutdown(void)
 	carillon_outbound_shutdown();
 	carillon_fcm_shutdown();
 	carillon_keys_stop();
+	carillon_api_on_batch_events(NULL);
 	carillon_listener_stop();
 	carillon_sessions_stop();
 	carillon_db_shutdown();
@@ -324,6 +326,7 @@ int carillon_server_run(const char *conninfo)
 	carillon_outbox_start(&srv.loop);
 	carillon_pinpoint_send_start(&srv.loop);
 	carillon_listener_start(&srv.loop);
+	carillon_api_on_batch_events(carillon_listener_batch_events);
 	carillon_streaming_start(&srv.loop);
 	carillon_sessions_start(&srv.loop);
 	carillon_http_writes_start(&srv.loop);

@@ -54,6 +54,11 @@ void carillon_req_set_handler_state(struct carillon_req *r, void *state);
 
 /* The generic handler: runs the row's SQL function (a READ directly, a WRITE through group commit). */
 void carillon_api_sql_handler(struct carillon_req *r);
+/* Where a write batch's answer goes once its items are answered, when it carries the events the
+ * batch logged (carillon_api.invoke_batch_rows' ev_ columns, from column `first` on): the server
+ * wires the realtime listener here (NULL: nowhere). */
+struct pg_result;
+void carillon_api_on_batch_events(void (*fn)(const struct pg_result *res, int first));
 
 /* Map a database error to the AWS error a client should see, and answer with it. */
 void carillon_api_reply_db_error(struct carillon_req *r, const char *sqlstate, const char *message);

@@ -95,6 +95,10 @@ void carillon_metrics_delivery(void);
 /* The event pipeline: a NOTIFY woke the listener; the fallback timer did. */
 void carillon_metrics_listener_notify(void);
 void carillon_metrics_listener_poll(void);
+/* The listener handed `n` events of this node's own write batch to the hub from the batch's answer
+ * (not read back from the log); a notification found nothing new to read. */
+void carillon_metrics_listener_from_answer(unsigned n);
+void carillon_metrics_listener_read_skipped(void);
 /* Around the hub's dispatch of one event read by the listener: take a mark before, and after it
  * the time from the event's created_at (epoch seconds) to now is observed if the event reached at
  * least one local session (its first delivery on this node). */

@@ -5,7 +5,8 @@
  *   listener.c  LISTEN carillon_events on a dedicated connection; on every notification (and after
  *               every reconnect, and every CARILLON_LISTENER_POLL_MS as a fallback) read the events
  *               after the last position seen (carillon.events_after), in position (= commit) order,
- *               and hand them to the hub.
+ *               and hand them to the hub; this node's own write batches' events come with their
+ *               answers instead, when they are the next positions.
  *   event.c     one event = one refcounted text frame built once, shared by every recipient, with
  *               the routing facts of its row (the one decoder of carillon.events_after rows).
  *   hub.c       the indexes: channel -> local sessions, user -> local sessions; applies each
@@ -98,6 +99,9 @@ enum {
 struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVENT_COLS]);
 /* Row `row` of a carillon.events_after() result (NULL if malformed). */
 struct carillon_event *carillon_event_from_result(const PGresult *res, int row);
+/* The same with the row's columns from column `first` on (another result that carries events in
+ * that shape: carillon_api.invoke_batch_rows' ev_ columns). */
+struct carillon_event *carillon_event_from_result_at(const PGresult *res, int row, int first);
 
 /* A frame private to one session (SESSION-side signals such as CHANNEL_DETAILS and
  * CARILLON_RESYNC_REQUIRED): position 0, no routing facts. */
@@ -149,6 +153,10 @@ uint64_t *carillon_session_stamp(struct carillon_session *s);
 void carillon_listener_start(uv_loop_t *loop);
 void carillon_listener_stop(void);
 int64_t carillon_listener_position(void);
+/* This node's write batch committed and its answer `res` carries the events it logged, from column
+ * `first` on, in the shape of a carillon.events_after row (carillon_api.invoke_batch_rows' ev_
+ * columns; rows of items without an event have a NULL position). */
+void carillon_listener_batch_events(const PGresult *res, int first);
 /* Other readers of the event log (the streaming exporter) are woken with the listener: `fn` runs on
  * every notification with the position it names, and with -1 when the LISTEN connection comes back
  * (anything may have been missed). At most 4 subscribers; call before the loop runs. */

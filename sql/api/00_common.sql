@@ -335,12 +335,30 @@ end $$;
 -- rows as they are instead of parsing one array and encoding each output again. PL/pgSQL, not SQL:
 -- a SQL function's statement is planned again on every call (0.03 ms of planning and 0.1 ms of
 -- call overhead a batch, measured), a PL/pgSQL one keeps its plan for the session.
+-- Then the event the item logged, when its answer carries it ("ev": carillon.send_batch's sends),
+-- as the columns of a row of carillon.events_after (ev_position .. ev_created_at; all NULL for an
+-- item without one): the writing node hands its own batch's events to its sessions from the answer
+-- instead of reading them back from the log (src/realtime/listener.c, docs/events.md).
+do $$
+begin
+    if not exists (select 1 from pg_proc
+                    where oid = to_regprocedure('carillon_api.invoke_batch_rows(jsonb)')
+                      and 'ev_position' = any (proargnames)) then
+        drop function if exists carillon_api.invoke_batch_rows(jsonb);
+    end if;
+end $$;
 create or replace function carillon_api.invoke_batch_rows(p_items jsonb)
-returns table(ok text, state text, message text)
+returns table(ok text, state text, message text,
+              ev_position bigint, ev_channel_arn text, ev_event_type text, ev_message_type text, ev_payload text,
+              ev_audience text, ev_arns text, ev_joins text, ev_leaves text, ev_closes boolean, ev_created_at float8)
 language plpgsql as $$
 begin
     return query
-    select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message'
+    select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message',
+           (r.e->'ev'->>'position')::bigint, r.e->'ev'->>'channel_arn', r.e->'ev'->>'event_type',
+           r.e->'ev'->>'message_type', (r.e->'ev'->'payload')::text, r.e->'ev'->>'audience',
+           (r.e->'ev'->'arns')::text, (r.e->'ev'->'joins')::text, (r.e->'ev'->'leaves')::text,
+           (r.e->'ev'->>'closes')::boolean, (r.e->'ev'->>'created_at')::float8
       from jsonb_array_elements(carillon_api.invoke_batch(p_items)) with ordinality as r(e, n)
      order by r.n;
 end $$;

@@ -228,7 +228,12 @@ static void sql_done(void *arg, const struct carillon_db_result *res)
 /* The write batchers, one per write lane, sending their batches to carillon_api.invoke_batch_rows
  * on their lane's connection (carillon_db_query_lane). */
 static struct carillon_batcher batchers[CARILLON_DB_LANES_MAX];
-#define BATCH_SQL "select ok, state, message from carillon_api.invoke_batch_rows($1::jsonb)"
+#define BATCH_SQL "select * from carillon_api.invoke_batch_rows($1::jsonb)"
+/* ok, state, message; then the item's event, if its answer carries one (BATCH_EVENTS_FIRST on). */
+#define BATCH_EVENTS_FIRST 3
+static void (*batch_events)(const PGresult *res, int first);
+
+void carillon_api_on_batch_events(void (*fn)(const struct pg_result *res, int first)) { batch_events = fn; }
 /* A batch chosen as a deadlock's victim (two lanes' transactions waiting for each other's rows:
  * the item path locks rows in the order its operations need them) is sent again, this many times. */
 #define BATCH_DEADLOCK_RETRIES 3
@@ -258,10 +263,13 @@ static void batch_done(void *arg, const struct carillon_db_result *res)
 	}
 	if (!res->res)
 		carillon_batcher_complete(b, batch, NULL, res->sqlstate, res->message);
-	else if (PQnfields(res->res) != 3)
+	else if (PQnfields(res->res) < BATCH_EVENTS_FIRST)
 		carillon_batcher_complete(b, batch, NULL, "XX000", "invoke_batch_rows returned no rows");
-	else
+	else {
 		carillon_batcher_complete_rows(b, batch, (size_t)PQntuples(res->res), batch_row, res->res);
+		if (batch_events && PQnfields(res->res) > BATCH_EVENTS_FIRST)
+			batch_events(res->res, BATCH_EVENTS_FIRST);
+	}
 }
 
 /* The lane: one batch after the other on one connection, the next one waiting at the server

@@ -33,6 +33,7 @@ static struct {
 	struct carillon_metric *s_open, *s_opened, *s_established, *s_frames, *s_bytes, *s_queued, *s_slow, *s_resumes,
 	    *s_resyncs;
 	struct carillon_metric *log_head, *listener_pos, *notifies, *polls, *deliveries, *commit_to_delivery;
+	struct carillon_metric *from_answers, *reads_skipped;
 	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag;
 	uint64_t delivered;
 } cat;
@@ -105,6 +106,10 @@ static void init_events_and_outbound(void)
 				 "Position of the last event this node's listener handed to the hub (lag: head minus this)");
 	cat.notifies = counter("carillon_event_listener_notifies_total", "NOTIFY wake-ups of the listener");
 	cat.polls = counter("carillon_event_listener_polls_total", "Fallback reads of the log by the listener's timer");
+	cat.from_answers = counter("carillon_event_listener_from_answers_total",
+				   "Events of this node's own write batches handed to the hub from the batch's answer, not read back from the log");
+	cat.reads_skipped = counter("carillon_event_listener_reads_skipped_total",
+				    "Notifications of events this node's listener had already handed to the hub (no read)");
 	cat.deliveries = counter("carillon_event_deliveries_total", "Event frames handed to local sessions (written or queued)");
 	cat.loop_lag = single("carillon_loop_lag_seconds",
 			      "How late the event loop ran a timer due every 100 ms: how long a ready connection can "
@@ -298,6 +303,18 @@ void carillon_metrics_listener_poll(void)
 {
 	if (cat.ready)
 		carillon_metric_add(cat.polls, 1);
+}
+
+void carillon_metrics_listener_from_answer(unsigned n)
+{
+	if (cat.ready)
+		carillon_metric_add(cat.from_answers, (double)n);
+}
+
+void carillon_metrics_listener_read_skipped(void)
+{
+	if (cat.ready)
+		carillon_metric_add(cat.reads_skipped, 1);
 }
 
 uint64_t carillon_metrics_delivery_mark(void) { return cat.delivered; }

@@ -200,14 +200,19 @@ struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVE
 	return e;
 }
 
-struct carillon_event *carillon_event_from_result(const PGresult *res, int row)
+struct carillon_event *carillon_event_from_result_at(const PGresult *res, int row, int first)
 {
-	if (PQnfields(res) < CARILLON_EVENT_COLS || row < 0 || row >= PQntuples(res))
+	if (first < 0 || PQnfields(res) - first < CARILLON_EVENT_COLS || row < 0 || row >= PQntuples(res))
 		return NULL;
 	const char *cols[CARILLON_EVENT_COLS];
 	for (int c = 0; c < CARILLON_EVENT_COLS; c++)
-		cols[c] = PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+		cols[c] = PQgetisnull(res, row, first + c) ? NULL : PQgetvalue(res, row, first + c);
 	return carillon_event_decode(cols);
+}
+
+struct carillon_event *carillon_event_from_result(const PGresult *res, int row)
+{
+	return carillon_event_from_result_at(res, row, 0);
 }
 
 struct carillon_event *carillon_event_ref(struct carillon_event *e)

@@ -10,7 +10,15 @@
  * event. One batch is read at a time: the rows in memory are bounded by the batch size, and while
  * the hub still has more than a batch of events to fan out, the next read waits for it to drain
  * (the events in memory stay bounded when deliveries are slower than the log grows).
+ *
+ * This node's own write batches (carillon.send_batch's sends) bring their events back in their
+ * answer (carillon_listener_batch_events). When they are exactly the next positions and nothing
+ * else is under way, they go to the hub from there, and the notification of the same commit then
+ * finds nothing new to read: one query and its round trip fewer per batch on the writing node. In
+ * any other case they are left alone and the notification's read brings them, so order and
+ * exactly-once are the log's either way.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,6 +28,7 @@
 #include "carillon/metrics.h"
 #include "carillon/outbox.h"
 #include "carillon/realtime.h"
+#include "carillon/util.h"
 
 /* The listener's read: events_after's rows, each ending with the event's created_at (epoch seconds,
  * column CARILLON_EVENT_COLS) for the commit-to-delivery metric. (It was a scalar subquery per
@@ -116,11 +125,130 @@ static void wake_subscribers(int64_t position)
 		subscribers[i](position);
 }
 
+/* The position a notification names (the last event of the transaction that sent it), or -1 if it
+ * names none. */
+static int64_t notified_position(const char *payload)
+{
+	if (!payload || *payload < '0' || *payload > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(payload, &end, 10);
+	return errno || *end ? -1 : v;
+}
+
+/* Notifications are acted on at the end of the loop turn that received them (a check handle), so
+ * that the answer of the batch that sent one, when it came in the same turn, is taken first. */
+static uv_check_t notified_check;
+static int64_t notified_max = -2; /* -2: none pending; -1: one that names no position */
+static bool notified_unnamed;
+
+static void notified_run(uv_check_t *h)
+{
+	uv_check_stop(h);
+	int64_t position = notified_max;
+	bool unnamed = notified_unnamed;
+	notified_max = -2;
+	notified_unnamed = false;
+	/* Events up to last_position were all handed over (a batch's answer brought them): every
+	 * event of a notifying transaction is at or below the position it names. */
+	if (!unnamed && position >= 0 && position <= last_position)
+		carillon_metrics_listener_read_skipped();
+	else
+		read_events();
+	wake_subscribers(unnamed ? -1 : position);
+}
+
 static void on_notify(const char *payload)
 {
 	carillon_metrics_listener_notify();
-	read_events();
-	wake_subscribers(payload && *payload ? strtoll(payload, NULL, 10) : -1);
+	int64_t position = notified_position(payload);
+	if (position < 0)
+		notified_unnamed = true;
+	else if (position > notified_max)
+		notified_max = position;
+	if (running)
+		uv_check_start(&notified_check, notified_run);
+}
+
+/* Events from this node's batch answers wait here for the start of the next loop turn (an idle
+ * handle), so that they go after the batch's REST replies, which are written at the end of this
+ * one: handed over at once, their fan-out went first and the replies waited for it (measured: the
+ * REST p50 at 1,000 sends/s rose from 1.7-2.3 to 2.7-3.4 ms). */
+static struct carillon_event **held;
+static double *held_at;
+static size_t n_held, held_cap;
+static uv_idle_t held_idle;
+
+static void held_flush(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	for (size_t i = 0; i < n_held; i++) {
+		uint64_t mark = carillon_metrics_delivery_mark();
+		carillon_hub_dispatch(held[i]);
+		carillon_metrics_event_dispatched(mark, held_at[i]);
+		carillon_event_unref(held[i]);
+	}
+	n_held = 0;
+}
+
+static void held_drop(void)
+{
+	for (size_t i = 0; i < n_held; i++)
+		carillon_event_unref(held[i]);
+	n_held = 0;
+	free(held);
+	free(held_at);
+	held = NULL;
+	held_at = NULL;
+	held_cap = 0;
+}
+
+void carillon_listener_batch_events(const PGresult *res, int first)
+{
+	if (!running || reading || hub_wait || last_position < 0 || carillon_hub_backlog() > (unsigned)read_batch ||
+	    PQnfields(res) < first + CARILLON_EVENT_COLS + 1)
+		return;
+	int rows = PQntuples(res);
+	size_t n = 0;
+	int64_t next = last_position + 1;
+	for (int i = 0; i < rows; i++) {
+		if (PQgetisnull(res, i, first + CARILLON_EVENT_COL_POSITION))
+			continue;
+		if (notified_position(PQgetvalue(res, i, first + CARILLON_EVENT_COL_POSITION)) != next)
+			return; /* not the next positions (another writer's events are between): read them */
+		next++;
+		n++;
+	}
+	if (!n)
+		return;
+	if (n_held + n > held_cap) {
+		held_cap = (n_held + n) * 2;
+		held = carillon_xrealloc(held, held_cap * sizeof(*held));
+		held_at = carillon_xrealloc(held_at, held_cap * sizeof(*held_at));
+	}
+	/* All decoded before any is kept: a malformed one leaves the batch to the read. */
+	size_t k = 0;
+	for (int i = 0; i < rows; i++) {
+		if (PQgetisnull(res, i, first + CARILLON_EVENT_COL_POSITION))
+			continue;
+		struct carillon_event *e = carillon_event_from_result_at(res, i, first);
+		if (!e)
+			break;
+		held[n_held + k] = e;
+		held_at[n_held + k] = strtod(PQgetvalue(res, i, first + CARILLON_EVENT_COLS), NULL);
+		k++;
+	}
+	if (k < n) {
+		for (size_t i = 0; i < k; i++)
+			carillon_event_unref(held[n_held + i]);
+		return;
+	}
+	if (!n_held)
+		uv_idle_start(&held_idle, held_flush);
+	n_held += n;
+	last_position = next - 1;
+	carillon_metrics_listener_from_answer((unsigned)n);
 }
 /* The outbox's notifications share this connection: a commit that enqueued work wakes the worker. */
 static void on_outbox_notify(const char *payload) { carillon_outbox_wake(); }
@@ -149,6 +277,8 @@ void carillon_listener_start(uv_loop_t *loop)
 	read_batch = (int)carillon_cfg.listener_batch;
 	carillon_db_listen_also("carillon_outbox", on_outbox_notify);
 	carillon_hub_on_drained(hub_drained);
+	uv_check_init(loop, &notified_check);
+	uv_idle_init(loop, &held_idle);
 	carillon_db_listen("carillon_events", on_notify, on_up);
 	uv_timer_init(loop, &fallback);
 	uint64_t poll = (uint64_t)carillon_cfg.listener_poll_ms;
@@ -164,4 +294,9 @@ void carillon_listener_stop(void)
 	running = false;
 	uv_timer_stop(&fallback);
 	uv_close((uv_handle_t *)&fallback, fallback_closed);
+	uv_check_stop(&notified_check);
+	uv_close((uv_handle_t *)&notified_check, fallback_closed);
+	uv_idle_stop(&held_idle);
+	uv_close((uv_handle_t *)&held_idle, fallback_closed);
+	held_drop(); /* not fanned out: the sessions close with the node */
 }

@@ -66,7 +66,9 @@ begin
     if v_out is null then
         raise exception 'send_batch declined a batch of plain sends: %', p_items;
     end if;
-    v_got := pg_temp.written(v_mark, p_items) || jsonb_build_object('out', v_out);
+    -- (each answer's "ev", the event it carries back, is checked by the last test)
+    v_got := pg_temp.written(v_mark, p_items) || jsonb_build_object('out',
+        (select jsonb_agg(o - 'ev' order by n) from jsonb_array_elements(v_out) with ordinality as t(o, n)));
     if v_got is distinct from v_ref then
         raise exception E'the set path wrote something else\n  set:   %\n  items: %', v_got, v_ref;
     end if;
@@ -172,4 +174,45 @@ begin
     assert v_out #>> '{1,error,state}' = 'CH403', v_out::text;
     assert (select count(*) from carillon.channel_messages where channel_arn = pg_temp.fx('priv')
              and content in ('m-m1', 'm-m3')) = 2;
+end $$;
+
+-- test: the answers of a small batch carry their events as the log's readers get them (invoke_batch_rows' ev_ columns = events_after's row)
+do $$
+declare
+    v_mark bigint := pg_temp.mark();
+    v_items jsonb := jsonb_build_array(
+        pg_temp.send_item('priv', 'member', 'e1', 1700000000000, '{"Metadata":"m","ContentType":"text/plain"}'),
+        pg_temp.send_item('pub', 'mod', 'e2', 1700000000001, '{"Content":"é \"q\" \\\\","MessageAttributes":{"k":{"StringValues":["v"]}}}'),
+        pg_temp.send_item('priv', 'bot', 'e3', 1700000000002, '{"Type":"CONTROL","Content":"ctl"}'));
+    v_carried text[];
+    v_logged text[];
+    v_at float8;
+    v_skew float8;
+begin
+    perform pg_temp.ok('create_channel_membership', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'MemberArn', pg_temp.fx('bot')));
+    v_mark := pg_temp.mark();
+    select array_agg(concat_ws('|', b.ev_position, b.ev_channel_arn, b.ev_event_type, b.ev_message_type, b.ev_payload,
+                               b.ev_audience, b.ev_arns, b.ev_joins, b.ev_leaves, b.ev_closes) order by b.ev_position),
+           max(b.ev_created_at)
+      into v_carried, v_at from carillon_api.invoke_batch_rows(v_items) b;
+    select array_agg(concat_ws('|', r_position, r_channel_arn, r_event_type, r_message_type, r_payload,
+                               r_audience, r_arns, r_joins, r_leaves, r_closes) order by r_position)
+      into v_logged from carillon.events_after(v_mark, 100);
+    assert cardinality(v_carried) = 3, format('three events carried: %s', v_carried);
+    assert v_carried = v_logged, format(E'carried and logged differ\n  carried: %s\n  logged:  %s', v_carried, v_logged);
+    v_skew := abs(v_at - (select max(r_created_at) from carillon.events_after(v_mark, 100)));
+    assert v_skew < 0.001, format('created_at carried %s, logged %s', v_at, v_skew);
+    -- a batch of more than 4 sends carries none (one read of the log serves them all)
+    assert (select count(*) filter (where ev_position is null and ok is not null)
+              from carillon_api.invoke_batch_rows(jsonb_build_array(
+                       pg_temp.send_item('priv', 'member', 'f1', 1700000000010), pg_temp.send_item('priv', 'member', 'f2', 1700000000010),
+                       pg_temp.send_item('priv', 'member', 'f3', 1700000000010), pg_temp.send_item('priv', 'member', 'f4', 1700000000010),
+                       pg_temp.send_item('priv', 'member', 'f5', 1700000000010)))) = 5,
+        'a batch of five carries no event';
+    -- an item the set path does not take carries none (a retry of e1: the item path answers it)
+    assert (select ev_position is null and ok is not null
+              from carillon_api.invoke_batch_rows(jsonb_build_array(
+                       pg_temp.send_item('priv', 'member', 'e1', 1700000000000, '{"Metadata":"m","ContentType":"text/plain"}')))),
+        'a retry carries no event';
 end $$;
