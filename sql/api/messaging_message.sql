@@ -552,11 +552,11 @@ begin
     -- it spares; a larger batch, where one read serves many messages, is read back.
     select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
                'ChannelArn', n.arn, 'MessageId', n.id, 'Status', jsonb_build_object('Value', 'SENT')),
-               'ev', case when jsonb_array_length(p_items) <= 4 then jsonb_build_object('position', n.position, 'channel_arn', n.arn,
-                                        'event_type', 'CREATE_CHANNEL_MESSAGE', 'message_type', n.input->>'Type',
-                                        'payload', l.payload, 'audience', 'members', 'arns', '[]'::jsonb,
-                                        'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
-                                        'created_at', extract(epoch from l.created_at)) end)
+               'ev', case when jsonb_array_length(p_items) <= 4 then jsonb_build_object(
+                         'position', n.position, 'channel_arn', n.arn, 'event_type', 'CREATE_CHANNEL_MESSAGE',
+                         'message_type', n.input->>'Type', 'payload', l.payload, 'audience', 'members',
+                         'arns', '[]'::jsonb, 'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
+                         'created_at', extract(epoch from l.created_at)) end)
                order by n.n),
            max(n.position)
       into v_out, v_last
