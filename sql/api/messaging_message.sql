@@ -545,22 +545,14 @@ begin
                'members', '{}', '{}', '{}', false
           from numbered
         returning position, payload, created_at)
-    -- In a batch of up to 4 sends (the size at a moderate rate) each answer carries its event as the
-    -- log now holds it ("ev": carillon_api.invoke_batch_rows), and the writing node reads none of
-    -- them back. Carrying costs the lane ≈ 14 µs a message (the payload's text and a larger answer,
-    -- measured over batches of 31), which a batch of one or two saves several times over in the read
-    -- it spares; a larger batch, where one read serves many messages, is read back.
+    -- (A batch this large is read back from the log by the writing node too: carrying its events in
+    -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
     select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
-               'ChannelArn', n.arn, 'MessageId', n.id, 'Status', jsonb_build_object('Value', 'SENT')),
-               'ev', case when jsonb_array_length(p_items) <= 4 then jsonb_build_object(
-                         'position', n.position, 'channel_arn', n.arn, 'event_type', 'CREATE_CHANNEL_MESSAGE',
-                         'message_type', n.input->>'Type', 'payload', l.payload, 'audience', 'members',
-                         'arns', '[]'::jsonb, 'joins', '[]'::jsonb, 'leaves', '[]'::jsonb, 'closes', false,
-                         'created_at', extract(epoch from l.created_at)) end)
+               'ChannelArn', n.arn, 'MessageId', n.id, 'Status', jsonb_build_object('Value', 'SENT')))
                order by n.n),
            max(n.position)
       into v_out, v_last
-      from numbered n join logged l on l.position = n.position;
+      from numbered n;
 
     -- 3. The push intents (sql/api/push.sql; they read the stored messages).
     perform carillon.push_enqueue_message(e->'input'->>'ChannelArn', carillon.send_message_id(e->'ctx', e->'input'))
@@ -569,6 +561,179 @@ begin
 
     perform pg_notify('carillon_events', v_last::text);
     return v_out;
+end $$;
+
+-- The same group commit for a small batch, an item at a time (carillon_api.invoke_batch_rows takes it
+-- for batches of up to eight sends; at a moderate rate a batch holds one or two). Each check and each
+-- write is a plain statement with a cached plan, where send_batch's set-based statements and the
+-- jsonb answer between invoke_batch and invoke_batch_rows cost a fixed executor start-up (every node of
+-- their plans, every relation and index opened, every expression compiled) that a batch of one pays in
+-- full: a recorded batch of one message 0.62 -> 0.43 ms, of two 0.94 -> 0.60, of four 0.98 -> 0.84, of
+-- eight the same (BENCHMARKS.md, issue 11 session 13). It answers invoke_batch_rows' rows, so it locks
+-- the batch's channels itself: one channel's row in its check (FOR NO KEY UPDATE, to commit), several
+-- through lock_batch_channels (ARN order). No rows, before anything is written, for any batch that
+-- send_batch declines; otherwise the rows, events, answers and notification send_batch's would be
+-- (tests/sql/50_send_batch.sql runs both against the item-by-item path).
+create or replace function carillon.send_few(p_items jsonb)
+returns table(ok text, state text, message text,
+              ev_position bigint, ev_channel_arn text, ev_event_type text, ev_message_type text, ev_payload text,
+              ev_audience text, ev_arns text, ev_joins text, ev_leaves text, ev_closes boolean, ev_created_at float8)
+language plpgsql as $$
+declare
+    v_n int := jsonb_array_length(p_items);
+    e jsonb;
+    v_in jsonb;
+    v_ctx jsonb;
+    v_type text;
+    v_bearer text;
+    v_key uuid;
+    c record;
+    v_sender jsonb;
+    -- per item, in item order: what the check found, for the write
+    v_arns text[] := '{}';
+    v_bearers text[] := '{}';
+    v_keys uuid[] := '{}';
+    v_apps text[] := '{}';
+    v_senders jsonb[] := '{}';
+    v_ats timestamptz[] := '{}';
+    v_ids text[] := '{}';
+    -- per distinct channel: its running last message time
+    v_chans text[] := '{}';
+    v_lasts timestamptz[] := '{}';
+    k int;
+    j int;
+    v_id text;
+    v_seq bigint;
+    v_pos bigint;
+    v_iso text;
+    v_payload jsonb;
+    v_created timestamptz;
+    v_many boolean;
+begin
+    -- The channel rows, locked to commit (lock_batch_channels: one row is locked by the check below;
+    -- several in ARN order, as every batch takes them).
+    v_many := exists (select 1 from jsonb_array_elements(p_items) i
+                       where i->'input'->>'ChannelArn' is distinct from p_items->0->'input'->>'ChannelArn');
+    if v_many then
+        perform carillon.lock_batch_channels(p_items);
+    end if;
+    -- 1. Every check of send_batch (its steps 0 and 1), an item at a time.
+    for k in 1 .. v_n loop
+        e := p_items->(k - 1);
+        v_in := e->'input';
+        v_ctx := e->'ctx';
+        v_type := v_in->>'Type';
+        v_bearer := coalesce(v_in->>'ChimeBearer', v_ctx->>'user_arn');
+        if e->>'fn' is distinct from 'send_channel_message' or v_in->>'Persistence' is distinct from 'PERSISTENT'
+           or v_in ? 'Target' or v_in ? 'SubChannelId' or v_in->>'ClientRequestToken' is null
+           or v_bearer is null then
+            return;
+        end if;
+        if not coalesce(case when v_type = 'CONTROL' then octet_length(v_in->>'Content') <= 30 and not v_in ? 'Metadata'
+                             when v_type = 'STANDARD' then octet_length(v_in->>'Content') <= 4096 end, false) then
+            return;
+        end if;
+        if v_ctx->>'principal' = 'user'
+           and not exists (select 1 from carillon.app_instance_users tu
+                            where tu.arn = v_ctx->>'user_arn' and tu.generation = (v_ctx->>'user_gen')::bigint) then
+            return;
+        end if;
+        select ch.app_instance_id, ch.elastic, ch.flow_arn, ch.last_message_at into c
+          from carillon.channels ch where ch.arn = v_in->>'ChannelArn' for no key update;
+        if not found or c.elastic is not null or (c.flow_arn is not null and v_type <> 'CONTROL') then
+            return;
+        end if;
+        if not exists (select 1 from carillon.channel_memberships m
+                        where m.channel_arn = v_in->>'ChannelArn' and m.member_arn = v_bearer and m.type = 'DEFAULT') then
+            return;
+        end if;
+        select jsonb_build_object('Arn', u.arn, 'Name', u.name) into v_sender
+          from carillon.app_instance_users u where u.arn = v_bearer and u.app_instance_id = c.app_instance_id;
+        if v_sender is null then
+            select jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) into v_sender
+              from carillon.app_instance_bots b where b.arn = v_bearer and b.app_instance_id = c.app_instance_id;
+            if v_sender is null then
+                return;
+            end if;
+        end if;
+        -- a retry: a request key already stored, or twice in the batch (exact: see send_batch)
+        v_key := carillon.send_request_key(v_ctx, v_in);
+        if v_key = any(v_keys) or exists (select 1 from carillon.channel_messages r where r.request_key = v_key) then
+            return;
+        end if;
+        -- CreatedTimestamp: the request time, never before the channel's previous message
+        j := array_position(v_chans, v_in->>'ChannelArn');
+        if j is null then
+            v_chans := v_chans || (v_in->>'ChannelArn');
+            v_lasts := v_lasts || c.last_message_at;
+            j := cardinality(v_chans);
+        end if;
+        v_lasts[j] := greatest(v_lasts[j], to_timestamp((v_ctx->>'now_ms')::bigint / 1000.0));
+        v_arns := v_arns || (v_in->>'ChannelArn');
+        v_bearers := v_bearers || v_bearer;
+        v_keys := v_keys || v_key;
+        v_apps := v_apps || c.app_instance_id;
+        v_senders := v_senders || v_sender;
+        v_ats := v_ats || v_lasts[j];
+    end loop;
+
+    -- 2. The event lock (as send_batch), then each message, its event and its answer; sequence
+    -- numbers and positions in item order.
+    perform pg_advisory_xact_lock(7263, 1);
+    for k in 1 .. v_n loop
+        e := p_items->(k - 1);
+        v_in := e->'input';
+        v_id := carillon.send_message_id(e->'ctx', v_in);
+        v_ids := v_ids || v_id;
+        v_seq := nextval('carillon.message_seq');
+        v_pos := nextval('carillon.event_position');
+        v_iso := to_char(v_ats[k] at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+        insert into carillon.channel_messages
+            (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type,
+             attributes, push_notification, created_at, updated_at, status)
+        values (v_arns[k], v_id, v_keys[k], v_seq, v_bearers[k], v_in->>'Type', v_in->>'Content', v_in->>'Metadata',
+                v_in->>'ContentType', v_in->'MessageAttributes', v_in->'PushNotification', v_ats[k], v_ats[k], 'SENT');
+        insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+                                     audience, arns, joins, leaves, closes)
+        values (v_pos, v_apps[k], v_arns[k], 'CREATE_CHANNEL_MESSAGE', v_in->>'Type',
+                jsonb_strip_nulls(jsonb_build_object(
+                    'ChannelArn', v_arns[k], 'MessageId', v_id, 'Content', v_in->>'Content',
+                    'Metadata', v_in->>'Metadata', 'Type', v_in->>'Type',
+                    'CreatedTimestamp', v_iso, 'LastUpdatedTimestamp', v_iso,
+                    'Sender', v_senders[k], 'Redacted', false, 'Persistence', 'PERSISTENT',
+                    'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', v_in->'MessageAttributes',
+                    'ContentType', v_in->>'ContentType')),
+                'members', '{}', '{}', '{}', false)
+        returning payload, created_at into v_payload, v_created;
+        ok := jsonb_build_object('ChannelArn', v_arns[k], 'MessageId', v_id,
+                                 'Status', jsonb_build_object('Value', 'SENT'))::text;
+        -- In a batch of up to four (the size at a moderate rate) each answer carries its event as the
+        -- log now holds it (invoke_batch_rows' ev_ columns), and the writing node reads none of them
+        -- back. Carrying costs the lane ≈ 14 µs a message (the payload's text and a larger answer,
+        -- measured over batches of 31), which a batch of one or two saves several times over in the
+        -- read it spares; a larger batch, where one read serves many messages, is read back.
+        if v_n <= 4 then
+            ev_position := v_pos; ev_channel_arn := v_arns[k]; ev_event_type := 'CREATE_CHANNEL_MESSAGE';
+            ev_message_type := v_in->>'Type'; ev_payload := v_payload::text; ev_audience := 'members';
+            ev_arns := '[]'; ev_joins := '[]'; ev_leaves := '[]'; ev_closes := false;
+            ev_created_at := extract(epoch from v_created);
+        end if;
+        return next;
+    end loop;
+    -- each channel's last message time once
+    for j in 1 .. cardinality(v_chans) loop
+        update carillon.channels set last_message_at = v_lasts[j]
+         where arn = v_chans[j] and (last_message_at is null or last_message_at < v_lasts[j]);
+    end loop;
+
+    -- 3. The push intents (after the messages: they read them).
+    for k in 1 .. v_n loop
+        if p_items->(k - 1)->'input' ? 'PushNotification' then
+            perform carillon.push_enqueue_message(v_arns[k], v_ids[k]);
+        end if;
+    end loop;
+
+    perform pg_notify('carillon_events', v_pos::text);
 end $$;
 
 -- GetChannelMessage: {ChannelMessage}.

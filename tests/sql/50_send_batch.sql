@@ -1,7 +1,8 @@
 -- carillon.send_batch, the set-based group commit of SendChannelMessage (sql/api/messaging_message.sql),
--- must store and announce exactly what the item-by-item path (carillon.run_op per item, as
--- carillon_api.invoke_batch does for other batches) stores and announces, and must decline (NULL,
--- nothing written) any batch with an item that path would refuse or treat specially.
+-- and carillon.send_few, the same for small batches an item at a time, must store and announce
+-- exactly what the item-by-item path (carillon.run_op per item, as carillon_api.invoke_batch does for
+-- other batches) stores and announces, and must decline (NULL or no rows, nothing written) any batch
+-- with an item that path would refuse or treat specially.
 select pg_temp.make_fixture();
 
 -- A send item of the root key at a fixed request time.
@@ -53,14 +54,39 @@ begin
     end;
 end $$;
 
--- The set path must take p_items and write what the item path writes.
+-- The small-batch path's result for p_items (send_few's rows as the answers send_batch returns;
+-- 'out' null when it declines; 'stored' the number of messages afterwards), then rolled back.
+create function pg_temp.few(p_items jsonb) returns jsonb language plpgsql as $$
+declare
+    v_mark bigint := pg_temp.mark();
+    v_out jsonb;
+begin
+    begin
+        select jsonb_agg(jsonb_build_object('ok', f.ok::jsonb) order by f.ordinality) into v_out
+          from carillon.send_few(p_items) with ordinality f;
+        raise exception using errcode = 'XX123',
+            message = (pg_temp.written(v_mark, p_items) || jsonb_build_object('out', v_out,
+                'stored', (select count(*) from carillon.channel_messages)))::text;
+    exception when sqlstate 'XX123' then
+        return SQLERRM::jsonb;
+    end;
+end $$;
+
+-- Both set paths must take p_items and write what the item path writes.
 create function pg_temp.set_matches_itemwise(p_items jsonb) returns void language plpgsql as $$
 declare
     v_ref jsonb := pg_temp.itemwise(p_items);
+    v_few jsonb := pg_temp.few(p_items);
     v_mark bigint := pg_temp.mark();
     v_out jsonb;
     v_got jsonb;
 begin
+    if v_few->'out' = 'null'::jsonb then
+        raise exception 'send_few declined a batch of plain sends: %', p_items;
+    end if;
+    if v_few - 'stored' is distinct from v_ref then
+        raise exception E'the small-batch path wrote something else\n  few:   %\n  items: %', v_few - 'stored', v_ref;
+    end if;
     perform carillon.lock_batch_channels(p_items);
     v_out := carillon.send_batch(p_items);
     if v_out is null then
@@ -74,16 +100,23 @@ begin
     end if;
 end $$;
 
--- The set path must decline p_items and write nothing.
+-- Both set paths must decline p_items and write nothing.
 create function pg_temp.set_declines(p_items jsonb) returns void language plpgsql as $$
 declare
     v_mark bigint := pg_temp.mark();
     v_count bigint := (select count(*) from carillon.channel_messages);
+    v_few jsonb;
 begin
     perform carillon.lock_batch_channels(p_items);
     if carillon.send_batch(p_items) is not null then
         raise exception 'send_batch took a batch it must decline: %', p_items;
     end if;
+    v_few := pg_temp.few(p_items);
+    if v_few->'out' <> 'null'::jsonb then
+        raise exception 'send_few took a batch it must decline: %', p_items;
+    end if;
+    assert (v_few->>'stored')::bigint = v_count, 'send_few stored messages of a batch it declined';
+    assert v_few->'events' = 'null'::jsonb, 'send_few logged events of a batch it declined';
     assert (select count(*) from carillon.channel_messages) = v_count, 'a declined batch stored messages';
     assert pg_temp.mark() = v_mark, 'a declined batch logged events';
 end $$;
