@@ -211,7 +211,9 @@ static int split_path(const char *path, struct path_segs *ps)
 }
 
 /* How many decoded segments an ARN label may span: an AppInstance ARN is
- * "arn:...:app-instance" + "<id>" (2), one of its resources adds "<kind>" + "<id>" (4). */
+ * "arn:...:app-instance" + "<id>" (2), one of its resources adds "<kind>" + "<id>" (4). An id is
+ * never empty: a label spanning an empty segment ("/channels/<arn>/memberships/channel//") would
+ * be re-encoded into a raw path that routes to another operation once decoded. */
 static int arn_spans(const struct path_segs *ps, int pi, int spans[2])
 {
 	static const char *const kinds[] = {"user", "bot", "channel", "channel-flow", NULL};
@@ -219,10 +221,11 @@ static int arn_spans(const struct path_segs *ps, int pi, int spans[2])
 	size_t len = ps->len[pi];
 	static const char suffix[] = ":app-instance";
 	size_t sl = sizeof(suffix) - 1;
-	if (len < 4 + sl || memcmp(s, "arn:", 4) || memcmp(s + len - sl, suffix, sl) || pi + 1 >= ps->n)
+	if (len < 4 + sl || memcmp(s, "arn:", 4) || memcmp(s + len - sl, suffix, sl) || pi + 1 >= ps->n ||
+	    !ps->len[pi + 1])
 		return 0;
 	int n = 0;
-	if (pi + 3 < ps->n)
+	if (pi + 3 < ps->n && ps->len[pi + 3])
 		for (const char *const *k = kinds; *k; k++)
 			if (strlen(*k) == ps->len[pi + 2] && !memcmp(*k, ps->s[pi + 2], ps->len[pi + 2]))
 				spans[n++] = 4;

@@ -92,9 +92,10 @@ static void route_one(const char *method, const char *path, const struct carillo
 		}
 	/* The signature is checked over raw_path: if its decoded form routes, it must be to the same
 	 * operation, or one signature would stand for two operations. (It may route nowhere: the router
-	 * drops one trailing '/' and keeps empty segments inside ARN labels, so "/channels/<arn>//"
-	 * gives a label ending in '/' whose re-encoding decodes to a path no route takes; see
-	 * regressions/route/trailing-slashes.) */
+	 * drops one trailing '/', so a label ending in '/' re-encodes to a path that decodes without
+	 * it; an ARN label never spans an empty segment, so "/channels/<arn>/memberships/channel//" is
+	 * not DescribeChannel of "<arn>/memberships/channel/", whose raw path would decode to
+	 * DescribeChannelMembership: regressions/route/trailing-slashes, empty-arn-segment.) */
 	char *back = decoded(m.raw_path);
 	struct carillon_route_match m2;
 	memset(&m2, 0, sizeof(m2));
