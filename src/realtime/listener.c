@@ -11,7 +11,7 @@
  * the hub still has more than a batch of events to fan out, the next read waits for it to drain
  * (the events in memory stay bounded when deliveries are slower than the log grows).
  *
- * This node's own write batches (carillon.send_batch's sends) bring their events back in their
+ * This node's own small write batches (carillon.send_few's sends) bring their events back in their
  * answer (carillon_listener_batch_events). When they are exactly the next positions and nothing
  * else is under way, they go to the hub from there, and the notification of the same commit then
  * finds nothing new to read: one query and its round trip fewer per batch on the writing node. In
