@@ -14,7 +14,13 @@
 # The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
 # minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
 # PostgreSQL, and the table statistics), flat= (last minute / first minute), and the statistics of
-# the hot tables and the sizes of their indexes at the start and the end.
+# the hot tables and the sizes of their indexes at the start and the end. Its reference, measured
+# after every minute: the same load for 15 s through a second Carillon process into a second
+# database of the same PostgreSQL, emptied of messages and events before each sample, so always
+# as small as the run's first minute found it; flat_vs_reference= is flat= over the reference's
+# last / first sample: what the growth of the tables costs, without the machine's own drift over
+# the run (this box's speed moves by 15-50 % for minutes at a time, the gateway's CPU a message
+# with it, whose work does not grow with the tables).
 #   bench/send.sh long [minutes]
 # BENCH_PG_SETTINGS="shared_buffers=1GB ..." changes the throwaway PostgreSQL for an experiment.
 set -euo pipefail
@@ -37,11 +43,12 @@ machine
 q() { psql -X -At "$CARILLON_TEST_DATABASE_URL" -c "$1"; }
 echo "postgres: $(q 'select version()' | cut -d' ' -f1-2), synchronous_commit=$(q 'show synchronous_commit'), fsync=$(q 'show fsync'), shared_buffers=$(q 'show shared_buffers')"
 
-# send CONNECTIONS PATHS-FILE SECONDS TOKEN-TAG: one carillon-rest-bench run; its output line in
+# send CONNECTIONS PATHS-FILE SECONDS TOKEN-TAG [PORT SETUP-DIR]: one carillon-rest-bench run (against
+# the node on PORT as the sender set up in SETUP-DIR; default: the node above); its output line in
 # $line (not echoed into a command substitution: a signal to the script would wait for the subshell)
 send() {
-	bg_run "$dir/send.out" build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
-		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$2" --bearer "$(cat "$dir/sender.txt")" \
+	bg_run "$dir/send.out" build/carillon-rest-bench --port "${5:-$port}" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
+		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$2" --bearer "$(cat "${6:-$dir}/sender.txt")" \
 		--expect 201 --connections "$1" --seconds "$3" \
 		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"'"$4"'n{n}"}'
 	line=$(<"$dir/send.out")
@@ -94,24 +101,46 @@ minute_stats() {
 }
 
 if [[ $mode == long ]]; then
-	echo "long run: 64 in flight, one channel, one process (pid $pid), $minutes minute(s)"
+	# The reference: a second database and a second process, one channel of one member.
+	q 'create database carillon_ref' >/dev/null
+	ref_url=${CARILLON_TEST_DATABASE_URL/dbname=carillon/dbname=carillon_ref}
+	ref_port=$(free_port)
+	ref_pid=$(start_node "$ref_port" CARILLON_DATABASE_URL="$ref_url"); bench_pids+=("$ref_pid"); wait_port "$ref_port"
+	main_dir=$dir; bench_tmpdir; ref_dir=$dir; dir=$main_dir
+	node bench/setup.mjs --endpoint "http://127.0.0.1:$ref_port" --receivers 1 --channels 1 --members 1 --out "$ref_dir" >/dev/null
+	head -1 "$ref_dir/paths.txt" >"$ref_dir/one.txt"
+	# ref_sample TAG: empties the reference database's messages and events, then 15 s of the same
+	# load; sets ref_rps
+	ref_sample() {
+		psql -X -q -v ON_ERROR_STOP=1 "$ref_url" -c 'truncate carillon.channel_messages, carillon.events' >/dev/null
+		send 64 "$ref_dir/one.txt" 15 "$1" "$ref_port" "$ref_dir"
+		ref_rps=$(field rps "$line")
+	}
+	echo "long run: 64 in flight, one channel, one process (pid $pid), $minutes minute(s);" \
+		"reference after each minute: 15 s of the same into an emptied second database (pid $ref_pid)"
 	echo "at the start:"; table_stats
-	rates=()
+	rates=(); ref_rates=()
 	for m in $(seq "$minutes"); do
 		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats); l0=$(lane_stats)
 		send 64 "$dir/one.txt" 60 "L${m}"
 		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats); l1=$(lane_stats)
 		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
 		tick_us=$((1000000 / $(getconf CLK_TCK)))
-		echo "minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")" \
-			"cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
-			"postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')" \
-			"| $(wal_stats_delta "$w0" "$w1" "$n") | $(lane_delta "$l0" "$l1" 60) | $(minute_stats)"
+		msg="minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")
+			cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
+			postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
+			| $(wal_stats_delta "$w0" "$w1" "$n") | $(lane_delta "$l0" "$l1" 60) | $(minute_stats)"
+		ref_sample "R${m}"; ref_rates+=("$ref_rps")
+		printf '%s\n' "$(tr -s '\n\t' '  ' <<<"$msg | reference: msg/s=$ref_rps, ratio=$(ratio "$rps" "$ref_rps")" | sed 's/ *$//')"
 	done
 	echo "at the end:"; table_stats
 	statements_report
 	echo "messages stored: $(q 'select count(*) from carillon.channel_messages')"
 	echo "flat=$(ratio "${rates[-1]}" "${rates[0]}") (last minute $(printf %s "${rates[-1]}") msg/s / first minute ${rates[0]} msg/s)"
+	echo "reference: ${ref_rates[*]} msg/s (each after its minute)"
+	echo "flat_vs_reference=$(awk -v a="${rates[-1]}" -v b="${rates[0]}" -v c="${ref_rates[-1]}" -v d="${ref_rates[0]}" \
+		'BEGIN {if (b > 0 && c > 0 && d > 0) printf "%.2f", (a / c) / (b / d); else print "n/a"}')" \
+		"(last minute / its reference over first minute / its reference)"
 	exit 0
 fi
 
