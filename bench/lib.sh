@@ -96,14 +96,19 @@ pg_cpu_ticks() {
 	for c in $(ps -o pid= --ppid "$pm"); do t=$((t + $(cpu_ticks "$c"))); done
 	echo "$t"
 }
-# bench_pg_settings: BENCH_PG_SETTINGS="name=value ..." (e.g. shared_buffers=1GB) applied to the
-# throwaway PostgreSQL with ALTER SYSTEM and a restart, before any Carillon process connects; for
-# experiments (what a setting changes), printed so that a result is never read without them.
+# bench_pg_settings: the settings Carillon writes for its embedded PostgreSQL (src/db/embedded.c,
+# write_settings: shared_buffers an eighth of the memory between 128 and 512 MB, the background
+# writer, max_wal_size), so that the benches measure the database as Carillon ships it (the
+# references run on the same server); then BENCH_PG_SETTINGS="name=value ..." (e.g.
+# shared_buffers=1GB) for experiments (what a setting changes). Applied to the throwaway PostgreSQL
+# with ALTER SYSTEM and a restart, before any Carillon process connects, and printed so that a
+# result is never read without them.
 bench_pg_settings() {
-	local kv
+	local kv sb
+	sb=$(awk '/MemTotal/ {mb = int($2 / 1024 / 8); print (mb < 128 ? 128 : mb > 512 ? 512 : mb)}' /proc/meminfo)
+	BENCH_PG_SETTINGS="shared_buffers=${sb}MB bgwriter_delay=20ms bgwriter_lru_maxpages=1000 bgwriter_lru_multiplier=4.0 max_wal_size=4GB ${BENCH_PG_SETTINGS:-}"
 	# BENCH_PG_STATEMENTS=1: pg_stat_statements loaded and tracking nested statements and planning
-	[[ -n ${BENCH_PG_STATEMENTS:-} ]] && BENCH_PG_SETTINGS="${BENCH_PG_SETTINGS:-} shared_preload_libraries=pg_stat_statements"
-	[[ -n ${BENCH_PG_SETTINGS:-} ]] || return 0
+	[[ -n ${BENCH_PG_STATEMENTS:-} ]] && BENCH_PG_SETTINGS="${BENCH_PG_SETTINGS} shared_preload_libraries=pg_stat_statements"
 	for kv in $BENCH_PG_SETTINGS; do
 		psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c "alter system set ${kv%%=*} = '${kv#*=}'"
 	done

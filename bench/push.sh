@@ -13,5 +13,6 @@ members=${1:-10000}; mix=${2:-both}; rest_secs=${3:-5}
 . bench/lib.sh
 trap bench_cleanup EXIT
 pg_start "${TMPDIR:-/tmp}" >/dev/null
+bench_pg_settings # the embedded cluster's settings (and BENCH_PG_SETTINGS), as bench/send.sh
 machine
 node bench/push.mjs --members "$members" --mix "$mix" --rest-seconds "$rest_secs"

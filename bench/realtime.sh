@@ -23,7 +23,7 @@ mode=${1:-idle}; secs=${3:-10}
 . bench/lib.sh
 bench_traps
 pg_start "${TMPDIR:-/tmp}" >/dev/null
-bench_pg_settings # BENCH_PG_SETTINGS / BENCH_PG_STATEMENTS, as bench/send.sh
+bench_pg_settings # the embedded cluster's settings, BENCH_PG_SETTINGS / BENCH_PG_STATEMENTS, as bench/send.sh
 port=$(free_port)
 mport=$(free_port) # the node's /metrics: frames it wrote (fanout)
 pid=$(start_node "$port" CARILLON_METRICS_LISTEN=127.0.0.1:$mport); bench_pids+=("$pid"); wait_port "$port"

@@ -22,7 +22,8 @@
 # the run (this box's speed moves by 15-50 % for minutes at a time, the gateway's CPU a message
 # with it, whose work does not grow with the tables).
 #   bench/send.sh long [minutes]
-# BENCH_PG_SETTINGS="shared_buffers=1GB ..." changes the throwaway PostgreSQL for an experiment.
+# The throwaway PostgreSQL runs with the settings of the embedded cluster (bench/lib.sh,
+# bench_pg_settings); BENCH_PG_SETTINGS="shared_buffers=1GB ..." changes them for an experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == long ]]; then
@@ -119,19 +120,21 @@ if [[ $mode == long ]]; then
 	echo "long run: 64 in flight, one channel, one process (pid $pid), $minutes minute(s);" \
 		"reference after each minute: 15 s of the same into an emptied second database (pid $ref_pid)"
 	echo "at the start:"; table_stats
-	rates=(); ref_rates=()
+	rates=(); ref_rates=(); ref_ratios=(); db_gw=()
 	for m in $(seq "$minutes"); do
 		g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); w0=$(wal_stats); l0=$(lane_stats)
 		send 64 "$dir/one.txt" 60 "L${m}"
 		g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); w1=$(wal_stats); l1=$(lane_stats)
 		rps=$(field rps "$line"); n=$(field requests "$line"); rates+=("$rps")
 		tick_us=$((1000000 / $(getconf CLK_TCK)))
+		gcpu=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
+		pcpu=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
+		db_gw+=("$(ratio "$pcpu" "$gcpu")")
 		msg="minute $m: msg/s=$rps p50_ms=$(field p50_ms "$line") p99_ms=$(field p99_ms "$line") errors=$(field errors "$line")
-			cpu_us/msg: gateway=$(awk -v t=$((g1 - g0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
-			postgres=$(awk -v t=$((p1 - p0)) -v n="$n" -v u="$tick_us" 'BEGIN {if (n) printf "%.0f", t * u / n}')
+			cpu_us/msg: gateway=$gcpu postgres=$pcpu (${db_gw[-1]}x the gateway's)
 			| $(wal_stats_delta "$w0" "$w1" "$n") | $(lane_delta "$l0" "$l1" 60) | $(minute_stats)"
-		ref_sample "R${m}"; ref_rates+=("$ref_rps")
-		printf '%s\n' "$(tr -s '\n\t' '  ' <<<"$msg | reference: msg/s=$ref_rps, ratio=$(ratio "$rps" "$ref_rps")" | sed 's/ *$//')"
+		ref_sample "R${m}"; ref_rates+=("$ref_rps"); ref_ratios+=("$(ratio "$rps" "$ref_rps")")
+		printf '%s\n' "$(tr -s '\n\t' '  ' <<<"$msg | reference: msg/s=$ref_rps, ratio=${ref_ratios[-1]}" | sed 's/ *$//')"
 	done
 	echo "at the end:"; table_stats
 	statements_report
@@ -141,6 +144,15 @@ if [[ $mode == long ]]; then
 	echo "flat_vs_reference=$(awk -v a="${rates[-1]}" -v b="${rates[0]}" -v c="${ref_rates[-1]}" -v d="${ref_rates[0]}" \
 		'BEGIN {if (b > 0 && c > 0 && d > 0) printf "%.2f", (a / c) / (b / d); else print "n/a"}')" \
 		"(last minute / its reference over first minute / its reference)"
+	# The same, less exposed to one slow minute: medians of the first and the last three minutes.
+	k=$((minutes < 3 ? minutes : 3))
+	a=$(median "${ref_ratios[@]:0:k}"); b=$(median "${ref_ratios[@]: -k}")
+	echo "ratio to the reference, median of the first $k minute(s) -> of the last $k: $a -> $b (x$(ratio "$b" "$a"))"
+	# PostgreSQL's CPU a message over the gateway's, measured over the same seconds: the gateway's
+	# work does not grow with the tables, so this moves with what the growth costs the database and
+	# little with the machine's speed.
+	a=$(median "${db_gw[@]:0:k}"); b=$(median "${db_gw[@]: -k}")
+	echo "postgres CPU a message over the gateway's, median of the first $k minute(s) -> of the last $k: $a -> $b (x$(ratio "$b" "$a"))"
 	exit 0
 fi
 

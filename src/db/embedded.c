@@ -667,6 +667,45 @@ static int write_file(const char *path, const char *content)
 }
 
 /* Rewrites <cluster>/carillon.conf and makes sure postgresql.conf includes it. */
+/* Bytes of memory this process may use: the machine's, or its cgroup's limit (cgroup v2
+ * memory.max: a container's or a systemd unit's MemoryMax) when that is lower. */
+static unsigned long long usable_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	unsigned long long mem = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+	char line[PATH_MAX], path[PATH_MAX + 32];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strncmp(line, "0::", 3) == 0;
+	if (f)
+		fclose(f);
+	if (!found)
+		return mem;
+	line[strcspn(line, "\n")] = '\0';
+	snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+	f = fopen(path, "r");
+	unsigned long long limit = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &limit) != 1) /* "max": no limit */
+			limit = 0;
+		fclose(f);
+	}
+	return limit && (!mem || limit < mem) ? limit : mem;
+}
+
+/* shared_buffers in MB: an eighth of the usable memory, between PostgreSQL's default of 128 MB and
+ * 512 MB. The write path's working set is the right edges of the logs and indexes plus one index
+ * with random keys (channel_messages.request_key, ≈ 40 bytes a message); once that outgrows the
+ * pool, every send reads a leaf and the sending backend writes dirty pages out itself, and the rate
+ * falls as the tables grow (docs/perf/write-path-decay.md). 512 MB holds it for ≈ 10 M messages;
+ * a larger pool pays for itself only on a larger database (ALTER SYSTEM overrides this). */
+static unsigned long shared_buffers_mb(void)
+{
+	unsigned long long mb = usable_memory() / 8 / (1024 * 1024);
+	return mb < 128 ? 128 : mb > 512 ? 512 : (unsigned long)mb;
+}
+
 static int write_settings(void)
 {
 	/* A quoted postgresql.conf string: ' doubled (backslashes are refused in paths earlier). */
@@ -688,11 +727,17 @@ static int write_settings(void)
 		     "unix_socket_directories = '%s'\n"
 		     "unix_socket_permissions = 0700\n"
 		     "max_connections = 100\n"
-		     "shared_buffers = 128MB\n"
+		     "# An eighth of the memory, 128 MB to 512 MB (raise it for a database of more than ~10 M messages).\n"
+		     "shared_buffers = %luMB\n"
+		     "# The background writer cleans the pages a write-heavy log dirties before a backend has to.\n"
+		     "bgwriter_delay = 20ms\n"
+		     "bgwriter_lru_maxpages = 1000\n"
+		     "bgwriter_lru_multiplier = 4.0\n"
+		     "max_wal_size = 4GB\n"
 		     "fsync = on\n"
 		     "synchronous_commit = on\n"
 		     "full_page_writes = on\n",
-		     run_q) < 0)
+		     run_q, shared_buffers_mb()) < 0)
 		return -1;
 	char path[PATH_MAX];
 	int rc = join(path, sizeof(path), pg.data, PG_CONF_FILE);

@@ -133,6 +133,12 @@ static void test_start_connect_stop_restart(void **state)
 	assert_query(conn, "SHOW listen_addresses", "");
 	assert_query(conn, "SHOW synchronous_commit", "on");
 	assert_query(conn, "SHOW fsync", "on");
+	/* The write path's settings (carillon.conf): a buffer pool of 128-512 MB, a background writer
+	 * that keeps up with a write-heavy log. */
+	assert_query(conn, "SELECT (setting::bigint * 8 BETWEEN 131072 AND 524288)::text FROM pg_settings WHERE name = 'shared_buffers'", "true");
+	assert_query(conn, "SHOW bgwriter_lru_maxpages", "1000");
+	assert_query(conn, "SHOW bgwriter_delay", "20ms");
+	assert_query(conn, "SHOW max_wal_size", "4GB");
 	assert_query(conn, "SHOW server_encoding", "UTF8");
 	assert_query(conn, "SHOW unix_socket_permissions", "0700");
 	free(query1(conn, "CREATE TABLE t (v text)"));
