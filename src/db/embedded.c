@@ -666,7 +666,6 @@ static int write_file(const char *path, const char *content)
 	return 0;
 }
 
-/* Rewrites <cluster>/carillon.conf and makes sure postgresql.conf includes it. */
 /* Bytes of memory this process may use: the machine's, or its cgroup's limit (cgroup v2
  * memory.max: a container's or a systemd unit's MemoryMax) when that is lower. */
 static unsigned long long usable_memory(void)
@@ -706,6 +705,7 @@ static unsigned long shared_buffers_mb(void)
 	return mb < 128 ? 128 : mb > 512 ? 512 : (unsigned long)mb;
 }
 
+/* Rewrites <cluster>/carillon.conf and makes sure postgresql.conf includes it. */
 static int write_settings(void)
 {
 	/* A quoted postgresql.conf string: ' doubled (backslashes are refused in paths earlier). */
