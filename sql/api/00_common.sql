@@ -301,21 +301,31 @@ end $$;
 create or replace function carillon_api.invoke_batch(p_items jsonb) returns jsonb
 language plpgsql as $$
 declare
-    v_item jsonb;
-    v_result jsonb;
-    v_out jsonb := '[]';
-    v_events jsonb := '[]';
+    v_sent text[];
 begin
     -- Lock the batch's channels up front, in ARN order: two batches in flight that touch the same
     -- channels in different orders would otherwise deadlock (each holds its rows until commit).
     perform carillon.lock_batch_channels(p_items);
     -- A batch of plain persistent sends that all pass their checks: a few set-based statements
-    -- (carillon.send_batch); anything else, item by item below.
-    v_out := carillon.send_batch(p_items);
-    if v_out is not null then
-        return v_out;
+    -- (carillon.send_batch); anything else, item by item.
+    v_sent := carillon.send_batch(p_items);
+    if v_sent is not null then
+        return (select jsonb_agg(jsonb_build_object('ok', t::jsonb) order by n)
+                  from unnest(v_sent) with ordinality as u(t, n));
     end if;
-    v_out := '[]';
+    return carillon.invoke_items(p_items);
+end $$;
+
+-- The batch item by item, its channels locked (lock_batch_channels): each item in its own
+-- subtransaction, its events logged at the end in one flush_events.
+create or replace function carillon.invoke_items(p_items jsonb) returns jsonb
+language plpgsql as $$
+declare
+    v_item jsonb;
+    v_result jsonb;
+    v_out jsonb := '[]';
+    v_events jsonb := '[]';
+begin
     for v_item in select value from jsonb_array_elements(p_items) loop
         begin
             v_result := carillon.run_op(v_item->>'fn', v_item->'ctx', v_item->'input');
@@ -352,6 +362,8 @@ returns table(ok text, state text, message text,
               ev_position bigint, ev_channel_arn text, ev_event_type text, ev_message_type text, ev_payload text,
               ev_audience text, ev_arns text, ev_joins text, ev_leaves text, ev_closes boolean, ev_created_at float8)
 language plpgsql as $$
+declare
+    v_sent text[];
 begin
     -- A batch of up to eight plain sends: carillon.send_few's rows (none when it declines the batch).
     if jsonb_array_length(p_items) between 1 and 8 then
@@ -360,11 +372,22 @@ begin
             return;
         end if;
     end if;
+    -- invoke_batch's steps, the set path's answers taken as the text it built.
+    perform carillon.lock_batch_channels(p_items);
+    v_sent := carillon.send_batch(p_items);
+    if v_sent is not null then
+        return query
+        select u.t, null::text, null::text, null::bigint, null::text, null::text, null::text, null::text,
+               null::text, null::text, null::text, null::text, null::boolean, null::float8
+          from unnest(v_sent) with ordinality as u(t, n)
+         order by u.n;
+        return;
+    end if;
     return query
     select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message',
            null::bigint, null::text, null::text, null::text, null::text,
            null::text, null::text, null::text, null::text, null::boolean, null::float8
-      from jsonb_array_elements(carillon_api.invoke_batch(p_items)) with ordinality as r(e, n)
+      from jsonb_array_elements(carillon.invoke_items(p_items)) with ordinality as r(e, n)
      order by r.n;
 end $$;
 

@@ -390,11 +390,15 @@ $$;
 -- new messages go to the right edge of the primary key, then 20 hex digits of the request key, so
 -- that two sends in one millisecond differ. A retry of the send is found by its request key and
 -- answers with the id stored the first time. The batch path below computes it in two statements;
--- this keeps the two and the per-item function's formula one.
+-- this keeps the two and the per-item function's formula one. send_message_id_of takes the request
+-- key already computed (send_batch's check has it).
+create or replace function carillon.send_message_id_of(ctx jsonb, p_key uuid) returns text
+language sql immutable as $$
+    select lpad(to_hex((ctx->>'now_ms')::bigint), 12, '0') || left(replace(p_key::text, '-', ''), 20)
+$$;
 create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
 language sql immutable as $$
-    select lpad(to_hex((ctx->>'now_ms')::bigint), 12, '0')
-           || left(replace(carillon.send_request_key(ctx, input)::text, '-', ''), 20)
+    select carillon.send_message_id_of(ctx, carillon.send_request_key(ctx, input))
 $$;
 
 -- The set-based group commit of SendChannelMessage (called by carillon_api.invoke_batch, after it
@@ -407,20 +411,30 @@ $$;
 --      batch);
 --   2. after the event lock, one statement inserts all messages, moves each channel's
 --      last_message_at once, logs the events (what flush_events would write, without a JSON list
---      in between) and builds the outputs;
+--      in between) and builds the outputs, each the JSON text of its response body (the text a
+--      jsonb of it would print; built as text, not as jsonb: 31 answers took ≈ 0.2 ms of the write
+--      lane as jsonb, BENCHMARKS.md issue 11 session 15);
 -- and the push intents of the messages that ask for a push. Each statement costs a fixed executor
 -- start-up and PL/pgSQL dispatch (≈ 0.02-0.03 ms) that a batch of one or two messages -- the size at
 -- a moderate rate -- pays in full, so the steps are few.
--- Anything else -- another operation in the batch, a check that fails, a retry -- returns NULL
--- before writing anything, and the caller runs the batch item by item as before, where each item
--- gets its own answer. The results are the same either way: message ids, CreatedTimestamp
+-- It returns the outputs in item order. Anything else -- another operation in the batch, a check
+-- that fails, a retry -- returns NULL before writing anything, and the caller runs the batch item
+-- by item as before, where each item gets its own answer. The results are the same either way: message ids, CreatedTimestamp
 -- (request time, never before the channel's previous message, non-decreasing in item order per
 -- channel), seq and event position in item order, the CREATE_CHANNEL_MESSAGE event document.
-create or replace function carillon.send_batch(p_items jsonb) returns jsonb
+-- (It returned jsonb: the old function goes first, once.)
+do $$
+begin
+    if exists (select 1 from pg_proc where oid = to_regprocedure('carillon.send_batch(jsonb)')
+                                     and prorettype = 'jsonb'::regtype) then
+        drop function carillon.send_batch(jsonb);
+    end if;
+end $$;
+create or replace function carillon.send_batch(p_items jsonb) returns text[]
 language plpgsql as $$
 declare
     v_ok boolean;
-    v_out jsonb;
+    v_out text[];
     v_last bigint;
     -- What the check found for each item, in item order, for the write to use as it is: the
     -- channel's AppInstance and last message time (its row is locked: invoke_batch), the sender
@@ -441,52 +455,70 @@ begin
     end if;
 
     -- 1. Every check of send_channel_message, for every item at once.
+    -- Every lookup is a LATERAL subquery with LIMIT 1: one index probe per row whatever the planner
+    -- guesses about the batch (a plain join or EXISTS may be turned into a hash of the whole table,
+    -- which costs as much as the table is large: measured, 75 ms per batch of 64 over 7,000
+    -- messages, growing with the table). The lookups that depend only on the channel, the sender
+    -- and the credential run once for each such combination in the batch (`pairs`: a batch is
+    -- mostly one sender's sends into one channel; the check of 31 such sends 0.45 -> 0.19 ms,
+    -- BENCHMARKS.md issue 11 session 15); the bot is looked up only when no user has the sender's
+    -- ARN, the credential's user apart only when it is not the sender. A retry is a request key
+    -- already stored (the probe of the unique request_key index) or twice in the batch (the count
+    -- of distinct keys). Looking that up here rather than leaving it to the insert (ON CONFLICT,
+    -- then undoing the block) spares every batch a subtransaction; it is exact because a request
+    -- key belongs to one channel, whose row lock_batch_channels (or the item path's UPDATE of the
+    -- channel) holds to commit.
     with items as (
-        select t.n, e->'ctx' as ctx, e->'input'->>'ChannelArn' as arn,
+        select t.n, e->'input'->>'ChannelArn' as arn,
                coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
+               e->'ctx'->>'principal' as principal, e->'ctx'->>'user_arn' as user_arn,
+               (e->'ctx'->>'user_gen')::bigint as user_gen,
                e->'input'->>'Type' as type, e->'input'->>'Content' as content,
                e->'input' ? 'Metadata' as has_metadata,
                carillon.send_request_key(e->'ctx', e->'input') as key
-          from jsonb_array_elements(p_items) with ordinality as t(e, n))
-    -- Every lookup is a LATERAL subquery with LIMIT 1: one index probe per item whatever the
-    -- planner guesses about the batch (a plain join or EXISTS may be turned into a hash of the whole
-    -- table, which costs as much as the table is large: measured, 75 ms per batch of 64 over 7,000
-    -- messages, growing with the table). A retry is a request key already stored (the probe of
-    -- the unique request_key index) or twice in the batch (count distinct). Looking that up here
-    -- rather than leaving it to the insert (ON CONFLICT, then undoing the block) spares every batch
-    -- a subtransaction; it is exact because a request key belongs to one channel, whose row
-    -- lock_batch_channels (or the item path's UPDATE of the channel) holds to commit.
-    select coalesce(bool_and(ok), false) and count(distinct key) = count(*),
-           array_agg(app order by n), array_agg(last_at order by n), array_agg(sender order by n),
-           array_agg(key order by n)
-      into v_ok, v_apps, v_lasts, v_senders, v_keys
-      from (
-        -- coalesce: a missing row (no channel, no membership) makes a check NULL, which bool_and
-        -- would skip.
-        select i.n, i.key, c.app_instance_id as app, c.last_message_at as last_at,
+          from jsonb_array_elements(p_items) with ordinality as t(e, n)),
+    pairs as (
+        select p.arn, p.bearer, p.principal, p.user_arn, p.user_gen,
+               c.app_instance_id as app, c.last_message_at as last_at, c.flow_arn is null as no_flow,
                case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
                     else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender,
-               coalesce((i.ctx->>'principal' is distinct from 'user' or tu.ok)
-               and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
-                        when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
-               and c.arn is not null and c.elastic is null and (c.flow_arn is null or i.type = 'CONTROL')
-               and m.type = 'DEFAULT'
-               and (u.arn is not null or b.arn is not null) and r.ok is null, false) as ok
-          from items i
+               -- coalesce: a missing row (no channel, no membership) makes a check NULL, which
+               -- bool_and would skip.
+               coalesce((p.principal is distinct from 'user'
+                         or case when p.user_arn = p.bearer then u.generation = p.user_gen else tu.ok end)
+               and c.arn is not null and c.elastic is null and m.type = 'DEFAULT'
+               and (u.arn is not null or b.arn is not null), false) as ok
+          from (select distinct arn, bearer, principal, user_arn, user_gen from items) p
           left join lateral (select c.arn, c.app_instance_id, c.elastic, c.flow_arn, c.last_message_at
                                from carillon.channels c
-                              where c.arn = i.arn limit 1) c on true
+                              where c.arn = p.arn limit 1) c on true
           left join lateral (select m.type from carillon.channel_memberships m
-                              where m.channel_arn = i.arn and m.member_arn = i.bearer limit 1) m on true
+                              where m.channel_arn = p.arn and m.member_arn = p.bearer limit 1) m on true
           left join lateral (select true as ok from carillon.app_instance_users tu
-                              where tu.arn = i.ctx->>'user_arn' and tu.generation = (i.ctx->>'user_gen')::bigint
-                              limit 1) tu on true
-          left join lateral (select u.arn, u.name from carillon.app_instance_users u
-                              where u.arn = i.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
+                              where p.principal = 'user' and p.user_arn <> p.bearer
+                                and tu.arn = p.user_arn and tu.generation = p.user_gen limit 1) tu on true
+          left join lateral (select u.arn, u.name, u.generation from carillon.app_instance_users u
+                              where u.arn = p.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
           left join lateral (select b.arn, b.name from carillon.app_instance_bots b
-                              where b.arn = i.bearer and b.app_instance_id = c.app_instance_id limit 1) b on true
+                              where u.arn is null and b.arn = p.bearer and b.app_instance_id = c.app_instance_id
+                              limit 1) b on true)
+    -- The aggregates take the rows in item order from the sorted subquery (one sort instead of
+    -- one per ordered aggregate).
+    select coalesce(bool_and(ok), false), array_agg(app), array_agg(last_at), array_agg(sender), array_agg(key)
+      into v_ok, v_apps, v_lasts, v_senders, v_keys
+      from (
+        select i.n, i.key, k.app, k.last_at, k.sender,
+               coalesce(k.ok and (k.no_flow or i.type = 'CONTROL')
+               and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
+                        when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
+               and r.ok is null, false) as ok
+          from items i
+          left join pairs k on k.arn = i.arn and k.bearer = i.bearer and k.principal is not distinct from i.principal
+                           and k.user_arn is not distinct from i.user_arn and k.user_gen is not distinct from i.user_gen
           left join lateral (select true as ok from carillon.channel_messages r
-                              where r.request_key = i.key limit 1) r on true) s;
+                              where r.request_key = i.key limit 1) r on true
+         order by i.n) s;
+    v_ok := v_ok and (select count(distinct k) from unnest(v_keys) k) = cardinality(v_keys);
     if not v_ok then
         return null;
     end if;
@@ -500,7 +532,7 @@ begin
     with items as (
         select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
                coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-               carillon.send_message_id(e->'ctx', e->'input') as id,
+               carillon.send_message_id_of(e->'ctx', f.key) as id,
                f.key, f.app_instance_id, f.sender, f.last_at,
                to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
           from jsonb_array_elements(p_items) with ordinality as t(e, n)
@@ -547,9 +579,8 @@ begin
         returning position, payload, created_at)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in
     -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
-    select jsonb_agg(jsonb_build_object('ok', jsonb_build_object(
-               'ChannelArn', n.arn, 'MessageId', n.id, 'Status', jsonb_build_object('Value', 'SENT')))
-               order by n.n),
+    select array_agg('{"Status": {"Value": "SENT"}, "MessageId": ' || to_json(n.id)::text
+                     || ', "ChannelArn": ' || to_json(n.arn)::text || '}' order by n.n),
            max(n.position)
       into v_out, v_last
       from numbered n;

@@ -78,7 +78,7 @@ declare
     v_ref jsonb := pg_temp.itemwise(p_items);
     v_few jsonb := pg_temp.few(p_items);
     v_mark bigint := pg_temp.mark();
-    v_out jsonb;
+    v_out text[];
     v_got jsonb;
 begin
     if v_few->'out' = 'null'::jsonb then
@@ -92,9 +92,13 @@ begin
     if v_out is null then
         raise exception 'send_batch declined a batch of plain sends: %', p_items;
     end if;
-    -- (each answer's "ev", the event it carries back, is checked by the last test)
+    -- Its answers are the response bodies as text, exactly as jsonb prints them (the gateway sends
+    -- them as they are).
+    if exists (select 1 from unnest(v_out) t where t is distinct from (t::jsonb)::text) then
+        raise exception 'an answer of the set path is not as jsonb prints it: %', v_out;
+    end if;
     v_got := pg_temp.written(v_mark, p_items) || jsonb_build_object('out',
-        (select jsonb_agg(o - 'ev' order by n) from jsonb_array_elements(v_out) with ordinality as t(o, n)));
+        (select jsonb_agg(jsonb_build_object('ok', t::jsonb) order by n) from unnest(v_out) with ordinality as u(t, n)));
     if v_got is distinct from v_ref then
         raise exception E'the set path wrote something else\n  set:   %\n  items: %', v_got, v_ref;
     end if;
@@ -194,6 +198,24 @@ begin
     v_item := jsonb_set(v_item, '{ctx}', v_item->'ctx' || jsonb_build_object('principal', 'user',
         'user_arn', pg_temp.fx('member'), 'user_gen', 987654321));
     perform pg_temp.set_declines(jsonb_build_array(v_item));
+end $$;
+
+-- test: user credentials of the right generation go the set path, as their user or naming another sender; the wrong generation naming another sender is declined
+do $$
+declare
+    v_gen bigint := (select generation from carillon.app_instance_users where arn = pg_temp.fx('member'));
+    v_user jsonb := jsonb_build_object('principal', 'user', 'user_arn', pg_temp.fx('member'), 'user_gen', v_gen);
+    v_self jsonb := pg_temp.send_item('priv', 'member', 'g1', 1700000000000);
+    v_other jsonb := pg_temp.send_item('priv', 'member2', 'g2', 1700000000001);
+    v_root jsonb := pg_temp.send_item('priv', 'member2', 'g3', 1700000000002);
+begin
+    v_self := jsonb_set(v_self, '{ctx}', v_self->'ctx' || v_user);
+    v_other := jsonb_set(v_other, '{ctx}', v_other->'ctx' || v_user);
+    perform pg_temp.set_matches_itemwise(jsonb_build_array(v_self, v_other, v_root));
+    -- (new tokens: the batch above is stored, a retry of it would be declined anyway)
+    v_other := pg_temp.send_item('priv', 'member2', 'g5', 1700000000003);
+    v_other := jsonb_set(v_other, '{ctx}', v_other->'ctx' || v_user || jsonb_build_object('user_gen', v_gen + 1));
+    perform pg_temp.set_declines(jsonb_build_array(pg_temp.send_item('priv', 'member2', 'g6', 1700000000004), v_other));
 end $$;
 
 -- test: through invoke_batch, a batch with one refused item answers every item on its own
