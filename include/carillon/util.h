@@ -49,6 +49,9 @@ void carillon_uuid4(char out[37]);
  * overlong forms, surrogates and code points beyond U+10FFFF are invalid, as for jansson). */
 long carillon_utf8_length(const char *s, size_t len);
 
+/* uv_poll_start restarts skipped because nothing changed (src/util/uv_poll_filter.c). */
+extern unsigned long carillon_uv_poll_restarts_skipped;
+
 /* True when s is one JSON text (any value, white space around it allowed), checked without building
  * it and at least as strictly as jansson's decoder (src/util/json_text.c). */
 bool carillon_json_text_valid(const char *s);

@@ -34,7 +34,7 @@ static struct {
 	    *s_resyncs;
 	struct carillon_metric *log_head, *listener_pos, *notifies, *polls, *deliveries, *commit_to_delivery;
 	struct carillon_metric *from_answers, *reads_skipped;
-	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag;
+	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag, *poll_skips;
 	uint64_t delivered;
 } cat;
 
@@ -138,6 +138,8 @@ static void init_process(const char *version)
 	cat.fds = gauge("process_open_fds", "Open file descriptors");
 	cat.max_fds = gauge("process_max_fds", "Limit of open file descriptors");
 	cat.cpu = counter("process_cpu_seconds_total", "User and system CPU time spent, in seconds");
+	cat.poll_skips = counter("carillon_poll_restarts_skipped_total",
+				 "Poll restarts asking for the events already set, skipped (src/util/uv_poll_filter.c)");
 	cat.start_time = gauge("process_start_time_seconds", "Start time of the process since the epoch, in seconds");
 	carillon_metric_set(cat.start_time, (double)carillon_now_ms() / 1000.0);
 	struct carillon_metric_family *info = carillon_metrics_family(
@@ -385,6 +387,8 @@ static void collect_process(void)
 		carillon_metric_add(cat.cpu, (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 						      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6 -
 						      carillon_metric_value(cat.cpu));
+	carillon_metric_add(cat.poll_skips,
+			    (double)carillon_uv_poll_restarts_skipped - carillon_metric_value(cat.poll_skips));
 }
 
 void carillon_metrics_collect(const struct carillon_metrics_sample *s)
