@@ -124,6 +124,10 @@ void carillon_hub_stop(void);
 bool carillon_hub_step(unsigned budget);
 /* Events waiting to be fanned out (the one in progress included). */
 unsigned carillon_hub_backlog(void);
+/* True when an event of channel_arn that names no user (no arns, no joins) would reach no session
+ * of this node: no fan-out waiting before it, no session still pending, no session in the channel.
+ * The listener then does not build it (a node of a cluster holds the sessions of some channels). */
+bool carillon_hub_unheard(const char *channel_arn);
 /* Called when the last waiting event has been fanned out (the listener resumes reading). */
 void carillon_hub_on_drained(void (*fn)(void));
 void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);

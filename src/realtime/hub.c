@@ -482,6 +482,11 @@ bool carillon_hub_step(unsigned budget)
 
 unsigned carillon_hub_backlog(void) { return fan.queued; }
 
+bool carillon_hub_unheard(const char *channel_arn)
+{
+	return !fan.head && !pending.n && !carillon_hmap_get(&channels, channel_arn ? channel_arn : "");
+}
+
 void carillon_hub_on_drained(void (*fn)(void)) { fan.drained = fn; }
 
 static void fan_tick(uv_idle_t *h)
