@@ -41,6 +41,15 @@ static void test_length_strict(void **state)
 	assert_int_equal(len_of("\xf4\x90\x80\x80"), -1);                   /* U+110000 */
 	assert_int_equal(len_of("\xf8\x88\x80\x80\x80"), -1);               /* five bytes */
 	assert_int_equal(carillon_utf8_length("a\0b", 3), 3);                /* NUL is a code point */
+	/* longer runs (ASCII is counted eight bytes at a time): whatever sits around the words' edges */
+	assert_int_equal(len_of("abcdefgh"), 8);
+	assert_int_equal(len_of("abcdefghijklmnopq"), 17);
+	assert_int_equal(len_of("abcdefg\xc3\xa9h"), 9);                  /* é across a word's edge */
+	assert_int_equal(len_of("abcdefgh\xf0\x9f\x98\x80ijklmnop"), 17);
+	assert_int_equal(len_of("abcdefghijklmnop\xff"), -1);
+	assert_int_equal(len_of("abcdefghi\x80jklmnopqrstu"), -1);
+	assert_int_equal(len_of("abcdefghijklmno\xc3"), -1);             /* cut short at the end */
+	assert_int_equal(len_of("abcdefghijklmnopqrstuvw\xed\xa0\x80xyz"), -1);
 }
 
 static void expect_sanitized(const char *in, size_t in_len, size_t size, const char *want)
