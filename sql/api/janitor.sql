@@ -56,8 +56,15 @@ begin
     -- on the last day (see carillon.resume_window). Events a stream has not taken yet stay up to
     -- a week (docs/streaming.md), so an exporter that was down for a while loses nothing.
     v_keep := coalesce((select min(position) from carillon.streaming_cursors), 9223372036854775807);
-    delete from carillon.events
-     where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days');
+    -- The highest position deleted becomes the log's trim horizon (migration 096): resumes from
+    -- below it are refused from now on.
+    with gone as (
+        delete from carillon.events
+         where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days')
+        returning position)
+    update carillon.log_horizon h set position = g.top
+      from (select max(position) as top from gone) g
+     where g.top > h.position;
     delete from carillon.stream_events
      where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days');
     return v_deleted;

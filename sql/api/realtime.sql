@@ -135,10 +135,12 @@ $$;
 -- as the session reads the gap); p_max bounds the log positions a gap may span (what the database
 -- scans for one connect).
 drop function if exists carillon.resume_window(bigint, bigint, int);
+-- Nothing of (p_since, p_until] may have been trimmed: p_since at or above the log's trim horizon
+-- (carillon.log_horizon, migration 096).
 create or replace function carillon.resume_window(p_since bigint, p_until bigint, p_max bigint) returns boolean
 language sql stable as $$
     select p_since <= p_until
-       and p_since >= coalesce((select min(position) from carillon.events), p_until + 1) - 1
+       and p_since >= (select h.position from carillon.log_horizon h)
        and p_until - p_since <= p_max
 $$;
 
