@@ -97,6 +97,8 @@ enum {
 /* The one decoder: a row of carillon.events_after() (text columns, in the order above) -> a routed
  * event. NULL if the row is malformed (a bad position, payload or name list). */
 struct carillon_event *carillon_event_decode(const char *const cols[CARILLON_EVENT_COLS]);
+/* True when a names column (CARILLON_EVENT_COL_ARNS, _JOINS, _LEAVES) names nobody: NULL, empty or []. */
+bool carillon_event_names_none(const char *text);
 /* Row `row` of a carillon.events_after() result (NULL if malformed). */
 struct carillon_event *carillon_event_from_result(const PGresult *res, int row);
 /* The same with the row's columns from column `first` on (another result that carries events in

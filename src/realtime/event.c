@@ -151,9 +151,11 @@ static bool names_view(json_t *doc, const char ***out, int *n)
 
 /* A names column: NULL (as a nullable column reads) is an empty list, and so is "[]" (most
  * events' joins and leaves), without a decoder. */
+bool carillon_event_names_none(const char *text) { return !text || !*text || !strcmp(text, "[]"); }
+
 static json_t *names_column(const char *text)
 {
-	if (!text || !*text || !strcmp(text, "[]"))
+	if (carillon_event_names_none(text))
 		return json_array();
 	return json_loads(text, 0, NULL);
 }

@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "carillon/config.h"
 #include "carillon/db.h"
@@ -55,11 +54,10 @@ static void dispatch(struct carillon_event *e, double created_at)
 	carillon_metrics_event_dispatched(mark, created_at);
 }
 
-/* A JSON array column that names nobody. */
+/* A names column of row `row` that names nobody. */
 static bool names_none(const PGresult *res, int row, int col)
 {
-	const char *v = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-	return !v || !*v || !strcmp(v, "[]");
+	return carillon_event_names_none(PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col));
 }
 
 /* Row `row` is an event no session of this node would receive (carillon_hub_unheard): it is not
