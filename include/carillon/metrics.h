@@ -99,6 +99,7 @@ void carillon_metrics_listener_poll(void);
  * (not read back from the log); a notification found nothing new to read. */
 void carillon_metrics_listener_from_answer(unsigned n);
 void carillon_metrics_listener_read_skipped(void);
+void carillon_metrics_listener_read_passed(void);
 /* Around the hub's dispatch of one event read by the listener: take a mark before, and after it
  * the time from the event's created_at (epoch seconds) to now is observed if the event reached at
  * least one local session (its first delivery on this node). */

@@ -130,6 +130,10 @@ unsigned carillon_hub_backlog(void);
  * of this node: no fan-out waiting before it, no session still pending, no session in the channel.
  * The listener then does not build it (a node of a cluster holds the sessions of some channels). */
 bool carillon_hub_unheard(const char *channel_arn);
+/* True when no event at all would reach a session of this node: no session (pending or not), no
+ * fan-out waiting. A session that connects from now on takes a snapshot of the log that includes
+ * every event committed before it registered. */
+bool carillon_hub_silent(void);
 /* Called when the last waiting event has been fanned out (the listener resumes reading). */
 void carillon_hub_on_drained(void (*fn)(void));
 void carillon_hub_add_user(struct carillon_session *s, const char *user_arn);

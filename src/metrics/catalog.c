@@ -33,7 +33,7 @@ static struct {
 	struct carillon_metric *s_open, *s_opened, *s_established, *s_frames, *s_bytes, *s_queued, *s_slow, *s_resumes,
 	    *s_resyncs;
 	struct carillon_metric *log_head, *listener_pos, *notifies, *polls, *deliveries, *commit_to_delivery;
-	struct carillon_metric *from_answers, *reads_skipped;
+	struct carillon_metric *from_answers, *reads_skipped, *reads_passed;
 	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag, *poll_skips;
 	uint64_t delivered;
 } cat;
@@ -110,6 +110,8 @@ static void init_events_and_outbound(void)
 				   "Events of this node's own write batches handed to the hub from the batch's answer, not read back from the log");
 	cat.reads_skipped = counter("carillon_event_listener_reads_skipped_total",
 				    "Notifications of events this node's listener had already handed to the hub (no read)");
+	cat.reads_passed = counter("carillon_event_listener_reads_passed_total",
+				   "Notifications passed over without a read: this node had no session to hand the events to");
 	cat.deliveries = counter("carillon_event_deliveries_total", "Event frames handed to local sessions (written or queued)");
 	cat.loop_lag = single("carillon_loop_lag_seconds",
 			      "How late the event loop ran a timer due every 100 ms: how long a ready connection can "
@@ -317,6 +319,12 @@ void carillon_metrics_listener_read_skipped(void)
 {
 	if (cat.ready)
 		carillon_metric_add(cat.reads_skipped, 1);
+}
+
+void carillon_metrics_listener_read_passed(void)
+{
+	if (cat.ready)
+		carillon_metric_add(cat.reads_passed, 1);
 }
 
 uint64_t carillon_metrics_delivery_mark(void) { return cat.delivered; }

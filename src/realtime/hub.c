@@ -487,6 +487,8 @@ bool carillon_hub_unheard(const char *channel_arn)
 	return !fan.head && !pending.n && !carillon_hmap_get(&channels, channel_arn ? channel_arn : "");
 }
 
+bool carillon_hub_silent(void) { return !fan.head && !pending.n && !users.len; }
+
 void carillon_hub_on_drained(void (*fn)(void)) { fan.drained = fn; }
 
 static void fan_tick(uv_idle_t *h)

@@ -17,6 +17,9 @@
  * finds nothing new to read: one query and its round trip fewer per batch on the writing node. In
  * any other case they are left alone and the notification's read brings them, so order and
  * exactly-once are the log's either way.
+ *
+ * A node with no session at all (carillon_hub_silent) does not read the log on a notification: it
+ * moves its position to the one the notification names (pass_unread).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -170,6 +173,18 @@ static uv_check_t notified_check;
 static int64_t notified_max = -2; /* -2: none pending; -1: one that names no position */
 static bool notified_unnamed;
 
+/* A node with no session (carillon_hub_silent) has nobody to hand an event to: the listener moves
+ * its position to the one the notification names without reading the log. Every event up to it is
+ * committed (positions are in commit order), and a session that connects later takes a snapshot of
+ * the log that includes them, so none is missed; the first notification after a session registers
+ * is read as usual, from this position. (At 64 sends in flight on a node without sessions the read
+ * cost ≈ 20 µs of PostgreSQL's CPU a message, BENCHMARKS.md issue 11 session 16.) */
+static void pass_unread(int64_t position)
+{
+	last_position = position;
+	carillon_metrics_listener_read_passed();
+}
+
 static void notified_run(uv_check_t *h)
 {
 	uv_check_stop(h);
@@ -181,6 +196,8 @@ static void notified_run(uv_check_t *h)
 	 * event of a notifying transaction is at or below the position it names. */
 	if (!unnamed && position >= 0 && position <= last_position)
 		carillon_metrics_listener_read_skipped();
+	else if (!unnamed && position >= 0 && last_position >= 0 && !reading && carillon_hub_silent())
+		pass_unread(position);
 	else
 		read_events();
 	wake_subscribers(unnamed ? -1 : position);

@@ -391,6 +391,46 @@ test('values after real traffic: requests, group commit, pool, sessions, event p
     assert.ok(a.families.has(name), name);
 });
 
+test('a node with no session passes over notifications without reading the log, and misses nothing', async () => {
+  // The previous test's sessions are closed (it waits for the gauge); this node has none now.
+  const b = (await scrape()).m;
+  assert.equal(b.get('carillon_sessions_open'), 0);
+  const users = [];
+  for (const u of ['carol', 'dave']) {
+    const out = await ctx.id.send(new CreateAppInstanceUserCommand({ AppInstanceArn: ctx.app, AppInstanceUserId: u, Name: u, ClientRequestToken: randomUUID() }));
+    users.push(out.AppInstanceUserArn);
+  }
+  const ch = await ctx.msg.send(new CreateChannelCommand({ AppInstanceArn: ctx.app, Name: 'passed', Mode: 'RESTRICTED', Privacy: 'PRIVATE', ChimeBearer: users[0], ClientRequestToken: randomUUID() }));
+  await ctx.msg.send(new CreateChannelMembershipCommand({ ChannelArn: ch.ChannelArn, MemberArn: users[1], Type: 'DEFAULT', ChimeBearer: users[0] }));
+  // The listener's position reaches the head without a read of those events.
+  let a;
+  for (const deadline = Date.now() + 15000; ; ) {
+    a = (await scrape()).m;
+    if (a.get('carillon_event_listener_position') >= a.get('carillon_event_log_head_position')) break;
+    if (Date.now() > deadline) assert.fail(`listener at ${a.get('carillon_event_listener_position')}, head ${a.get('carillon_event_log_head_position')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(a.sum('carillon_event_listener_reads_passed_total') - b.sum('carillon_event_listener_reads_passed_total') >= 1,
+    'notifications passed over on a node without sessions');
+  // A session that connects afterwards gets what is sent from then on (the reads are back), and a
+  // resume from before the passed events finds them in the log.
+  const creds = await userCreds(ctx.srv, users[1]);
+  const rec = session(ctx.srv, users[1], creds, { label: 'dave' });
+  await rec.ready(20000);
+  const content = `after the passes ${randomUUID()}`;
+  await ctx.msg.send(new SendChannelMessageCommand({ ChannelArn: ch.ChannelArn, Content: content, Type: 'STANDARD', Persistence: 'PERSISTENT', ChimeBearer: users[0], ClientRequestToken: randomUUID() }));
+  await rec.waitFor((r) => r.messages.some((m) => m.type === 'CREATE_CHANNEL_MESSAGE' && m.payload?.Content === content), 15000, 'the message');
+  await rec.stop();
+  const resumed = await rawSession(new URL(ctx.srv.endpoint).host, users[1], creds, { params: { 'since-position': String(b.get('carillon_event_log_head_position')) }, label: 'resume' });
+  await resumed.waitFor((r) => r.messages.some((m) => m.type === 'CREATE_CHANNEL_MEMBERSHIP' && m.payload?.Member?.Arn === users[1])
+    && r.messages.some((m) => m.type === 'CREATE_CHANNEL_MESSAGE' && m.payload?.Content === content), 15000, 'the passed membership event and the message, resumed');
+  await resumed.close();
+  for (const deadline = Date.now() + 15000; (await scrape()).m.get('carillon_sessions_open') !== 0; ) {
+    if (Date.now() > deadline) assert.fail('sessions did not close');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
 test('the loop lag histogram takes a sample every 100 ms', async () => {
   const b = (await scrape()).m;
   const t0 = Date.now();

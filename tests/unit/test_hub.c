@@ -609,6 +609,34 @@ static void test_unheard(void **state)
 	carillon_hub_stop();
 }
 
+/* carillon_hub_silent: true only with no session at all (pending or active) and no fan-out waiting;
+ * the listener passes over notifications without reading the log only then. */
+static void test_silent(void **state)
+{
+	assert_true(carillon_hub_silent());
+	struct carillon_session *a = open_session(A, false);
+	assert_false(carillon_hub_silent()); /* pending: it buffers every event until its snapshot */
+	a->active = true;
+	dispatch(event(1, C2, "CREATE_CHANNEL_MESSAGE", false, NONE, NONE, NONE, false));
+	assert_false(carillon_hub_silent()); /* active, in no channel: a join event could still name it */
+	close_session(a);
+	assert_true(carillon_hub_silent());
+	/* a fan-out still in progress: not silent, even once its sessions are gone */
+	struct carillon_session *b = open_session(B, true), *c = open_session(A, true);
+	carillon_hub_join(b, C1);
+	carillon_hub_join(c, C1);
+	carillon_hub_start(NULL, 1); /* one session a step: the second waits */
+	dispatch(event(2, C1, "CREATE_CHANNEL_MESSAGE", false, NONE, NONE, NONE, false));
+	close_session(b);
+	close_session(c);
+	assert_int_equal(carillon_hub_backlog(), 1);
+	assert_false(carillon_hub_silent());
+	while (carillon_hub_step(1))
+		;
+	assert_true(carillon_hub_silent());
+	carillon_hub_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -625,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_churn),
 		cmocka_unit_test(test_sliced_fanout),
 		cmocka_unit_test(test_unheard),
+		cmocka_unit_test(test_silent),
 	};
 	return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
 }
