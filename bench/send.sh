@@ -9,7 +9,9 @@
 # transaction; every run line says how busy the write lane was (batches, their size and duration).
 # The floor: and budget: lines put the ratio against what this box can do at all: the same load
 # generator against a server that only answers (bench/http_floor.c), PostgreSQL's CPU per row of a
-# batched INSERT, and the CPU per message that a ratio of 1.5 leaves on the two cores.
+# batched INSERT, and the CPU per message that a ratio of 1.5 leaves on the two cores. The lane: and
+# lane vs floor: lines put the write lane (one channel's batches commit one after the other on one
+# connection) against the same rows written by plain INSERTs over one connection.
 #   bench/send.sh [seconds-per-run] [runs]
 # The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
 # minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
@@ -196,6 +198,54 @@ floor_run() {
 }
 # per TICKS COUNT: microseconds of CPU per item
 per() { awk -v t="$1" -v n="$2" -v u="$tick_us" 'BEGIN {if (n > 0) printf "%.0f", t * u / n; else print 0}'; }
+# The write lane's backend (the connection whose last statement is the batch call) and its time on
+# a CPU and waiting for one (/proc/PID/schedstat, ns), so that the lane's time a message splits into
+# its own CPU, a CPU it waited for, and the rest (its commit's flush, waiting for the next batch).
+lane_pid() { q "select pid from pg_stat_activity where query like '%invoke_batch_rows%' and pid <> pg_backend_pid() limit 1"; }
+sched() { awk '{print $1, $2}' "/proc/$1/schedstat" 2>/dev/null || echo "0 0"; }
+# The lane's floor: the rows of one batch of 31 sends — 31 messages and their 31 events, in copies
+# of Carillon's two tables with their own indexes (no foreign key), the values of a stored message
+# and event — written by two plain INSERTs in one durable transaction over one connection, as the
+# lane writes its batches one after the other. What PostgreSQL needs at least for the data a send
+# stores, with no checks, no JSON and no PL/pgSQL: lane_floor_setup after the runs (it copies a
+# stored message and event), lane_floor_run sets lf_ms (a batch), lf_cpu (PostgreSQL µs a message).
+lane_floor_setup() {
+	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'set client_min_messages = warning' \
+		-c 'drop table if exists bench_ref.lane_messages, bench_ref.lane_events, bench_ref.msg_tpl, bench_ref.ev_tpl' \
+		-c 'drop sequence if exists bench_ref.lane_seq' -c 'create sequence bench_ref.lane_seq' \
+		-c 'create table bench_ref.lane_messages (like carillon.channel_messages including all)' \
+		-c 'create table bench_ref.lane_events (like carillon.events including all)' \
+		-c "create table bench_ref.msg_tpl as select * from carillon.channel_messages where type = 'STANDARD' order by seq desc limit 1" \
+		-c "create table bench_ref.ev_tpl as select * from carillon.events where event_type = 'CREATE_CHANNEL_MESSAGE' order by position desc limit 1"
+	cat >"$dir/lanefloor.sql" <<-'SQL'
+		\set k random(1, 9000000000000000)
+		begin;
+		insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || :k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, 31) g) x;
+		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
+		commit;
+	SQL
+}
+lf_ms=(); lf_cpu=()
+# (Its backend's CPU from its schedstat over the run but its first and last half second: the
+# whole server's, as the cpu: line takes it, would count autovacuum's passes over the tables the
+# runs have just filled.)
+lane_floor_run() {
+	local p fp="" f0 f1 t0 t1 t
+	pgbench -n -f "$dir/lanefloor.sql" -c 1 -T "$secs" "$CARILLON_TEST_DATABASE_URL" >"$dir/lanefloor.out" 2>"$dir/pgbench.err" &
+	p=$!; bench_pids+=("$p")
+	for _ in $(seq 40); do
+		fp=$(q "select pid from pg_stat_activity where application_name = 'pgbench' limit 1"); [[ -z $fp ]] || break; sleep 0.05
+	done
+	sleep 0.5; f0=$(sched "$fp"); t0=$(date +%s%N)
+	sleep "$(awk -v s="$secs" 'BEGIN {print (s > 2 ? s - 1.5 : 0.5)}')"
+	f1=$(sched "$fp"); t1=$(date +%s%N)
+	wait "$p" || { cat "$dir/pgbench.err" >&2; return 1; }
+	t=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/lanefloor.out" | head -1)
+	lf_ms+=("$(awk -v t="$t" 'BEGIN {if (t > 0) printf "%.2f", 1000 / t; else print 0}')")
+	lf_cpu+=("$(awk -v a="$f0" -v b="$f1" -v t="$t" -v ns=$((t1 - t0)) 'BEGIN {split(a, x, " "); split(b, y, " ");
+		n = t * ns / 1e9 * 31; if (n > 0) printf "%.0f", (y[1] - x[1]) / 1000 / n; else print 0}')")
+}
+lane_run=(); lane_wait=(); lane_ms=(); lane_n=()
 # ref_run CLIENTS: one pgbench reference run; sets tps and cpu (PostgreSQL's CPU per transaction)
 ref_run() {
 	local p0 p1
@@ -206,15 +256,23 @@ for r in $(seq "$runs"); do
 	for ch in 1 100; do
 		paths=$dir/one.txt; [[ $ch == 1 ]] || paths=$dir/paths.txt
 		for c in 1 16 64; do
+			lp=$(lane_pid); s0=$(sched "$lp")
 			g0=$(cpu_ticks "$pid"); p0=$(pg_cpu_ticks); l0=$(lane_stats)
 			send "$c" "$paths" "$secs" "c${c}h${ch}r${r}"
-			g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); l1=$(lane_stats)
+			g1=$(cpu_ticks "$pid"); p1=$(pg_cpu_ticks); l1=$(lane_stats); s1=$(sched "$lp")
 			echo "run $r, $c in flight, $ch channel(s): $line; $(lane_delta "$l0" "$l1" "$secs")"
 			rps[$c,$ch]+=" $(field rps "$line")"; p50[$c,$ch]+=" $(field p50_ms "$line")"; p99[$c,$ch]+=" $(field p99_ms "$line")"
 			if [[ $c == 64 && $ch == 1 ]]; then
 				gw_cpu+=("$(per $((g1 - g0)) "$(field requests "$line")")")
 				pg_cpu+=("$(per $((p1 - p0)) "$(field requests "$line")")")
 				cl_cpu+=("$(field client_cpu_us "$line")")
+				# the lane backend: on a CPU and waiting for one, µs a message; its batches
+				read -r lr lw <<<"$(awk -v a="$s0" -v b="$s1" -v n="$(field requests "$line")" 'BEGIN {split(a, x, " ");
+					split(b, y, " "); if (n < 1) n = 1; printf "%.0f %.0f", (y[1] - x[1]) / n / 1000, (y[2] - x[2]) / n / 1000}')"
+				lane_run+=("$lr"); lane_wait+=("$lw")
+				read -r lb lm <<<"$(awk -v a="$l0" -v b="$l1" 'BEGIN {split(a, x, " "); split(b, y, " "); nb = y[1] - x[1];
+					if (nb < 1) nb = 1; printf "%.1f %.2f", (y[2] - x[2]) / nb, (y[3] - x[3]) * 1000 / nb}')"
+				lane_n+=("$lb"); lane_ms+=("$lm")
 			fi
 		done
 	done
@@ -224,6 +282,9 @@ for r in $(seq "$runs"); do
 	if ((t16 >= t64)); then refs+=("$t16"); ref_cpu+=("$c16"); else refs+=("$t64"); ref_cpu+=("$c64"); fi
 	floor_run
 	echo "run $r, floor: $line; server $fcpu µs/request; postgres $bcpu µs/row in batches of 16"
+	((r > 1)) || lane_floor_setup
+	lane_floor_run
+	echo "run $r, lane floor: a batch of 31 messages and events by plain INSERTs, one connection: ${lf_ms[-1]} ms, postgres ${lf_cpu[-1]} µs/message"
 done
 echo
 echo "SendChannelMessage, persisted, medians of $runs run(s) of ${secs} s:"
@@ -250,6 +311,18 @@ cl=$(median "${cl_cpu[@]}"); fc=$(median "${fl_cpu[@]}"); flc=$(median "${fl_cl[
 gw=$(median "${gw_cpu[@]}"); pg=$(median "${pg_cpu[@]}")
 echo "floor: http_floor at 64 in flight: $(median "${fl_rps[@]}") req/s, server $fc µs/request, client $flc µs/request" \
 	"(runs: ${fl_rps[*]} / ${fl_cpu[*]} / ${fl_cl[*]}); pgbench 16 rows per INSERT: postgres $bc µs/row (runs: ${pgb_cpu[*]})"
+# The lane: the rate into one channel is the lane's batch over its cycle, whatever the cores have
+# left; its backend's CPU a message against the floor's, and the batch's cycle against the floor's.
+lr=$(median "${lane_run[@]}"); lw=$(median "${lane_wait[@]}"); lm=$(median "${lane_ms[@]}"); lb=$(median "${lane_n[@]}")
+lfm=$(median "${lf_ms[@]}"); lfc=$(median "${lf_cpu[@]}")
+echo "lane: at 64 in flight into one channel, batches of $lb messages every $lm ms; its backend on a CPU $lr µs/msg," \
+	"waiting for one $lw µs/msg (runs: ${lane_run[*]} / ${lane_wait[*]}); lane floor: $lfm ms a batch of 31, postgres $lfc µs/msg" \
+	"(runs: ${lf_ms[*]} / ${lf_cpu[*]})"
+awk -v lm="$lm" -v lb="$lb" -v lfm="$lfm" -v lr="$lr" -v lfc="$lfc" -v ref="$ref" 'BEGIN {
+	if (lb > 0 && lfm > 0 && lfc > 0)
+		printf "lane vs floor: a message takes the lane %.0f µs against the floor'"'"'s %.0f (x%.2f), its CPU %.0f against %.0f µs (x%.2f); one connection committing the floor'"'"'s batches alone: %.0f msg/s, ratio %.2f\n",
+			lm * 1000 / lb, lfm * 1000 / 31, (lm / lb) / (lfm / 31), lr, lfc, lr / lfc, 31000 / lfm, 31000 / lfm / ref
+}'
 awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'BEGIN {
 	budget = 2e6 / (1.5 * ref)
 	printf "budget: at ratio 1.5 (%.0f msg/s) %.0f µs of CPU per message on the two cores; Carillon spends client %.0f + gateway %.0f + postgres %.0f = %.0f\n",
