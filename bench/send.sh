@@ -221,7 +221,7 @@ lane_floor_setup() {
 		\set k random(1, 9000000000000000)
 		begin;
 		insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || :k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, 31) g) x;
-		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
+		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, payload_text, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.payload_text, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
 		commit;
 	SQL
 }

@@ -197,10 +197,10 @@ begin
               where coalesce((ev.e->>'stream_only')::boolean, false)
                 and exists (select 1 from carillon.streaming_cursors sc
                              where sc.app_instance_id = ev.e->>'app_instance_id'))
-    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload_text,
                                  audience, arns, joins, leaves, closes, stream_type)
     select ev.p, e->>'app_instance_id', e->>'channel_arn', e->>'event_type',
-           e->>'message_type', e->'payload', e->>'audience',
+           e->>'message_type', (e->'payload')::text, e->>'audience',
            array(select jsonb_array_elements_text(e->'arns')),
            array(select jsonb_array_elements_text(coalesce(e->'joins', '[]'))),
            array(select jsonb_array_elements_text(coalesce(e->'leaves', '[]'))),

@@ -396,6 +396,30 @@ create or replace function carillon.send_message_id_of(ctx jsonb, p_key uuid) re
 language sql immutable as $$
     select lpad(to_hex((ctx->>'now_ms')::bigint), 12, '0') || left(replace(p_key::text, '-', ''), 20)
 $$;
+-- The CREATE_CHANNEL_MESSAGE event's payload of a plain persistent send (send_batch, send_few), as
+-- the JSON text the websocket frame carries (events.payload_text, migration 097): the document
+-- jsonb_strip_nulls(jsonb_build_object(...)) of the item path makes -- the same members, no null
+-- member, MessageAttributes and Sender stripped of nulls as deep as that strips them -- built as
+-- text, with no jsonb document on the way (one SQL expression: the planner inlines it, which it
+-- would not do for a function declared immutable around the stable to_json). What it
+-- saves the lane and every listener: BENCHMARKS.md, issue 11 session 16. tests/sql/50_send_batch.sql
+-- compares it with the item path's payload as jsonb.
+create or replace function carillon.sent_message_payload(p_arn text, p_id text, p_input jsonb, p_iso text,
+                                                         p_sender jsonb) returns text
+language sql stable as $$
+    select '{"ChannelArn": ' || to_json(p_arn)::text
+        || ', "MessageId": ' || to_json(p_id)::text
+        || coalesce(', "Content": ' || to_json(p_input->>'Content')::text, '')
+        || coalesce(', "Metadata": ' || to_json(p_input->>'Metadata')::text, '')
+        || coalesce(', "Type": ' || to_json(p_input->>'Type')::text, '')
+        || ', "CreatedTimestamp": "' || p_iso || '", "LastUpdatedTimestamp": "' || p_iso || '"'
+        || coalesce(', "Sender": ' || jsonb_strip_nulls(nullif(p_sender, 'null'))::text, '')
+        || ', "Redacted": false, "Persistence": "PERSISTENT", "Status": {"Value": "SENT"}'
+        || coalesce(', "MessageAttributes": '
+                    || jsonb_strip_nulls(nullif(p_input->'MessageAttributes', 'null'))::text, '')
+        || coalesce(', "ContentType": ' || to_json(p_input->>'ContentType')::text, '')
+        || '}'
+$$;
 create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
 language sql immutable as $$
     select carillon.send_message_id_of(ctx, carillon.send_request_key(ctx, input))
@@ -564,19 +588,12 @@ begin
            and (c.last_message_at is null
                 or c.last_message_at < (select max(t.at) from timed t where t.arn = c.arn))),
     logged as (
-        insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+        insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload_text,
                                      audience, arns, joins, leaves, closes)
         select position, app_instance_id, arn, 'CREATE_CHANNEL_MESSAGE', input->>'Type',
-               jsonb_strip_nulls(jsonb_build_object(
-                   'ChannelArn', arn, 'MessageId', id, 'Content', input->>'Content',
-                   'Metadata', input->>'Metadata', 'Type', input->>'Type',
-                   'CreatedTimestamp', iso, 'LastUpdatedTimestamp', iso,
-                   'Sender', sender, 'Redacted', false, 'Persistence', 'PERSISTENT',
-                   'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', input->'MessageAttributes',
-                   'ContentType', input->>'ContentType')),
+               carillon.sent_message_payload(arn, id, input, iso, sender),
                'members', '{}', '{}', '{}', false
-          from numbered
-        returning position, payload, created_at)
+          from numbered)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in
     -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
     select array_agg('{"Status": {"Value": "SENT"}, "MessageId": ' || to_json(n.id)::text
@@ -637,7 +654,7 @@ declare
     v_seq bigint;
     v_pos bigint;
     v_iso text;
-    v_payload jsonb;
+    v_payload text;
     v_created timestamptz;
 begin
     -- The channel rows, locked to commit (lock_batch_channels: one row is locked by the check below;
@@ -734,18 +751,12 @@ begin
              attributes, push_notification, created_at, updated_at, status)
         values (v_arns[k], v_id, v_keys[k], v_seq, v_bearers[k], v_in->>'Type', v_in->>'Content', v_in->>'Metadata',
                 v_in->>'ContentType', v_in->'MessageAttributes', v_in->'PushNotification', v_ats[k], v_ats[k], 'SENT');
-        insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload,
+        insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload_text,
                                      audience, arns, joins, leaves, closes)
         values (v_pos, v_apps[k], v_arns[k], 'CREATE_CHANNEL_MESSAGE', v_in->>'Type',
-                jsonb_strip_nulls(jsonb_build_object(
-                    'ChannelArn', v_arns[k], 'MessageId', v_id, 'Content', v_in->>'Content',
-                    'Metadata', v_in->>'Metadata', 'Type', v_in->>'Type',
-                    'CreatedTimestamp', v_iso, 'LastUpdatedTimestamp', v_iso,
-                    'Sender', v_senders[k], 'Redacted', false, 'Persistence', 'PERSISTENT',
-                    'Status', jsonb_build_object('Value', 'SENT'), 'MessageAttributes', v_in->'MessageAttributes',
-                    'ContentType', v_in->>'ContentType')),
+                carillon.sent_message_payload(v_arns[k], v_id, v_in, v_iso, v_senders[k]),
                 'members', '{}', '{}', '{}', false)
-        returning payload, created_at into v_payload, v_created;
+        returning payload_text, created_at into v_payload, v_created;
         ok := jsonb_build_object('ChannelArn', v_arns[k], 'MessageId', v_id,
                                  'Status', jsonb_build_object('Value', 'SENT'))::text;
         -- In a batch of up to four (the size at a moderate rate) each answer carries its event as the
@@ -755,7 +766,7 @@ begin
         -- read it spares; a larger batch, where one read serves many messages, is read back.
         if v_n <= 4 then
             ev_position := v_pos; ev_channel_arn := v_arns[k]; ev_event_type := 'CREATE_CHANNEL_MESSAGE';
-            ev_message_type := v_in->>'Type'; ev_payload := v_payload::text; ev_audience := 'members';
+            ev_message_type := v_in->>'Type'; ev_payload := v_payload; ev_audience := 'members';
             ev_arns := '[]'; ev_joins := '[]'; ev_leaves := '[]'; ev_closes := false;
             ev_created_at := extract(epoch from v_created);
         end if;

@@ -114,7 +114,7 @@ create or replace function carillon.events_after(p_after bigint, p_limit int, p_
 returns table (r_position bigint, r_channel_arn text, r_event_type text, r_message_type text, r_payload text,
                r_audience text, r_arns text, r_joins text, r_leaves text, r_closes boolean, r_created_at float8)
 language sql stable as $$
-    select e.position, e.channel_arn, e.event_type, e.message_type, e.payload::text, e.audience,
+    select e.position, e.channel_arn, e.event_type, e.message_type, coalesce(e.payload_text, e.payload::text), e.audience,
            array_to_json(e.arns)::text, array_to_json(e.joins)::text, array_to_json(e.leaves)::text, e.closes,
            extract(epoch from e.created_at)::float8
       from carillon.events e

@@ -86,7 +86,8 @@ begin
     end if;
     v_top := least(p_after + p_window, carillon.stream_log_position());
     for e in
-        select l.position, l.channel_arn, coalesce(l.stream_type, l.event_type) as t, l.payload
+        select l.position, l.channel_arn, coalesce(l.stream_type, l.event_type) as t,
+               coalesce(l.payload_text::jsonb, l.payload) as payload
           from carillon.events l
          where l.position > p_after and l.position <= v_top and l.app_instance_id = p_app
         union all

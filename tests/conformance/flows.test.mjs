@@ -525,9 +525,9 @@ test('an elastic channel: the processor gets the SubChannelId; each event reache
   assert.equal(out.SubChannelId, 'subA');
   const rows = () =>
     sql(
-      `select coalesce(json_agg(json_build_object('type', event_type, 'audience', audience, 'arns', arns, 'sub', payload->>'SubChannelId',
-                                                 'content', payload->>'Content') order by position), '[]')
-         from carillon.events where channel_arn = :'c' and payload->>'MessageId' = :'m'`,
+      `select coalesce(json_agg(json_build_object('type', event_type, 'audience', audience, 'arns', arns, 'sub', p->>'SubChannelId',
+                                                 'content', p->>'Content') order by position), '[]')
+         from carillon.events, coalesce(payload_text::jsonb, payload) p where channel_arn = :'c' and p->>'MessageId' = :'m'`,
       { c: ch, m: out.MessageId },
     );
   const until = Date.now() + 15000;

@@ -245,7 +245,7 @@ test("a node's own write batches reach its sessions from their answers, the othe
   for (let round = 0; round < 10; round++) await Promise.all(nodes.map((node) => wr.write(n++, node)));
   for (let i = 0; i < 10; i++) await wr.write(n++, home);
   const committed = (
-    await psql(`select payload->>'MessageId' from carillon.events where channel_arn = '${ch}' and event_type = 'CREATE_CHANNEL_MESSAGE' order by position`, {
+    await psql(`select coalesce(payload_text::jsonb, payload)->>'MessageId' from carillon.events where channel_arn = '${ch}' and event_type = 'CREATE_CHANNEL_MESSAGE' order by position`, {
       databaseUrl: pg.url,
     })
   ).split('\n');

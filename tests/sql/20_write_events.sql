@@ -279,3 +279,20 @@ begin
         'CREATE_CHANNEL_MESSAGE priv members STANDARD []',
         'CREATE_CHANNEL_MEMBERSHIP pub members SYSTEM [member]']);
 end $$;
+
+-- test: an event written before migration 097 (its payload as jsonb, no payload_text) reads as its
+-- text, as new ones do; a row with neither is refused
+do $$
+declare v_pos bigint := nextval('carillon.event_position'); v_text text;
+begin
+    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload, audience)
+    values (v_pos, 'app', pg_temp.fx('priv'), 'CREATE_CHANNEL_MESSAGE', 'STANDARD',
+            '{"Content": "old", "MessageId": "m-old"}', 'members');
+    select r_payload into v_text from carillon.events_after(v_pos - 1, 1);
+    assert v_text::jsonb = '{"Content": "old", "MessageId": "m-old"}', coalesce(v_text, 'NULL');
+    perform pg_temp.raises(format(
+        $q$insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, audience)
+           values (nextval('carillon.event_position'), 'app', %L, 'UPDATE_CHANNEL', 'SYSTEM', 'members')$q$,
+        pg_temp.fx('priv')), '23514');
+    delete from carillon.events where position = v_pos;
+end $$;

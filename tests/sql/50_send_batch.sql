@@ -26,7 +26,10 @@ create function pg_temp.written(p_since bigint, p_items jsonb) returns jsonb lan
                                       from jsonb_array_elements(p_items) i)) m),
         'events', (select jsonb_agg(jsonb_build_object('channel', e.channel_arn, 'type', e.event_type,
                                                        'message_type', e.message_type, 'audience', e.audience,
-                                                       'arns', e.arns, 'payload', e.payload) order by e.position)
+                                                       'arns', e.arns,
+                                                       -- as jsonb: each path writes its own text of it
+                                                       'payload', coalesce(e.payload_text::jsonb, e.payload))
+                                    order by e.position)
                      from carillon.events e where e.position > p_since))
 $$;
 
@@ -139,6 +142,13 @@ select pg_temp.set_matches_itemwise(jsonb_build_array(
     pg_temp.send_item('priv', 'bot', 'a3', 1700000000001, '{"MessageAttributes":{"k":{"StringValues":["v"]}}}'),
     pg_temp.send_item('priv', 'member2', 'a4', 1700000000001, '{"Type":"CONTROL","Content":"ctl"}'),
     pg_temp.send_item('pub', 'mod', 'a5', 1700000000002, '{"Content":"é \"q\" \\\\"}')));
+
+-- test: optional members given as JSON null (and a null inside MessageAttributes) are left out of
+-- the event's payload, as the item path's jsonb_strip_nulls leaves them out
+select pg_temp.set_matches_itemwise(jsonb_build_array(
+    pg_temp.send_item('priv', 'member', 'n1', 1700000003000,
+                      '{"Metadata":null,"ContentType":null,"MessageAttributes":{"k":{"StringValues":["v"],"x":null}}}'),
+    pg_temp.send_item('pub', 'mod', 'n2', 1700000003001, '{"MessageAttributes":null}')));
 
 -- test: request times out of order: CreatedTimestamp never goes back within a channel
 select pg_temp.set_matches_itemwise(jsonb_build_array(

@@ -38,7 +38,8 @@ export function channelEvents(channelArn) {
   return (
     sql(
       `select coalesce(json_agg(json_build_object('position', position, 'event_type', event_type,
-                 'message_type', message_type, 'audience', audience, 'arns', arns, 'payload', payload,
+                 'message_type', message_type, 'audience', audience, 'arns', arns,
+                 'payload', coalesce(payload_text::jsonb, payload),
                  'app_instance_id', app_instance_id) order by position), '[]')
          from carillon.events where channel_arn = :'arn'`,
       { arn: channelArn },
