@@ -150,6 +150,13 @@ select pg_temp.set_matches_itemwise(jsonb_build_array(
                       '{"Metadata":null,"ContentType":null,"MessageAttributes":{"k":{"StringValues":["v"],"x":null}}}'),
     pg_temp.send_item('pub', 'mod', 'n2', 1700000003001, '{"MessageAttributes":null}')));
 
+-- test: request text that JSON must escape (controls, a quote, a backslash, U+2028, non-ASCII) reads
+-- back from the text payload as the same document the item path stores
+select pg_temp.set_matches_itemwise(jsonb_build_array(
+    pg_temp.send_item('priv', 'member', 'x1', 1700000003500,
+                      jsonb_build_object('Content', E'tab\there\nline \u0001 \"q\" \\ \u2028 é 😀',
+                                         'Metadata', E'\u001f\r', 'ContentType', E'text/\"x\"'))));
+
 -- test: request times out of order: CreatedTimestamp never goes back within a channel
 select pg_temp.set_matches_itemwise(jsonb_build_array(
     pg_temp.send_item('priv', 'member', 'o1', 1700000005000),
