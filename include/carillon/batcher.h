@@ -59,7 +59,8 @@ int carillon_batcher_enqueue_owned(struct carillon_batcher *b, void *owner, char
 
 /* A submitted batch's results: `results` is the JSON array [{"ok":..}|{"error":{"state","message"}}]
  * in item order, or NULL with the batch's own error (`state`, `message`: every item gets it).
- * Answers every item, frees the batch and sends the next ones. */
+ * Sends the next batches first -- the writes queued meanwhile go to the database while the node
+ * answers this batch's items --, then answers every item and frees the batch. */
 void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch *batch, const char *results,
 			       const char *state, const char *message);
 

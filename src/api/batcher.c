@@ -98,6 +98,7 @@ void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch
 {
 	b->in_flight--;
 	carillon_metrics_batch_done(carillon_metrics_clock() - batch->sent_at);
+	batcher_pump(b);
 	json_t *all = results ? json_loads(results, 0, NULL) : NULL;
 	for (size_t i = 0; i < batch->n; i++) {
 		struct carillon_batch_outcome o = {0};
@@ -120,7 +121,6 @@ void carillon_batcher_complete(struct carillon_batcher *b, struct carillon_batch
 	}
 	json_decref(all);
 	batch_free(batch);
-	batcher_pump(b);
 }
 
 void carillon_batcher_complete_rows(struct carillon_batcher *b, struct carillon_batch *batch, size_t n_rows,
@@ -128,6 +128,7 @@ void carillon_batcher_complete_rows(struct carillon_batcher *b, struct carillon_
 {
 	b->in_flight--;
 	carillon_metrics_batch_done(carillon_metrics_clock() - batch->sent_at);
+	batcher_pump(b);
 	for (size_t i = 0; i < batch->n; i++) {
 		struct carillon_batch_outcome o = {0};
 		if (i < n_rows)
@@ -140,5 +141,4 @@ void carillon_batcher_complete_rows(struct carillon_batcher *b, struct carillon_
 		b->item_done(b->ctx, batch->owners[i], &o);
 	}
 	batch_free(batch);
-	batcher_pump(b);
 }
