@@ -303,16 +303,16 @@ language plpgsql as $$
 declare
     v_sent text[];
 begin
-    -- Lock the batch's channels up front, in ARN order: two batches in flight that touch the same
-    -- channels in different orders would otherwise deadlock (each holds its rows until commit).
-    perform carillon.lock_batch_channels(p_items);
     -- A batch of plain persistent sends that all pass their checks: a few set-based statements
-    -- (carillon.send_batch); anything else, item by item.
+    -- (carillon.send_batch, which locks their channels itself); anything else, item by item.
     v_sent := carillon.send_batch(p_items);
     if v_sent is not null then
         return (select jsonb_agg(jsonb_build_object('ok', t::jsonb) order by n)
                   from unnest(v_sent) with ordinality as u(t, n));
     end if;
+    -- Lock the batch's channels up front, in ARN order: two batches in flight that touch the same
+    -- channels in different orders would otherwise deadlock (each holds its rows until commit).
+    perform carillon.lock_batch_channels(p_items);
     return carillon.invoke_items(p_items);
 end $$;
 
@@ -373,7 +373,6 @@ begin
         end if;
     end if;
     -- invoke_batch's steps, the set path's answers taken as the text it built.
-    perform carillon.lock_batch_channels(p_items);
     v_sent := carillon.send_batch(p_items);
     if v_sent is not null then
         return query
@@ -383,6 +382,7 @@ begin
          order by u.n;
         return;
     end if;
+    perform carillon.lock_batch_channels(p_items);
     return query
     select (r.e->'ok')::text, r.e->'error'->>'state', r.e->'error'->>'message',
            null::bigint, null::text, null::text, null::text, null::text,

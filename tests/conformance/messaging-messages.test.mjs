@@ -813,3 +813,58 @@ test('elastic channels: messages live in sub-channels; events reach the sub-chan
   placeInSubChannel(w.channel, w.alice.arn, 'subB');
   await refusedWrite(w, update(w.channel, out.MessageId, w.alice.arn), 'ForbiddenException', 'sender moved to another sub-channel');
 });
+
+// The set path of group commit (carillon.send_batch) locks the batch's channels in a statement of its
+// own and checks the batch in the next one, so the check sees what a writer holding a channel's row
+// committed meanwhile -- here the removal of the sender's membership, in a transaction that holds the
+// channel as every write batch does (lock_batch_channels). A check that took the lock itself would
+// read the membership in the snapshot it had before it waited, and store messages from a member
+// already removed.
+test('a batch of sends waits for a write holding its channel and then sees what that write committed', async () => {
+  const w = await world();
+  const { spawn } = await import('node:child_process');
+  const { psqlTextAsync } = await import('./lib/eventlog.mjs');
+  const q = (s) => `'${s.replace(/'/g, "''")}'`;
+  const holder = spawn('psql', [process.env.CARILLON_TEST_DATABASE_URL, '-AtXq', '-v', 'ON_ERROR_STOP=1'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  holder.stdout.on('data', (d) => (out += d));
+  holder.stdin.write(
+    `begin; select 1 from carillon.channels where arn = ${q(w.channel)} for no key update;\n` +
+      `delete from carillon.channel_memberships where channel_arn = ${q(w.channel)} and member_arn = ${q(w.alice.arn)};\n` +
+      `\\echo locked\n`,
+  );
+  const lockDeadline = Date.now() + 10000;
+  while (!out.includes('locked') && Date.now() < lockDeadline) await sleep(50);
+  assert.ok(out.includes('locked'), 'the holder has the channel row');
+  const items = [1, 2].map((i) => ({
+    fn: 'send_channel_message',
+    ctx: { region: 'us-east-1', account: '123456789012', principal: 'root', now_ms: Date.now() },
+    input: {
+      ChannelArn: w.channel,
+      ChimeBearer: w.alice.arn,
+      Content: `held ${i}`,
+      Type: 'STANDARD',
+      Persistence: 'PERSISTENT',
+      ClientRequestToken: uniq('held'),
+    },
+  }));
+  let settled = false;
+  const batch = psqlTextAsync(`select carillon.send_batch(${q(JSON.stringify(items))}::jsonb) is null`).finally(
+    () => (settled = true),
+  );
+  try {
+    await sleep(1000);
+    assert.equal(settled, false, 'the batch did not wait for the write holding its channel');
+  } finally {
+    holder.stdin.end('commit;\n');
+    await new Promise((r) => holder.on('exit', r));
+  }
+  assert.equal((await batch).out, 't', 'the batch was not declined: its check missed the committed removal');
+  assert.deepEqual(
+    storedMessages(w.channel).filter((m) => m.content?.startsWith('held ')),
+    [],
+    'messages of a removed member were stored',
+  );
+});
