@@ -137,3 +137,29 @@ statements_report() {
 	        round((total_plan_time / calls)::numeric, 3), rows, regexp_replace(left(query, 100), '\s+', ' ', 'g'))
 	     from pg_stat_statements order by total_exec_time desc limit 15"
 }
+
+# The lane's floor: the rows of one batch of 31 sends — 31 messages and their 31 events, in copies
+# of Carillon's two tables with their own indexes (and, as they, no foreign key), the values of a
+# stored message and event — written by two plain INSERTs in one durable transaction over one
+# connection, as the lane writes its batches one after the other. What PostgreSQL needs at least for the data a send
+# stores, with no checks, no JSON and no PL/pgSQL. lane_floor_setup DIR, once messages are stored
+# (it copies one message and its event): the tables, and the script DIR/lanefloor.sql (bench/send.sh,
+# bench/lane-ir.sh).
+lane_floor_setup() {
+	local dir=$1
+	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'set client_min_messages = warning' \
+		-c 'create schema if not exists bench_ref' \
+		-c 'drop table if exists bench_ref.lane_messages, bench_ref.lane_events, bench_ref.msg_tpl, bench_ref.ev_tpl' \
+		-c 'drop sequence if exists bench_ref.lane_seq' -c 'create sequence bench_ref.lane_seq' \
+		-c 'create table bench_ref.lane_messages (like carillon.channel_messages including all)' \
+		-c 'create table bench_ref.lane_events (like carillon.events including all)' \
+		-c "create table bench_ref.msg_tpl as select * from carillon.channel_messages where type = 'STANDARD' order by seq desc limit 1" \
+		-c "create table bench_ref.ev_tpl as select * from carillon.events where event_type = 'CREATE_CHANNEL_MESSAGE' order by position desc limit 1"
+	cat >"$dir/lanefloor.sql" <<-'SQL'
+		\set k random(1, 9000000000000000)
+		begin;
+		insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || :k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, 31) g) x;
+		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, payload_text, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.payload_text, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
+		commit;
+	SQL
+}

@@ -203,28 +203,8 @@ per() { awk -v t="$1" -v n="$2" -v u="$tick_us" 'BEGIN {if (n > 0) printf "%.0f"
 # its own CPU, a CPU it waited for, and the rest (its commit's flush, waiting for the next batch).
 lane_pid() { q "select pid from pg_stat_activity where query like '%invoke_batch_rows%' and pid <> pg_backend_pid() limit 1"; }
 sched() { awk '{print $1, $2}' "/proc/$1/schedstat" 2>/dev/null || echo "0 0"; }
-# The lane's floor: the rows of one batch of 31 sends — 31 messages and their 31 events, in copies
-# of Carillon's two tables with their own indexes (no foreign key), the values of a stored message
-# and event — written by two plain INSERTs in one durable transaction over one connection, as the
-# lane writes its batches one after the other. What PostgreSQL needs at least for the data a send
-# stores, with no checks, no JSON and no PL/pgSQL: lane_floor_setup after the runs (it copies a
-# stored message and event), lane_floor_run sets lf_ms (a batch), lf_cpu (PostgreSQL µs a message).
-lane_floor_setup() {
-	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'set client_min_messages = warning' \
-		-c 'drop table if exists bench_ref.lane_messages, bench_ref.lane_events, bench_ref.msg_tpl, bench_ref.ev_tpl' \
-		-c 'drop sequence if exists bench_ref.lane_seq' -c 'create sequence bench_ref.lane_seq' \
-		-c 'create table bench_ref.lane_messages (like carillon.channel_messages including all)' \
-		-c 'create table bench_ref.lane_events (like carillon.events including all)' \
-		-c "create table bench_ref.msg_tpl as select * from carillon.channel_messages where type = 'STANDARD' order by seq desc limit 1" \
-		-c "create table bench_ref.ev_tpl as select * from carillon.events where event_type = 'CREATE_CHANNEL_MESSAGE' order by position desc limit 1"
-	cat >"$dir/lanefloor.sql" <<-'SQL'
-		\set k random(1, 9000000000000000)
-		begin;
-		insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || :k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, 31) g) x;
-		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, payload_text, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.payload_text, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
-		commit;
-	SQL
-}
+# The lane's floor (bench/lib.sh lane_floor_setup, after the runs: it copies a stored message and
+# event): lane_floor_run sets lf_ms (a batch), lf_cpu (PostgreSQL µs a message).
 lf_ms=(); lf_cpu=()
 # (Its backend's CPU from its schedstat over the run but its first and last half second: the
 # whole server's, as the cpu: line takes it, would count autovacuum's passes over the tables the
@@ -282,7 +262,7 @@ for r in $(seq "$runs"); do
 	if ((t16 >= t64)); then refs+=("$t16"); ref_cpu+=("$c16"); else refs+=("$t64"); ref_cpu+=("$c64"); fi
 	floor_run
 	echo "run $r, floor: $line; server $fcpu µs/request; postgres $bcpu µs/row in batches of 16"
-	((r > 1)) || lane_floor_setup
+	((r > 1)) || lane_floor_setup "$dir"
 	lane_floor_run
 	echo "run $r, lane floor: a batch of 31 messages and events by plain INSERTs, one connection: ${lf_ms[-1]} ms, postgres ${lf_cpu[-1]} µs/message"
 done
