@@ -288,6 +288,9 @@ static void test_next_batch_before_answers(void **state)
 		assert_int_equal(rec.sent_when_done[i], 3); /* 5 had left when 2..4 were answered */
 	assert_string_equal(rec.what[3], "ok 4");
 	assert_int_equal(b.in_flight, 1);
+	carillon_batcher_complete_rows(&b, rec.sent[2], 1, row_of, rows3); /* 5's batch, the last */
+	assert_int_equal(rec.n_done, 5);
+	assert_int_equal(b.in_flight, 0);
 }
 
 int main(void)
