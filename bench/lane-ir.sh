@@ -10,9 +10,9 @@
 # start-up and first plans), divided by BATCHES. The replay's own work -- its statement's text parsed
 # (the batch is a literal in it: pgbench's prepared mode would read the document's colons as its
 # variables), fresh request tokens substituted into it -- is counted apart, by a statement that
-# does only that, and taken out. Not a time: an instruction of the
-# lane's JSON and PL/pgSQL costs less time than one of the floor's index and WAL work (the lane
-# spends ~4x the floor's instructions and ~1.5x its CPU time: BENCHMARKS.md, issue 11 session 17).
+# does only that, and taken out. Not a time: an instruction of the lane's JSON and PL/pgSQL costs
+# less time than one of the floor's index, buffer and WAL work (the lane spends ~3.6x the floor's
+# instructions and ~1.5-1.9x its CPU time: BENCHMARKS.md, issue 11 session 17).
 #   bench/lane-ir.sh [batches]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,22 +39,25 @@ lane_floor_setup "$dir"
 # the gateway writes for a persistent SendChannelMessage of the root key; TOKEN and NOWMS are
 # replaced at each execution (a retry would be declined to the item path).
 channel=$(node -e 'const p = require("fs").readFileSync(process.argv[1], "utf8").trim(); console.log(decodeURIComponent(p.split("/")[2]))' "$dir/one.txt")
-node -e '
-const [channel, sender, port] = process.argv.slice(1);
-const region = channel.split(":")[3], account = channel.split(":")[4];
+cat >"$dir/batch.js" <<'JS'
+const fs = require('fs');
+const [channel, sender, port, out] = process.argv.slice(2);
+const [, , , region, account] = channel.split(':');
 const items = [];
 for (let i = 0; i < 31; i++)
-  items.push({fn: "send_channel_message",
-    ctx: {now_ms: "NOWMS", region, account, principal: "root", request_id: require("crypto").randomUUID(),
-          public_endpoint: `127.0.0.1:${port}`, idempotency_member: "ClientRequestToken", idempotency_token: `TOKEN${i}`},
-    input: {Content: "t=1795871462160869", Type: "STANDARD", Persistence: "PERSISTENT", ClientRequestToken: `TOKEN${i}`,
-            ChannelArn: channel, ChimeBearer: sender}});
-const text = JSON.stringify(items).replace(/"NOWMS"/g, "NOWMS").replace(/'"'"'/g, "'"'"''"'"'");
-const fresh = `replace(replace('"'"'${text}'"'"', '"'"'TOKEN'"'"', '"'"'b'"'"' || :n || '"'"'-'"'"'), '"'"'NOWMS'"'"', (extract(epoch from clock_timestamp()) * 1000)::bigint::text)`;
-const fs = require("fs");
-fs.writeFileSync(process.argv[4] + "/lane.sql", `\\set n random(1, 9000000000000000)\nselect sum(length(ok)) from carillon_api.invoke_batch_rows(${fresh}::jsonb);\n`);
-fs.writeFileSync(process.argv[4] + "/subst.sql", `\\set n random(1, 9000000000000000)\nselect length(${fresh});\n`);
-' "$channel" "$(cat "$dir/sender.txt")" "$port" "$dir"
+  items.push({
+    fn: 'send_channel_message',
+    ctx: { now_ms: 'NOWMS', region, account, principal: 'root', request_id: require('crypto').randomUUID(),
+           public_endpoint: `127.0.0.1:${port}`, idempotency_member: 'ClientRequestToken', idempotency_token: `TOKEN${i}` },
+    input: { Content: 't=1795871462160869', Type: 'STANDARD', Persistence: 'PERSISTENT', ClientRequestToken: `TOKEN${i}`,
+             ChannelArn: channel, ChimeBearer: sender },
+  });
+const text = JSON.stringify(items).replace(/"NOWMS"/g, 'NOWMS').replace(/'/g, "''");
+const fresh = `replace(replace('${text}', 'TOKEN', 'b' || :n || '-'), 'NOWMS', (extract(epoch from clock_timestamp()) * 1000)::bigint::text)`;
+fs.writeFileSync(`${out}/lane.sql`, `\\set n random(1, 9000000000000000)\nselect sum(length(ok)) from carillon_api.invoke_batch_rows(${fresh}::jsonb);\n`);
+fs.writeFileSync(`${out}/subst.sql`, `\\set n random(1, 9000000000000000)\nselect length(${fresh});\n`);
+JS
+node "$dir/batch.js" "$channel" "$(cat "$dir/sender.txt")" "$port" "$dir"
 
 # The same cluster under callgrind (autovacuum off: its workers would come and go at random).
 pg_as_user "$(pg_bindir)/pg_ctl" -D "$PG_TEST_DIR/data" -w -t 60 stop >/dev/null
@@ -69,16 +72,16 @@ psql -X -At "$CARILLON_TEST_DATABASE_URL" -c 'select 1' >/dev/null
 # other connection, the larger count of the two files written, is not the one: the client's is).
 ir() {
 	local before after new f n t
-	before=$(ls "$cg" | sort)
+	before=$(find "$cg" -name 'cg.*' | sort)
 	pgbench -n -f "$1" -t "$2" "$CARILLON_TEST_DATABASE_URL" >"$dir/pgbench.out" 2>&1 || { head -c 2000 "$dir/pgbench.out" >&2; return 1; }
 	for _ in $(seq 200); do
-		after=$(ls "$cg" | sort); new=$(comm -13 <(echo "$before") <(echo "$after"))
+		after=$(find "$cg" -name 'cg.*' | sort); new=$(comm -13 <(echo "$before") <(echo "$after"))
 		n=$(grep -c . <<<"$new" || true); t=0
-		for f in $new; do grep -q '^totals:' "$cg/$f" && t=$((t + 1)); done
+		for f in $new; do grep -q '^totals:' "$f" && t=$((t + 1)); done
 		((n >= 2 && t == n)) && break
 		sleep 0.2
 	done
-	for f in $new; do awk '/^totals:/ {print $2}' "$cg/$f"; done | sort -n | tail -1
+	for f in $new; do awk '/^totals:/ {print $2}' "$f"; done | sort -n | tail -1
 }
 # per_batch SCRIPT: instructions a batch, in millions
 per_batch() {
