@@ -141,10 +141,10 @@ statements_report() {
 # The lane's floor: the rows of one batch of 31 sends — 31 messages and their 31 events, in copies
 # of Carillon's two tables with their own indexes (and, as they, no foreign key), the values of a
 # stored message and event — written by two plain INSERTs in one durable transaction over one
-# connection, as the lane writes its batches one after the other. What PostgreSQL needs at least for the data a send
-# stores, with no checks, no JSON and no PL/pgSQL. lane_floor_setup DIR, once messages are stored
-# (it copies one message and its event): the tables, and the script DIR/lanefloor.sql (bench/send.sh,
-# bench/lane-ir.sh).
+# connection, as the lane writes its batches one after the other. What PostgreSQL needs at least
+# for the data a send stores, with no checks, no JSON and no PL/pgSQL. lane_floor_setup DIR, once
+# messages are stored (it copies one message and its event): the tables, and the script
+# DIR/lanefloor.sql (bench/send.sh, bench/lane-ir.sh).
 lane_floor_setup() {
 	local dir=$1
 	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'set client_min_messages = warning' \

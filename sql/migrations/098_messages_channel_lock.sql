@@ -1,6 +1,6 @@
 -- A message's channel is held by the channel row's lock, not by a foreign key. Every path that
 -- inserts a message locks its channel row first and holds the lock to commit -- send_channel_message
--- (its UPDATE of last_message_at, or SELECT ... FOR NO KEY UPDATE), send_batch (lock_batch_channels)
+-- (its UPDATE of last_message_at, or SELECT ... FOR NO KEY UPDATE), send_batch (its lock statement)
 -- and send_few (its check) -- and then reads the row again and refuses a channel that is gone. A
 -- DeleteChannel (or an AppInstance's delete cascading to its channels) needs a lock on the row that
 -- conflicts with that one, so it waits for the sends in flight to commit, and a send that waited for

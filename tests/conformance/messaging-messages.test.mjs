@@ -30,6 +30,7 @@ import {
   sql,
   storedMessages,
 } from './lib/events-msg.mjs';
+import { holdingSession, psqlTextAsync } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { assertRecentDate, assertRejects, lexConfig, uniq } from './lib/util.mjs';
 
@@ -822,22 +823,12 @@ test('elastic channels: messages live in sub-channels; events reach the sub-chan
 // already removed.
 test('a batch of sends waits for a write holding its channel and then sees what that write committed', async () => {
   const w = await world();
-  const { spawn } = await import('node:child_process');
-  const { psqlTextAsync } = await import('./lib/eventlog.mjs');
   const q = (s) => `'${s.replace(/'/g, "''")}'`;
-  const holder = spawn('psql', [process.env.CARILLON_TEST_DATABASE_URL, '-AtXq', '-v', 'ON_ERROR_STOP=1'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  holder.stdout.on('data', (d) => (out += d));
-  holder.stdin.write(
+  const holder = await holdingSession(
     `begin; select 1 from carillon.channels where arn = ${q(w.channel)} for no key update;\n` +
-      `delete from carillon.channel_memberships where channel_arn = ${q(w.channel)} and member_arn = ${q(w.alice.arn)};\n` +
-      `\\echo locked\n`,
+      `delete from carillon.channel_memberships where channel_arn = ${q(w.channel)} and member_arn = ${q(w.alice.arn)};`,
   );
-  const lockDeadline = Date.now() + 10000;
-  while (!out.includes('locked') && Date.now() < lockDeadline) await sleep(50);
-  assert.ok(out.includes('locked'), 'the holder has the channel row');
+  assert.ok(holder.held, 'the holder has the channel row');
   const items = [1, 2].map((i) => ({
     fn: 'send_channel_message',
     ctx: { region: 'us-east-1', account: '123456789012', principal: 'root', now_ms: Date.now() },
@@ -858,8 +849,7 @@ test('a batch of sends waits for a write holding its channel and then sees what 
     await sleep(1000);
     assert.equal(settled, false, 'the batch did not wait for the write holding its channel');
   } finally {
-    holder.stdin.end('commit;\n');
-    await new Promise((r) => holder.on('exit', r));
+    await holder.end('commit;');
   }
   assert.equal((await batch).out, 't', 'the batch was not declined: its check missed the committed removal');
   assert.deepEqual(

@@ -21,7 +21,7 @@ import {
   ListChannelMessagesCommand,
   SendChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
-import { sql } from './lib/eventlog.mjs';
+import { holdingSession, sql } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { assertRejects, uniq } from './lib/util.mjs';
 
@@ -193,18 +193,10 @@ test('a retention sweep never waits for a message row a writer holds, and delete
   // Another session holds one old message row (as an UpdateChannelMessage in progress would)
   // while the period is set; the sweep skips that row instead of queueing behind it.
   const held = ids[2];
-  const { spawn } = await import('node:child_process');
-  const holder = spawn('psql', [process.env.CARILLON_TEST_DATABASE_URL, '-AtXq', '-v', 'ON_ERROR_STOP=1'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  holder.stdout.on('data', (d) => (out += d));
-  holder.stdin.write(
-    `begin; select message_id from carillon.channel_messages where channel_arn = '${ch.arn.replace(/'/g, "''")}' and message_id = '${held}' for update;\n\\echo locked\n`,
+  const holder = await holdingSession(
+    `begin; select message_id from carillon.channel_messages where channel_arn = '${ch.arn.replace(/'/g, "''")}' and message_id = '${held}' for update;`,
   );
-  const lockDeadline = Date.now() + 10000;
-  while (!out.includes('locked') && Date.now() < lockDeadline) await sleep(50);
-  assert.ok(out.includes('locked'), 'the holder has the row');
+  assert.ok(holder.held, 'the holder has the row');
   try {
     await ctx.id.send(
       new PutAppInstanceRetentionSettingsCommand({
@@ -216,8 +208,7 @@ test('a retention sweep never waits for a message row a writer holds, and delete
     while (storedIds(ch.arn).length > 1 && Date.now() < deadline) await sleep(200);
     assert.deepEqual(storedIds(ch.arn), [held], 'every old message but the held one is deleted while it is held');
   } finally {
-    holder.stdin.end('rollback;\n');
-    await new Promise((r) => holder.on('exit', r));
+    await holder.end('rollback;');
   }
   const deadline = Date.now() + 30000;
   while (storedIds(ch.arn).length > 0 && Date.now() < deadline) await sleep(200);

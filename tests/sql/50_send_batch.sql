@@ -90,7 +90,6 @@ begin
     if v_few - 'stored' is distinct from v_ref then
         raise exception E'the small-batch path wrote something else\n  few:   %\n  items: %', v_few - 'stored', v_ref;
     end if;
-    perform carillon.lock_batch_channels(p_items);
     v_out := carillon.send_batch(p_items);
     if v_out is null then
         raise exception 'send_batch declined a batch of plain sends: %', p_items;
@@ -114,7 +113,6 @@ declare
     v_count bigint := (select count(*) from carillon.channel_messages);
     v_few jsonb;
 begin
-    perform carillon.lock_batch_channels(p_items);
     if carillon.send_batch(p_items) is not null then
         raise exception 'send_batch took a batch it must decline: %', p_items;
     end if;

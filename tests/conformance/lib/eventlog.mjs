@@ -2,7 +2,8 @@
 // event log. psql gets the conninfo as one argv element and the SQL on stdin; values travel as psql
 // variables (:'name'), never spliced into the text.
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 function databaseUrl() {
   const url = process.env.CARILLON_TEST_DATABASE_URL;
@@ -25,6 +26,29 @@ export function psqlTextAsync(text, vars = {}) {
     const child = execFile('psql', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(e) : resolve({ out: out.trim(), err })));
     child.stdin.end(text);
   });
+}
+
+/**
+ * A second session that runs `text` (the start of a transaction that takes locks) and stays open:
+ * resolves, once psql has run it (or after 10 s), to {held: whether it had, end(text): run `text`
+ * (its commit or rollback) and close}. The caller asserts `held`.
+ */
+export async function holdingSession(text) {
+  const child = spawn('psql', [databaseUrl(), '-AtXq', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((r) => child.on('exit', r));
+  child.stdin.on('error', () => {}); // a session that ended early (its text failed): held is false
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stdin.write(`${text}\n\\echo held-by-session\n`);
+  const deadline = Date.now() + 10000;
+  while (!out.includes('held-by-session') && Date.now() < deadline) await sleep(50);
+  return {
+    held: out.includes('held-by-session'),
+    end: async (last) => {
+      if (child.stdin.writable) child.stdin.end(`${last}\n`);
+      await exited;
+    },
+  };
 }
 
 /** Like psqlText, parsing the value as JSON (null when there is none). */
