@@ -24,6 +24,7 @@ struct carillon_batch {
 	double sent_at;    /* carillon_metrics_clock() when submitted */
 	struct carillon_batcher *batcher; /* the one it was cut from */
 	int retries;       /* times the caller sent it again (a deadlock victim) */
+	bool as_json;      /* the caller sends it as `json` (the database declined it in another form) */
 };
 
 /* The outcome of one item: `refused` (its batch could not be sent: the caller answers 503), `ok`

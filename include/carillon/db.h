@@ -8,9 +8,12 @@
 #define CARILLON_DB_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 #include <uv.h>
+
+#include "carillon/util.h"
 
 /* How a query ended. */
 struct carillon_db_result {
@@ -39,6 +42,30 @@ int carillon_db_query(const char *sql, int nparams, const char *const *params, c
  * different lanes run at once on different connections. */
 int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
 			   void *arg);
+/* The same with binary parameters (PostgreSQL's binary format: carillon_db_array builds arrays in
+ * it), params[i] of lengths[i] bytes (NULL = SQL NULL); the statement's text gives their types. */
+int carillon_db_query_lane_binary(int lane, const char *sql, int nparams, const char *const *params,
+				  const int *lengths, carillon_db_cb cb, void *arg);
+/* A one-dimensional array parameter in PostgreSQL's binary format (src/db/array.c): begin with the
+ * element type's OID and the number of elements, add exactly that many, finish (the bytes and
+ * their length, owned by the array), free. */
+#define CARILLON_PG_INT8_OID 20
+#define CARILLON_PG_TEXT_OID 25
+#define CARILLON_PG_JSONB_OID 3802
+struct carillon_db_array {
+	struct carillon_buf buf;
+	bool nulls;
+};
+void carillon_db_array_begin(struct carillon_db_array *a, uint32_t elem_oid, int n);
+void carillon_db_array_null(struct carillon_db_array *a);
+/* text of len bytes (NULL s: SQL NULL); valid UTF-8 without NUL, or the server refuses the query */
+void carillon_db_array_text(struct carillon_db_array *a, const char *s, size_t len);
+void carillon_db_array_int8(struct carillon_db_array *a, int64_t v);
+/* a jsonb element from JSON text (NULL json: SQL NULL) */
+void carillon_db_array_jsonb(struct carillon_db_array *a, const char *json, size_t len);
+const char *carillon_db_array_finish(struct carillon_db_array *a, int *len);
+void carillon_db_array_free(struct carillon_db_array *a);
+
 /* The number of write lanes: CARILLON_WRITE_LANES, at most the pool's size less one and
  * CARILLON_DB_LANES_MAX (at least 1). */
 #define CARILLON_DB_LANES_MAX 8

@@ -71,6 +71,8 @@ void carillon_metrics_request(const char *service, const char *operation, int st
 /* Group commit: a batch of `items` writes was sent; a batch's transaction took `seconds`. */
 void carillon_metrics_batch_sent(size_t items);
 void carillon_metrics_batch_done(double seconds);
+/* A batch of plain sends was answered as columns (carillon_api.send_messages), or declined there. */
+void carillon_metrics_batch_columns(bool declined);
 /* The lateness of the loop's 100 ms timer (src/server.c). */
 void carillon_metrics_loop_lag(double seconds);
 

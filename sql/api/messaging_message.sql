@@ -380,10 +380,14 @@ end $$;
 
 -- A persistent send's idempotency key: the md5 of its channel, sender and ClientRequestToken, as a
 -- uuid (channel_messages.request_key, unique: see sql/migrations/095_message_ids.sql).
+create or replace function carillon.request_key_of(p_arn text, p_bearer text, p_token text) returns uuid
+language sql immutable as $$
+    select md5(p_arn || chr(1) || p_bearer || chr(1) || p_token)::uuid
+$$;
 create or replace function carillon.send_request_key(ctx jsonb, input jsonb) returns uuid
 language sql immutable as $$
-    select md5(input->>'ChannelArn' || chr(1) || coalesce(input->>'ChimeBearer', ctx->>'user_arn', '') || chr(1)
-               || (input->>'ClientRequestToken'))::uuid
+    select carillon.request_key_of(input->>'ChannelArn', coalesce(input->>'ChimeBearer', ctx->>'user_arn', ''),
+                                   input->>'ClientRequestToken')
 $$;
 
 -- A persistent message's id: the request time in milliseconds (12 hex digits), so that a channel's
@@ -392,9 +396,13 @@ $$;
 -- answers with the id stored the first time. The batch path below computes it in two statements;
 -- this keeps the two and the per-item function's formula one. send_message_id_of takes the request
 -- key already computed (send_batch's check has it).
+create or replace function carillon.message_id_at(p_now_ms bigint, p_key uuid) returns text
+language sql immutable as $$
+    select lpad(to_hex(p_now_ms), 12, '0') || left(replace(p_key::text, '-', ''), 20)
+$$;
 create or replace function carillon.send_message_id_of(ctx jsonb, p_key uuid) returns text
 language sql immutable as $$
-    select lpad(to_hex((ctx->>'now_ms')::bigint), 12, '0') || left(replace(p_key::text, '-', ''), 20)
+    select carillon.message_id_at((ctx->>'now_ms')::bigint, p_key)
 $$;
 -- The CREATE_CHANNEL_MESSAGE event's payload of a plain persistent send (send_batch, send_few), as
 -- the JSON text the websocket frame carries (events.payload_text, migration 097): the document
@@ -404,21 +412,29 @@ $$;
 -- would not do for a function declared immutable around the stable to_json). What it
 -- saves the lane and every listener: BENCHMARKS.md, issue 11 session 16. tests/sql/50_send_batch.sql
 -- compares it with the item path's payload as jsonb.
-create or replace function carillon.sent_message_payload(p_arn text, p_id text, p_input jsonb, p_iso text,
-                                                         p_sender jsonb) returns text
+create or replace function carillon.sent_message_payload_of(p_arn text, p_id text, p_content text, p_metadata text,
+                                                            p_type text, p_iso text, p_sender jsonb,
+                                                            p_attributes jsonb, p_content_type text) returns text
 language sql stable as $$
     select '{"ChannelArn": ' || to_json(p_arn)::text
         || ', "MessageId": ' || to_json(p_id)::text
-        || coalesce(', "Content": ' || to_json(p_input->>'Content')::text, '')
-        || coalesce(', "Metadata": ' || to_json(p_input->>'Metadata')::text, '')
-        || coalesce(', "Type": ' || to_json(p_input->>'Type')::text, '')
+        || coalesce(', "Content": ' || to_json(p_content)::text, '')
+        || coalesce(', "Metadata": ' || to_json(p_metadata)::text, '')
+        || coalesce(', "Type": ' || to_json(p_type)::text, '')
         || ', "CreatedTimestamp": "' || p_iso || '", "LastUpdatedTimestamp": "' || p_iso || '"'
         || coalesce(', "Sender": ' || jsonb_strip_nulls(nullif(p_sender, 'null'))::text, '')
         || ', "Redacted": false, "Persistence": "PERSISTENT", "Status": {"Value": "SENT"}'
         || coalesce(', "MessageAttributes": '
-                    || jsonb_strip_nulls(nullif(p_input->'MessageAttributes', 'null'))::text, '')
-        || coalesce(', "ContentType": ' || to_json(p_input->>'ContentType')::text, '')
+                    || jsonb_strip_nulls(nullif(p_attributes, 'null'))::text, '')
+        || coalesce(', "ContentType": ' || to_json(p_content_type)::text, '')
         || '}'
+$$;
+create or replace function carillon.sent_message_payload(p_arn text, p_id text, p_input jsonb, p_iso text,
+                                                         p_sender jsonb) returns text
+language sql stable as $$
+    select carillon.sent_message_payload_of(p_arn, p_id, p_input->>'Content', p_input->>'Metadata',
+                                            p_input->>'Type', p_iso, p_sender, p_input->'MessageAttributes',
+                                            p_input->>'ContentType')
 $$;
 create or replace function carillon.send_message_id(ctx jsonb, input jsonb) returns text
 language sql immutable as $$
@@ -458,8 +474,56 @@ create or replace function carillon.send_batch(p_items jsonb) returns text[]
 language plpgsql as $$
 declare
     v_plain boolean;
-    v_first_arn text;
-    v_last_arn text;
+begin
+    -- 0. Only batches of plain persistent sends (cheap: no table read). A CONTROL message with a
+    -- Metadata member, even JSON null, is not one (the item path refuses it; send_cols sees only
+    -- the member's text).
+    select coalesce(bool_and(coalesce(e->>'fn' = 'send_channel_message'
+                                      and e->'input'->>'Persistence' = 'PERSISTENT'
+                                      and not e->'input' ? 'Target' and not e->'input' ? 'SubChannelId'
+                                      and e->'input'->>'ClientRequestToken' is not null
+                                      and coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') is not null
+                                      and not (e->'input'->>'Type' = 'CONTROL' and e->'input' ? 'Metadata'),
+                                      false)), false)
+      into v_plain
+      from jsonb_array_elements(p_items) e;
+    if not v_plain then
+        return null;
+    end if;
+    -- The items as send_cols takes them (the gateway sends a batch of plain sends as these columns
+    -- itself: src/api/send_batch.c).
+    return (select carillon.send_cols(
+                       array_agg(distinct e->'input'->>'ChannelArn'),
+                       array_agg(e->'input'->>'ChannelArn' order by n),
+                       array_agg(coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') order by n),
+                       array_agg(e->'ctx'->>'principal' order by n),
+                       array_agg(e->'ctx'->>'user_arn' order by n),
+                       array_agg((e->'ctx'->>'user_gen')::bigint order by n),
+                       array_agg(e->'input'->>'Type' order by n),
+                       array_agg(e->'input'->>'Content' order by n),
+                       array_agg(e->'input'->>'Metadata' order by n),
+                       array_agg(e->'input'->>'ContentType' order by n),
+                       array_agg(e->'input'->'MessageAttributes' order by n),
+                       array_agg(e->'input'->'PushNotification' order by n),
+                       array_agg(e->'input'->>'ClientRequestToken' order by n),
+                       array_agg((e->'ctx'->>'now_ms')::bigint order by n))
+              from jsonb_array_elements(p_items) with ordinality as t(e, n));
+end $$;
+
+-- send_batch's steps 1-3 on the batch as columns, one element an item, in item order: p_channels the
+-- batch's distinct channels; p_bearers the sender (ChimeBearer, else the credential's user);
+-- p_principals, p_user_arns, p_user_gens the caller (the request context's principal, user_arn,
+-- user_gen); the input's members (NULL where absent; MessageAttributes and PushNotification as the
+-- JSON given, so JSON null is present); p_now_ms the request time. Returns the answers in item
+-- order, or NULL, before writing anything, for a batch the item path must take.
+create or replace function carillon.send_cols(p_channels text[], p_arns text[], p_bearers text[], p_principals text[],
+                                              p_user_arns text[], p_user_gens bigint[], p_types text[],
+                                              p_contents text[], p_metadata text[], p_content_types text[],
+                                              p_attributes jsonb[], p_push jsonb[], p_tokens text[],
+                                              p_now_ms bigint[])
+returns text[]
+language plpgsql as $$
+declare
     v_ok boolean;
     v_out text[];
     v_last bigint;
@@ -471,36 +535,17 @@ declare
     v_senders jsonb[];
     v_keys uuid[];
 begin
-    -- 0. Only batches of plain persistent sends (cheap: no table read), and the range of their
-    -- channels, which tells the lock below whether the batch has one channel (most have: locking
-    -- that one by its key spared the lane a pass over the batch's document and a sort, 0.42 M
-    -- instructions of 15.2 M for a batch of 31: BENCHMARKS.md, issue 11 session 17).
-    select coalesce(bool_and(coalesce(e->>'fn' = 'send_channel_message'
-                                      and e->'input'->>'Persistence' = 'PERSISTENT'
-                                      and not e->'input' ? 'Target' and not e->'input' ? 'SubChannelId'
-                                      and e->'input'->>'ClientRequestToken' is not null
-                                      and coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') is not null,
-                                      false)), false),
-           min(e->'input'->>'ChannelArn'), max(e->'input'->>'ChannelArn')
-      into v_plain, v_first_arn, v_last_arn
-      from jsonb_array_elements(p_items) e;
-    if not v_plain then
-        return null;
-    end if;
-
     -- The channel rows, locked to commit in ARN order, as lock_batch_channels locks them for the
     -- item path (a batch of sends has no other rows to lock: invoke_batch takes that function only
-    -- for a batch declined here). A statement of its own, before the check: the check's snapshot
-    -- must be taken after the locks are held, so that it sees what a write that held one committed.
-    if v_first_arn = v_last_arn then
-        perform 1 from carillon.channels where arn = v_first_arn for no key update;
+    -- for a batch declined here); a batch's one channel by its key (most have one: that spared the
+    -- lane a pass and a sort, BENCHMARKS.md issue 11 session 17). A statement of its own, before the
+    -- check: the check's snapshot must be taken after the locks are held, so that it sees what a
+    -- write that held one committed.
+    if cardinality(p_channels) = 1 then
+        perform 1 from carillon.channels where arn = p_channels[1] for no key update;
     else
-        perform 1 from carillon.channels
-         where arn in (select distinct e->'input'->>'ChannelArn' from jsonb_array_elements(p_items) e)
-         order by arn
-           for no key update;
+        perform 1 from carillon.channels where arn = any(p_channels) order by arn for no key update;
     end if;
-
     -- 1. Every check of send_channel_message, for every item at once.
     -- Every lookup is a LATERAL subquery with LIMIT 1: one index probe per row whatever the planner
     -- guesses about the batch (a plain join or EXISTS may be turned into a hash of the whole table,
@@ -516,14 +561,12 @@ begin
     -- key belongs to one channel, whose row this batch (or the item path's UPDATE of the channel)
     -- holds to commit.
     with items as (
-        select t.n, e->'input'->>'ChannelArn' as arn,
-               coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-               e->'ctx'->>'principal' as principal, e->'ctx'->>'user_arn' as user_arn,
-               (e->'ctx'->>'user_gen')::bigint as user_gen,
-               e->'input'->>'Type' as type, e->'input'->>'Content' as content,
-               e->'input' ? 'Metadata' as has_metadata,
-               carillon.send_request_key(e->'ctx', e->'input') as key
-          from jsonb_array_elements(p_items) with ordinality as t(e, n)),
+        select t.n, t.arn, t.bearer, t.principal, t.user_arn, t.user_gen, t.type, t.content,
+               t.metadata is not null as has_metadata,
+               carillon.request_key_of(t.arn, t.bearer, t.token) as key
+          from unnest(p_arns, p_bearers, p_principals, p_user_arns, p_user_gens, p_types, p_contents, p_metadata,
+                      p_tokens)
+               with ordinality as t(arn, bearer, principal, user_arn, user_gen, type, content, metadata, token, n)),
     pairs as (
         select p.arn, p.bearer, p.principal, p.user_arn, p.user_gen,
                c.app_instance_id as app, c.last_message_at as last_at, c.flow_arn is null as no_flow,
@@ -577,14 +620,11 @@ begin
     -- of a subquery sorted by n.
     perform pg_advisory_xact_lock(7263, 1);
     with items as (
-        select t.n, e->'input' as input, e->'input'->>'ChannelArn' as arn,
-               coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') as bearer,
-               carillon.send_message_id_of(e->'ctx', f.key) as id,
-               f.key, f.app_instance_id, f.sender, f.last_at,
-               to_timestamp((e->'ctx'->>'now_ms')::bigint / 1000.0) as now
-          from jsonb_array_elements(p_items) with ordinality as t(e, n)
-          join unnest(v_apps, v_lasts, v_senders, v_keys) with ordinality
-               as f(app_instance_id, last_at, sender, key, n) on f.n = t.n),
+        select t.*, carillon.message_id_at(t.now_ms, t.key) as id, to_timestamp(t.now_ms / 1000.0) as now
+          from unnest(p_arns, p_bearers, p_types, p_contents, p_metadata, p_content_types, p_attributes, p_push,
+                      p_now_ms, v_apps, v_lasts, v_senders, v_keys)
+               with ordinality as t(arn, bearer, type, content, metadata, content_type, attributes, push,
+                                    now_ms, app_instance_id, last_at, sender, key, n)),
     timed as (
         select i.*,
                greatest(i.last_at,
@@ -599,22 +639,22 @@ begin
         insert into carillon.channel_messages
             (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type,
              attributes, push_notification, created_at, updated_at, status)
-        select arn, id, key, seq, bearer, input->>'Type', input->>'Content', input->>'Metadata',
-               input->>'ContentType', input->'MessageAttributes', input->'PushNotification', at, at, 'SENT'
+        select arn, id, key, seq, bearer, type, content, metadata, content_type, attributes, push, at, at, 'SENT'
           from numbered),
     -- One channel row per channel, found by its key (a join of the batch's rows with channels is
     -- planned as a hash join over a scan of channels, the batch taken for 100 rows: 0.15 ms a batch
     -- over 100 channels whose rows churn).
     moved as (
         update carillon.channels c set last_message_at = (select max(t.at) from timed t where t.arn = c.arn)
-         where c.arn = any(array(select distinct arn from timed))
+         where c.arn = any(p_channels)
            and (c.last_message_at is null
                 or c.last_message_at < (select max(t.at) from timed t where t.arn = c.arn))),
     logged as (
         insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload_text,
                                      audience, arns, joins, leaves, closes)
-        select position, app_instance_id, arn, 'CREATE_CHANNEL_MESSAGE', input->>'Type',
-               carillon.sent_message_payload(arn, id, input, iso, sender),
+        select position, app_instance_id, arn, 'CREATE_CHANNEL_MESSAGE', type,
+               carillon.sent_message_payload_of(arn, id, content, metadata, type, iso, sender, attributes,
+                                                content_type),
                'members', '{}', '{}', '{}', false
           from numbered)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in
@@ -626,12 +666,27 @@ begin
       from numbered n;
 
     -- 3. The push intents (sql/api/push.sql; they read the stored messages).
-    perform carillon.push_enqueue_message(e->'input'->>'ChannelArn', carillon.send_message_id(e->'ctx', e->'input'))
-       from jsonb_array_elements(p_items) e
-      where e->'input' ? 'PushNotification';
+    perform carillon.push_enqueue_message(t.arn, carillon.message_id_at(t.now_ms, t.key))
+       from unnest(p_arns, p_push, p_now_ms, v_keys) as t(arn, push, now_ms, key)
+      where t.push is not null;
 
     perform pg_notify('carillon_events', v_last::text);
     return v_out;
+end $$;
+
+-- The gateway's call for a batch of plain sends (src/api/send_batch.c): send_cols' answers as rows in
+-- item order, none when it declines (the gateway then sends the batch to invoke_batch_rows).
+create or replace function carillon_api.send_messages(p_channels text[], p_arns text[], p_bearers text[],
+                                                      p_principals text[], p_user_arns text[], p_user_gens bigint[],
+                                                      p_types text[], p_contents text[], p_metadata text[],
+                                                      p_content_types text[], p_attributes jsonb[], p_push jsonb[],
+                                                      p_tokens text[], p_now_ms bigint[])
+returns setof text
+language plpgsql as $$
+begin
+    return query select unnest(carillon.send_cols(p_channels, p_arns, p_bearers, p_principals, p_user_arns,
+                                                  p_user_gens, p_types, p_contents, p_metadata, p_content_types,
+                                                  p_attributes, p_push, p_tokens, p_now_ms));
 end $$;
 
 -- The same group commit for a small batch, an item at a time (carillon_api.invoke_batch_rows takes it

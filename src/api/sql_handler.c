@@ -9,7 +9,9 @@
  * collects while one commits), everything queued (up to CARILLON_WRITE_BATCH_MAX)
  * is sent as one carillon_api.invoke_batch_rows() call: one transaction, each request in its own
  * subtransaction (carillon.run_op: idempotency, then the function), one event-lock acquisition and
- * one NOTIFY for all of them, each request answered after the commit from its row. An ok row's
+ * one NOTIFY for all of them, each request answered after the commit from its row. A batch of more
+ * than eight plain persistent sends goes as typed columns instead (send_batch.c,
+ * carillon_api.send_messages), and item by item only if the database declines it. An ok row's
  * output is JSON text; where the operation's output needs no rewriting it is the response body as
  * it is, never decoded and encoded again. The queue holds at most
  * CARILLON_WRITE_QUEUE_MAX writes; beyond, ServiceUnavailableException.
@@ -29,7 +31,9 @@
 #include "carillon/config.h"
 #include "carillon/db.h"
 #include "carillon/log.h"
+#include "carillon/metrics.h"
 #include "carillon/util.h"
+#include "send_batch.h"
 
 #define NEXT_TOKEN_PURPOSE "carillon next token v1"
 
@@ -128,14 +132,19 @@ static int append_json(struct carillon_buf *b, const json_t *v)
  * `after`, a listing's cursor, when given. A context missing a member would change who the database
  * thinks is calling: any member that cannot be written (text that is not UTF-8) fails the request
  * instead (-1). */
+void carillon_api_principal_name(const struct carillon_principal *p, char *out, size_t size)
+{
+	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
+		snprintf(out, size, "admin:%s", p->access_key_id);
+	else
+		snprintf(out, size, "%s", p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : "user");
+}
+
 static int append_ctx(struct carillon_buf *b, struct carillon_req *r, const json_t *after)
 {
 	const struct carillon_principal *p = carillon_req_principal(r);
 	char principal[160];
-	snprintf(principal, sizeof(principal), "%s",
-		 p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : p->kind == CARILLON_PRINCIPAL_ADMIN ? "admin" : "user");
-	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
-		snprintf(principal, sizeof(principal), "admin:%s", p->access_key_id);
+	carillon_api_principal_name(p, principal, sizeof(principal));
 	int failed = 0;
 	carillon_buf_appendf(b, "{\"now_ms\":%lld,\"region\":", (long long)carillon_req_time_ms(r));
 	failed |= carillon_json_string(b, carillon_cfg.region);
@@ -237,6 +246,9 @@ void carillon_api_on_batch_events(void (*fn)(const struct pg_result *res, int fi
 /* A batch chosen as a deadlock's victim (two lanes' transactions waiting for each other's rows:
  * the item path locks rows in the order its operations need them) is sent again, this many times. */
 #define BATCH_DEADLOCK_RETRIES 3
+/* invoke_batch_rows hands a batch of up to this many items to carillon.send_few, which checks and
+ * writes a small batch faster an item at a time; a larger batch of plain sends goes as columns. */
+#define SEND_FEW_MAX 8
 
 /* Row i of invoke_batch_rows: ok (output JSON text), or state + message. */
 static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
@@ -252,17 +264,24 @@ static void batch_row(void *rows, size_t i, struct carillon_batch_outcome *o)
 
 static int batch_send(struct carillon_batch *batch);
 
-static void batch_done(void *arg, const struct carillon_db_result *res)
+/* A batch that failed: sent again when it was a deadlock's victim, else every item answered with
+ * the error. */
+static void batch_failed(struct carillon_batch *batch, const struct carillon_db_result *res)
 {
-	struct carillon_batch *batch = arg;
-	struct carillon_batcher *b = batch->batcher;
-	if (!res->res && res->sqlstate && !strcmp(res->sqlstate, "40P01") && batch->retries < BATCH_DEADLOCK_RETRIES) {
+	if (res->sqlstate && !strcmp(res->sqlstate, "40P01") && batch->retries < BATCH_DEADLOCK_RETRIES) {
 		batch->retries++;
 		if (!batch_send(batch))
 			return;
 	}
+	carillon_batcher_complete(batch->batcher, batch, NULL, res->sqlstate, res->message);
+}
+
+static void batch_done(void *arg, const struct carillon_db_result *res)
+{
+	struct carillon_batch *batch = arg;
+	struct carillon_batcher *b = batch->batcher;
 	if (!res->res)
-		carillon_batcher_complete(b, batch, NULL, res->sqlstate, res->message);
+		batch_failed(batch, res);
 	else if (PQnfields(res->res) < BATCH_EVENTS_FIRST)
 		carillon_batcher_complete(b, batch, NULL, "XX000", "invoke_batch_rows returned no rows");
 	else {
@@ -272,12 +291,49 @@ static void batch_done(void *arg, const struct carillon_db_result *res)
 	}
 }
 
+/* Row i of carillon_api.send_messages: the item's answer. */
+static void send_row(void *rows, size_t i, struct carillon_batch_outcome *o)
+{
+	PGresult *res = rows;
+	if (!PQgetisnull(res, (int)i, 0))
+		o->ok_text = PQgetvalue(res, (int)i, 0);
+}
+
+/* The answer of a batch sent as columns: no rows when the database declined it (an item that must
+ * be refused or answered on its own), which then goes the general way. */
+static void send_done(void *arg, const struct carillon_db_result *res)
+{
+	struct carillon_batch *batch = arg;
+	if (!res->res) {
+		batch_failed(batch, res);
+		return;
+	}
+	bool declined = PQntuples(res->res) == 0;
+	carillon_metrics_batch_columns(declined);
+	if (!declined) {
+		carillon_batcher_complete_rows(batch->batcher, batch, (size_t)PQntuples(res->res), send_row, res->res);
+		return;
+	}
+	batch->as_json = true;
+	if (batch_send(batch))
+		carillon_batcher_complete(batch->batcher, batch, NULL, "53300", "the database queue is full");
+}
+
 /* The lane: one batch after the other on one connection, the next one waiting at the server
- * (carillon/db.h). */
+ * (carillon/db.h). A batch of plain sends larger than carillon.send_few takes goes as columns
+ * (send_batch.c); any other as its items' documents. */
 static int batch_send(struct carillon_batch *batch)
 {
+	int lane = (int)(batch->batcher - batchers);
+	struct carillon_send_columns cols;
+	if (batch->n > SEND_FEW_MAX && !batch->as_json && !carillon_send_batch_columns(&cols, batch->owners, batch->n)) {
+		int rc = carillon_db_query_lane_binary(lane, CARILLON_SEND_SQL, CARILLON_SEND_COLUMNS, cols.params,
+						       cols.lengths, send_done, batch);
+		carillon_send_batch_columns_free(&cols);
+		return rc;
+	}
 	const char *params[1] = {batch->json};
-	return carillon_db_query_lane((int)(batch->batcher - batchers), BATCH_SQL, 1, params, batch_done, batch);
+	return carillon_db_query_lane(lane, BATCH_SQL, 1, params, batch_done, batch);
 }
 
 static int batch_submit(void *ctx, struct carillon_batch *batch) { return batch_send(batch); }

@@ -40,6 +40,7 @@ struct db_query {
 	char *sql;
 	int nparams;
 	char **params;
+	int *lengths, *formats;   /* binary parameters: their lengths, and 1 for each; NULL for text */
 	carillon_db_cb cb;
 	void *arg;
 	/* in flight: its Parse precedes it in the same pipeline segment (statement stmt_name) */
@@ -102,26 +103,39 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void pump(void);
 
 /* A query and copies of its text and parameters in one allocation (one malloc per statement
- * instead of 3 + one per parameter). */
-static struct db_query *query_new(const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
-				  void *arg)
+ * instead of 3 + one per parameter). `lengths` NULL: text parameters (NUL-terminated); else every
+ * parameter is binary, of lengths[i] bytes (carillon_db_query_lane_binary). */
+static struct db_query *query_new(const char *sql, int nparams, const char *const *params, const int *lengths,
+				  carillon_db_cb cb, void *arg)
 {
 	size_t sql_len = strlen(sql) + 1, size = sizeof(struct db_query) + (size_t)nparams * sizeof(char *) + sql_len;
+	if (lengths)
+		size += 2 * (size_t)nparams * sizeof(int);
 	for (int i = 0; i < nparams; i++)
-		size += params[i] ? strlen(params[i]) + 1 : 0;
+		if (params[i])
+			size += lengths ? (size_t)lengths[i] : strlen(params[i]) + 1;
 	struct db_query *q = carillon_xmalloc(size);
 	memset(q, 0, sizeof(*q));
 	q->params = (char **)(q + 1);
 	char *p = (char *)(q->params + nparams);
+	if (lengths) {
+		q->lengths = (int *)p;
+		q->formats = q->lengths + nparams;
+		p = (char *)(q->formats + nparams);
+	}
 	q->sql = memcpy(p, sql, sql_len);
 	p += sql_len;
 	for (int i = 0; i < nparams; i++) {
+		if (lengths) {
+			q->lengths[i] = params[i] ? lengths[i] : 0;
+			q->formats[i] = 1;
+		}
 		if (!params[i]) {
 			q->params[i] = NULL;
 			continue;
 		}
-		size_t n = strlen(params[i]) + 1;
-		q->params[i] = memcpy(p, params[i], n);
+		size_t n = lengths ? (size_t)lengths[i] : strlen(params[i]) + 1;
+		q->params[i] = n ? memcpy(p, params[i], n) : p;
 		p += n;
 	}
 	q->nparams = nparams;
@@ -304,7 +318,7 @@ static void listener_subscribe_one(struct db_conn *c, int i)
 	struct carillon_buf sql = {0};
 	carillon_buf_appendf(&sql, "LISTEN %s", ident ? ident : "\"carillon\"");
 	PQfreemem(ident);
-	struct db_query *q = query_new(sql.data, 0, NULL, listener_subscribed, (void *)(intptr_t)i);
+	struct db_query *q = query_new(sql.data, 0, NULL, NULL, listener_subscribed, (void *)(intptr_t)i);
 	free(sql.data);
 	conn_send(c, q);
 }
@@ -348,13 +362,13 @@ static int conn_send_pipelined(struct db_conn *c, struct db_query *q)
 		if (!PQsendPrepare(c->pg, st->name, q->sql, q->nparams, NULL))
 			return -1;
 		q->parse_sent = true;
-		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, NULL, NULL, 0))
+		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, q->lengths, q->formats, 0))
 			return -1;
 	} else if (st && st->ready) {
 		memcpy(q->stmt_name, st->name, sizeof(q->stmt_name));
-		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, NULL, NULL, 0))
+		if (!PQsendQueryPrepared(c->pg, st->name, q->nparams, params, q->lengths, q->formats, 0))
 			return -1;
-	} else if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, params, NULL, NULL, 0)) {
+	} else if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, params, q->lengths, q->formats, 0)) {
 		return -1; /* (its Parse is still in flight, the cache is full, or the listener's LISTEN) */
 	}
 	return PQpipelineSync(c->pg) ? 0 : -1;
@@ -563,12 +577,13 @@ static void pump(void)
 static bool has_room(const struct db_conn *c) { return c && c->n_flight < pipeline_depth(); }
 
 /* lane: a write lane, or -1 for the shared queue. */
-static int enqueue(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
+static int enqueue(int lane, const char *sql, int nparams, const char *const *params, const int *lengths,
+		   carillon_db_cb cb, void *arg)
 {
 	if (q_len >= carillon_cfg.db_queue_max || shutting_down)
 		return -1;
 	struct db_query **head = lane < 0 ? &q_head : &oq_head[lane], **tail = lane < 0 ? &q_tail : &oq_tail[lane];
-	struct db_query *q = query_new(sql, nparams, params, cb, arg);
+	struct db_query *q = query_new(sql, nparams, params, lengths, cb, arg);
 	if (*head || !has_room(lane < 0 ? conn_with_room() : lane_conn(lane))) /* it will wait in the queue */
 		carillon_metrics_db_wait();
 	if (*tail)
@@ -583,7 +598,7 @@ static int enqueue(int lane, const char *sql, int nparams, const char *const *pa
 
 int carillon_db_query(const char *sql, int nparams, const char *const *params, carillon_db_cb cb, void *arg)
 {
-	return enqueue(-1, sql, nparams, params, cb, arg);
+	return enqueue(-1, sql, nparams, params, NULL, cb, arg);
 }
 
 int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *const *params, carillon_db_cb cb,
@@ -591,7 +606,15 @@ int carillon_db_query_lane(int lane, const char *sql, int nparams, const char *c
 {
 	if (lane < 0 || lane >= carillon_db_lanes())
 		lane = 0;
-	return enqueue(lane, sql, nparams, params, cb, arg);
+	return enqueue(lane, sql, nparams, params, NULL, cb, arg);
+}
+
+int carillon_db_query_lane_binary(int lane, const char *sql, int nparams, const char *const *params,
+				  const int *lengths, carillon_db_cb cb, void *arg)
+{
+	if (lane < 0 || lane >= carillon_db_lanes())
+		lane = 0;
+	return enqueue(lane, sql, nparams, params, lengths, cb, arg);
 }
 
 void carillon_db_listen(const char *channel, carillon_db_notify_fn on_notify, carillon_db_up_fn on_up)

@@ -28,7 +28,7 @@ static struct {
 	struct carillon_metric_family *requests, *request_seconds;
 	struct carillon_metric_family *db_errors, *sessions_closed, *outbound, *outbox_depth, *outbox_age,
 	    *outbox_outcomes;
-	struct carillon_metric *batches, *batch_size, *commit_seconds;
+	struct carillon_metric *batches, *batch_size, *commit_seconds, *batches_columns, *batches_declined;
 	struct carillon_metric *db_waits, *db_reconnects, *db_up, *db_busy, *db_queued;
 	struct carillon_metric *s_open, *s_opened, *s_established, *s_frames, *s_bytes, *s_queued, *s_slow, *s_resumes,
 	    *s_resyncs;
@@ -63,6 +63,10 @@ static void init_http_and_db(void)
 	    "carillon_http_request_duration_seconds", "Time from a complete request head to its answer, by operation",
 	    CARILLON_METRIC_HISTOGRAM, "service,operation", latency_buckets, N(latency_buckets), MAX_OP_SERIES);
 	cat.batches = counter("carillon_write_batches_total", "Group-commit transactions sent (carillon_api.invoke_batch)");
+	cat.batches_columns = counter("carillon_write_batches_columns_total",
+				      "Group-commit transactions of plain sends written from columns (carillon_api.send_messages)");
+	cat.batches_declined = counter("carillon_write_batches_columns_declined_total",
+				       "Batches of plain sends carillon_api.send_messages declined (sent again item by item)");
 	cat.batch_size = single("carillon_write_batch_size", "Writes per group-commit transaction",
 				CARILLON_METRIC_HISTOGRAM, batch_buckets, N(batch_buckets));
 	cat.commit_seconds = single("carillon_write_batch_duration_seconds",
@@ -186,6 +190,12 @@ void carillon_metrics_batch_sent(size_t items)
 		return;
 	carillon_metric_add(cat.batches, 1);
 	carillon_metric_observe(cat.batch_size, (double)items);
+}
+
+void carillon_metrics_batch_columns(bool declined)
+{
+	if (cat.ready)
+		carillon_metric_add(declined ? cat.batches_declined : cat.batches_columns, 1);
 }
 
 void carillon_metrics_loop_lag(double seconds)

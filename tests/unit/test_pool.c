@@ -66,6 +66,59 @@ static void plain_cb(void *arg, const struct carillon_db_result *r) { record(arg
 
 static void tick(uv_timer_t *t) { (void)t; }
 
+/* Binary array parameters (carillon_db_array, carillon_db_query_lane_binary): what the server
+ * prints of them. */
+static struct {
+	bool done;
+	char text[256];
+} arrays[2];
+
+static void arrays_cb(void *arg, const struct carillon_db_result *r)
+{
+	int i = (int)(intptr_t)arg;
+	arrays[i].done = true;
+	if (r->res && PQntuples(r->res) == 1)
+		snprintf(arrays[i].text, sizeof(arrays[i].text), "%s|%s|%s|%s", PQgetvalue(r->res, 0, 0),
+			 PQgetvalue(r->res, 0, 1), PQgetvalue(r->res, 0, 2), PQgetvalue(r->res, 0, 3));
+	else
+		snprintf(arrays[i].text, sizeof(arrays[i].text), "error %s: %s", r->sqlstate ? r->sqlstate : "-",
+			 r->message ? r->message : "-");
+}
+
+static bool arrays_answered(void) { return arrays[0].done && arrays[1].done; }
+
+static void send_arrays(int i)
+{
+	struct carillon_db_array a[4];
+	carillon_db_array_begin(&a[0], CARILLON_PG_TEXT_OID, 5);
+	carillon_db_array_text(&a[0], "a bc", 3);
+	carillon_db_array_text(&a[0], NULL, 0);
+	carillon_db_array_text(&a[0], "\xc3\xa9\xf0\x9f\x98\x80", 6);
+	carillon_db_array_text(&a[0], "", 0);
+	carillon_db_array_text(&a[0], "q\"\\", 3);
+	carillon_db_array_begin(&a[1], CARILLON_PG_INT8_OID, 3);
+	carillon_db_array_int8(&a[1], -1);
+	carillon_db_array_int8(&a[1], 9007199254740993LL);
+	carillon_db_array_null(&a[1]);
+	carillon_db_array_begin(&a[2], CARILLON_PG_JSONB_OID, 3);
+	carillon_db_array_jsonb(&a[2], "null", 4);
+	carillon_db_array_jsonb(&a[2], NULL, 0);
+	carillon_db_array_jsonb(&a[2], "{\"k\":[1]}", 9);
+	carillon_db_array_begin(&a[3], CARILLON_PG_INT8_OID, 2);
+	carillon_db_array_int8(&a[3], 1);
+	carillon_db_array_int8(&a[3], 2);
+	const char *params[4];
+	int lengths[4];
+	for (int k = 0; k < 4; k++)
+		params[k] = carillon_db_array_finish(&a[k], &lengths[k]);
+	assert_int_equal(carillon_db_query_lane_binary(0, "select $1::text[]::text, $2::int8[]::text, $3::jsonb[]::text, "
+							  "$4::int8[]::text",
+						       4, params, lengths, arrays_cb, (void *)(intptr_t)i),
+			 0);
+	for (int k = 0; k < 4; k++)
+		carillon_db_array_free(&a[k]);
+}
+
 /* Run the loop until done() or about 20 s. */
 static bool run_until(bool (*done)(void))
 {
@@ -154,6 +207,15 @@ static void test_write_lanes(void **state)
 		assert_int_not_equal(plain[i].pid, ordered[0].pid); /* not behind the lanes' queries */
 		assert_int_not_equal(plain[i].pid, ordered[1].pid);
 	}
+
+	/* Twice: the first prepares the text, the second runs the prepared statement. */
+	send_arrays(0);
+	send_arrays(1);
+	assert_true(run_until(arrays_answered));
+	const char *want = "{\"a b\",NULL,\xc3\xa9\xf0\x9f\x98\x80,\"\",\"q\\\"\\\\\"}|{-1,9007199254740993,NULL}|"
+			   "{\"null\",NULL,\"{\\\"k\\\": [1]}\"}|{1,2}";
+	assert_string_equal(arrays[0].text, want);
+	assert_string_equal(arrays[1].text, want);
 
 	carillon_db_shutdown();
 	int rc = UV_EBUSY;

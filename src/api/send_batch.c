@@ -1,0 +1,157 @@
+/*
+ * A batch of plain persistent sends as columns (carillon_api.send_messages): the gateway has parsed
+ * and validated every request already, so instead of a JSON document of documents for the database
+ * to parse again and pick apart member by member (carillon_api.invoke_batch_rows), it sends each
+ * member the set path reads as one typed array in PostgreSQL's binary format, an element an item.
+ * The lane's instructions a batch of 31: BENCHMARKS.md, issue 11 session 18.
+ *
+ * "Plain" is carillon.send_batch's step 0, tested here on the request: SendChannelMessage,
+ * PERSISTENT, no Target, no SubChannelId, a ClientRequestToken, a sender (ChimeBearer, or the
+ * credential's user), no Metadata on a CONTROL message; every member it reads a string when given.
+ * The database runs every other check and declines a batch that fails one (no rows, nothing
+ * written): the caller then sends the batch the general way, where each item gets its own answer.
+ */
+#include <string.h>
+
+#include "carillon/api.h"
+#include "carillon/auth.h"
+#include "carillon/db.h"
+#include "carillon/http.h"
+#include "carillon/util.h"
+#include "send_batch.h"
+
+/* A member that must be a string when present; false when it is present and is not. */
+static bool string_or_absent(const json_t *in, const char *name)
+{
+	const json_t *v = json_object_get(in, name);
+	return !v || json_is_string(v);
+}
+
+static const char *sender_of(const struct carillon_req *r)
+{
+	const char *bearer = json_string_value(json_object_get(carillon_req_input(r), "ChimeBearer"));
+	const struct carillon_principal *p = carillon_req_principal(r);
+	if (!bearer && p->kind == CARILLON_PRINCIPAL_USER)
+		bearer = p->user_arn;
+	return bearer;
+}
+
+bool carillon_send_batch_plain(const struct carillon_req *r)
+{
+	const char *fn = carillon_req_op_def(r)->sql_function;
+	if (!fn || strcmp(fn, "send_channel_message"))
+		return false;
+	const json_t *in = carillon_req_input(r);
+	static const char *const strings[] = {"ChannelArn", "ChimeBearer", "Type", "Content", "Metadata",
+					      "ContentType", "ClientRequestToken", "Persistence"};
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if (!string_or_absent(in, strings[i]))
+			return false;
+	const char *persistence = json_string_value(json_object_get(in, "Persistence"));
+	const char *type = json_string_value(json_object_get(in, "Type"));
+	return persistence && !strcmp(persistence, "PERSISTENT") && !json_object_get(in, "Target") &&
+	       !json_object_get(in, "SubChannelId") && json_object_get(in, "ClientRequestToken") &&
+	       json_object_get(in, "ChannelArn") && sender_of(r) &&
+	       !(type && !strcmp(type, "CONTROL") && json_object_get(in, "Metadata"));
+}
+
+static void add_string(struct carillon_db_array *a, const json_t *v)
+{
+	carillon_db_array_text(a, json_string_value(v), json_string_length(v));
+}
+
+static int append_cb(const char *text, size_t size, void *data)
+{
+	carillon_buf_append(data, text, size);
+	return 0;
+}
+
+/* A JSON member as a jsonb element (absent: NULL; JSON null is present); -1 when it cannot be
+ * encoded. */
+static int add_json(struct carillon_db_array *a, const json_t *v, struct carillon_buf *scratch)
+{
+	if (!v) {
+		carillon_db_array_null(a);
+		return 0;
+	}
+	scratch->len = 0;
+	if (json_dump_callback(v, append_cb, scratch, JSON_COMPACT | JSON_ENCODE_ANY))
+		return -1;
+	carillon_db_array_jsonb(a, scratch->data, scratch->len);
+	return 0;
+}
+
+/* The batch's distinct channels (most batches have one). */
+static void add_channels(struct carillon_db_array *a, void *const *owners, size_t n)
+{
+	const json_t **seen = carillon_xcalloc(n, sizeof(*seen));
+	size_t distinct = 0;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *arn = json_object_get(carillon_req_input(owners[i]), "ChannelArn");
+		size_t j = 0;
+		while (j < distinct && strcmp(json_string_value(seen[j]), json_string_value(arn)))
+			j++;
+		if (j == distinct)
+			seen[distinct++] = arn;
+	}
+	carillon_db_array_begin(a, CARILLON_PG_TEXT_OID, (int)distinct);
+	for (size_t j = 0; j < distinct; j++)
+		add_string(a, seen[j]);
+	free(seen);
+}
+
+int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < n; i++)
+		if (!carillon_send_batch_plain(owners[i]))
+			return -1;
+	static const uint32_t types[CARILLON_SEND_COLUMNS] = {
+	    [CARILLON_SEND_USER_GENS] = CARILLON_PG_INT8_OID, [CARILLON_SEND_NOW_MS] = CARILLON_PG_INT8_OID,
+	    [CARILLON_SEND_ATTRIBUTES] = CARILLON_PG_JSONB_OID, [CARILLON_SEND_PUSH] = CARILLON_PG_JSONB_OID};
+	add_channels(&c->col[CARILLON_SEND_CHANNELS], owners, n);
+	for (int k = CARILLON_SEND_CHANNELS + 1; k < CARILLON_SEND_COLUMNS; k++)
+		carillon_db_array_begin(&c->col[k], types[k] ? types[k] : CARILLON_PG_TEXT_OID, (int)n);
+	struct carillon_buf scratch = {0};
+	int failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct carillon_req *r = owners[i];
+		const json_t *in = carillon_req_input(r);
+		const struct carillon_principal *p = carillon_req_principal(r);
+		const char *bearer = sender_of(r);
+		char principal[160];
+		carillon_api_principal_name(p, principal, sizeof(principal));
+		add_string(&c->col[CARILLON_SEND_ARNS], json_object_get(in, "ChannelArn"));
+		carillon_db_array_text(&c->col[CARILLON_SEND_BEARERS], bearer, strlen(bearer));
+		carillon_db_array_text(&c->col[CARILLON_SEND_PRINCIPALS], principal, strlen(principal));
+		if (p->kind == CARILLON_PRINCIPAL_USER) {
+			carillon_db_array_text(&c->col[CARILLON_SEND_USER_ARNS], p->user_arn, strlen(p->user_arn));
+			carillon_db_array_int8(&c->col[CARILLON_SEND_USER_GENS], p->user_gen);
+		} else {
+			carillon_db_array_null(&c->col[CARILLON_SEND_USER_ARNS]);
+			carillon_db_array_null(&c->col[CARILLON_SEND_USER_GENS]);
+		}
+		add_string(&c->col[CARILLON_SEND_TYPES], json_object_get(in, "Type"));
+		add_string(&c->col[CARILLON_SEND_CONTENTS], json_object_get(in, "Content"));
+		add_string(&c->col[CARILLON_SEND_METADATA], json_object_get(in, "Metadata"));
+		add_string(&c->col[CARILLON_SEND_CONTENT_TYPES], json_object_get(in, "ContentType"));
+		failed |= add_json(&c->col[CARILLON_SEND_ATTRIBUTES], json_object_get(in, "MessageAttributes"), &scratch);
+		failed |= add_json(&c->col[CARILLON_SEND_PUSH], json_object_get(in, "PushNotification"), &scratch);
+		add_string(&c->col[CARILLON_SEND_TOKENS], json_object_get(in, "ClientRequestToken"));
+		carillon_db_array_int8(&c->col[CARILLON_SEND_NOW_MS], carillon_req_time_ms(r));
+	}
+	carillon_buf_free(&scratch);
+	for (int k = 0; k < CARILLON_SEND_COLUMNS; k++)
+		c->params[k] = carillon_db_array_finish(&c->col[k], &c->lengths[k]);
+	if (failed) {
+		carillon_send_batch_columns_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void carillon_send_batch_columns_free(struct carillon_send_columns *c)
+{
+	for (int k = 0; k < CARILLON_SEND_COLUMNS; k++)
+		carillon_db_array_free(&c->col[k]);
+}

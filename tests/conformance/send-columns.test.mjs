@@ -1,0 +1,156 @@
+// A batch of more than eight plain persistent sends goes to the database as typed columns
+// (src/api/send_batch.c, carillon_api.send_messages) instead of a JSON document of requests: every
+// member a client sends must come back from GetChannelMessage as it was sent, each answer must be
+// its own request's, and a batch the database declines (an item it must refuse) must still answer
+// every request on its own. The batches are made large by holding the channel's row from a second
+// session while the sends arrive: the first send waits for it, the others queue behind it and leave
+// as one batch when it is released.
+
+import assert from 'node:assert/strict';
+import { createServer as createNetServer } from 'node:net';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CreateAppInstanceBotCommand } from '@aws-sdk/client-chime-sdk-identity';
+import {
+  CreateChannelCommand,
+  CreateChannelMembershipCommand,
+  GetChannelMessageCommand,
+  SendChannelMessageCommand,
+} from '@aws-sdk/client-chime-sdk-messaging';
+import { messagingClient, mintUserCredentials } from './lib/clients.mjs';
+import { channelEvents, holdingSession } from './lib/eventlog.mjs';
+import { useCarillon } from './lib/fixture.mjs';
+import { assertRejects, lexConfig, uniq } from './lib/util.mjs';
+
+const metricsPort = await new Promise((resolve) => {
+  const s = createNetServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+const ctx = useCarillon({ env: { CARILLON_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, CARILLON_WRITE_IN_FLIGHT: '1' } });
+
+async function metric(name) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+async function world() {
+  const ai = await ctx.newAppInstance();
+  const alice = await ctx.newUser(ai, { Name: 'Alice é' });
+  const bob = await ctx.newUser(ai, { Name: 'Bob "the builder"' });
+  const outsider = await ctx.newUser(ai);
+  const bot = await ctx.id.send(new CreateAppInstanceBotCommand({ AppInstanceArn: ai, Name: 'Helper', Configuration: lexConfig() }));
+  const ch = await ctx.msg.send(
+    new CreateChannelCommand({ AppInstanceArn: ai, Name: uniq('cols'), ChimeBearer: alice.arn, MemberArns: [bob.arn], Mode: 'RESTRICTED', Privacy: 'PRIVATE' }),
+  );
+  await ctx.msg.send(
+    new CreateChannelMembershipCommand({ ChannelArn: ch.ChannelArn, MemberArn: bot.AppInstanceBotArn, Type: 'DEFAULT', ChimeBearer: alice.arn }),
+  );
+  const bobClient = messagingClient(ctx.srv, await mintUserCredentials(ctx.srv, bob.arn));
+  return { ai, alice, bob, outsider, bot: bot.AppInstanceBotArn, channel: ch.ChannelArn, bobClient };
+}
+
+// Run `sends` (functions returning a send's promise) while a second session holds the channel's
+// row: the first is sent alone and waits; the rest, sent 300 ms later, queue and leave as one batch.
+async function asOneBatch(channel, sends) {
+  const q = (s) => `'${s.replace(/'/g, "''")}'`;
+  const holder = await holdingSession(`begin; select 1 from carillon.channels where arn = ${q(channel)} for no key update;`);
+  assert.ok(holder.held, 'the holder has the channel row');
+  const first = sends[0]().then((v) => ({ ok: v }), (e) => ({ err: e }));
+  await sleep(300);
+  const rest = sends.slice(1).map((f) => f().then((v) => ({ ok: v }), (e) => ({ err: e })));
+  await sleep(500);
+  await holder.end('commit;');
+  return Promise.all([first, ...rest]);
+}
+
+// The variety of members a send may carry, by item: senders of every kind (the root key naming a
+// user or a bot, a user's own credentials), STANDARD and CONTROL, optional members or none, text
+// JSON must escape, non-ASCII.
+function inputs(w, n, tag) {
+  return Array.from({ length: n }, (_, i) => {
+    const base = { ChannelArn: w.channel, Persistence: 'PERSISTENT', ClientRequestToken: uniq(`${tag}${i}`) };
+    switch (i % 5) {
+      case 0:
+        return { client: ctx.msg, input: { ...base, ChimeBearer: w.alice.arn, Type: 'STANDARD', Content: `plain ${tag} ${i}` } };
+      case 1:
+        return {
+          client: ctx.msg,
+          input: {
+            ...base, ChimeBearer: w.alice.arn, Type: 'STANDARD', Content: `with members ${i} é 😀`,
+            Metadata: `meta\t"${i}"\\`, ContentType: 'text/markdown',
+            MessageAttributes: { color: { StringValues: ['red', 'ü'] } },
+          },
+        };
+      case 2:
+        return { client: w.bobClient, input: { ...base, ChimeBearer: w.bob.arn, Type: 'STANDARD', Content: `own key\n${i}\u2028` } };
+      case 3:
+        return { client: ctx.msg, input: { ...base, ChimeBearer: w.bot, Type: 'STANDARD', Content: `bot ${i}` } };
+      default:
+        return { client: ctx.msg, input: { ...base, ChimeBearer: w.bob.arn, Type: 'CONTROL', Content: `ctl ${i}` } };
+    }
+  });
+}
+
+test('a batch of plain sends written from columns stores every member as sent and answers each request with its own message', async () => {
+  const w = await world();
+  const items = inputs(w, 24, 'c');
+  const columns = await metric('carillon_write_batches_columns_total');
+  const declined = await metric('carillon_write_batches_columns_declined_total');
+  const results = await asOneBatch(w.channel, items.map(({ client, input }) => () => client.send(new SendChannelMessageCommand(input))));
+  assert.ok((await metric('carillon_write_batches_columns_total')) > columns, 'no batch was written from columns');
+  assert.equal(await metric('carillon_write_batches_columns_declined_total'), declined, 'a batch of good sends was declined');
+  const ids = new Set();
+  for (const [i, r] of results.entries()) {
+    assert.ok(r.ok, `send ${i} failed: ${r.err?.name} ${r.err?.message}`);
+    assert.equal(r.ok.ChannelArn, w.channel);
+    assert.equal(r.ok.Status?.Value, 'SENT');
+    ids.add(r.ok.MessageId);
+    const sent = items[i].input;
+    const m = (await ctx.msg.send(new GetChannelMessageCommand({ ChannelArn: w.channel, MessageId: r.ok.MessageId, ChimeBearer: w.alice.arn }))).ChannelMessage;
+    assert.equal(m.Content, sent.Content, `send ${i}: Content`);
+    assert.equal(m.Type, sent.Type, `send ${i}: Type`);
+    assert.equal(m.Metadata, sent.Metadata, `send ${i}: Metadata`);
+    assert.equal(m.ContentType, sent.ContentType, `send ${i}: ContentType`);
+    assert.deepEqual(m.MessageAttributes, sent.MessageAttributes, `send ${i}: MessageAttributes`);
+    assert.equal(m.Sender.Arn, sent.ChimeBearer, `send ${i}: Sender`);
+    assert.equal(m.Persistence, 'PERSISTENT');
+  }
+  assert.equal(ids.size, items.length, 'two requests were answered with one message');
+  // one event each, in the order the messages were stored, carrying what GetChannelMessage returns
+  const events = channelEvents(w.channel).filter((e) => e.event_type === 'CREATE_CHANNEL_MESSAGE');
+  assert.equal(events.length, items.length, 'one event a message');
+  const byId = new Map(events.map((e) => [e.payload.MessageId, e.payload]));
+  for (const [i, r] of results.entries()) {
+    const p = byId.get(r.ok.MessageId);
+    assert.ok(p, `send ${i}: no event`);
+    assert.equal(p.Content, items[i].input.Content, `send ${i}: the event's Content`);
+    assert.equal(p.Sender.Arn, items[i].input.ChimeBearer, `send ${i}: the event's Sender`);
+  }
+  // a retry of one of them (the item path) finds the message the batch stored
+  const again = await items[1].client.send(new SendChannelMessageCommand(items[1].input));
+  assert.equal(again.MessageId, results[1].ok.MessageId, 'a retry of a send from columns made another message');
+});
+
+test('a batch of plain sends the database declines is answered request by request: the refused one refused, the others stored', async () => {
+  const w = await world();
+  const items = inputs(w, 14, 'd');
+  // the seventh is a sender with no membership: the database declines the columns, and the batch
+  // goes item by item
+  items[6] = { client: ctx.msg, input: { ...items[6].input, ChimeBearer: w.outsider.arn, Type: 'STANDARD', Content: 'not a member' } };
+  const declined = await metric('carillon_write_batches_columns_declined_total');
+  const results = await asOneBatch(w.channel, items.map(({ client, input }) => () => client.send(new SendChannelMessageCommand(input))));
+  assert.ok((await metric('carillon_write_batches_columns_declined_total')) > declined, 'the batch was not declined');
+  for (const [i, r] of results.entries()) {
+    if (i === 6) {
+      await assertRejects(Promise.reject(r.err ?? new Error('stored')), 'ForbiddenException', 'the outsider');
+      continue;
+    }
+    assert.ok(r.ok, `send ${i} failed: ${r.err?.name} ${r.err?.message}`);
+    const m = (await ctx.msg.send(new GetChannelMessageCommand({ ChannelArn: w.channel, MessageId: r.ok.MessageId, ChimeBearer: w.alice.arn }))).ChannelMessage;
+    assert.equal(m.Content, items[i].input.Content, `send ${i}: Content`);
+  }
+  assert.equal(channelEvents(w.channel).filter((e) => e.event_type === 'CREATE_CHANNEL_MESSAGE').length, items.length - 1);
+});
