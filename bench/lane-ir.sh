@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The write lane's instructions a batch: one batch of 31 persistent sends into one channel, as the
-# gateway hands it to carillon_api.invoke_batch_rows (the items' documents as src/api/sql_handler.c
-# writes them), executed BATCHES times by one connection to a PostgreSQL run under valgrind's
+# gateway hands it to carillon_api.send_messages (typed columns: src/api/send_batch.c) and, for
+# comparison, to carillon_api.invoke_batch_rows (the items' documents as src/api/sql_handler.c
+# writes them, the path of a batch send_messages declined), executed BATCHES times by one connection to a PostgreSQL run under valgrind's
 # callgrind; against it, its floor, the same rows written by two plain INSERTs (bench/lib.sh
 # lane_floor_setup, the lane floor of bench/send.sh). Instructions, unlike times, do not move with
 # this machine's phases (the same build's rate moved 40 % within minutes, and the guest has no
@@ -56,6 +57,21 @@ const text = JSON.stringify(items).replace(/"NOWMS"/g, 'NOWMS').replace(/'/g, "'
 const fresh = `replace(replace('${text}', 'TOKEN', 'b' || :n || '-'), 'NOWMS', (extract(epoch from clock_timestamp()) * 1000)::bigint::text)`;
 fs.writeFileSync(`${out}/lane.sql`, `\\set n random(1, 9000000000000000)\nselect sum(length(ok)) from carillon_api.invoke_batch_rows(${fresh}::jsonb);\n`);
 fs.writeFileSync(`${out}/subst.sql`, `\\set n random(1, 9000000000000000)\nselect length(${fresh});\n`);
+// The same batch as the gateway sends it now (src/api/send_batch.c): carillon_api.send_messages'
+// fifteen columns. pgbench sends text, not the binary arrays the gateway sends: the arrays are
+// literals here, parsed by array_in, and colsubst.sql parses the same literals (and makes the same
+// fresh request keys, message ids and times) alone, to be taken out.
+const lit = (a) => "'{" + a.map((x) => '"' + x.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"').join(',') + "}'::text[]";
+const col = (f) => lit(items.map(f));
+const nulls = (type) => `array_fill(null::${type}, array[31])`;
+const args = [lit([channel]), col((x) => x.input.ChannelArn), col((x) => x.input.ChimeBearer), col(() => 'root'),
+  nulls('text'), nulls('bigint'), col((x) => x.input.Type), col((x) => x.input.Content), nulls('text'), nulls('text'),
+  nulls('jsonb'), nulls('jsonb'),
+  "array(select md5('c' || :n || '-' || g)::uuid from generate_series(1, 31) g)",
+  "array(select lpad(to_hex((extract(epoch from clock_timestamp()) * 1000)::bigint), 12, '0') || left(md5('c' || :n || '-' || g), 20) from generate_series(1, 31) g)",
+  'array_fill((extract(epoch from clock_timestamp()) * 1000)::bigint, array[31])'];
+fs.writeFileSync(`${out}/cols.sql`, `\\set n random(1, 9000000000000000)\nselect sum(length(t)) from unnest(carillon_api.send_messages(${args.join(', ')})) t;\n`);
+fs.writeFileSync(`${out}/colsubst.sql`, `\\set n random(1, 9000000000000000)\nselect ${args.map((a) => `cardinality(${a})`).join(' + ')};\n`);
 JS
 node "$dir/batch.js" "$channel" "$(cat "$dir/sender.txt")" "$port" "$dir"
 
@@ -70,8 +86,22 @@ psql -X -At "$CARILLON_TEST_DATABASE_URL" -c 'select 1' >/dev/null
 
 # ir SCRIPT N: the instructions of the backend that ran SCRIPT N times (pgbench's one client; its
 # other connection, the larger count of the two files written, is not the one: the client's is).
+# settle: until every profile written so far is complete and no new one has come for 0.5 s (a
+# connection that ended just before a measurement, such as the start-up probe's last psql, writes
+# its profile late: taken for the client's, it spoiled the first figure). A running process's file
+# is empty until it exits.
+settle() {
+	local last= now f t
+	for _ in $(seq 100); do
+		now=$(find "$cg" -name 'cg.*' -size +0 | sort); t=1
+		for f in $now; do grep -q '^totals:' "$f" || t=0; done
+		[[ $t == 1 && $now == "$last" ]] && return 0
+		last=$now; sleep 0.5
+	done
+}
 ir() {
 	local before after new f n t
+	settle
 	before=$(find "$cg" -name 'cg.*' | sort)
 	pgbench -n -f "$1" -t "$2" "$CARILLON_TEST_DATABASE_URL" >"$dir/pgbench.out" 2>&1 || { head -c 2000 "$dir/pgbench.out" >&2; return 1; }
 	for _ in $(seq 200); do
@@ -89,9 +119,12 @@ per_batch() {
 	a=$(ir "$1" 10); b=$(ir "$1" $((batches + 10)))
 	awk -v a="$a" -v b="$b" -v n="$batches" 'BEGIN {printf "%.2f", (b - a) / n / 1e6}'
 }
+cols=$(per_batch "$dir/cols.sql"); colsubst=$(per_batch "$dir/colsubst.sql")
 lane=$(per_batch "$dir/lane.sql"); subst=$(per_batch "$dir/subst.sql"); floor=$(per_batch "$dir/lanefloor.sql")
 net=$(awk -v l="$lane" -v s="$subst" 'BEGIN {printf "%.2f", l - s}')
+colnet=$(awk -v l="$cols" -v s="$colsubst" 'BEGIN {printf "%.2f", l - s}')
 echo "lane instructions, a batch of 31 sends into one channel, one connection ($batches batches under callgrind):"
-echo "  carillon_api.invoke_batch_rows: ${net} M (${lane} M with the replay's own statement, ${subst} M)"
+echo "  as columns, carillon_api.send_messages (the gateway's path): ${colnet} M (${cols} M with the replay's own statement, ${colsubst} M)"
+echo "  as JSON, carillon_api.invoke_batch_rows (a declined batch's path): ${net} M (${lane} M with the replay's own statement, ${subst} M)"
 echo "  lane floor (31 messages and 31 events by two plain INSERTs): ${floor} M"
-echo "ratio=$(ratio "$net" "$floor") (the lane's instructions a batch / the floor's)"
+echo "ratio=$(ratio "$colnet" "$floor") (the lane's instructions a batch as columns / the floor's; as JSON: $(ratio "$net" "$floor"))"

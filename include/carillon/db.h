@@ -51,6 +51,7 @@ int carillon_db_query_lane_binary(int lane, const char *sql, int nparams, const 
  * their length, owned by the array), free. */
 #define CARILLON_PG_INT8_OID 20
 #define CARILLON_PG_TEXT_OID 25
+#define CARILLON_PG_UUID_OID 2950
 #define CARILLON_PG_JSONB_OID 3802
 struct carillon_db_array {
 	struct carillon_buf buf;
@@ -58,7 +59,8 @@ struct carillon_db_array {
 };
 void carillon_db_array_begin(struct carillon_db_array *a, uint32_t elem_oid, int n);
 void carillon_db_array_null(struct carillon_db_array *a);
-/* text of len bytes (NULL s: SQL NULL); valid UTF-8 without NUL, or the server refuses the query */
+/* text of len bytes (NULL s: SQL NULL); valid UTF-8 without NUL, or the server refuses the query.
+ * Any other type whose binary form is its bytes as they are (a uuid's 16) goes the same way. */
 void carillon_db_array_text(struct carillon_db_array *a, const char *s, size_t len);
 void carillon_db_array_int8(struct carillon_db_array *a, int64_t v);
 /* a jsonb element from JSON text (NULL json: SQL NULL) */

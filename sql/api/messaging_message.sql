@@ -411,16 +411,17 @@ $$;
 -- text, with no jsonb document on the way (one SQL expression: the planner inlines it, which it
 -- would not do for a function declared immutable around the stable to_json). What it
 -- saves the lane and every listener: BENCHMARKS.md, issue 11 session 16. tests/sql/50_send_batch.sql
--- compares it with the item path's payload as jsonb.
+-- compares it with the item path's payload as jsonb. The message id (hex digits) and the Type
+-- (CONTROL or STANDARD: both callers' checks decline any other) need no escaping and get none.
 create or replace function carillon.sent_message_payload_of(p_arn text, p_id text, p_content text, p_metadata text,
                                                             p_type text, p_iso text, p_sender jsonb,
                                                             p_attributes jsonb, p_content_type text) returns text
 language sql stable as $$
     select '{"ChannelArn": ' || to_json(p_arn)::text
-        || ', "MessageId": ' || to_json(p_id)::text
+        || ', "MessageId": "' || p_id || '"'
         || coalesce(', "Content": ' || to_json(p_content)::text, '')
         || coalesce(', "Metadata": ' || to_json(p_metadata)::text, '')
-        || coalesce(', "Type": ' || to_json(p_type)::text, '')
+        || coalesce(', "Type": "' || p_type || '"', '')
         || ', "CreatedTimestamp": "' || p_iso || '", "LastUpdatedTimestamp": "' || p_iso || '"'
         || coalesce(', "Sender": ' || jsonb_strip_nulls(nullif(p_sender, 'null'))::text, '')
         || ', "Redacted": false, "Persistence": "PERSISTENT", "Status": {"Value": "SENT"}'
@@ -476,8 +477,8 @@ declare
     v_plain boolean;
 begin
     -- 0. Only batches of plain persistent sends (cheap: no table read). A CONTROL message with a
-    -- Metadata member, even JSON null, is not one (the item path refuses it; send_cols sees only
-    -- the member's text).
+    -- Metadata member, even JSON null, is not one (the item path refuses it; send_messages sees
+    -- only the member's text).
     select coalesce(bool_and(coalesce(e->>'fn' = 'send_channel_message'
                                       and e->'input'->>'Persistence' = 'PERSISTENT'
                                       and not e->'input' ? 'Target' and not e->'input' ? 'SubChannelId'
@@ -490,9 +491,9 @@ begin
     if not v_plain then
         return null;
     end if;
-    -- The items as send_cols takes them (the gateway sends a batch of plain sends as these columns
+    -- The items as carillon_api.send_messages takes them (the gateway sends a batch of plain sends as these columns
     -- itself: src/api/send_batch.c).
-    return (select carillon.send_cols(
+    return (select carillon_api.send_messages(
                        array_agg(distinct e->'input'->>'ChannelArn'),
                        array_agg(e->'input'->>'ChannelArn' order by n),
                        array_agg(coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') order by n),
@@ -505,22 +506,36 @@ begin
                        array_agg(e->'input'->>'ContentType' order by n),
                        array_agg(e->'input'->'MessageAttributes' order by n),
                        array_agg(e->'input'->'PushNotification' order by n),
-                       array_agg(e->'input'->>'ClientRequestToken' order by n),
+                       array_agg(k.key order by n),
+                       array_agg(carillon.message_id_at((e->'ctx'->>'now_ms')::bigint, k.key) order by n),
                        array_agg((e->'ctx'->>'now_ms')::bigint order by n))
-              from jsonb_array_elements(p_items) with ordinality as t(e, n));
+              from jsonb_array_elements(p_items) with ordinality as t(e, n),
+                   lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k);
 end $$;
 
--- send_batch's steps 1-3 on the batch as columns, one element an item, in item order: p_channels the
+-- send_batch's steps 1-3 on the batch as columns, one element an item, in item order -- the
+-- gateway's call for a batch of plain sends (src/api/send_batch.c: select unnest(...), a row an
+-- answer, none when it declines): p_channels the
 -- batch's distinct channels; p_bearers the sender (ChimeBearer, else the credential's user);
 -- p_principals, p_user_arns, p_user_gens the caller (the request context's principal, user_arn,
 -- user_gen); the input's members (NULL where absent; MessageAttributes and PushNotification as the
--- JSON given, so JSON null is present); p_now_ms the request time. Returns the answers in item
+-- JSON given, so JSON null is present); p_keys and p_ids each send's request key and message id
+-- (carillon.request_key_of, carillon.message_id_at: the gateway computes the same); p_now_ms the
+-- request time. Returns the answers in item
 -- order, or NULL, before writing anything, for a batch the item path must take.
-create or replace function carillon.send_cols(p_channels text[], p_arns text[], p_bearers text[], p_principals text[],
-                                              p_user_arns text[], p_user_gens bigint[], p_types text[],
-                                              p_contents text[], p_metadata text[], p_content_types text[],
-                                              p_attributes jsonb[], p_push jsonb[], p_tokens text[],
-                                              p_now_ms bigint[])
+-- (Earlier forms, which took the request tokens and computed keys and ids here, go first, once.)
+do $$
+begin
+    drop function if exists carillon_api.send_messages(text[], text[], text[], text[], text[], bigint[], text[],
+                                                       text[], text[], text[], jsonb[], jsonb[], text[], bigint[]);
+    drop function if exists carillon.send_cols(text[], text[], text[], text[], text[], bigint[], text[], text[],
+                                               text[], text[], jsonb[], jsonb[], text[], bigint[]);
+end $$;
+create or replace function carillon_api.send_messages(p_channels text[], p_arns text[], p_bearers text[],
+                                                      p_principals text[], p_user_arns text[], p_user_gens bigint[],
+                                                      p_types text[], p_contents text[], p_metadata text[],
+                                                      p_content_types text[], p_attributes jsonb[], p_push jsonb[],
+                                                      p_keys uuid[], p_ids text[], p_now_ms bigint[])
 returns text[]
 language plpgsql as $$
 declare
@@ -529,11 +544,10 @@ declare
     v_last bigint;
     -- What the check found for each item, in item order, for the write to use as it is: the
     -- channel's AppInstance and last message time (its row is locked above), the sender
-    -- document, the request key.
+    -- document.
     v_apps text[];
     v_lasts timestamptz[];
     v_senders jsonb[];
-    v_keys uuid[];
 begin
     -- The channel rows, locked to commit in ARN order, as lock_batch_channels locks them for the
     -- item path (a batch of sends has no other rows to lock: invoke_batch takes that function only
@@ -563,10 +577,10 @@ begin
     with items as (
         select t.n, t.arn, t.bearer, t.principal, t.user_arn, t.user_gen, t.type, t.content,
                t.metadata is not null as has_metadata,
-               carillon.request_key_of(t.arn, t.bearer, t.token) as key
+               t.key
           from unnest(p_arns, p_bearers, p_principals, p_user_arns, p_user_gens, p_types, p_contents, p_metadata,
-                      p_tokens)
-               with ordinality as t(arn, bearer, principal, user_arn, user_gen, type, content, metadata, token, n)),
+                      p_keys)
+               with ordinality as t(arn, bearer, principal, user_arn, user_gen, type, content, metadata, key, n)),
     pairs as (
         select p.arn, p.bearer, p.principal, p.user_arn, p.user_gen,
                c.app_instance_id as app, c.last_message_at as last_at, c.flow_arn is null as no_flow,
@@ -594,8 +608,9 @@ begin
                               limit 1) b on true)
     -- The aggregates take the rows in item order from the sorted subquery (one sort instead of
     -- one per ordered aggregate).
-    select coalesce(bool_and(ok), false), array_agg(app), array_agg(last_at), array_agg(sender), array_agg(key)
-      into v_ok, v_apps, v_lasts, v_senders, v_keys
+    select coalesce(bool_and(ok), false) and count(distinct key) = count(*),
+           array_agg(app), array_agg(last_at), array_agg(sender)
+      into v_ok, v_apps, v_lasts, v_senders
       from (
         select i.n, i.key, k.app, k.last_at, k.sender,
                coalesce(k.ok and (k.no_flow or i.type = 'CONTROL')
@@ -608,7 +623,6 @@ begin
           left join lateral (select true as ok from carillon.channel_messages r
                               where r.request_key = i.key limit 1) r on true
          order by i.n) s;
-    v_ok := v_ok and (select count(distinct k) from unnest(v_keys) k) = cardinality(v_keys);
     if not v_ok then
         return null;
     end if;
@@ -620,11 +634,11 @@ begin
     -- of a subquery sorted by n.
     perform pg_advisory_xact_lock(7263, 1);
     with items as (
-        select t.*, carillon.message_id_at(t.now_ms, t.key) as id, to_timestamp(t.now_ms / 1000.0) as now
+        select t.*, to_timestamp(t.now_ms / 1000.0) as now
           from unnest(p_arns, p_bearers, p_types, p_contents, p_metadata, p_content_types, p_attributes, p_push,
-                      p_now_ms, v_apps, v_lasts, v_senders, v_keys)
+                      p_now_ms, v_apps, v_lasts, v_senders, p_keys, p_ids)
                with ordinality as t(arn, bearer, type, content, metadata, content_type, attributes, push,
-                                    now_ms, app_instance_id, last_at, sender, key, n)),
+                                    now_ms, app_instance_id, last_at, sender, key, id, n)),
     timed as (
         select i.*,
                greatest(i.last_at,
@@ -659,35 +673,25 @@ begin
           from numbered)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in
     -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
-    select array_agg('{"Status": {"Value": "SENT"}, "MessageId": ' || to_json(n.id)::text
+    select array_agg('{"Status": {"Value": "SENT"}, "MessageId": "' || n.id || '"'
                      || ', "ChannelArn": ' || to_json(n.arn)::text || '}' order by n.n),
            max(n.position)
       into v_out, v_last
       from numbered n;
 
-    -- 3. The push intents (sql/api/push.sql; they read the stored messages).
-    perform carillon.push_enqueue_message(t.arn, carillon.message_id_at(t.now_ms, t.key))
-       from unnest(p_arns, p_push, p_now_ms, v_keys) as t(arn, push, now_ms, key)
-      where t.push is not null;
+    -- 3. The push intents (sql/api/push.sql; they read the stored messages), a statement only for a
+    -- batch with a message that asks for one (the test is an expression, which PL/pgSQL evaluates
+    -- without starting an executor).
+    if cardinality(array_remove(p_push, null)) > 0 then
+        perform carillon.push_enqueue_message(t.arn, t.id)
+           from unnest(p_arns, p_push, p_ids) as t(arn, push, id)
+          where t.push is not null;
+    end if;
 
     perform pg_notify('carillon_events', v_last::text);
     return v_out;
 end $$;
 
--- The gateway's call for a batch of plain sends (src/api/send_batch.c): send_cols' answers as rows in
--- item order, none when it declines (the gateway then sends the batch to invoke_batch_rows).
-create or replace function carillon_api.send_messages(p_channels text[], p_arns text[], p_bearers text[],
-                                                      p_principals text[], p_user_arns text[], p_user_gens bigint[],
-                                                      p_types text[], p_contents text[], p_metadata text[],
-                                                      p_content_types text[], p_attributes jsonb[], p_push jsonb[],
-                                                      p_tokens text[], p_now_ms bigint[])
-returns setof text
-language plpgsql as $$
-begin
-    return query select unnest(carillon.send_cols(p_channels, p_arns, p_bearers, p_principals, p_user_arns,
-                                                  p_user_gens, p_types, p_contents, p_metadata, p_content_types,
-                                                  p_attributes, p_push, p_tokens, p_now_ms));
-end $$;
 
 -- The same group commit for a small batch, an item at a time (carillon_api.invoke_batch_rows takes it
 -- for batches of up to eight sends; at a moderate rate a batch holds one or two). Each check and each

@@ -10,8 +10,15 @@
  * credential's user), no Metadata on a CONTROL message; every member it reads a string when given.
  * The database runs every other check and declines a batch that fails one (no rows, nothing
  * written): the caller then sends the batch the general way, where each item gets its own answer.
+ *
+ * The gateway also computes each send's request key and message id (carillon.request_key_of and
+ * carillon.message_id_at compute the same for the other paths; a retry through any path finds the
+ * message by its key, which tests/conformance/send-columns.test.mjs checks against the SQL formula).
  */
+#include <stdio.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "carillon/api.h"
 #include "carillon/auth.h"
@@ -100,6 +107,32 @@ static void add_channels(struct carillon_db_array *a, void *const *owners, size_
 	free(seen);
 }
 
+/* The request key: the md5 of channel, sender and ClientRequestToken joined by U+0001, as a uuid's 16
+ * bytes (carillon.request_key_of). -1 when OpenSSL cannot. */
+static int request_key(const char *arn, const char *bearer, const json_t *token, unsigned char key[16],
+		       struct carillon_buf *scratch)
+{
+	scratch->len = 0;
+	carillon_buf_append(scratch, arn, strlen(arn));
+	carillon_buf_append(scratch, "\1", 1);
+	carillon_buf_append(scratch, bearer, strlen(bearer));
+	carillon_buf_append(scratch, "\1", 1);
+	carillon_buf_append(scratch, json_string_value(token), json_string_length(token));
+	unsigned int len = 0;
+	return EVP_Digest(scratch->data, scratch->len, key, &len, EVP_md5(), NULL) == 1 && len == 16 ? 0 : -1;
+}
+
+/* The message id: the request time in milliseconds as 12 hex digits, then the key's first 20 hex
+ * digits (carillon.message_id_at). */
+static void message_id(int64_t now_ms, const unsigned char key[16], char id[33])
+{
+	char ms[24];
+	snprintf(ms, sizeof(ms), "%012llx", (unsigned long long)now_ms);
+	memcpy(id, ms, 12); /* lpad(..., 12) keeps the first 12 of a longer one */
+	for (int i = 0; i < 10; i++)
+		snprintf(id + 12 + 2 * i, 3, "%02x", key[i]);
+}
+
 int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n)
 {
 	memset(c, 0, sizeof(*c));
@@ -108,7 +141,8 @@ int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *ow
 			return -1;
 	static const uint32_t types[CARILLON_SEND_COLUMNS] = {
 	    [CARILLON_SEND_USER_GENS] = CARILLON_PG_INT8_OID, [CARILLON_SEND_NOW_MS] = CARILLON_PG_INT8_OID,
-	    [CARILLON_SEND_ATTRIBUTES] = CARILLON_PG_JSONB_OID, [CARILLON_SEND_PUSH] = CARILLON_PG_JSONB_OID};
+	    [CARILLON_SEND_ATTRIBUTES] = CARILLON_PG_JSONB_OID, [CARILLON_SEND_PUSH] = CARILLON_PG_JSONB_OID,
+	    [CARILLON_SEND_KEYS] = CARILLON_PG_UUID_OID};
 	add_channels(&c->col[CARILLON_SEND_CHANNELS], owners, n);
 	for (int k = CARILLON_SEND_CHANNELS + 1; k < CARILLON_SEND_COLUMNS; k++)
 		carillon_db_array_begin(&c->col[k], types[k] ? types[k] : CARILLON_PG_TEXT_OID, (int)n);
@@ -137,7 +171,13 @@ int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *ow
 		add_string(&c->col[CARILLON_SEND_CONTENT_TYPES], json_object_get(in, "ContentType"));
 		failed |= add_json(&c->col[CARILLON_SEND_ATTRIBUTES], json_object_get(in, "MessageAttributes"), &scratch);
 		failed |= add_json(&c->col[CARILLON_SEND_PUSH], json_object_get(in, "PushNotification"), &scratch);
-		add_string(&c->col[CARILLON_SEND_TOKENS], json_object_get(in, "ClientRequestToken"));
+		unsigned char key[16];
+		char id[33];
+		const char *arn = json_string_value(json_object_get(in, "ChannelArn"));
+		failed |= request_key(arn, bearer, json_object_get(in, "ClientRequestToken"), key, &scratch);
+		message_id(carillon_req_time_ms(r), key, id);
+		carillon_db_array_text(&c->col[CARILLON_SEND_KEYS], (const char *)key, sizeof(key));
+		carillon_db_array_text(&c->col[CARILLON_SEND_IDS], id, 32);
 		carillon_db_array_int8(&c->col[CARILLON_SEND_NOW_MS], carillon_req_time_ms(r));
 	}
 	carillon_buf_free(&scratch);

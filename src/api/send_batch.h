@@ -9,7 +9,7 @@
 #include "carillon/api.h"
 #include "carillon/db.h"
 
-/* carillon_api.send_messages' parameters, in order (sql/api/messaging_message.sql, send_cols). */
+/* carillon_api.send_messages' parameters, in order (sql/api/messaging_message.sql). */
 enum carillon_send_column {
 	CARILLON_SEND_CHANNELS,
 	CARILLON_SEND_ARNS,
@@ -23,15 +23,16 @@ enum carillon_send_column {
 	CARILLON_SEND_CONTENT_TYPES,
 	CARILLON_SEND_ATTRIBUTES,
 	CARILLON_SEND_PUSH,
-	CARILLON_SEND_TOKENS,
+	CARILLON_SEND_KEYS,
+	CARILLON_SEND_IDS,
 	CARILLON_SEND_NOW_MS,
 	CARILLON_SEND_COLUMNS
 };
 
 #define CARILLON_SEND_SQL                                                                                      \
-	"select * from carillon_api.send_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], " \
-	"$6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[], "  \
-	"$14::int8[])"
+	"select unnest(carillon_api.send_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], " \
+	"$6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::uuid[], "  \
+	"$14::text[], $15::int8[]))"
 
 struct carillon_send_columns {
 	struct carillon_db_array col[CARILLON_SEND_COLUMNS];

@@ -35,6 +35,7 @@ import {
 import { ApnsStandin } from './lib/apns-standin.mjs';
 import { psql } from './lib/cli.mjs';
 import { identityClient, messagingClient } from './lib/clients.mjs';
+import { holdingSession } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { ACCOUNT_ID, REGION, startCarillon } from './lib/server.mjs';
 import { clientCert, ecKeyPair, testCa } from './lib/test-ca.mjs';
@@ -188,6 +189,13 @@ async function until(cond, what, ms = 20000) {
   }
 }
 
+/** The value of an unlabelled metric of the first server (0 when absent). */
+async function unlabelled(name) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
 function pushesFor(standin, messageId) {
   return standin.requests.filter((r) => r.json?.['pinpoint.jsonBody'] &&
     JSON.parse(r.json['pinpoint.jsonBody'])['chime.message_id'] === messageId);
@@ -305,6 +313,32 @@ test('a message with a PushNotification reaches exactly the devices Chime pushes
   // apns-id: one per (message, device), different across devices
   assert.equal(new Set(recs.map((r) => r.headers['apns-id'])).size, recs.length);
   assert.equal(prod.problems.length + sandbox.problems.length, 0, JSON.stringify([...prod.problems, ...sandbox.problems]));
+});
+
+test('a batch of sends written from columns enqueues the pushes of exactly the messages that ask for one', async () => {
+  const alice = await userWith([]);
+  const bob = await userWith([{}]);
+  const channel = await channelOf(alice, [alice, bob]);
+  const columnsBefore = await unlabelled('carillon_write_batches_columns_total');
+  // Twelve sends arrive while a second session holds the channel's row: the first waits for it,
+  // the other eleven leave as one batch, written from columns (src/api/send_batch.c).
+  const holder = await holdingSession(`begin; select 1 from carillon.channels where arn = '${channel}' for no key update;`);
+  assert.ok(holder.held, 'the holder has the channel row');
+  const withPush = new Set([3, 7]);
+  const extra = (i) => (withPush.has(i) ? { PushNotification: { Title: `t${i}`, Body: `b${i}`, Type: 'DEFAULT' } } : {});
+  const first = send(channel, alice, extra(0));
+  await sleep(300);
+  const rest = Array.from({ length: 11 }, (_, k) => send(channel, alice, extra(k + 1)));
+  await sleep(500);
+  await holder.end('commit;');
+  const ids = await Promise.all([first, ...rest]);
+  assert.ok((await unlabelled('carillon_write_batches_columns_total')) > columnsBefore, 'no batch was written from columns');
+  const token = bob.endpoints[0].token;
+  await until(() => prod.delivered(token).length >= withPush.size, "bob's pushes");
+  await sleep(1500); // anything else would have been sent with them
+  for (const [i, id] of ids.entries()) {
+    assert.equal(pushesFor(prod, id).length, withPush.has(i) ? 1 : 0, `message ${i}: pushes`);
+  }
 });
 
 test('a VOIP PushNotification goes to the VoipDeviceToken through the APNs VoIP channel', async () => {

@@ -18,7 +18,7 @@ import {
   SendChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
 import { messagingClient, mintUserCredentials } from './lib/clients.mjs';
-import { channelEvents, holdingSession } from './lib/eventlog.mjs';
+import { channelEvents, holdingSession, sql } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { assertRejects, lexConfig, uniq } from './lib/util.mjs';
 
@@ -129,6 +129,17 @@ test('a batch of plain sends written from columns stores every member as sent an
     assert.equal(p.Content, items[i].input.Content, `send ${i}: the event's Content`);
     assert.equal(p.Sender.Arn, items[i].input.ChimeBearer, `send ${i}: the event's Sender`);
   }
+  // the gateway computed each request key and message id: the database's formulas give the same
+  // (carillon.request_key_of; carillon.message_id_at: the time's 12 hex digits, then the key's)
+  const sent = results.map((r, i) => ({ id: r.ok.MessageId, token: items[i].input.ClientRequestToken, bearer: items[i].input.ChimeBearer }));
+  const agreeing = sql(
+    `select count(*) from jsonb_to_recordset(:'sent'::jsonb) as x(id text, token text, bearer text)
+       join carillon.channel_messages m on m.channel_arn = :'ch' and m.message_id = x.id
+      where m.request_key = carillon.request_key_of(:'ch', x.bearer, x.token)
+        and m.message_id = left(x.id, 12) || left(replace(m.request_key::text, '-', ''), 20)`,
+    { sent: JSON.stringify(sent), ch: w.channel },
+  );
+  assert.equal(agreeing, items.length, "a request key or message id is not the database's formula");
   // a retry of one of them (the item path) finds the message the batch stored
   const again = await items[1].client.send(new SendChannelMessageCommand(items[1].input));
   assert.equal(again.MessageId, results[1].ok.MessageId, 'a retry of a send from columns made another message');
