@@ -201,7 +201,12 @@ per() { awk -v t="$1" -v n="$2" -v u="$tick_us" 'BEGIN {if (n > 0) printf "%.0f"
 # The write lane's backend (the connection whose last statement is the batch call) and its time on
 # a CPU and waiting for one (/proc/PID/schedstat, ns), so that the lane's time a message splits into
 # its own CPU, a CPU it waited for, and the rest (its commit's flush, waiting for the next batch).
-lane_pid() { q "select pid from pg_stat_activity where query like '%invoke_batch_rows%' and pid <> pg_backend_pid() limit 1"; }
+# (Its batches are carillon_api.send_messages calls, or invoke_batch_rows for a batch of up to eight;
+# of several lanes, the one that ran last.)
+lane_pid() {
+	q "select pid from pg_stat_activity where (query like '%invoke_batch_rows%' or query like '%carillon_api.send_messages%')
+	     and pid <> pg_backend_pid() order by state_change desc nulls last limit 1"
+}
 sched() { awk '{print $1, $2}' "/proc/$1/schedstat" 2>/dev/null || echo "0 0"; }
 # The lane's floor (bench/lib.sh lane_floor_setup, after the runs: it copies a stored message and
 # event): lane_floor_run sets lf_ms (a batch), lf_cpu (PostgreSQL µs a message).
@@ -213,7 +218,7 @@ lane_floor_run() {
 	local p fp="" f0 f1 t0 t1 t
 	pgbench -n -f "$dir/lanefloor.sql" -c 1 -T "$secs" "$CARILLON_TEST_DATABASE_URL" >"$dir/lanefloor.out" 2>"$dir/pgbench.err" &
 	p=$!; bench_pids+=("$p")
-	for _ in $(seq 40); do
+	for _ in $(seq 100); do
 		fp=$(q "select pid from pg_stat_activity where application_name = 'pgbench' limit 1"); [[ -z $fp ]] || break; sleep 0.05
 	done
 	sleep 0.5; f0=$(sched "$fp"); t0=$(date +%s%N)
