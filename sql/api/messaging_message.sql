@@ -537,7 +537,13 @@ create or replace function carillon_api.send_messages(p_channels text[], p_arns 
                                                       p_content_types text[], p_attributes jsonb[], p_push jsonb[],
                                                       p_keys uuid[], p_ids text[], p_now_ms bigint[])
 returns text[]
-language plpgsql as $$
+-- Its statements' plans are generic, made once per connection. With the batch in arrays the
+-- planner can tell a custom plan the arrays' lengths, and after an ANALYZE of the growing tables
+-- the plan cache chose custom plans -- every statement planned again for every batch, the write
+-- statement's CTEs included: the lane's CPU a message 90 -> 175 µs from the fourth minute of
+-- bench/send.sh long on (BENCHMARKS.md, issue 11 session 18). Every plan here is index probes
+-- whatever the batch's size.
+language plpgsql set plan_cache_mode = force_generic_plan as $$
 declare
     v_ok boolean;
     v_out text[];

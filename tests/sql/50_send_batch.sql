@@ -286,3 +286,13 @@ begin
                        pg_temp.send_item('priv', 'member', 'e1', 1700000000000, '{"Metadata":"m","ContentType":"text/plain"}')))),
         'a retry carries no event';
 end $$;
+
+-- test: the set path's statements keep their generic plans (planned again for every batch, they
+-- doubled the lane's CPU a message once the tables grew: the plan_cache_mode of send_messages)
+do $$
+begin
+    assert (select 'plan_cache_mode=force_generic_plan' = any(proconfig) from pg_proc
+             where oid = to_regprocedure('carillon_api.send_messages(text[], text[], text[], text[], text[], bigint[], '
+                                         'text[], text[], text[], text[], jsonb[], jsonb[], uuid[], text[], bigint[])')),
+           'carillon_api.send_messages does not force generic plans';
+end $$;
