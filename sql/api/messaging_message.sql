@@ -491,8 +491,8 @@ begin
     if not v_plain then
         return null;
     end if;
-    -- The items as carillon_api.send_messages takes them (the gateway sends a batch of plain sends as these columns
-    -- itself: src/api/send_batch.c).
+    -- The items as carillon_api.send_messages takes them (the gateway sends a batch of plain sends
+    -- as these columns itself: src/api/send_batch.c).
     return (select carillon_api.send_messages(
                        array_agg(distinct e->'input'->>'ChannelArn'),
                        array_agg(e->'input'->>'ChannelArn' order by n),
@@ -515,14 +515,13 @@ end $$;
 
 -- send_batch's steps 1-3 on the batch as columns, one element an item, in item order -- the
 -- gateway's call for a batch of plain sends (src/api/send_batch.c: select unnest(...), a row an
--- answer, none when it declines): p_channels the
--- batch's distinct channels; p_bearers the sender (ChimeBearer, else the credential's user);
--- p_principals, p_user_arns, p_user_gens the caller (the request context's principal, user_arn,
--- user_gen); the input's members (NULL where absent; MessageAttributes and PushNotification as the
--- JSON given, so JSON null is present); p_keys and p_ids each send's request key and message id
--- (carillon.request_key_of, carillon.message_id_at: the gateway computes the same); p_now_ms the
--- request time. Returns the answers in item
--- order, or NULL, before writing anything, for a batch the item path must take.
+-- answer, none when it declines): p_channels the batch's distinct channels; p_bearers the sender
+-- (ChimeBearer, else the credential's user); p_principals, p_user_arns, p_user_gens the caller (the
+-- request context's principal, user_arn, user_gen); the input's members (NULL where absent;
+-- MessageAttributes and PushNotification as the JSON given, so JSON null is present); p_keys and
+-- p_ids each send's request key and message id (carillon.request_key_of, carillon.message_id_at:
+-- the gateway computes the same); p_now_ms the request time. Returns the answers in item order, or
+-- NULL, before writing anything, for a batch the item path must take.
 -- (Earlier forms, which took the request tokens and computed keys and ids here, go first, once.)
 do $$
 begin

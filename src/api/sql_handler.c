@@ -127,11 +127,7 @@ static int append_json(struct carillon_buf *b, const json_t *v)
 	return json_dump_callback(v, append_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-/* The request context, written as JSON text (no document built to be encoded again): who calls,
- * when, the request id, where the node answers; the idempotency token of an IDEMPOTENT operation;
- * `after`, a listing's cursor, when given. A context missing a member would change who the database
- * thinks is calling: any member that cannot be written (text that is not UTF-8) fails the request
- * instead (-1). */
+/* The caller as the database knows it (the context's "principal"; send_batch.c passes it as a column). */
 void carillon_api_principal_name(const struct carillon_principal *p, char *out, size_t size)
 {
 	if (p->kind == CARILLON_PRINCIPAL_ADMIN)
@@ -140,6 +136,11 @@ void carillon_api_principal_name(const struct carillon_principal *p, char *out, 
 		snprintf(out, size, "%s", p->kind == CARILLON_PRINCIPAL_ROOT ? "root" : "user");
 }
 
+/* The request context, written as JSON text (no document built to be encoded again): who calls,
+ * when, the request id, where the node answers; the idempotency token of an IDEMPOTENT operation;
+ * `after`, a listing's cursor, when given. A context missing a member would change who the database
+ * thinks is calling: any member that cannot be written (text that is not UTF-8) fails the request
+ * instead (-1). */
 static int append_ctx(struct carillon_buf *b, struct carillon_req *r, const json_t *after)
 {
 	const struct carillon_principal *p = carillon_req_principal(r);
