@@ -2,18 +2,19 @@
 # The write lane's instructions a batch: one batch of 31 persistent sends into one channel, as the
 # gateway hands it to carillon_api.send_messages (typed columns: src/api/send_batch.c) and, for
 # comparison, to carillon_api.invoke_batch_rows (the items' documents as src/api/sql_handler.c
-# writes them, the path of a batch send_messages declined), executed BATCHES times by one connection to a PostgreSQL run under valgrind's
-# callgrind; against it, its floor, the same rows written by two plain INSERTs (bench/lib.sh
-# lane_floor_setup, the lane floor of bench/send.sh). Instructions, unlike times, do not move with
-# this machine's phases (the same build's rate moved 40 % within minutes, and the guest has no
-# hardware counters), so a change of the lane's SQL is weighed exactly, in minutes: the figure
-# for each batch is the backend's instructions over BATCHES+10 executions less those over 10 (its
-# start-up and first plans), divided by BATCHES. The replay's own work -- its statement's text parsed
-# (the batch is a literal in it: pgbench's prepared mode would read the document's colons as its
-# variables), fresh request tokens substituted into it -- is counted apart, by a statement that
-# does only that, and taken out. Not a time: an instruction of the lane's JSON and PL/pgSQL costs
-# less time than one of the floor's index, buffer and WAL work (the lane spends ~3.6x the floor's
-# instructions and ~1.5-1.9x its CPU time: BENCHMARKS.md, issue 11 session 17).
+# writes them, the path of a batch send_messages declined), executed BATCHES times by one
+# connection to a PostgreSQL run under valgrind's callgrind; against it, its floor, the same rows
+# written by two plain INSERTs (bench/lib.sh lane_floor_setup, the lane floor of bench/send.sh).
+# Instructions, unlike times, do not move with this machine's phases (the same build's rate moved
+# 40 % within minutes, and the guest has no hardware counters), so a change of the lane's SQL is
+# weighed exactly, in minutes: the figure for each batch is the backend's instructions over
+# BATCHES+10 executions less those over 10 (its start-up and first plans), divided by BATCHES. The
+# replay's own work -- its statement's text parsed (the batch is a literal in it: pgbench's prepared
+# mode would read the document's colons as its variables), fresh request tokens substituted into it
+# -- is counted apart, by a statement that does only that, and taken out. Not a time: an instruction
+# of the lane's JSON and PL/pgSQL costs less time than one of the floor's index, buffer and WAL work
+# (session 17: the lane spent ~3.6x the floor's instructions and ~1.5-1.9x its CPU time; session
+# 18, as columns: 1.77x and 1.1-1.4x; BENCHMARKS.md, issue 11).
 #   bench/lane-ir.sh [batches]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,14 +85,12 @@ pg_as_user valgrind --tool=callgrind --callgrind-out-file="$cg/cg.%p" "$(pg_bind
 for _ in $(seq 600); do psql -X -At "$CARILLON_TEST_DATABASE_URL" -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 psql -X -At "$CARILLON_TEST_DATABASE_URL" -c 'select 1' >/dev/null
 
-# ir SCRIPT N: the instructions of the backend that ran SCRIPT N times (pgbench's one client; its
-# other connection, the larger count of the two files written, is not the one: the client's is).
 # settle: until every profile written so far is complete and no new one has come for 0.5 s (a
 # connection that ended just before a measurement, such as the start-up probe's last psql, writes
 # its profile late: taken for the client's, it spoiled the first figure). A running process's file
 # is empty until it exits.
 settle() {
-	local last= now f t
+	local last='' now f t
 	for _ in $(seq 100); do
 		now=$(find "$cg" -name 'cg.*' -size +0 | sort); t=1
 		for f in $now; do grep -q '^totals:' "$f" || t=0; done
@@ -99,6 +98,8 @@ settle() {
 		last=$now; sleep 0.5
 	done
 }
+# ir SCRIPT N: the instructions of the backend that ran SCRIPT N times (pgbench's one client; its
+# other connection, the larger count of the two files written, is not the one: the client's is).
 ir() {
 	local before after new f n t
 	settle
