@@ -67,12 +67,6 @@ static void add_string(struct carillon_db_array *a, const json_t *v)
 	carillon_db_array_text(a, json_string_value(v), json_string_length(v));
 }
 
-static int append_cb(const char *text, size_t size, void *data)
-{
-	carillon_buf_append(data, text, size);
-	return 0;
-}
-
 /* A JSON member as a jsonb element (absent: NULL; JSON null is present); -1 when it cannot be
  * encoded. */
 static int add_json(struct carillon_db_array *a, const json_t *v, struct carillon_buf *scratch)
@@ -82,7 +76,7 @@ static int add_json(struct carillon_db_array *a, const json_t *v, struct carillo
 		return 0;
 	}
 	scratch->len = 0;
-	if (json_dump_callback(v, append_cb, scratch, JSON_COMPACT | JSON_ENCODE_ANY))
+	if (carillon_api_append_json(scratch, v))
 		return -1;
 	carillon_db_array_jsonb(a, scratch->data, scratch->len);
 	return 0;

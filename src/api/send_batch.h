@@ -47,7 +47,9 @@ bool carillon_send_batch_plain(const struct carillon_req *r);
 int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n);
 void carillon_send_batch_columns_free(struct carillon_send_columns *c);
 
-/* The context's principal as the database knows it: root, admin:<key id>, user (sql_handler.c). */
+/* From sql_handler.c: the context's principal as the database knows it (root, admin:<key id>,
+ * user); a JSON value appended as compact text (-1 when jansson cannot encode it). */
 void carillon_api_principal_name(const struct carillon_principal *p, char *out, size_t size);
+int carillon_api_append_json(struct carillon_buf *b, const json_t *v);
 
 #endif

@@ -122,7 +122,7 @@ static int append_cb(const char *text, size_t size, void *data)
 }
 
 /* A JSON value appended as compact text; -1 when jansson cannot encode it. */
-static int append_json(struct carillon_buf *b, const json_t *v)
+int carillon_api_append_json(struct carillon_buf *b, const json_t *v)
 {
 	return json_dump_callback(v, append_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
 }
@@ -170,11 +170,11 @@ static int append_ctx(struct carillon_buf *b, struct carillon_req *r, const json
 		APPEND_LIT(b, ",\"idempotency_member\":");
 		failed |= carillon_json_string(b, idem);
 		APPEND_LIT(b, ",\"idempotency_token\":");
-		failed |= append_json(b, token);
+		failed |= carillon_api_append_json(b, token);
 	}
 	if (after) {
 		APPEND_LIT(b, ",\"after\":");
-		failed |= append_json(b, after);
+		failed |= carillon_api_append_json(b, after);
 	}
 	APPEND_LIT(b, "}");
 	return failed ? -1 : 0;
@@ -385,7 +385,7 @@ static void batch_enqueue(struct carillon_req *r, const json_t *after)
 	APPEND_LIT(&item, ",\"ctx\":");
 	failed |= append_ctx(&item, r, after);
 	APPEND_LIT(&item, ",\"input\":");
-	failed |= append_json(&item, carillon_req_input(r));
+	failed |= carillon_api_append_json(&item, carillon_req_input(r));
 	APPEND_LIT(&item, "}");
 	if (failed) {
 		carillon_buf_free(&item);
@@ -417,7 +417,7 @@ void carillon_api_sql_handler(struct carillon_req *r)
 	 * (its name comes from the operation table, never from the request). */
 	struct carillon_buf ctx = {0}, in = {0};
 	int failed = append_ctx(&ctx, r, json_object_get(claims, "c"));
-	failed |= append_json(&in, carillon_req_input(r));
+	failed |= carillon_api_append_json(&in, carillon_req_input(r));
 	json_decref(claims);
 	if (failed) {
 		carillon_buf_free(&ctx);

@@ -35,11 +35,11 @@ import {
 import { ApnsStandin } from './lib/apns-standin.mjs';
 import { psql } from './lib/cli.mjs';
 import { identityClient, messagingClient } from './lib/clients.mjs';
-import { holdingSession } from './lib/eventlog.mjs';
+import { asOneBatch } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
 import { ACCOUNT_ID, REGION, startCarillon } from './lib/server.mjs';
 import { clientCert, ecKeyPair, testCa } from './lib/test-ca.mjs';
-import { uniq } from './lib/util.mjs';
+import { scrapeMetric, uniq } from './lib/util.mjs';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -74,15 +74,7 @@ const metricsPort = await new Promise((resolve) => {
 const ctx = useCarillon({ env: { ...env, CARILLON_METRICS_LISTEN: `127.0.0.1:${metricsPort}` } });
 
 /** The value of one metric series of the first server (0 when absent). */
-async function metric(name, labels) {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
-    if (m && m[1] === name && m[2].split(',').sort().join(',') === want) return Number(m[3]);
-  }
-  return 0;
-}
+const metric = (name, labels = {}) => scrapeMetric(metricsPort, name, labels);
 
 function pinpoint(srv = ctx.srv) {
   return new PinpointClient({
@@ -187,13 +179,6 @@ async function until(cond, what, ms = 20000) {
     if (Date.now() > deadline) assert.fail(`timed out waiting: ${what}`);
     await sleep(50);
   }
-}
-
-/** The value of an unlabelled metric of the first server (0 when absent). */
-async function unlabelled(name) {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 function pushesFor(standin, messageId) {
@@ -319,20 +304,14 @@ test('a batch of sends written from columns enqueues the pushes of exactly the m
   const alice = await userWith([]);
   const bob = await userWith([{}]);
   const channel = await channelOf(alice, [alice, bob]);
-  const columnsBefore = await unlabelled('carillon_write_batches_columns_total');
+  const columnsBefore = await metric('carillon_write_batches_columns_total');
   // Twelve sends arrive while a second session holds the channel's row: the first waits for it,
   // the other eleven leave as one batch, written from columns (src/api/send_batch.c).
-  const holder = await holdingSession(`begin; select 1 from carillon.channels where arn = '${channel}' for no key update;`);
-  assert.ok(holder.held, 'the holder has the channel row');
   const withPush = new Set([3, 7]);
   const extra = (i) => (withPush.has(i) ? { PushNotification: { Title: `t${i}`, Body: `b${i}`, Type: 'DEFAULT' } } : {});
-  const first = send(channel, alice, extra(0));
-  await sleep(300);
-  const rest = Array.from({ length: 11 }, (_, k) => send(channel, alice, extra(k + 1)));
-  await sleep(500);
-  await holder.end('commit;');
-  const ids = await Promise.all([first, ...rest]);
-  assert.ok((await unlabelled('carillon_write_batches_columns_total')) > columnsBefore, 'no batch was written from columns');
+  const results = await asOneBatch(channel, Array.from({ length: 12 }, (_, i) => () => send(channel, alice, extra(i))));
+  const ids = results.map((r, i) => r.ok ?? assert.fail(`send ${i} failed: ${r.err?.name} ${r.err?.message}`));
+  assert.ok((await metric('carillon_write_batches_columns_total')) > columnsBefore, 'no batch was written from columns');
   const token = bob.endpoints[0].token;
   await until(() => prod.delivered(token).length >= withPush.size, "bob's pushes");
   await sleep(1500); // anything else would have been sent with them

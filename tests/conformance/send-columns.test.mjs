@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateAppInstanceBotCommand } from '@aws-sdk/client-chime-sdk-identity';
 import {
   CreateChannelCommand,
@@ -18,9 +17,9 @@ import {
   SendChannelMessageCommand,
 } from '@aws-sdk/client-chime-sdk-messaging';
 import { messagingClient, mintUserCredentials } from './lib/clients.mjs';
-import { channelEvents, holdingSession, sql } from './lib/eventlog.mjs';
+import { asOneBatch, channelEvents, sql } from './lib/eventlog.mjs';
 import { useCarillon } from './lib/fixture.mjs';
-import { assertRejects, lexConfig, uniq } from './lib/util.mjs';
+import { assertRejects, lexConfig, scrapeMetric, uniq } from './lib/util.mjs';
 
 const metricsPort = await new Promise((resolve) => {
   const s = createNetServer().listen(0, '127.0.0.1', () => {
@@ -30,11 +29,7 @@ const metricsPort = await new Promise((resolve) => {
 });
 const ctx = useCarillon({ env: { CARILLON_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, CARILLON_WRITE_IN_FLIGHT: '1' } });
 
-async function metric(name) {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
+const metric = (name) => scrapeMetric(metricsPort, name);
 
 async function world() {
   const ai = await ctx.newAppInstance();
@@ -50,20 +45,6 @@ async function world() {
   );
   const bobClient = messagingClient(ctx.srv, await mintUserCredentials(ctx.srv, bob.arn));
   return { ai, alice, bob, outsider, bot: bot.AppInstanceBotArn, channel: ch.ChannelArn, bobClient };
-}
-
-// Run `sends` (functions returning a send's promise) while a second session holds the channel's
-// row: the first is sent alone and waits; the rest, sent 300 ms later, queue and leave as one batch.
-async function asOneBatch(channel, sends) {
-  const q = (s) => `'${s.replace(/'/g, "''")}'`;
-  const holder = await holdingSession(`begin; select 1 from carillon.channels where arn = ${q(channel)} for no key update;`);
-  assert.ok(holder.held, 'the holder has the channel row');
-  const first = sends[0]().then((v) => ({ ok: v }), (e) => ({ err: e }));
-  await sleep(300);
-  const rest = sends.slice(1).map((f) => f().then((v) => ({ ok: v }), (e) => ({ err: e })));
-  await sleep(500);
-  await holder.end('commit;');
-  return Promise.all([first, ...rest]);
 }
 
 // The variety of members a send may carry, by item: senders of every kind (the root key naming a

@@ -51,6 +51,25 @@ export async function holdingSession(text) {
   };
 }
 
+/**
+ * Make one large write batch of `sends` (functions that start a send into `channel`): while a
+ * second session holds the channel's row, the first is sent alone and waits for it; the rest,
+ * sent 300 ms later, queue behind it and leave as one batch when the row is released. Resolves to
+ * each send's {ok: result} or {err: error}, in order.
+ */
+export async function asOneBatch(channel, sends) {
+  const q = (s) => `'${s.replace(/'/g, "''")}'`;
+  const holder = await holdingSession(`begin; select 1 from carillon.channels where arn = ${q(channel)} for no key update;`);
+  if (!holder.held) throw new Error('the holding session did not get the channel row');
+  const settle = (p) => p.then((v) => ({ ok: v }), (e) => ({ err: e }));
+  const first = settle(sends[0]());
+  await sleep(300);
+  const rest = sends.slice(1).map((f) => settle(f()));
+  await sleep(500);
+  await holder.end('commit;');
+  return Promise.all([first, ...rest]);
+}
+
 /** Like psqlText, parsing the value as JSON (null when there is none). */
 export function sql(text, vars = {}) {
   const out = psqlText(text, vars);

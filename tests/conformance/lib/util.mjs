@@ -167,3 +167,14 @@ export const NASTY_STRINGS = [
   `$1 $$ :name ? @p0 {0} %s %d`,
   `<script>alert(1)</script> &amp; &lt;`,
 ];
+
+/** The value of one metric series (labels {} for an unlabelled one) on a /metrics port; 0 when absent. */
+export async function scrapeMetric(port, name, labels = {}) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (m && m[1] === name && (m[2] ?? '').split(',').sort().join(',') === want) return Number(m[3]);
+  }
+  return 0;
+}
