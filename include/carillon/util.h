@@ -49,8 +49,10 @@ void carillon_uuid4(char out[37]);
  * overlong forms, surrogates and code points beyond U+10FFFF are invalid, as for jansson). */
 long carillon_utf8_length(const char *s, size_t len);
 
-/* uv_poll_start restarts skipped because nothing changed (src/util/uv_poll_filter.c). */
+/* uv_poll_start restarts skipped because nothing changed, and changes of events made in place
+ * (src/util/uv_poll_filter.c). */
 extern unsigned long carillon_uv_poll_restarts_skipped;
+extern unsigned long carillon_uv_poll_changes_in_place;
 
 /* True when s is one JSON text (any value, white space around it allowed), checked without building
  * it and at least as strictly as jansson's decoder (src/util/json_text.c). */

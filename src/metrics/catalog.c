@@ -34,7 +34,7 @@ static struct {
 	    *s_resyncs;
 	struct carillon_metric *log_head, *listener_pos, *notifies, *polls, *deliveries, *commit_to_delivery;
 	struct carillon_metric *from_answers, *reads_skipped, *reads_passed;
-	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag, *poll_skips;
+	struct carillon_metric *rss, *fds, *max_fds, *cpu, *start_time, *loop_lag, *poll_skips, *poll_in_place;
 	uint64_t delivered;
 } cat;
 
@@ -146,6 +146,8 @@ static void init_process(const char *version)
 	cat.cpu = counter("process_cpu_seconds_total", "User and system CPU time spent, in seconds");
 	cat.poll_skips = counter("carillon_poll_restarts_skipped_total",
 				 "Poll restarts asking for the events already set, skipped (src/util/uv_poll_filter.c)");
+	cat.poll_in_place = counter("carillon_poll_changes_in_place_total",
+				    "Changes of a poll's events made in place instead of a restart (src/util/uv_poll_filter.c)");
 	cat.start_time = gauge("process_start_time_seconds", "Start time of the process since the epoch, in seconds");
 	carillon_metric_set(cat.start_time, (double)carillon_now_ms() / 1000.0);
 	struct carillon_metric_family *info = carillon_metrics_family(
@@ -407,6 +409,8 @@ static void collect_process(void)
 						      carillon_metric_value(cat.cpu));
 	carillon_metric_add(cat.poll_skips,
 			    (double)carillon_uv_poll_restarts_skipped - carillon_metric_value(cat.poll_skips));
+	carillon_metric_add(cat.poll_in_place,
+			    (double)carillon_uv_poll_changes_in_place - carillon_metric_value(cat.poll_in_place));
 }
 
 void carillon_metrics_collect(const struct carillon_metrics_sample *s)

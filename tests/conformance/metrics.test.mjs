@@ -381,6 +381,8 @@ test('values after real traffic: requests, group commit, pool, sessions, event p
   // the executable's uv_poll_start (src/util/uv_poll_filter.c) is the one libwebsockets calls: its
   // keep-alive requests re-arm read interest they already have, and those restarts are skipped
   assert.ok(d('carillon_poll_restarts_skipped_total') >= 1, 'restarts of unchanged polls skipped');
+  // and a response's write interest, set and cleared again, changes the poll's events in place
+  assert.ok(d('carillon_poll_changes_in_place_total') >= 1, 'changes of events made in place');
   const start = a.get('process_start_time_seconds');
   assert.ok(start <= now && start > now - 600, `start time ${start}`);
   assert.equal(a.get('carillon_build_info', { version: a.families.get('carillon_build_info').samples[0].labels.get('version') }), 1);

@@ -1,7 +1,9 @@
 /*
  * src/util/uv_poll_filter.c: a uv_poll_start that asks for the events already set leaves the fd
- * registered in epoll (libuv's own deletes it at once and adds it back at the next poll); any real
- * change, another callback, a stopped poll still go through libuv and work.
+ * registered in epoll (libuv's own deletes it at once and adds it back at the next poll); one that
+ * asks for other events changes them in place (the fd stays registered, the next poll sets the new
+ * events, and an event no longer asked for is not reported); another callback or a stopped poll
+ * still go through libuv, and every case works.
  *
  * What epoll holds is read from the kernel: /proc/self/fdinfo/<the loop's epoll fd> lists one
  * "tfd:" line per registered fd.
@@ -102,7 +104,7 @@ static void test_same_events_keep_the_fd(void **state)
 	assert_true(events_seen & UV_READABLE);
 }
 
-static void test_changes_go_through(void **state)
+static void test_changes_take_effect(void **state)
 {
 	(void)state;
 	unsigned mask = 0;
@@ -135,11 +137,65 @@ static void test_changes_go_through(void **state)
 	assert_int_equal(carillon_uv_poll_restarts_skipped, skipped);
 }
 
+/* R -> R|W -> R: each change made in place, the fd never deleted from epoll. */
+static void test_changes_in_place(void **state)
+{
+	(void)state;
+	unsigned mask = 0;
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE, on_poll), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(registered(fds[0], &mask));
+	assert_false(mask & 0x4);
+	unsigned long in_place = carillon_uv_poll_changes_in_place;
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE | UV_WRITABLE, on_poll), 0);
+	assert_int_equal(carillon_uv_poll_changes_in_place, in_place + 1);
+	assert_true(registered(fds[0], &mask)); /* libuv's own would have deleted it here */
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(registered(fds[0], &mask));
+	assert_true(mask & 0x4); /* EPOLLOUT set by the poll */
+	assert_true(events_seen & UV_WRITABLE);
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE, on_poll), 0);
+	assert_int_equal(carillon_uv_poll_changes_in_place, in_place + 2);
+	assert_true(registered(fds[0], NULL));
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(registered(fds[0], &mask));
+	assert_false(mask & 0x4);
+	/* the socket is still writable: no longer asked for, so not reported; readable still is */
+	events_seen = 0;
+	assert_int_equal(write(fds[1], "x", 1), 1);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(events_seen, UV_READABLE);
+}
+
+/* R -> R|W -> R within one turn of the loop: the poll sets R, writable is never reported. */
+static void test_change_and_back_in_one_turn(void **state)
+{
+	(void)state;
+	unsigned mask = 0;
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE, on_poll), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE | UV_WRITABLE, on_poll), 0);
+	assert_int_equal(uv_poll_start(&poll_h, UV_READABLE, on_poll), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(registered(fds[0], &mask));
+	assert_false(mask & 0x4);
+	assert_false(events_seen & UV_WRITABLE);
+	/* and writable alone, in place, is reported */
+	assert_int_equal(uv_poll_start(&poll_h, UV_WRITABLE, on_poll), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(registered(fds[0], &mask));
+	assert_int_equal(mask & 0x5, 0x4);
+	assert_true(events_seen & UV_WRITABLE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_events_keep_the_fd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_changes_go_through, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changes_take_effect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changes_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_and_back_in_one_turn, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
