@@ -16,11 +16,12 @@
 
 struct carillon_batch_item;
 
-/* One batch: its items' owners in order and the JSON array of their documents. */
+/* One batch: its items' owners in order and their documents. */
 struct carillon_batch {
 	size_t n;
 	void **owners;
-	char *json;        /* "[doc,doc,...]" */
+	char **docs;       /* item i's document, or NULL: made by the batcher's doc_of when asked for */
+	char *json;        /* "[doc,doc,...]" once carillon_batch_json made it, else NULL */
 	double sent_at;    /* carillon_metrics_clock() when submitted */
 	struct carillon_batcher *batcher; /* the one it was cut from */
 	int retries;       /* times the caller sent it again (a deadlock victim) */
@@ -46,6 +47,9 @@ struct carillon_batcher {
 	 * item is then answered with a `refused` outcome). */
 	int (*submit)(void *ctx, struct carillon_batch *batch);
 	void (*item_done)(void *ctx, void *owner, const struct carillon_batch_outcome *o);
+	/* The document of an item queued without one (malloc'd), made only when its batch's JSON is
+	 * asked for; NULL when it cannot be made. */
+	char *(*doc_of)(void *ctx, void *owner);
 	void *ctx;
 	/* state */
 	struct carillon_batch_item *head, *tail;
@@ -55,8 +59,12 @@ struct carillon_batcher {
 /* Queue one item (`doc` is copied); sends batches if a slot is free. -1 when the queue holds
  * max_queue items already (the caller answers 503 ServiceUnavailable). */
 int carillon_batcher_enqueue(struct carillon_batcher *b, void *owner, const char *doc);
-/* The same, taking `doc` (malloc'd) over instead of copying it; on -1 the caller still owns it. */
+/* The same, taking `doc` (malloc'd) over instead of copying it; on -1 the caller still owns it.
+ * NULL: the item has no document yet (the batcher's doc_of makes it if its batch goes as JSON). */
 int carillon_batcher_enqueue_owned(struct carillon_batcher *b, void *owner, char *doc);
+/* The batch as the JSON array of its items' documents (made once, kept in batch->json; documents
+ * missing are made by doc_of first), or NULL when one cannot be made. */
+const char *carillon_batch_json(struct carillon_batch *batch);
 
 /* A submitted batch's results: `results` is the JSON array [{"ok":..}|{"error":{"state","message"}}]
  * in item order, or NULL with the batch's own error (`state`, `message`: every item gets it).

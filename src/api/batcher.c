@@ -19,6 +19,9 @@ struct carillon_batch_item {
 
 static void batch_free(struct carillon_batch *batch)
 {
+	for (size_t i = 0; i < batch->n; i++)
+		free(batch->docs[i]);
+	free(batch->docs);
 	free(batch->owners);
 	free(batch->json);
 	free(batch);
@@ -31,24 +34,39 @@ static struct carillon_batch *batch_cut(struct carillon_batcher *b)
 	batch->batcher = b;
 	size_t cap = b->len < b->max_batch ? b->len : b->max_batch;
 	batch->owners = carillon_xcalloc(cap ? cap : 1, sizeof(void *));
-	struct carillon_buf text = {0};
-	carillon_buf_append(&text, "[", 1);
+	batch->docs = carillon_xcalloc(cap ? cap : 1, sizeof(char *));
 	while (b->head && batch->n < cap) {
 		struct carillon_batch_item *it = b->head;
 		b->head = it->next;
 		b->len--;
-		if (batch->n)
-			carillon_buf_append(&text, ",", 1);
-		carillon_buf_append(&text, it->doc, strlen(it->doc));
-		batch->owners[batch->n++] = it->owner;
-		free(it->doc);
+		batch->owners[batch->n] = it->owner;
+		batch->docs[batch->n++] = it->doc;
 		free(it);
 	}
 	if (!b->head)
 		b->tail = NULL;
+	return batch;
+}
+
+const char *carillon_batch_json(struct carillon_batch *batch)
+{
+	if (batch->json)
+		return batch->json;
+	struct carillon_batcher *b = batch->batcher;
+	struct carillon_buf text = {0};
+	carillon_buf_append(&text, "[", 1);
+	for (size_t i = 0; i < batch->n; i++) {
+		if (!batch->docs[i] && (!b->doc_of || !(batch->docs[i] = b->doc_of(b->ctx, batch->owners[i])))) {
+			carillon_buf_free(&text);
+			return NULL;
+		}
+		if (i)
+			carillon_buf_append(&text, ",", 1);
+		carillon_buf_append(&text, batch->docs[i], strlen(batch->docs[i]));
+	}
 	carillon_buf_append(&text, "]", 1);
 	batch->json = text.data;
-	return batch;
+	return batch->json;
 }
 
 static void batcher_pump(struct carillon_batcher *b)

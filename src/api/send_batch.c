@@ -101,6 +101,15 @@ static void add_channels(struct carillon_db_array *a, void *const *owners, size_
 	free(seen);
 }
 
+/* OpenSSL's MD5, fetched once: EVP_md5() would make EVP_Digest look it up again on every call. */
+static const EVP_MD *md5(void)
+{
+	static EVP_MD *md;
+	if (!md)
+		md = EVP_MD_fetch(NULL, "MD5", NULL);
+	return md;
+}
+
 /* The request key: the md5 of channel, sender and ClientRequestToken joined by U+0001, as a uuid's 16
  * bytes (carillon.request_key_of). -1 when OpenSSL cannot. */
 static int request_key(const char *arn, const char *bearer, const json_t *token, unsigned char key[16],
@@ -113,7 +122,8 @@ static int request_key(const char *arn, const char *bearer, const json_t *token,
 	carillon_buf_append(scratch, "\1", 1);
 	carillon_buf_append(scratch, json_string_value(token), json_string_length(token));
 	unsigned int len = 0;
-	return EVP_Digest(scratch->data, scratch->len, key, &len, EVP_md5(), NULL) == 1 && len == 16 ? 0 : -1;
+	const EVP_MD *md = md5();
+	return md && EVP_Digest(scratch->data, scratch->len, key, &len, md, NULL) == 1 && len == 16 ? 0 : -1;
 }
 
 /* The message id: the request time in milliseconds as 12 hex digits, then the key's first 20 hex
@@ -123,8 +133,12 @@ static void message_id(int64_t now_ms, const unsigned char key[16], char id[33])
 	char ms[24];
 	snprintf(ms, sizeof(ms), "%012llx", (unsigned long long)now_ms);
 	memcpy(id, ms, 12); /* lpad(..., 12) keeps the first 12 of a longer one */
-	for (int i = 0; i < 10; i++)
-		snprintf(id + 12 + 2 * i, 3, "%02x", key[i]);
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 10; i++) {
+		id[12 + 2 * i] = hex[key[i] >> 4];
+		id[13 + 2 * i] = hex[key[i] & 15];
+	}
+	id[32] = '\0';
 }
 
 int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n)

@@ -333,7 +333,9 @@ static int batch_send(struct carillon_batch *batch)
 		carillon_send_batch_columns_free(&cols);
 		return rc;
 	}
-	const char *params[1] = {batch->json};
+	const char *params[1] = {carillon_batch_json(batch)};
+	if (!params[0]) /* a document could not be encoded: cannot happen for a validated input */
+		return -1;
 	return carillon_db_query_lane(lane, BATCH_SQL, 1, params, batch_done, batch);
 }
 
@@ -354,6 +356,31 @@ static void batch_item_done(void *ctx, void *owner, const struct carillon_batch_
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error");
 }
 
+/* A write's document in its batch, {"fn", "ctx", "input"} (carillon_api.invoke_batch_rows), or NULL
+ * when it cannot be encoded. */
+static char *item_doc(struct carillon_req *r, const json_t *after)
+{
+	struct carillon_buf item = {0};
+	APPEND_LIT(&item, "{\"fn\":");
+	int failed = carillon_json_string(&item, carillon_req_op_def(r)->sql_function);
+	APPEND_LIT(&item, ",\"ctx\":");
+	failed |= append_ctx(&item, r, after);
+	APPEND_LIT(&item, ",\"input\":");
+	failed |= carillon_api_append_json(&item, carillon_req_input(r));
+	APPEND_LIT(&item, "}");
+	if (failed) {
+		carillon_buf_free(&item);
+		return NULL;
+	}
+	return item.data;
+}
+
+static char *batch_doc_of(void *ctx, void *owner)
+{
+	(void)ctx;
+	return item_doc(owner, NULL);
+}
+
 /* The write lane of a request: a hash of its ChannelArn (FNV-1a), so that one channel's writes are
  * batched and committed in the order they came; lane 0 for a write without one. */
 static struct carillon_batcher *lane_batcher(struct carillon_req *r)
@@ -367,11 +394,15 @@ static struct carillon_batcher *lane_batcher(struct carillon_req *r)
 	if (!b->submit) {
 		b->submit = batch_submit;
 		b->item_done = batch_item_done;
+		b->doc_of = batch_doc_of;
 	}
 	return b;
 }
 
-/* A write joins its lane's batch as the text {"fn", "ctx", "input"} (carillon_api.invoke_batch_rows). */
+/* A write joins its lane's batch. Its document is made only if its batch goes as JSON: a batch of
+ * plain sends goes as columns read from the requests (send_batch.c), and most writes under load are
+ * in one. (A write with a NextToken's position -- none of today's -- has its document made now, as
+ * the position is not kept.) */
 static void batch_enqueue(struct carillon_req *r, const json_t *after)
 {
 	struct carillon_batcher *b = lane_batcher(r);
@@ -379,21 +410,13 @@ static void batch_enqueue(struct carillon_req *r, const json_t *after)
 	b->max_batch = (size_t)carillon_cfg.write_batch_max;
 	b->max_queue = (size_t)carillon_cfg.write_queue_max;
 	b->max_in_flight = (size_t)carillon_cfg.write_in_flight;
-	struct carillon_buf item = {0};
-	APPEND_LIT(&item, "{\"fn\":");
-	int failed = carillon_json_string(&item, carillon_req_op_def(r)->sql_function);
-	APPEND_LIT(&item, ",\"ctx\":");
-	failed |= append_ctx(&item, r, after);
-	APPEND_LIT(&item, ",\"input\":");
-	failed |= carillon_api_append_json(&item, carillon_req_input(r));
-	APPEND_LIT(&item, "}");
-	if (failed) {
-		carillon_buf_free(&item);
+	char *doc = NULL;
+	if (after && !(doc = item_doc(r, after))) {
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_FAILURE, "Internal error: the request could not be encoded");
 		return;
 	}
-	if (carillon_batcher_enqueue_owned(b, r, item.data)) {
-		carillon_buf_free(&item);
+	if (carillon_batcher_enqueue_owned(b, r, doc)) {
+		free(doc);
 		carillon_reply_error(r, CARILLON_ERR_SERVICE_UNAVAILABLE,
 				     "Too many writes are waiting (CARILLON_WRITE_QUEUE_MAX %ld); retry later",
 				     carillon_cfg.write_queue_max);

@@ -19,6 +19,9 @@
 
 struct recorder {
 	int refuse;                               /* submit refuses the next n batches */
+	int no_json;                              /* submit does not ask for the batch's JSON */
+	int docs_made;                            /* calls of rec_doc_of */
+	int doc_fails;                            /* rec_doc_of fails */
 	struct carillon_batch *sent[MAX_SEEN];    /* batches submitted, not yet completed */
 	int n_sent;
 	/* answers, in order */
@@ -35,8 +38,22 @@ static int rec_submit(void *ctx, struct carillon_batch *batch)
 		rec->refuse--;
 		return -1;
 	}
+	if (!rec->no_json)
+		carillon_batch_json(batch);
 	rec->sent[rec->n_sent++] = batch;
 	return 0;
+}
+
+/* The document of an item queued without one: {"m":owner}. */
+static char *rec_doc_of(void *ctx, void *owner)
+{
+	struct recorder *rec = ctx;
+	rec->docs_made++;
+	if (rec->doc_fails)
+		return NULL;
+	char doc[32];
+	snprintf(doc, sizeof(doc), "{\"m\":%d}", (int)(intptr_t)owner);
+	return strdup(doc);
 }
 
 static void rec_done(void *ctx, void *owner, const struct carillon_batch_outcome *o)
@@ -61,7 +78,7 @@ static struct carillon_batcher make(struct recorder *rec, size_t max_batch, size
 {
 	memset(rec, 0, sizeof(*rec));
 	return (struct carillon_batcher){.max_batch = max_batch, .max_queue = max_queue, .max_in_flight = in_flight,
-					 .submit = rec_submit, .item_done = rec_done, .ctx = rec};
+					 .submit = rec_submit, .item_done = rec_done, .doc_of = rec_doc_of, .ctx = rec};
 }
 
 static void enqueue(struct carillon_batcher *b, int owner)
@@ -293,6 +310,38 @@ static void test_next_batch_before_answers(void **state)
 	assert_int_equal(b.in_flight, 0);
 }
 
+/* Items queued without a document get one from doc_of only when their batch's JSON is asked for,
+ * once; a batch never asked for it never makes them (and frees what it holds). */
+static void test_docs_made_when_asked(void **state)
+{
+	(void)state;
+	struct recorder rec;
+	struct carillon_batcher b = make(&rec, 50, 1000, 1);
+	rec.no_json = 1;
+	assert_int_equal(carillon_batcher_enqueue_owned(&b, (void *)(intptr_t)1, NULL), 0);
+	for (int i = 2; i <= 4; i++)
+		assert_int_equal(carillon_batcher_enqueue_owned(&b, (void *)(intptr_t)i, NULL), 0);
+	enqueue(&b, 5); /* one with its document */
+	assert_int_equal(rec.n_sent, 1);
+	assert_null(rec.sent[0]->json);
+	carillon_batcher_complete(&b, rec.sent[0], "[{\"ok\":{\"v\":1}}]", NULL, NULL);
+	assert_int_equal(rec.n_sent, 2);
+	assert_int_equal(rec.docs_made, 0); /* neither batch asked */
+	const char *json = carillon_batch_json(rec.sent[1]);
+	assert_string_equal(json, "[{\"m\":2},{\"m\":3},{\"m\":4},{\"n\":5}]");
+	assert_int_equal(rec.docs_made, 3);
+	assert_ptr_equal(carillon_batch_json(rec.sent[1]), json); /* made once */
+	assert_int_equal(rec.docs_made, 3);
+	carillon_batcher_complete(&b, rec.sent[1], NULL, "XX000", "gone");
+	assert_int_equal(rec.n_done, 5);
+	/* a document that cannot be made: no JSON */
+	rec.doc_fails = 1;
+	assert_int_equal(carillon_batcher_enqueue_owned(&b, (void *)(intptr_t)6, NULL), 0);
+	assert_null(carillon_batch_json(rec.sent[2]));
+	carillon_batcher_complete(&b, rec.sent[2], NULL, "XX000", "gone");
+	assert_int_equal(rec.n_done, 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_one_item_fails),          cmocka_unit_test(test_whole_batch_fails),
 		cmocka_unit_test(test_submit_refused),          cmocka_unit_test(test_complete_rows),
 		cmocka_unit_test(test_next_batch_before_answers),
+		cmocka_unit_test(test_docs_made_when_asked),
 	};
 	return cmocka_run_group_tests_name("batcher", tests, NULL, NULL);
 }
