@@ -452,9 +452,9 @@ $$;
 --      batch);
 --   2. after the event lock, one statement inserts all messages, moves each channel's
 --      last_message_at once, logs the events (what flush_events would write, without a JSON list
---      in between) and builds the outputs, each the JSON text of its response body (the text a
---      jsonb of it would print; built as text, not as jsonb: 31 answers took ≈ 0.2 ms of the write
---      lane as jsonb, BENCHMARKS.md issue 11 session 15);
+--      in between) and returns the message ids, from which the answers are written (the gateway
+--      writes them for a batch it sends as columns; this function with
+--      carillon.sent_message_answer for one that came as JSON: the JSON text of each response body);
 -- and the push intents of the messages that ask for a push. Each statement costs a fixed executor
 -- start-up and PL/pgSQL dispatch (≈ 0.02-0.03 ms) that a batch of one or two messages -- the size at
 -- a moderate rate -- pays in full, so the steps are few.
@@ -475,6 +475,7 @@ create or replace function carillon.send_batch(p_items jsonb) returns text[]
 language plpgsql as $$
 declare
     v_plain boolean;
+    v_ids text[];
 begin
     -- 0. Only batches of plain persistent sends (cheap: no table read). A CONTROL message with a
     -- Metadata member, even JSON null, is not one (the item path refuses it; send_messages sees
@@ -492,8 +493,9 @@ begin
         return null;
     end if;
     -- The items as carillon_api.send_messages takes them (the gateway sends a batch of plain sends
-    -- as these columns itself: src/api/send_batch.c).
-    return (select carillon_api.send_messages(
+    -- as these columns itself: src/api/send_batch.c), and the answers from the message ids it
+    -- returns, as the gateway writes them.
+    select carillon_api.send_messages(
                        array_agg(distinct e->'input'->>'ChannelArn'),
                        array_agg(e->'input'->>'ChannelArn' order by n),
                        array_agg(coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') order by n),
@@ -509,9 +511,23 @@ begin
                        array_agg(k.key order by n),
                        array_agg(carillon.message_id_at((e->'ctx'->>'now_ms')::bigint, k.key) order by n),
                        array_agg((e->'ctx'->>'now_ms')::bigint order by n))
-              from jsonb_array_elements(p_items) with ordinality as t(e, n),
-                   lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k);
+      into v_ids
+      from jsonb_array_elements(p_items) with ordinality as t(e, n),
+           lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k;
+    if v_ids is null then
+        return null;
+    end if;
+    return (select array_agg(carillon.sent_message_answer(e->'input'->>'ChannelArn', v_ids[n]) order by n)
+              from jsonb_array_elements(p_items) with ordinality as t(e, n));
 end $$;
+
+-- The answer of a plain send: its response body's JSON text as a jsonb of it would print (src/api/
+-- send_batch.c writes the same).
+create or replace function carillon.sent_message_answer(p_arn text, p_id text) returns text
+language sql immutable as $$
+    select '{"Status": {"Value": "SENT"}, "MessageId": ' || to_json(p_id)::text
+           || ', "ChannelArn": ' || to_json(p_arn)::text || '}'
+$$;
 
 -- send_batch's steps 1-3 on the batch as columns, one element an item, in item order -- the
 -- gateway's call for a batch of plain sends (src/api/send_batch.c: select unnest(...), a row an
@@ -520,8 +536,9 @@ end $$;
 -- request context's principal, user_arn, user_gen); the input's members (NULL where absent;
 -- MessageAttributes and PushNotification as the JSON given, so JSON null is present); p_keys and
 -- p_ids each send's request key and message id (carillon.request_key_of, carillon.message_id_at:
--- the gateway computes the same); p_now_ms the request time. Returns the answers in item order, or
--- NULL, before writing anything, for a batch the item path must take.
+-- the gateway computes the same); p_now_ms the request time. Returns the message ids in item order
+-- (the gateway writes each answer from its request and id), or NULL, before writing anything, for a
+-- batch the item path must take.
 -- (Earlier forms, which took the request tokens and computed keys and ids here, go first, once.)
 do $$
 begin
@@ -546,7 +563,7 @@ language plpgsql set plan_cache_mode = force_generic_plan as $$
 declare
     v_ok boolean;
     v_out text[];
-    v_last bigint;
+    v_notified text;
     -- What the check found for each item, in item order, for the write to use as it is: the
     -- channel's AppInstance and last message time (its row is locked above), the sender
     -- document.
@@ -678,10 +695,13 @@ begin
           from numbered)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in
     -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
-    select array_agg('{"Status": {"Value": "SENT"}, "MessageId": "' || n.id || '"'
-                     || ', "ChannelArn": ' || to_json(n.arn)::text || '}' order by n.n),
-           max(n.position)
-      into v_out, v_last
+    -- The message ids in item order: the gateway writes the answers from them and the requests
+    -- (src/api/send_batch.c; send_batch(jsonb) for a batch that came as JSON), which spared the lane
+    -- 6 % of its instructions (BENCHMARKS.md, issue 11 session 19). The notification of the log's new
+    -- end in the same statement (sent at commit, like any NOTIFY; a statement of its own cost one
+    -- more executor start).
+    select array_agg(n.id order by n.n), pg_notify('carillon_events', max(n.position)::text)::text
+      into v_out, v_notified
       from numbered n;
 
     -- 3. The push intents (sql/api/push.sql; they read the stored messages), a statement only for a
@@ -693,7 +713,6 @@ begin
           where t.push is not null;
     end if;
 
-    perform pg_notify('carillon_events', v_last::text);
     return v_out;
 end $$;
 

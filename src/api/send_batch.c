@@ -11,6 +11,10 @@
  * The database runs every other check and declines a batch that fails one (no rows, nothing
  * written): the caller then sends the batch the general way, where each item gets its own answer.
  *
+ * The database answers with each send's message id; the answer (Status, MessageId, ChannelArn: the
+ * text a jsonb of it prints, as carillon.sent_message_answer writes it) is written here from the
+ * request and that id.
+ *
  * The gateway also computes each send's request key and message id (carillon.request_key_of and
  * carillon.message_id_at compute the same for the other paths; a retry through any path finds the
  * message by its key, which tests/conformance/send-columns.test.mjs checks against the SQL formula).
@@ -202,4 +206,16 @@ void carillon_send_batch_columns_free(struct carillon_send_columns *c)
 {
 	for (int k = 0; k < CARILLON_SEND_COLUMNS; k++)
 		carillon_db_array_free(&c->col[k]);
+}
+
+int carillon_send_batch_answer(struct carillon_buf *out, const void *owner, const char *id)
+{
+	const char *arn = json_string_value(json_object_get(carillon_req_input(owner), "ChannelArn"));
+	static const char status[] = "{\"Status\": {\"Value\": \"SENT\"}, \"MessageId\": ";
+	carillon_buf_append(out, status, sizeof(status) - 1);
+	int failed = carillon_json_string(out, id);
+	carillon_buf_append(out, ", \"ChannelArn\": ", 16);
+	failed |= carillon_json_string(out, arn ? arn : "");
+	carillon_buf_append(out, "}", 1);
+	return failed ? -1 : 0;
 }

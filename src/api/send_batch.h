@@ -46,6 +46,11 @@ bool carillon_send_batch_plain(const struct carillon_req *r);
  * when an item is not a plain send or a member cannot be encoded. */
 int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n);
 void carillon_send_batch_columns_free(struct carillon_send_columns *c);
+/* The answer of a plain send written as columns (owner: its struct carillon_req), from the message
+ * id the database returned: its response body's JSON text appended to out, as
+ * carillon.sent_message_answer writes it (the text a jsonb of it prints); -1 when it cannot be
+ * encoded. */
+int carillon_send_batch_answer(struct carillon_buf *out, const void *owner, const char *id);
 
 /* From sql_handler.c: the context's principal as the database knows it (root, admin:<key id>,
  * user); a JSON value appended as compact text (-1 when jansson cannot encode it). */

@@ -292,12 +292,22 @@ static void batch_done(void *arg, const struct carillon_db_result *res)
 	}
 }
 
-/* Row i of carillon_api.send_messages: the item's answer. */
+/* The rows of carillon_api.send_messages, each a message id, and the answer written from row i. */
+struct send_rows {
+	PGresult *res;
+	struct carillon_batch *batch;
+	struct carillon_buf answer;
+};
+
+/* Row i: the item's answer, written from its request and its message id. */
 static void send_row(void *rows, size_t i, struct carillon_batch_outcome *o)
 {
-	PGresult *res = rows;
-	if (!PQgetisnull(res, (int)i, 0))
-		o->ok_text = PQgetvalue(res, (int)i, 0);
+	struct send_rows *s = rows;
+	if (PQgetisnull(s->res, (int)i, 0))
+		return;
+	s->answer.len = 0;
+	if (!carillon_send_batch_answer(&s->answer, s->batch->owners[i], PQgetvalue(s->res, (int)i, 0)))
+		o->ok_text = s->answer.data;
 }
 
 /* The answer of a batch sent as columns: no rows when the database declined it (an item that must
@@ -312,7 +322,9 @@ static void send_done(void *arg, const struct carillon_db_result *res)
 	bool declined = PQntuples(res->res) == 0;
 	carillon_metrics_batch_columns(declined);
 	if (!declined) {
-		carillon_batcher_complete_rows(batch->batcher, batch, (size_t)PQntuples(res->res), send_row, res->res);
+		struct send_rows rows = {.res = res->res, .batch = batch};
+		carillon_batcher_complete_rows(batch->batcher, batch, (size_t)PQntuples(res->res), send_row, &rows);
+		carillon_buf_free(&rows.answer);
 		return;
 	}
 	batch->as_json = true;
