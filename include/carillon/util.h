@@ -62,6 +62,9 @@ bool carillon_json_text_valid(const char *s);
 void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n);
 /* Append s as a JSON string literal; -1 (nothing appended) when s is not valid UTF-8. */
 int carillon_json_string(struct carillon_buf *b, const char *s);
+/* The same, byte for byte as PostgreSQL's to_json(text)::text writes it (its escape_json: \b \f \n
+ * \r \t for those five control characters, \u00xx for the others). */
+int carillon_json_string_pg(struct carillon_buf *b, const char *s);
 
 /* Copy arbitrary bytes into `out` (out_size > 0) as valid UTF-8 safe to quote in a message or a
  * log line: every invalid sequence and every control character (C0, DEL) becomes U+FFFD; when the

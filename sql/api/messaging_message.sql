@@ -510,7 +510,8 @@ begin
                        array_agg(e->'input'->'PushNotification' order by n),
                        array_agg(k.key order by n),
                        array_agg(carillon.message_id_at((e->'ctx'->>'now_ms')::bigint, k.key) order by n),
-                       array_agg((e->'ctx'->>'now_ms')::bigint order by n))
+                       array_agg((e->'ctx'->>'now_ms')::bigint order by n),
+                       null, null)
       into v_ids
       from jsonb_array_elements(p_items) with ordinality as t(e, n),
            lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k;
@@ -536,7 +537,9 @@ $$;
 -- request context's principal, user_arn, user_gen); the input's members (NULL where absent;
 -- MessageAttributes and PushNotification as the JSON given, so JSON null is present); p_keys and
 -- p_ids each send's request key and message id (carillon.request_key_of, carillon.message_id_at:
--- the gateway computes the same); p_now_ms the request time. Returns the message ids in item order
+-- the gateway computes the same); p_now_ms the request time; p_heads and p_tails each event document
+-- before its CreatedTimestamp's value and after its Sender (carillon.sent_message_payload_of's text;
+-- NULL: this function writes the document). Returns the message ids in item order
 -- (the gateway writes each answer from its request and id), or NULL, before writing anything, for a
 -- batch the item path must take.
 -- (Earlier forms, which took the request tokens and computed keys and ids here, go first, once.)
@@ -544,6 +547,9 @@ do $$
 begin
     drop function if exists carillon_api.send_messages(text[], text[], text[], text[], text[], bigint[], text[],
                                                        text[], text[], text[], jsonb[], jsonb[], text[], bigint[]);
+    drop function if exists carillon_api.send_messages(text[], text[], text[], text[], text[], bigint[], text[],
+                                                       text[], text[], text[], jsonb[], jsonb[], uuid[], text[],
+                                                       bigint[]);
     drop function if exists carillon.send_cols(text[], text[], text[], text[], text[], bigint[], text[], text[],
                                                text[], text[], jsonb[], jsonb[], text[], bigint[]);
 end $$;
@@ -551,7 +557,8 @@ create or replace function carillon_api.send_messages(p_channels text[], p_arns 
                                                       p_principals text[], p_user_arns text[], p_user_gens bigint[],
                                                       p_types text[], p_contents text[], p_metadata text[],
                                                       p_content_types text[], p_attributes jsonb[], p_push jsonb[],
-                                                      p_keys uuid[], p_ids text[], p_now_ms bigint[])
+                                                      p_keys uuid[], p_ids text[], p_now_ms bigint[],
+                                                      p_heads text[], p_tails text[])
 returns text[]
 -- Its statements' plans are generic, made once per connection. With the batch in arrays the
 -- planner can tell a custom plan the arrays' lengths, and after an ANALYZE of the growing tables
@@ -570,6 +577,7 @@ declare
     v_apps text[];
     v_lasts timestamptz[];
     v_senders jsonb[];
+    v_sender_texts text[];
 begin
     -- The channel rows, locked to commit in ARN order, as lock_batch_channels locks them for the
     -- item path (a batch of sends has no other rows to lock: invoke_batch takes that function only
@@ -606,8 +614,7 @@ begin
     pairs as (
         select p.arn, p.bearer, p.principal, p.user_arn, p.user_gen,
                c.app_instance_id as app, c.last_message_at as last_at, c.flow_arn is null as no_flow,
-               case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
-                    else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name)) end as sender,
+               sd.sender, jsonb_strip_nulls(sd.sender)::text as sender_text,
                -- coalesce: a missing row (no channel, no membership) makes a check NULL, which
                -- bool_and would skip.
                coalesce((p.principal is distinct from 'user'
@@ -627,14 +634,17 @@ begin
                               where u.arn = p.bearer and u.app_instance_id = c.app_instance_id limit 1) u on true
           left join lateral (select b.arn, b.name from carillon.app_instance_bots b
                               where u.arn is null and b.arn = p.bearer and b.app_instance_id = c.app_instance_id
-                              limit 1) b on true)
+                              limit 1) b on true
+          cross join lateral (select case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
+                                          else jsonb_strip_nulls(jsonb_build_object('Arn', b.arn, 'Name', b.name))
+                                     end as sender) sd)
     -- The aggregates take the rows in item order from the sorted subquery (one sort instead of
     -- one per ordered aggregate).
     select coalesce(bool_and(ok), false) and count(distinct key) = count(*),
-           array_agg(app), array_agg(last_at), array_agg(sender)
-      into v_ok, v_apps, v_lasts, v_senders
+           array_agg(app), array_agg(last_at), array_agg(sender), array_agg(sender_text)
+      into v_ok, v_apps, v_lasts, v_senders, v_sender_texts
       from (
-        select i.n, i.key, k.app, k.last_at, k.sender,
+        select i.n, i.key, k.app, k.last_at, k.sender, k.sender_text,
                coalesce(k.ok and (k.no_flow or i.type = 'CONTROL')
                and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
                         when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
@@ -658,9 +668,9 @@ begin
     with items as (
         select t.*, to_timestamp(t.now_ms / 1000.0) as now
           from unnest(p_arns, p_bearers, p_types, p_contents, p_metadata, p_content_types, p_attributes, p_push,
-                      p_now_ms, v_apps, v_lasts, v_senders, p_keys, p_ids)
+                      p_now_ms, v_apps, v_lasts, v_senders, v_sender_texts, p_keys, p_ids, p_heads, p_tails)
                with ordinality as t(arn, bearer, type, content, metadata, content_type, attributes, push,
-                                    now_ms, app_instance_id, last_at, sender, key, id, n)),
+                                    now_ms, app_instance_id, last_at, sender, sender_text, key, id, head, tail, n)),
     timed as (
         select i.*,
                greatest(i.last_at,
@@ -689,8 +699,14 @@ begin
         insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, payload_text,
                                      audience, arns, joins, leaves, closes)
         select position, app_instance_id, arn, 'CREATE_CHANNEL_MESSAGE', type,
-               carillon.sent_message_payload_of(arn, id, content, metadata, type, iso, sender, attributes,
-                                                content_type),
+               -- The event document around its time and sender, as the gateway wrote it from the
+               -- request (src/api/send_batch.c; as sent_message_payload_of writes it, byte for byte),
+               -- which spared the lane 9 % of its instructions (BENCHMARKS.md, issue 11 session
+               -- 19); written here for an item without one.
+               coalesce(head || iso || '", "LastUpdatedTimestamp": "' || iso || '"'
+                        || coalesce(', "Sender": ' || sender_text, '') || tail,
+                        carillon.sent_message_payload_of(arn, id, content, metadata, type, iso, sender, attributes,
+                                                         content_type)),
                'members', '{}', '{}', '{}', false
           from numbered)
     -- (A batch this large is read back from the log by the writing node too: carrying its events in

@@ -145,6 +145,58 @@ static void message_id(int64_t now_ms, const unsigned char key[16], char id[33])
 	id[32] = '\0';
 }
 
+/* A string member's text, NULL when absent or JSON null (as add_string leaves its column NULL). */
+static const char *member_text(const json_t *in, const char *name)
+{
+	return json_string_value(json_object_get(in, name));
+}
+
+/* The event document of the send (carillon.sent_message_payload_of, byte for byte) without its
+ * time and sender, which the database adds: `head` ends at CreatedTimestamp's opening quote, `tail`
+ * starts after the Sender. NULL columns (the database writes the whole document) for a send with
+ * MessageAttributes: jsonb prints those with its own key order, which is not written here. */
+static int add_event_parts(struct carillon_send_columns *c, const json_t *in, const char *id,
+			   struct carillon_buf *scratch)
+{
+	const json_t *attributes = json_object_get(in, "MessageAttributes");
+	if (attributes && !json_is_null(attributes)) {
+		carillon_db_array_null(&c->col[CARILLON_SEND_HEADS]);
+		carillon_db_array_null(&c->col[CARILLON_SEND_TAILS]);
+		return 0;
+	}
+	const char *content = member_text(in, "Content"), *metadata = member_text(in, "Metadata");
+	const char *type = member_text(in, "Type"), *content_type = member_text(in, "ContentType");
+	int failed = 0;
+	scratch->len = 0;
+	carillon_buf_append(scratch, "{\"ChannelArn\": ", 15);
+	const char *arn = member_text(in, "ChannelArn");
+	failed |= carillon_json_string_pg(scratch, arn ? arn : "");
+	carillon_buf_appendf(scratch, ", \"MessageId\": \"%s\"", id);
+	if (content) {
+		carillon_buf_append(scratch, ", \"Content\": ", 13);
+		failed |= carillon_json_string_pg(scratch, content);
+	}
+	if (metadata) {
+		carillon_buf_append(scratch, ", \"Metadata\": ", 14);
+		failed |= carillon_json_string_pg(scratch, metadata);
+	}
+	if (type)
+		carillon_buf_appendf(scratch, ", \"Type\": \"%s\"", type);
+	static const char created[] = ", \"CreatedTimestamp\": \"";
+	carillon_buf_append(scratch, created, sizeof(created) - 1);
+	carillon_db_array_text(&c->col[CARILLON_SEND_HEADS], scratch->data, scratch->len);
+	scratch->len = 0;
+	static const char sent[] = ", \"Redacted\": false, \"Persistence\": \"PERSISTENT\", \"Status\": {\"Value\": \"SENT\"}";
+	carillon_buf_append(scratch, sent, sizeof(sent) - 1);
+	if (content_type) {
+		carillon_buf_append(scratch, ", \"ContentType\": ", 17);
+		failed |= carillon_json_string_pg(scratch, content_type);
+	}
+	carillon_buf_append(scratch, "}", 1);
+	carillon_db_array_text(&c->col[CARILLON_SEND_TAILS], scratch->data, scratch->len);
+	return failed;
+}
+
 int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *owners, size_t n)
 {
 	memset(c, 0, sizeof(*c));
@@ -191,6 +243,7 @@ int carillon_send_batch_columns(struct carillon_send_columns *c, void *const *ow
 		carillon_db_array_text(&c->col[CARILLON_SEND_KEYS], (const char *)key, sizeof(key));
 		carillon_db_array_text(&c->col[CARILLON_SEND_IDS], id, 32);
 		carillon_db_array_int8(&c->col[CARILLON_SEND_NOW_MS], carillon_req_time_ms(r));
+		failed |= add_event_parts(c, in, id, &scratch);
 	}
 	carillon_buf_free(&scratch);
 	for (int k = 0; k < CARILLON_SEND_COLUMNS; k++)
@@ -213,9 +266,9 @@ int carillon_send_batch_answer(struct carillon_buf *out, const void *owner, cons
 	const char *arn = json_string_value(json_object_get(carillon_req_input(owner), "ChannelArn"));
 	static const char status[] = "{\"Status\": {\"Value\": \"SENT\"}, \"MessageId\": ";
 	carillon_buf_append(out, status, sizeof(status) - 1);
-	int failed = carillon_json_string(out, id);
+	int failed = carillon_json_string_pg(out, id);
 	carillon_buf_append(out, ", \"ChannelArn\": ", 16);
-	failed |= carillon_json_string(out, arn ? arn : "");
+	failed |= carillon_json_string_pg(out, arn ? arn : "");
 	carillon_buf_append(out, "}", 1);
 	return failed ? -1 : 0;
 }

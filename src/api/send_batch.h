@@ -26,13 +26,15 @@ enum carillon_send_column {
 	CARILLON_SEND_KEYS,
 	CARILLON_SEND_IDS,
 	CARILLON_SEND_NOW_MS,
+	CARILLON_SEND_HEADS,
+	CARILLON_SEND_TAILS,
 	CARILLON_SEND_COLUMNS
 };
 
 #define CARILLON_SEND_SQL                                                                                      \
 	"select unnest(carillon_api.send_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], " \
 	"$6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::uuid[], "  \
-	"$14::text[], $15::int8[]))"
+	"$14::text[], $15::int8[], $16::text[], $17::text[]))"
 
 struct carillon_send_columns {
 	struct carillon_db_array col[CARILLON_SEND_COLUMNS];

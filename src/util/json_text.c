@@ -214,7 +214,8 @@ bool carillon_json_text_valid(const char *s)
 	return *t.p == '\0';
 }
 
-void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n)
+/* short: \b \f \n \r \t for those five, as PostgreSQL writes them. */
+static void json_escape(struct carillon_buf *b, const char *s, size_t n, bool short_escapes)
 {
 	size_t run = 0; /* start of the bytes not yet appended, which need no escape */
 	for (size_t i = 0; i < n; i++) {
@@ -223,10 +224,11 @@ void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n)
 			continue;
 		carillon_buf_append(b, s + run, i - run);
 		run = i + 1;
-		static const char hex[] = "0123456789abcdef";
-		char esc[6] = {'\\', (char)c};
+		static const char hex[] = "0123456789abcdef", shorts[] = "\b\f\n\r\t", letters[] = "bfnrt";
+		const char *sh = short_escapes && c ? strchr(shorts, c) : NULL;
+		char esc[6] = {'\\', sh ? letters[sh - shorts] : (char)c};
 		size_t len = 2;
-		if (c < 0x20) {
+		if (c < 0x20 && !sh) {
 			memcpy(esc + 1, "u00", 3);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
@@ -237,13 +239,19 @@ void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n)
 	carillon_buf_append(b, s + run, n - run);
 }
 
-int carillon_json_string(struct carillon_buf *b, const char *s)
+void carillon_json_escape(struct carillon_buf *b, const char *s, size_t n) { json_escape(b, s, n, false); }
+
+static int quoted_string(struct carillon_buf *b, const char *s, bool short_escapes)
 {
 	size_t n = strlen(s);
 	if (carillon_utf8_length(s, n) < 0)
 		return -1;
 	carillon_buf_append(b, "\"", 1);
-	carillon_json_escape(b, s, n);
+	json_escape(b, s, n, short_escapes);
 	carillon_buf_append(b, "\"", 1);
 	return 0;
 }
+
+int carillon_json_string(struct carillon_buf *b, const char *s) { return quoted_string(b, s, false); }
+
+int carillon_json_string_pg(struct carillon_buf *b, const char *s) { return quoted_string(b, s, true); }

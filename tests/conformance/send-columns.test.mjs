@@ -121,6 +121,22 @@ test('a batch of plain sends written from columns stores every member as sent an
     { sent: JSON.stringify(sent), ch: w.channel },
   );
   assert.equal(agreeing, items.length, "a request key or message id is not the database's formula");
+  // the gateway wrote each event document around its time and sender (src/api/send_batch.c), one
+  // with MessageAttributes excepted: byte for byte what the database writes for the stored message
+  const documents = sql(
+    `select count(*) from carillon.events e
+       join carillon.channel_messages m on m.channel_arn = e.channel_arn and m.message_id = e.payload_text::jsonb->>'MessageId'
+       left join carillon.app_instance_users u on u.arn = m.sender_arn
+       left join carillon.app_instance_bots b on b.arn = m.sender_arn
+      where e.channel_arn = :'ch' and e.event_type = 'CREATE_CHANNEL_MESSAGE'
+        and e.payload_text = carillon.sent_message_payload_of(m.channel_arn, m.message_id, m.content, m.metadata, m.type,
+              to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              case when u.arn is not null then jsonb_build_object('Arn', u.arn, 'Name', u.name)
+                   else jsonb_build_object('Arn', b.arn, 'Name', b.name) end,
+              m.attributes, m.content_type)`,
+    { ch: w.channel },
+  );
+  assert.equal(documents, items.length, 'an event document is not the text the database writes for its message');
   // a retry of one of them (the item path) finds the message the batch stored
   const again = await items[1].client.send(new SendChannelMessageCommand(items[1].input));
   assert.equal(again.MessageId, results[1].ok.MessageId, 'a retry of a send from columns made another message');

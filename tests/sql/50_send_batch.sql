@@ -293,6 +293,7 @@ do $$
 begin
     assert (select 'plan_cache_mode=force_generic_plan' = any(proconfig) from pg_proc
              where oid = to_regprocedure('carillon_api.send_messages(text[], text[], text[], text[], text[], bigint[], '
-                                         'text[], text[], text[], text[], jsonb[], jsonb[], uuid[], text[], bigint[])')),
+                                         'text[], text[], text[], text[], jsonb[], jsonb[], uuid[], text[], bigint[], '
+                                         'text[], text[])')),
            'carillon_api.send_messages does not force generic plans';
 end $$;

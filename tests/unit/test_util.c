@@ -240,6 +240,24 @@ static void test_json_text_valid(void **state)
 	assert_false(carillon_json_text_valid(NULL));
 }
 
+/* carillon_json_string writes controls as \u00xx; the _pg form as PostgreSQL's to_json does: five
+ * short escapes, \u00xx for the other controls, everything else (U+2028, non-ASCII) as it is. */
+static void test_json_string_forms(void **state)
+{
+	(void)state;
+	const char *s = "a\b\f\n\r\t\x01\x1f\"\\\xc3\xa9\xe2\x80\xa8/";
+	struct carillon_buf b = {0};
+	assert_int_equal(carillon_json_string(&b, s), 0);
+	assert_string_equal(b.data, "\"a\\u0008\\u000c\\u000a\\u000d\\u0009\\u0001\\u001f\\\"\\\\\xc3\xa9\xe2\x80\xa8/\"");
+	b.len = 0;
+	assert_int_equal(carillon_json_string_pg(&b, s), 0);
+	assert_string_equal(b.data, "\"a\\b\\f\\n\\r\\t\\u0001\\u001f\\\"\\\\\xc3\xa9\xe2\x80\xa8/\"");
+	b.len = 0;
+	assert_int_equal(carillon_json_string_pg(&b, "\xff"), -1); /* not UTF-8 */
+	assert_int_equal(b.len, 0);
+	carillon_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_snprintf_cuts_on_boundaries),
 		cmocka_unit_test(test_uuid4),
 		cmocka_unit_test(test_json_text_valid),
+		cmocka_unit_test(test_json_string_forms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
