@@ -495,26 +495,31 @@ begin
     -- The items as carillon_api.send_messages takes them (the gateway sends a batch of plain sends
     -- as these columns itself: src/api/send_batch.c), and the answers from the message ids it
     -- returns, as the gateway writes them.
-    select carillon_api.send_messages(
-                       array_agg(distinct e->'input'->>'ChannelArn'),
-                       array_agg(e->'input'->>'ChannelArn' order by n),
-                       array_agg(coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') order by n),
-                       array_agg(e->'ctx'->>'principal' order by n),
-                       array_agg(e->'ctx'->>'user_arn' order by n),
-                       array_agg((e->'ctx'->>'user_gen')::bigint order by n),
-                       array_agg(e->'input'->>'Type' order by n),
-                       array_agg(e->'input'->>'Content' order by n),
-                       array_agg(e->'input'->>'Metadata' order by n),
-                       array_agg(e->'input'->>'ContentType' order by n),
-                       array_agg(e->'input'->'MessageAttributes' order by n),
-                       array_agg(e->'input'->'PushNotification' order by n),
-                       array_agg(k.key order by n),
-                       array_agg(carillon.message_id_at((e->'ctx'->>'now_ms')::bigint, k.key) order by n),
-                       array_agg((e->'ctx'->>'now_ms')::bigint order by n),
-                       null, null)
-      into v_ids
-      from jsonb_array_elements(p_items) with ordinality as t(e, n),
-           lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k;
+    begin
+        select carillon_api.send_messages(
+                           array_agg(distinct e->'input'->>'ChannelArn'),
+                           array_agg(e->'input'->>'ChannelArn' order by n),
+                           array_agg(coalesce(e->'input'->>'ChimeBearer', e->'ctx'->>'user_arn') order by n),
+                           array_agg(e->'ctx'->>'principal' order by n),
+                           array_agg(e->'ctx'->>'user_arn' order by n),
+                           array_agg((e->'ctx'->>'user_gen')::bigint order by n),
+                           array_agg(e->'input'->>'Type' order by n),
+                           array_agg(e->'input'->>'Content' order by n),
+                           array_agg(e->'input'->>'Metadata' order by n),
+                           array_agg(e->'input'->>'ContentType' order by n),
+                           array_agg(e->'input'->'MessageAttributes' order by n),
+                           array_agg(e->'input'->'PushNotification' order by n),
+                           array_agg(k.key order by n),
+                           array_agg(carillon.message_id_at((e->'ctx'->>'now_ms')::bigint, k.key) order by n),
+                           array_agg((e->'ctx'->>'now_ms')::bigint order by n),
+                           null, null)
+          into v_ids
+          from jsonb_array_elements(p_items) with ordinality as t(e, n),
+               lateral (select carillon.send_request_key(e->'ctx', e->'input') as key) k;
+    exception when unique_violation then
+        -- a retry in the batch: send_messages' insert met its request key (nothing of it is kept)
+        return null;
+    end;
     if v_ids is null then
         return null;
     end if;
@@ -598,19 +603,19 @@ begin
     -- and the credential run once for each such combination in the batch (`pairs`: a batch is
     -- mostly one sender's sends into one channel; the check of 31 such sends 0.45 -> 0.19 ms,
     -- BENCHMARKS.md issue 11 session 15); the bot is looked up only when no user has the sender's
-    -- ARN, the credential's user apart only when it is not the sender. A retry is a request key
-    -- already stored (the probe of the unique request_key index) or twice in the batch (the count
-    -- of distinct keys). Looking that up here rather than leaving it to the insert (ON CONFLICT,
-    -- then undoing the block) spares every batch a subtransaction; it is exact because a request
-    -- key belongs to one channel, whose row this batch (or the item path's UPDATE of the channel)
-    -- holds to commit.
+    -- ARN, the credential's user apart only when it is not the sender. A retry -- a request key
+    -- already stored, or twice in the batch -- is not looked for here: the insert below meets it in
+    -- the unique request_key index, which the insert probes anyway, and the statement fails with
+    -- unique_violation before anything commits; the caller then sends the batch the general way,
+    -- as any this function declines (the gateway: src/api/sql_handler.c; send_batch(jsonb) catches
+    -- it). A probe an item here was 4 % of the lane's instructions (BENCHMARKS.md, issue 11 session
+    -- 19), a retry in a batch is rare, and the exception block that would catch it here is a
+    -- subtransaction for every batch.
     with items as (
         select t.n, t.arn, t.bearer, t.principal, t.user_arn, t.user_gen, t.type, t.content,
-               t.metadata is not null as has_metadata,
-               t.key
-          from unnest(p_arns, p_bearers, p_principals, p_user_arns, p_user_gens, p_types, p_contents, p_metadata,
-                      p_keys)
-               with ordinality as t(arn, bearer, principal, user_arn, user_gen, type, content, metadata, key, n)),
+               t.metadata is not null as has_metadata
+          from unnest(p_arns, p_bearers, p_principals, p_user_arns, p_user_gens, p_types, p_contents, p_metadata)
+               with ordinality as t(arn, bearer, principal, user_arn, user_gen, type, content, metadata, n)),
     pairs as (
         select p.arn, p.bearer, p.principal, p.user_arn, p.user_gen,
                c.app_instance_id as app, c.last_message_at as last_at, c.flow_arn is null as no_flow,
@@ -640,20 +645,17 @@ begin
                                      end as sender) sd)
     -- The aggregates take the rows in item order from the sorted subquery (one sort instead of
     -- one per ordered aggregate).
-    select coalesce(bool_and(ok), false) and count(distinct key) = count(*),
+    select coalesce(bool_and(ok), false),
            array_agg(app), array_agg(last_at), array_agg(sender), array_agg(sender_text)
       into v_ok, v_apps, v_lasts, v_senders, v_sender_texts
       from (
-        select i.n, i.key, k.app, k.last_at, k.sender, k.sender_text,
+        select i.n, k.app, k.last_at, k.sender, k.sender_text,
                coalesce(k.ok and (k.no_flow or i.type = 'CONTROL')
                and case when i.type = 'CONTROL' then octet_length(i.content) <= 30 and not i.has_metadata
-                        when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end
-               and r.ok is null, false) as ok
+                        when i.type = 'STANDARD' then octet_length(i.content) <= 4096 end, false) as ok
           from items i
           left join pairs k on k.arn = i.arn and k.bearer = i.bearer and k.principal is not distinct from i.principal
                            and k.user_arn is not distinct from i.user_arn and k.user_gen is not distinct from i.user_gen
-          left join lateral (select true as ok from carillon.channel_messages r
-                              where r.request_key = i.key limit 1) r on true
          order by i.n) s;
     if not v_ok then
         return null;

@@ -311,15 +311,19 @@ static void send_row(void *rows, size_t i, struct carillon_batch_outcome *o)
 }
 
 /* The answer of a batch sent as columns: no rows when the database declined it (an item that must
- * be refused or answered on its own), which then goes the general way. */
+ * be refused or answered on its own), or unique_violation (a retry in it), which then goes the
+ * general way. */
 static void send_done(void *arg, const struct carillon_db_result *res)
 {
 	struct carillon_batch *batch = arg;
-	if (!res->res) {
+	/* A retry in the batch (a request key stored already, or twice in it) fails the insert on the
+	 * unique index before anything commits: declined like any other. */
+	bool retry = !res->res && res->sqlstate && !strcmp(res->sqlstate, "23505");
+	if (!res->res && !retry) {
 		batch_failed(batch, res);
 		return;
 	}
-	bool declined = PQntuples(res->res) == 0;
+	bool declined = retry || PQntuples(res->res) == 0;
 	carillon_metrics_batch_columns(declined);
 	if (!declined) {
 		struct send_rows rows = {.res = res->res, .batch = batch};

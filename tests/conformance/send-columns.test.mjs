@@ -162,3 +162,25 @@ test('a batch of plain sends the database declines is answered request by reques
   }
   assert.equal(channelEvents(w.channel).filter((e) => e.event_type === 'CREATE_CHANNEL_MESSAGE').length, items.length - 1);
 });
+
+test('a batch of plain sends with a retry and a token twice in it is answered as the item path answers: the retry with its stored message, the doubled token with one message, the others stored', async () => {
+  const w = await world();
+  const first = { ChannelArn: w.channel, ChimeBearer: w.alice.arn, Type: 'STANDARD', Content: 'stored before', Persistence: 'PERSISTENT', ClientRequestToken: uniq('r-first') };
+  const stored = await ctx.msg.send(new SendChannelMessageCommand(first));
+  const items = inputs(w, 14, 'r');
+  // the batch is items 1-13 (asOneBatch sends item 0 first, alone): item 3 retries the stored
+  // send, item 9 repeats item 8's request
+  items[3] = { client: ctx.msg, input: first };
+  items[9] = { ...items[8] };
+  const declined = await metric('carillon_write_batches_columns_declined_total');
+  const results = await asOneBatch(w.channel, items.map(({ client, input }) => () => client.send(new SendChannelMessageCommand(input))));
+  assert.ok((await metric('carillon_write_batches_columns_declined_total')) > declined, 'the columns of a batch with a retry were not declined');
+  for (const [i, r] of results.entries()) assert.ok(r.ok, `send ${i} failed: ${r.err?.name} ${r.err?.message}`);
+  assert.equal(results[3].ok.MessageId, stored.MessageId, 'the retry made another message');
+  assert.equal(results[9].ok.MessageId, results[8].ok.MessageId, 'a token twice in a batch made two messages');
+  assert.equal(new Set(results.map((r) => r.ok.MessageId)).size, items.length - 1);
+  // one message and one event each: the stored one, and 14 sends less the retry and the repeat
+  const events = channelEvents(w.channel).filter((e) => e.event_type === 'CREATE_CHANNEL_MESSAGE');
+  assert.equal(events.length, 1 + items.length - 2, 'events of the batch');
+  assert.equal(sql(`select count(*) from carillon.channel_messages where channel_arn = :'ch'`, { ch: w.channel }), 1 + items.length - 2);
+});
