@@ -448,8 +448,9 @@ $$;
 -- for the message (CONTROL messages bypass flows) -- that all pass every check of
 -- send_channel_message is written with two statements whatever its size:
 --   1. one SELECT checks every item (the token's user, sizes, the channel, the sender's
---      membership and identity) and finds retries (a request key already stored, or twice in the
---      batch);
+--      membership and identity); a retry (a request key already stored, or twice in the batch) is
+--      met by the insert of step 2 in the unique request_key index: unique_violation, which this
+--      function catches (nothing of the batch is kept);
 --   2. after the event lock, one statement inserts all messages, moves each channel's
 --      last_message_at once, logs the events (what flush_events would write, without a JSON list
 --      in between) and returns the message ids, from which the answers are written (the gateway
@@ -703,7 +704,7 @@ begin
         select position, app_instance_id, arn, 'CREATE_CHANNEL_MESSAGE', type,
                -- The event document around its time and sender, as the gateway wrote it from the
                -- request (src/api/send_batch.c; as sent_message_payload_of writes it, byte for byte),
-               -- which spared the lane 9 % of its instructions (BENCHMARKS.md, issue 11 session
+               -- which spared the lane 5 % of its instructions (BENCHMARKS.md, issue 11 session
                -- 19); written here for an item without one.
                coalesce(head || iso || '", "LastUpdatedTimestamp": "' || iso || '"'
                         || coalesce(', "Sender": ' || sender_text, '') || tail,
@@ -715,7 +716,7 @@ begin
     -- the answers, as send_few does for a batch of up to four, costs the lane more than that one read.)
     -- The message ids in item order: the gateway writes the answers from them and the requests
     -- (src/api/send_batch.c; send_batch(jsonb) for a batch that came as JSON), which spared the lane
-    -- 6 % of its instructions (BENCHMARKS.md, issue 11 session 19). The notification of the log's new
+    -- 5 % of its instructions (BENCHMARKS.md, issue 11 session 19). The notification of the log's new
     -- end in the same statement (sent at commit, like any NOTIFY; a statement of its own cost one
     -- more executor start).
     select array_agg(n.id order by n.n), pg_notify('carillon_events', max(n.position)::text)::text
