@@ -7,8 +7,10 @@
  * filled with well-formed values (an AppInstance ARN for *Arn labels, a short id otherwise) so
  * that validation reaches the body.
  *
- * Properties checked beyond "no crash": on success the input is a JSON object; on failure the
- * message is NUL-terminated and non-empty. With FUZZ_STRICT_MESSAGES=1 in the environment the
+ * Properties checked beyond "no crash": on success the input is a JSON object, and each of its
+ * string members written as a JSON string literal -- both forms: carillon_json_string's, and
+ * PostgreSQL's that the gateway writes event documents in (src/api/send_batch.c) -- reads back as
+ * the same text; on failure the message is NUL-terminated and non-empty. With FUZZ_STRICT_MESSAGES=1 in the environment the
  * message must also be valid UTF-8 (it is sent to the client inside a JSON document; see
  * tests/fuzz/README.md).
  */
@@ -20,6 +22,7 @@
 #include <jansson.h>
 
 #include "carillon/model.h"
+#include "carillon/util.h"
 
 #define APP "arn:aws:chime:us-east-1:111122223333:app-instance/11111111-2222-3333-4444-555555555555"
 #define USER APP "/user/u1"
@@ -80,6 +83,24 @@ static const char *label_value(const char *label)
 	return n >= 3 && !strcmp(label + n - 3, "Arn") ? USER : "abc-123";
 }
 
+/* A validated string written as a JSON string literal in form `pg` reads back as itself. */
+static void check_literal(const char *op, const char *name, const char *text, bool pg)
+{
+	struct carillon_buf b = {0};
+	if ((pg ? carillon_json_string_pg(&b, text) : carillon_json_string(&b, text)) != 0) {
+		fprintf(stderr, "%s: %s: a validated string could not be written\n", op, name);
+		abort();
+	}
+	json_t *back = json_loads(b.data, JSON_DECODE_ANY, NULL);
+	if (!json_is_string(back) || json_string_length(back) != strlen(text) ||
+	    memcmp(json_string_value(back), text, strlen(text))) {
+		fprintf(stderr, "%s: %s: %s does not read back as the string\n", op, name, b.data);
+		abort();
+	}
+	json_decref(back);
+	carillon_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2 || !n_ops)
@@ -107,6 +128,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!json_is_object(input)) {
 			fprintf(stderr, "%s: input is not an object\n", op->name);
 			abort();
+		}
+		const char *name;
+		json_t *v;
+		json_object_foreach(input, name, v) {
+			if (json_is_string(v)) {
+				check_literal(op->name, name, json_string_value(v), false);
+				check_literal(op->name, name, json_string_value(v), true);
+			}
 		}
 		json_decref(input);
 		return 0;
