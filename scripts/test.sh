@@ -72,9 +72,6 @@ pg_stop_embedded() {
 	fi
 }
 
-# The niceness of process PID (/proc/PID/stat's 19th field, counted after the command's ')').
-nice_of() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f17; }
-
 free_port() {
 	node -e 'const s = require("net").createServer();
 		s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
@@ -165,16 +162,6 @@ smoke_test() {
 	if [[ ! -e $smoke_dir/data/postgres/data/postmaster.pid ]]; then
 		log "smoke: no embedded PostgreSQL running under $smoke_dir/data"
 		cat "$log_file" >&2
-		return 1
-	fi
-	# CARILLON_NICE (default 5) lowers the gateway's priority only once its PostgreSQL runs: the
-	# postmaster keeps the niceness carillon inherited (this shell's), carillon has it plus 5.
-	local base pg_nice gw_nice want
-	base=$(nice_of $$); gw_nice=$(nice_of "$smoke_pid")
-	pg_nice=$(nice_of "$(head -1 "$smoke_dir/data/postgres/data/postmaster.pid")")
-	want=$((base + 5 > 19 ? 19 : base + 5))
-	if [[ $pg_nice != "$base" || $gw_nice != "$want" ]]; then
-		log "smoke: niceness: embedded PostgreSQL $pg_nice (want $base), carillon $gw_nice (want $want)"
 		return 1
 	fi
 	kill -TERM "$smoke_pid"

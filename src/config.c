@@ -149,8 +149,6 @@ static const struct cfg_key cfg_keys[] = {
 	    "sessions an event is delivered to per loop turn (a larger fan-out yields to REST and other I/O between slices)"),
 	NUM(workers, "CARILLON_WORKERS", "0", 0, 256,
 	    "serve: worker processes sharing the port, supervised by one parent; 0: one per core, 1: a single process"),
-	NUM(nice, "CARILLON_NICE", "5", 0, 19,
-	    "serve: niceness added to the serving processes once the database is up (an embedded PostgreSQL keeps the inherited one); 0: unchanged"),
 	STR(outbound_ca_file, "CARILLON_OUTBOUND_CA_FILE", "",
 	    "PEM file of CA certificates trusted for outbound HTTPS in addition to the system store"),
 	NUM(outbound_max_in_flight, "CARILLON_OUTBOUND_MAX_IN_FLIGHT", "256", 1, 100000,

@@ -1,9 +1,7 @@
 /* carillon: serve | migrate | keys | root-key | config --defaults | --help | --version */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -104,9 +102,6 @@ static void print_banner(bool embedded, int workers)
 		printf("  database:          embedded PostgreSQL under %s/postgres\n", carillon_cfg.data_dir);
 	if (workers > 1)
 		printf("  workers:           %d processes sharing the port\n", workers);
-	if (carillon_cfg.nice > 0)
-		printf("  niceness:          %d (CARILLON_NICE; the database's processes keep theirs)\n",
-		       getpriority(PRIO_PROCESS, 0));
 	printf("Try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=<secret> aws chime-sdk-identity list-app-instances "
 	       "--endpoint-url http://%s --region %s\n",
 	       carillon_cfg.root_access_key_id, carillon_cfg.listen, carillon_cfg.region);
@@ -129,27 +124,6 @@ static int cmd_root_key(void)
 	printf("AccessKeyId:     %s\nSecretAccessKey: %s\n", carillon_cfg.root_access_key_id,
 	       carillon_cfg.root_secret_access_key);
 	return 0;
-}
-
-/* CARILLON_NICE: the serving processes run below the priority they inherited, set here once the
- * database is up, so an embedded PostgreSQL (started above) keeps the inherited one. On a host the
- * gateway shares with its PostgreSQL, a channel's writes are one backend's serial work while the
- * gateway's requests are many: when both want a CPU, the write lane gets it first (docs/operations.md,
- * "CPU priority"). Threads made later (libuv's pool) inherit it from the main thread; workers from the
- * parent. Raises the niceness only, which needs no privilege. */
-static void lower_priority(void)
-{
-	if (carillon_cfg.nice <= 0)
-		return;
-	errno = 0;
-	int now = getpriority(PRIO_PROCESS, 0);
-	if (now == -1 && errno)
-		return;
-	long want = now + carillon_cfg.nice;
-	if (want > 19)
-		want = 19;
-	if (setpriority(PRIO_PROCESS, 0, (int)want))
-		log_warn("CARILLON_NICE: setpriority(%ld): %s", want, strerror(errno));
 }
 
 enum serve_mode { MODE_SERVE, MODE_MIGRATE, MODE_KEYS };
@@ -219,7 +193,6 @@ static int cmd_serve(enum serve_mode mode, int argc, char **argv)
 		goto out;
 	carillon_http_set_dispatcher(carillon_api_dispatch);
 	int workers = carillon_workers_wanted();
-	lower_priority();
 	print_banner(embedded, workers);
 	rc = workers > 1 ? serve_workers(conninfo, workers) : carillon_server_run(conninfo);
 	carillon_api_free();

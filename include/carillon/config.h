@@ -79,7 +79,6 @@ struct carillon_config {
 	long node_forget_seconds;     /* a node silent this long is deleted with its sessions */
 	long fanout_slice;            /* sessions an event is delivered to per loop turn */
 	long workers;                 /* serve: worker processes (0: one per core; 1: no supervisor) */
-	long nice;                    /* serve: niceness added once the database is up (main.c) */
 	/* outbound HTTP (outbound.h) */
 	char *outbound_ca_file;       /* extra trusted CA certificates (PEM); "" -> the system store only */
 	long outbound_max_in_flight;

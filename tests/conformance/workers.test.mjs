@@ -82,29 +82,6 @@ async function sessionsHear(users, ch, n, content) {
   return sessions;
 }
 
-/** A process's niceness (/proc/<pid>/stat's 19th field; the command name may hold spaces). */
-const niceOf = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
-
-test('CARILLON_NICE (default 5): the parent and every worker run at the niceness they inherited plus 5; 0 keeps the inherited one', async () => {
-  const base = niceOf(process.pid);
-  const want = Math.min(19, base + 5);
-  const pids = [...(await until('two workers', () => (workers().size === 2 ? workers() : null))).values()];
-  assert.equal(niceOf(srv.proc.pid), want, 'the supervising parent');
-  for (const pid of pids) assert.equal(niceOf(pid), want, `worker ${pid}`);
-  const plain = await startCarillon({ env: { CARILLON_WORKERS: '1', CARILLON_NICE: '0' } });
-  try {
-    assert.equal(niceOf(plain.proc.pid), base, 'CARILLON_NICE=0: unchanged');
-  } finally {
-    await plain.stop();
-  }
-  const seven = await startCarillon({ env: { CARILLON_WORKERS: '1', CARILLON_NICE: '7' } });
-  try {
-    assert.equal(niceOf(seven.proc.pid), Math.min(19, base + 7), 'CARILLON_NICE=7');
-  } finally {
-    await seven.stop();
-  }
-});
-
 test('serve --workers 2: two worker processes under one parent serve REST and sessions; a killed worker is replaced; SIGHUP is forwarded; SIGTERM stops everything with exit 0', async () => {
   const first = await until('two workers', () => (workers().size === 2 ? workers() : null));
   const pids = [...first.values()];
