@@ -28,6 +28,41 @@ begin
     return v_events;
 end $$;
 
+-- The first position of the event log whose event was written at or after p_at: the events below
+-- it are older (NULL: every event is older, or there is none). A bisection along the position key,
+-- each step one probe of its index (`position >= mid order by position limit 1`, which no planner
+-- estimate turns into a scan of the log): ≈ 40 probes over the whole bigint range of positions,
+-- where a lookup by time needs an index of the log's times, which cost every event an index entry
+-- on the write path (migration 099), or a scan of the log. An event's created_at is its
+-- transaction's start, in position order but for a transaction that started before another and
+-- took the event lock after it: the bisection may place such an event, a few milliseconds off,
+-- on either side.
+create or replace function carillon.log_position_at(p_at timestamptz) returns bigint
+language plpgsql stable as $$
+declare
+    -- From the trim horizon (migration 096: no event is at or below it), not min(position), which
+    -- walks the index entries of the rows the last trim deleted until vacuum has removed them.
+    v_lo bigint := (select position + 1 from carillon.log_horizon);
+    v_hi bigint := (select max(position) from carillon.events);
+    v_mid bigint;
+    v_at timestamptz;
+begin
+    if v_hi is null or (select created_at from carillon.events where position = v_hi) < p_at then
+        return null;
+    end if;
+    -- The answer is in [v_lo, v_hi]: the first event at or after v_hi (itself) is not older.
+    while v_lo < v_hi loop
+        v_mid := v_lo + (v_hi - v_lo) / 2;
+        v_at := (select created_at from carillon.events where position >= v_mid order by position limit 1);
+        if v_at >= p_at then
+            v_hi := v_mid;
+        else
+            v_lo := v_mid + 1;
+        end if;
+    end loop;
+    return v_lo;
+end $$;
+
 -- Periodic maintenance, run by every node's janitor (src/janitor.c); idempotent and cheap.
 --   * AppInstanceUsers whose ExpirationSettings have run out are deleted (with their endpoints,
 --     admin grants, tags, channel memberships, moderator roles and bans), as Chime does.
@@ -39,6 +74,9 @@ declare
     v_deleted int := 0;
     v_arn text;
     v_keep bigint;
+    v_day bigint;
+    v_week bigint;
+    v_last bigint;
 begin
     for v_arn in
         select arn from carillon.app_instance_users
@@ -56,11 +94,17 @@ begin
     -- on the last day (see carillon.resume_window). Events a stream has not taken yet stay up to
     -- a week (docs/streaming.md), so an exporter that was down for a while loses nothing.
     v_keep := coalesce((select min(position) from carillon.streaming_cursors), 9223372036854775807);
+    -- What goes is a prefix of the log, found along its position key (the log has no index of its
+    -- times: migration 099): the events before the first one inside the day, as far as a stream
+    -- has taken them (at or below v_keep), and the events before the first one inside the week
+    -- whatever the streams.
+    v_day := carillon.log_position_at(p_now - interval '1 day');
+    v_week := carillon.log_position_at(p_now - interval '7 days');
+    v_last := greatest(least(coalesce(v_day - 1, v_keep), v_keep), coalesce(v_week - 1, 9223372036854775807));
     -- The highest position deleted becomes the log's trim horizon (migration 096): resumes from
     -- below it are refused from now on.
     with gone as (
-        delete from carillon.events
-         where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days')
+        delete from carillon.events where position <= v_last
         returning position)
     update carillon.log_horizon h set position = g.top
       from (select max(position) as top from gone) g

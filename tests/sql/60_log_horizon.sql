@@ -35,3 +35,86 @@ begin
     perform carillon.janitor(now());
     assert (select position from carillon.log_horizon) = v_before;
 end $$;
+
+-- test: the janitor trims the log's prefix older than a day and keeps the events inside it (the log is read along its positions: migration 099)
+do $$
+declare
+    v_old bigint;
+    v_new bigint;
+begin
+    delete from carillon.streaming_cursors;
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'a day ago'));
+    v_old := pg_temp.mark();
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'now'));
+    v_new := pg_temp.mark();
+    assert v_new > v_old;
+    update carillon.events set created_at = now() - interval '25 hours' where position <= v_old;
+    perform carillon.janitor(now());
+    assert not exists (select 1 from carillon.events where position <= v_old), 'an event older than a day was kept';
+    assert exists (select 1 from carillon.events where position = v_new), 'an event inside the day was trimmed';
+    assert (select position from carillon.log_horizon) = v_old, 'the horizon is not the last position trimmed';
+    -- the next pass, with nothing older than a day, trims nothing
+    perform carillon.janitor(now());
+    assert exists (select 1 from carillon.events where position = v_new);
+    assert (select position from carillon.log_horizon) = v_old;
+end $$;
+
+-- test: events a stream has not taken stay up to a week, those it has taken go after a day
+do $$
+declare
+    v_taken bigint;
+    v_waiting bigint;
+    v_new bigint;
+begin
+    delete from carillon.streaming_cursors;
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'taken'));
+    v_taken := pg_temp.mark();
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'waiting'));
+    v_waiting := pg_temp.mark();
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'now'));
+    v_new := pg_temp.mark();
+    insert into carillon.streaming_cursors (app_instance_id, stream_arn, since, position)
+    values ((pg_temp.ch('priv')).app_instance_id, 'stream', '{}', v_taken);
+    update carillon.events set created_at = now() - interval '2 days' where position <= v_waiting;
+    perform carillon.janitor(now());
+    assert not exists (select 1 from carillon.events where position <= v_taken), 'an event the stream took was kept';
+    assert exists (select 1 from carillon.events where position = v_waiting), 'an event the stream has not taken was trimmed';
+    assert (select position from carillon.log_horizon) = v_taken;
+    update carillon.events set created_at = now() - interval '8 days' where position <= v_waiting;
+    perform carillon.janitor(now());
+    assert not exists (select 1 from carillon.events where position <= v_waiting), 'an event older than a week was kept';
+    assert exists (select 1 from carillon.events where position = v_new), 'an event inside the day was trimmed';
+    assert (select position from carillon.log_horizon) = v_waiting;
+end $$;
+
+-- test: a janitor pass over a long log with nothing to trim reads a few of its blocks, not the log (it read every block of it, once a minute, before migration 090; docs/perf/write-path-decay.md)
+do $$
+declare
+    v_first bigint := nextval('carillon.event_position');
+    v_heap bigint;
+    v_pages bigint;
+begin
+    delete from carillon.streaming_cursors;
+    -- The log is these rows alone: what came before is trimmed (the rows rolled back by earlier
+    -- runs on this database lie below the horizon, where no pass looks).
+    delete from carillon.events where position < v_first;
+    update carillon.log_horizon set position = v_first;
+    insert into carillon.events (position, app_instance_id, channel_arn, event_type, message_type, audience, payload_text)
+    select nextval('carillon.event_position'), 'app', 'channel', 'CREATE_CHANNEL_MESSAGE', 'STANDARD', 'members',
+           repeat('x', 200)
+      from generate_series(1, 20000);
+    v_pages := pg_relation_size('carillon.events') / current_setting('block_size')::int;
+    assert v_pages > 400, format('the log has only %s pages', v_pages);
+    v_heap := pg_stat_get_xact_blocks_fetched('carillon.events'::regclass);
+    perform carillon.janitor(now());
+    v_heap := pg_stat_get_xact_blocks_fetched('carillon.events'::regclass) - v_heap;
+    -- a bisection over the whole range of positions is at most 64 probes, a block each
+    assert v_heap < 80, format('the janitor read %s of the log''s %s pages', v_heap, v_pages);
+    assert (select count(*) from carillon.events where position > v_first) = 20000, 'the janitor trimmed events of the day';
+    assert (select position from carillon.log_horizon) = v_first;
+end $$;
