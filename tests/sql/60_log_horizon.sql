@@ -3,6 +3,14 @@
 -- handed out by the sequence to a write that rolled back) is not a trimmed event.
 select pg_temp.make_fixture();
 
+-- An event in the log (the private channel renamed to p_name); its position.
+create function pg_temp.logged(p_name text) returns bigint language plpgsql as $$
+begin
+    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
+        'ChimeBearer', pg_temp.fx('mod'), 'Name', p_name));
+    return pg_temp.mark();
+end $$;
+
 -- test: after a trim, a resume from below the horizon is refused; from the horizon it reads past a hole
 do $$
 declare
@@ -19,9 +27,7 @@ begin
     assert carillon.resume_window(v_top, v_top, 1000), 'a resume from the horizon was refused';
     -- a position the sequence handed out and no event holds, then an event
     v_hole := nextval('carillon.event_position');
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'after the hole'));
-    v_pos := pg_temp.mark();
+    v_pos := pg_temp.logged('after the hole');
     assert v_pos > v_hole and v_hole > v_top, format('positions %s, %s, %s', v_top, v_hole, v_pos);
     assert carillon.resume_window(v_top, v_pos, 1000), 'a resume from the horizon was refused at the hole';
     assert carillon.resume_window(v_hole, v_pos, 1000);
@@ -43,12 +49,8 @@ declare
     v_new bigint;
 begin
     delete from carillon.streaming_cursors;
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'a day ago'));
-    v_old := pg_temp.mark();
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'now'));
-    v_new := pg_temp.mark();
+    v_old := pg_temp.logged('a day ago');
+    v_new := pg_temp.logged('now');
     assert v_new > v_old;
     update carillon.events set created_at = now() - interval '25 hours' where position <= v_old;
     perform carillon.janitor(now());
@@ -69,15 +71,9 @@ declare
     v_new bigint;
 begin
     delete from carillon.streaming_cursors;
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'taken'));
-    v_taken := pg_temp.mark();
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'waiting'));
-    v_waiting := pg_temp.mark();
-    perform pg_temp.ok('update_channel', jsonb_build_object('ChannelArn', pg_temp.fx('priv'),
-        'ChimeBearer', pg_temp.fx('mod'), 'Name', 'now'));
-    v_new := pg_temp.mark();
+    v_taken := pg_temp.logged('taken');
+    v_waiting := pg_temp.logged('waiting');
+    v_new := pg_temp.logged('now');
     insert into carillon.streaming_cursors (app_instance_id, stream_arn, since, position)
     values ((pg_temp.ch('priv')).app_instance_id, 'stream', '{}', v_taken);
     update carillon.events set created_at = now() - interval '2 days' where position <= v_waiting;
