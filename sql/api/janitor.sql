@@ -77,6 +77,7 @@ declare
     v_day bigint;
     v_week bigint;
     v_last bigint;
+    v_top bigint;
 begin
     for v_arn in
         select arn from carillon.app_instance_users
@@ -102,13 +103,19 @@ begin
     v_week := carillon.log_position_at(p_now - interval '7 days');
     v_last := greatest(least(coalesce(v_day - 1, v_keep), v_keep), coalesce(v_week - 1, 9223372036854775807));
     -- The highest position deleted becomes the log's trim horizon (migration 096): resumes from
-    -- below it are refused from now on.
-    with gone as (
-        delete from carillon.events where position <= v_last
-        returning position)
-    update carillon.log_horizon h set position = g.top
-      from (select max(position) as top from gone) g
-     where g.top > h.position;
+    -- below it are refused from now on. The delete is bounded below by the horizon too, and made
+    -- only when there is something to trim: `position <= v_last` alone is planned from statistics
+    -- that may still count the rows of the last trims, and a plan for most of the log is a scan of
+    -- it (the test of a pass over a long log caught one).
+    v_top := (select position from carillon.log_horizon);
+    if v_last > v_top then
+        with gone as (
+            delete from carillon.events where position > v_top and position <= v_last
+            returning position)
+        update carillon.log_horizon h set position = g.top
+          from (select max(position) as top from gone) g
+         where g.top > h.position;
+    end if;
     delete from carillon.stream_events
      where created_at < p_now - interval '1 day' and (position <= v_keep or created_at < p_now - interval '7 days');
     return v_deleted;
