@@ -31,9 +31,9 @@ end $$;
 -- The first position of the event log whose event was written at or after p_at: the events below
 -- it are older (NULL: every event is older, or there is none). A bisection along the position key,
 -- each step one probe of its index (`position >= mid order by position limit 1`, which no planner
--- estimate turns into a scan of the log): ≈ 40 probes over the whole bigint range of positions,
--- where a lookup by time needs an index of the log's times, which cost every event an index entry
--- on the write path (migration 099), or a scan of the log. An event's created_at is its
+-- estimate turns into a scan of the log): log2 of the positions between the horizon and the last
+-- event, at most 63 however long the log, where a lookup by time needs an index of the log's times,
+-- which cost every event an index entry on the write path (migration 099), or a scan of the log. An event's created_at is its
 -- transaction's start, in position order but for a transaction that started before another and
 -- took the event lock after it: the bisection may place such an event, a few milliseconds off,
 -- on either side.
@@ -101,7 +101,7 @@ begin
     -- whatever the streams.
     v_day := carillon.log_position_at(p_now - interval '1 day');
     v_week := carillon.log_position_at(p_now - interval '7 days');
-    v_last := greatest(least(coalesce(v_day - 1, v_keep), v_keep), coalesce(v_week - 1, 9223372036854775807));
+    v_last := greatest(least(v_day - 1, v_keep), coalesce(v_week - 1, 9223372036854775807));
     -- The highest position deleted becomes the log's trim horizon (migration 096): resumes from
     -- below it are refused from now on. The delete is bounded below by the horizon too, and made
     -- only when there is something to trim: `position <= v_last` alone is planned from statistics
