@@ -143,8 +143,9 @@ statements_report() {
 # stored message and event — written by two plain INSERTs in one durable transaction over one
 # connection, as the lane writes its batches one after the other. What PostgreSQL needs at least
 # for the data a send stores, with no checks, no JSON and no PL/pgSQL. lane_floor_setup DIR, once
-# messages are stored (it copies one message and its event): the tables, and the script
-# DIR/lanefloor.sql (bench/send.sh, bench/lane-ir.sh).
+# messages are stored (it copies one message and its event): the tables, the script
+# DIR/lanefloor.sql (bench/send.sh, bench/lane-ir.sh), and bench_ref.floor_batch(n, key), the same
+# rows for a batch of n requests (the send floor: bench/http_floor.c --database).
 lane_floor_setup() {
 	local dir=$1
 	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" -c 'set client_min_messages = warning' \
@@ -161,5 +162,46 @@ lane_floor_setup() {
 		insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || :k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, 31) g) x;
 		insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, payload_text, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.payload_text, t.audience from bench_ref.ev_tpl t, generate_series(1, 31);
 		commit;
+	SQL
+	# The same rows for a batch of N requests, for the send floor (bench/http_floor.c --database).
+	psql -X -q -v ON_ERROR_STOP=1 "$CARILLON_TEST_DATABASE_URL" <<-'SQL'
+		create or replace function bench_ref.floor_batch(p_n int, p_k bigint) returns int language plpgsql as $$
+		begin
+		    insert into bench_ref.lane_messages (channel_arn, message_id, request_key, seq, sender_arn, type, content, metadata, content_type, attributes, push_notification, created_at, updated_at, status) select t.channel_arn, lpad(to_hex(x.s), 32, '0'), md5(x.g::text || '-' || p_k)::uuid, x.s, t.sender_arn, t.type, t.content, t.metadata, t.content_type, t.attributes, t.push_notification, now(), now(), t.status from bench_ref.msg_tpl t, (select g, nextval('bench_ref.lane_seq') s from generate_series(1, p_n) g) x;
+		    insert into bench_ref.lane_events (position, created_at, app_instance_id, channel_arn, event_type, message_type, payload, payload_text, audience) select nextval('bench_ref.lane_seq'), now(), t.app_instance_id, t.channel_arn, t.event_type, t.message_type, t.payload, t.payload_text, t.audience from bench_ref.ev_tpl t, generate_series(1, p_n);
+		    return p_n;
+		end $$;
+		-- The write lane's own statement for a batch of N requests (the send floor with the lane's
+		-- SQL: bench/send.sh): carillon_api.send_messages with the columns the gateway would pass
+		-- for N persistent sends of the stored message's sender into its channel by the root key
+		-- (src/api/send_batch.c: time-ordered ids, random request keys, the event document's head
+		-- and tail). Building the columns here costs PostgreSQL a little more than receiving them.
+		create or replace function bench_ref.floor_lane(p_n int, p_k bigint) returns int language plpgsql as $$
+		declare
+		    t record;
+		    v_now bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+		    v_ids text[];
+		begin
+		    select channel_arn, sender_arn into t from bench_ref.msg_tpl;
+		    v_ids := array(select lpad(to_hex(v_now), 12, '0') || substr(md5(g::text || 'i' || p_k), 1, 20)
+		                     from generate_series(1, p_n) g);
+		    if carillon_api.send_messages(
+		           array[t.channel_arn], array_fill(t.channel_arn, array[p_n]), array_fill(t.sender_arn, array[p_n]),
+		           array_fill('root'::text, array[p_n]), array_fill(null::text, array[p_n]),
+		           array_fill(null::bigint, array[p_n]), array_fill('STANDARD'::text, array[p_n]),
+		           array_fill('t=1795871462160869'::text, array[p_n]), array_fill(null::text, array[p_n]),
+		           array_fill(null::text, array[p_n]), array_fill(null::jsonb, array[p_n]),
+		           array_fill(null::jsonb, array[p_n]),
+		           array(select md5(g::text || '-' || p_k)::uuid from generate_series(1, p_n) g), v_ids,
+		           array_fill(v_now, array[p_n]),
+		           array(select '{"ChannelArn": "' || t.channel_arn || '", "MessageId": "' || i
+		                        || '", "Content": "t=1795871462160869", "Type": "STANDARD", "CreatedTimestamp": "'
+		                   from unnest(v_ids) i),
+		           array_fill(', "Redacted": false, "Persistence": "PERSISTENT", "Status": {"Value": "SENT"}}'::text,
+		                      array[p_n])) is null then
+		        raise exception 'send_messages declined the batch';
+		    end if;
+		    return p_n;
+		end $$;
 	SQL
 }

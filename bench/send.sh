@@ -11,7 +11,17 @@
 # generator against a server that only answers (bench/http_floor.c), PostgreSQL's CPU per row of a
 # batched INSERT, and the CPU per message that a ratio of 1.5 leaves on the two cores. The lane: and
 # lane vs floor: lines put the write lane (one channel's batches commit one after the other on one
-# connection) against the same rows written by plain INSERTs over one connection.
+# connection) against the same rows written by plain INSERTs over one connection. The send floor:
+# line is the whole path's floor, end to end on the same two cores: the same load generator
+# against a server that answers each request once a batch storing its rows has committed, the
+# requests that came while one was in flight leaving together as the next (bench/http_floor.c
+# --database: no auth, JSON, checks or notification; the rows by plain INSERTs); its ratio is what
+# a server that does nothing else reaches on this box with Carillon's rows, one channel's batches
+# one at a time.
+# The line after it puts the lane's own statement behind the same server (bench_ref.floor_lane; its
+# events go to the log and its NOTIFY wakes the Carillon process, which, with no session, reads
+# nothing, as for its own): between the two, what the lane's SQL costs; between it and Carillon,
+# what the gateway costs (bench/lane-parts.sh weighs the statement's parts).
 #   bench/send.sh [seconds-per-run] [runs]
 # The long mode: one Carillon process, never restarted, 64 in flight into one channel for MINUTES
 # minutes (default 10); prints the rate of every minute (and CPU per message in the gateway and in
@@ -231,6 +241,26 @@ lane_floor_run() {
 		n = t * ns / 1e9 * 31; if (n > 0) printf "%.0f", (y[1] - x[1]) / 1000 / n; else print 0}')")
 }
 lane_run=(); lane_wait=(); lane_ms=(); lane_n=()
+# The send floor (after lane_floor_setup: bench_ref.floor_batch), and the same with the lane's own
+# statement behind it (bench_ref.floor_lane: carillon_api.send_messages). send_floor_run FUNCTION
+# sets line, sf_r (msg/s), sf_c (its server's µs a request), sf_p (PostgreSQL's µs a message).
+sf_rps=(); sf_cpu=(); sf_pg=(); sl_rps=(); sl_cpu=(); sl_pg=()
+declare -A sf_port sf_pid
+send_floor_run() {
+	local f0 f1 p0 p1 n
+	if [[ -z ${sf_port[$1]:-} ]]; then
+		sf_port[$1]=$(free_port)
+		build/carillon-http-floor --port "${sf_port[$1]}" --database "$CARILLON_TEST_DATABASE_URL" --call "$1" &
+		sf_pid[$1]=$!; bench_pids+=("${sf_pid[$1]}"); wait_port "${sf_port[$1]}"
+	fi
+	f0=$(cpu_ticks "${sf_pid[$1]}"); p0=$(pg_cpu_ticks)
+	bg_run "$dir/sfloor.out" build/carillon-rest-bench --port "${sf_port[$1]}" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" \
+		--secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" --method POST --paths "$dir/one.txt" --bearer "$(cat "$dir/sender.txt")" \
+		--expect 201 --connections 64 --seconds "$secs" \
+		--body '{"Content":"t={t}","Type":"STANDARD","Persistence":"PERSISTENT","ClientRequestToken":"s{n}"}'
+	f1=$(cpu_ticks "${sf_pid[$1]}"); p1=$(pg_cpu_ticks); line=$(<"$dir/sfloor.out"); n=$(field requests "$line")
+	sf_r=$(field rps "$line"); sf_c=$(per $((f1 - f0)) "$n"); sf_p=$(per $((p1 - p0)) "$n")
+}
 # ref_run CLIENTS: one pgbench reference run; sets tps and cpu (PostgreSQL's CPU per transaction)
 ref_run() {
 	local p0 p1
@@ -270,6 +300,10 @@ for r in $(seq "$runs"); do
 	((r > 1)) || lane_floor_setup "$dir"
 	lane_floor_run
 	echo "run $r, lane floor: a batch of 31 messages and events by plain INSERTs, one connection: ${lf_ms[-1]} ms, postgres ${lf_cpu[-1]} µs/message"
+	send_floor_run bench_ref.floor_batch; sf_rps+=("$sf_r"); sf_cpu+=("$sf_c"); sf_pg+=("$sf_p")
+	echo "run $r, send floor: $line; server $sf_c µs/request, postgres $sf_p µs/message"
+	send_floor_run bench_ref.floor_lane; sl_rps+=("$sf_r"); sl_cpu+=("$sf_c"); sl_pg+=("$sf_p")
+	echo "run $r, send floor with the lane's statement: $line; server $sf_c µs/request, postgres $sf_p µs/message"
 done
 echo
 echo "SendChannelMessage, persisted, medians of $runs run(s) of ${secs} s:"
@@ -316,3 +350,14 @@ awk -v ref="$ref" -v cl="$cl" -v fc="$fc" -v pg="$pg" -v gw="$gw" -v bc="$bc" 'B
 	printf "ceiling: a gateway at the HTTP floor with postgres as now: %.0f msg/s, ratio %.2f; with postgres at its batched-INSERT floor too: %.0f msg/s, ratio %.2f\n",
 		c1, c1 / ref, c2, c2 / ref
 }'
+# The whole path's floor against the reference, and Carillon against it.
+sfr=$(median "${sf_rps[@]}")
+echo "send floor: 64 in flight into a server that stores the same rows a batch at a time and answers at commit: $sfr msg/s," \
+	"ratio $(ratio "$sfr" "$ref"); server $(median "${sf_cpu[@]}") µs/request, postgres $(median "${sf_pg[@]}") µs/msg" \
+	"(runs: ${sf_rps[*]} / ${sf_cpu[*]} / ${sf_pg[*]}); Carillon at x$(ratio "$carillon" "$sfr") of it"
+# The same server with the lane's statement for its batches: what the lane's SQL costs end to end
+# (against the send floor), and what the gateway does (Carillon against it).
+slr=$(median "${sl_rps[@]}")
+echo "send floor with the lane's statement (carillon_api.send_messages): $slr msg/s, ratio $(ratio "$slr" "$ref");" \
+	"server $(median "${sl_cpu[@]}") µs/request, postgres $(median "${sl_pg[@]}") µs/msg (runs: ${sl_rps[*]} / ${sl_cpu[*]} / ${sl_pg[*]});" \
+	"x$(ratio "$slr" "$sfr") the send floor; Carillon at x$(ratio "$carillon" "$slr") of it"
