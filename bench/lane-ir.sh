@@ -22,14 +22,7 @@ command -v valgrind >/dev/null || { echo "lane-ir.sh: valgrind is needed (apt-ge
 batches=${1:-50}
 . bench/lib.sh
 bench_traps
-pg_start "${TMPDIR:-/tmp}" >/dev/null
-bench_pg_settings
-port=$(free_port)
-pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-dir=; bench_tmpdir # sets dir
-node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 1 --channels 1 --members 1 --out "$dir" >/dev/null
-head -1 "$dir/paths.txt" >"$dir/one.txt"
-machine
+dir=; bench_one_channel # sets port, pid, dir
 # Some history first (3 s at 64 in flight), so that the tables and their indexes are not empty.
 build/carillon-rest-bench --port "$port" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \
 	--method POST --paths "$dir/one.txt" --bearer "$(cat "$dir/sender.txt")" --expect 201 --connections 64 --seconds 3 \

@@ -17,14 +17,7 @@ rounds=${1:-8}; secs=${2:-8}
 variants=${VARIANTS:-floor_batch fb_notify floor_batch@after fb_locks fb_log floor_lane_quiet floor_lane}
 . bench/lib.sh
 bench_traps
-pg_start "${TMPDIR:-/tmp}" >/dev/null
-bench_pg_settings
-port=$(free_port)
-pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
-dir=; bench_tmpdir # sets dir
-node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 1 --channels 1 --members 1 --out "$dir" >/dev/null
-head -1 "$dir/paths.txt" >"$dir/one.txt"
-machine
+dir=; bench_one_channel # sets port, pid, dir
 # Some messages first: lane_floor_setup copies a stored one and its event.
 send() {
 	build/carillon-rest-bench --port "$1" --akid "$CARILLON_ROOT_ACCESS_KEY_ID" --secret "$CARILLON_ROOT_SECRET_ACCESS_KEY" \

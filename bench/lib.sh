@@ -138,6 +138,20 @@ statements_report() {
 	     from pg_stat_statements order by total_exec_time desc limit 15"
 }
 
+# bench_one_channel: the throwaway PostgreSQL with the shipped settings, one Carillon process
+# ($port, $pid) and one channel of one member set up by bench/setup.mjs in $dir ($dir/one.txt: its
+# path); prints the machine. Call it in the script's own shell (bench/lane-ir.sh, lane-parts.sh).
+bench_one_channel() {
+	pg_start "${TMPDIR:-/tmp}" >/dev/null
+	bench_pg_settings
+	port=$(free_port)
+	pid=$(start_node "$port"); bench_pids+=("$pid"); wait_port "$port"
+	bench_tmpdir # sets dir
+	node bench/setup.mjs --endpoint "http://127.0.0.1:$port" --receivers 1 --channels 1 --members 1 --out "$dir" >/dev/null
+	head -1 "$dir/paths.txt" >"$dir/one.txt"
+	machine
+}
+
 # The lane's floor: the rows of one batch of 31 sends — 31 messages and their 31 events, in copies
 # of Carillon's two tables with their own indexes (and, as they, no foreign key), the values of a
 # stored message and event — written by two plain INSERTs in one durable transaction over one
