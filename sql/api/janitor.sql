@@ -33,10 +33,10 @@ end $$;
 -- each step one probe of its index (`position >= mid order by position limit 1`, which no planner
 -- estimate turns into a scan of the log): log2 of the positions between the horizon and the last
 -- event, at most 63 however long the log, where a lookup by time needs an index of the log's times,
--- which cost every event an index entry on the write path (migration 099), or a scan of the log. An event's created_at is its
--- transaction's start, in position order but for a transaction that started before another and
--- took the event lock after it: the bisection may place such an event, a few milliseconds off,
--- on either side.
+-- which cost every event an index entry on the write path (migration 099), or a scan of the log.
+-- An event's created_at is its transaction's start, in position order but for a transaction that
+-- started before another and took the event lock after it: the bisection may place such an event,
+-- a few milliseconds off, on either side.
 create or replace function carillon.log_position_at(p_at timestamptz) returns bigint
 language plpgsql stable as $$
 declare

@@ -11,6 +11,13 @@ begin
     return pg_temp.mark();
 end $$;
 
+-- The events up to p_upto made p_age old, then a janitor pass.
+create function pg_temp.trim_aged(p_upto bigint, p_age interval) returns void language plpgsql as $$
+begin
+    update carillon.events set created_at = now() - p_age where position <= p_upto;
+    perform carillon.janitor(now());
+end $$;
+
 -- test: after a trim, a resume from below the horizon is refused; from the horizon it reads past a hole
 do $$
 declare
@@ -52,8 +59,7 @@ begin
     v_old := pg_temp.logged('a day ago');
     v_new := pg_temp.logged('now');
     assert v_new > v_old;
-    update carillon.events set created_at = now() - interval '25 hours' where position <= v_old;
-    perform carillon.janitor(now());
+    perform pg_temp.trim_aged(v_old, interval '25 hours');
     assert not exists (select 1 from carillon.events where position <= v_old), 'an event older than a day was kept';
     assert exists (select 1 from carillon.events where position = v_new), 'an event inside the day was trimmed';
     assert (select position from carillon.log_horizon) = v_old, 'the horizon is not the last position trimmed';
@@ -76,13 +82,11 @@ begin
     v_new := pg_temp.logged('now');
     insert into carillon.streaming_cursors (app_instance_id, stream_arn, since, position)
     values ((pg_temp.ch('priv')).app_instance_id, 'stream', '{}', v_taken);
-    update carillon.events set created_at = now() - interval '2 days' where position <= v_waiting;
-    perform carillon.janitor(now());
+    perform pg_temp.trim_aged(v_waiting, interval '2 days');
     assert not exists (select 1 from carillon.events where position <= v_taken), 'an event the stream took was kept';
     assert exists (select 1 from carillon.events where position = v_waiting), 'an event the stream has not taken was trimmed';
     assert (select position from carillon.log_horizon) = v_taken;
-    update carillon.events set created_at = now() - interval '8 days' where position <= v_waiting;
-    perform carillon.janitor(now());
+    perform pg_temp.trim_aged(v_waiting, interval '8 days');
     assert not exists (select 1 from carillon.events where position <= v_waiting), 'an event older than a week was kept';
     assert exists (select 1 from carillon.events where position = v_new), 'an event inside the day was trimmed';
     assert (select position from carillon.log_horizon) = v_waiting;
