@@ -160,6 +160,26 @@ returns jsonb language sql immutable as $$
                               'joins', to_jsonb(p_joins), 'leaves', to_jsonb(p_leaves), 'closes', p_closes)
 $$;
 
+-- Whether anyone would hear a notification of the log's new end: a node with websocket sessions
+-- (ws_nodes.listening, raised before their snapshots: carillon.ws_node_listens, migration 100) or
+-- the streaming exporter (some AppInstance streams). A write that nobody would hear sends no
+-- NOTIFY: a node without sessions has nobody to hand an event to, and each NOTIFY costs PostgreSQL
+-- a queue entry at commit under a lock of its own and wakes every listening backend and its client
+-- (the persisted send rate of a node without sessions ×1.29 without them: BENCHMARKS.md, issue 11
+-- session 22). Asked under the event lock, in a statement after the one that took it (its snapshot
+-- then sees every flag raised before the lock was granted: docs/events.md, "Who is woken").
+create or replace function carillon.events_heard() returns boolean
+language sql stable as $$
+    select exists (select 1 from carillon.ws_nodes where listening)
+        or exists (select 1 from carillon.streaming_cursors)
+$$;
+
+-- The notification of the log's new end p_position, when anyone would hear it (events_heard).
+create or replace function carillon.notify_events(p_position bigint) returns void
+language sql as $$
+    select pg_notify('carillon_events', p_position::text) where carillon.events_heard()
+$$;
+
 -- An event without routing facts may leave out "joins", "leaves" and "closes". An event marked
 -- "stream_only" (carillon.stream_event) goes to carillon.stream_events instead, and only when its
 -- AppInstance streams (docs/streaming.md); "stream_type" renames (or, '-', hides) an event for
@@ -210,7 +230,7 @@ begin
      where not coalesce((e->>'stream_only')::boolean, false)
      order by ev.p;
     v_last := currval('carillon.event_position');
-    perform pg_notify('carillon_events', v_last::text);
+    perform carillon.notify_events(v_last);
 end $$;
 
 -- An event that is streamed (docs/streaming.md) but never pushed to websocket sessions.

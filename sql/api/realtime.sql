@@ -223,6 +223,7 @@ begin
     end if;
     insert into carillon.ws_nodes (node) values (p_node) on conflict (node) do nothing;
     insert into carillon.ws_sessions (node, id, user_arn) values (p_node, p_id, p_user);
+    perform carillon.ws_node_listens(p_node);
     return true;
 end $$;
 
@@ -237,6 +238,7 @@ returns table (r_i int, r_ok boolean)
 language plpgsql as $$
 declare
     it record;
+    v_any boolean := false;
 begin
     perform set_config('synchronous_commit', 'off', true); -- soft state, see ws_register
     insert into carillon.ws_nodes (node) values (p_node) on conflict (node) do nothing;
@@ -249,14 +251,28 @@ begin
                   where s.user_arn = it.usr and n.seen_at > now() - make_interval(secs => p_alive_s)) < p_max;
         if r_ok then
             insert into carillon.ws_sessions (node, id, user_arn) values (p_node, it.id, it.usr);
+            v_any := true;
         end if;
         return next;
     end loop;
+    -- The sessions take their snapshots once this commits: from then on every write must wake the
+    -- node (last: the event lock, when taken, is the last lock of the transaction).
+    if v_any then
+        perform carillon.ws_node_listens(p_node);
+    end if;
 end $$;
 
 -- A node's heartbeat: it is alive (and its closed sessions, p_closed, are gone); nodes silent for
--- p_forget_s seconds are forgotten with their sessions.
-create or replace function carillon.ws_heartbeat(p_node uuid, p_closed bigint[], p_forget_s int) returns void
+-- p_forget_s seconds are forgotten with their sessions. p_listen: the node has sessions (true: its
+-- flag is raised if it is down -- after a crash of PostgreSQL lost it, say) or has none and no
+-- registration under way (false: lowered); NULL leaves it. The node sends false only when no
+-- registration of its own is in flight, and holds its registrations until the answer
+-- (src/realtime/session.c), so a lowering never races a raising of the same node. The flag's step
+-- is last: the event lock, when taken, is the last lock of the transaction.
+-- (The form without p_listen goes first, once: a call with three arguments now means NULL.)
+drop function if exists carillon.ws_heartbeat(uuid, bigint[], int);
+create or replace function carillon.ws_heartbeat(p_node uuid, p_closed bigint[], p_forget_s int,
+                                                 p_listen boolean default null) returns void
 language plpgsql as $$
 begin
     perform set_config('synchronous_commit', 'off', true); -- soft state, see ws_register
@@ -264,4 +280,25 @@ begin
         on conflict (node) do update set seen_at = now();
     delete from carillon.ws_sessions where node = p_node and id = any (p_closed);
     delete from carillon.ws_nodes where seen_at < now() - make_interval(secs => p_forget_s);
+    if p_listen then
+        perform carillon.ws_node_listens(p_node);
+    elsif not p_listen then
+        update carillon.ws_nodes set listening = false where node = p_node and listening;
+    end if;
+end $$;
+
+-- Node p_node takes snapshots of the log for its sessions from now on: every write that commits
+-- after this transaction must wake it (carillon.events_heard). When its flag was down, the event
+-- lock is taken after raising it (and held to commit, as every writer holds it): a writer holding
+-- the lock now commits first, so its events are at or below the log position of any snapshot taken
+-- after this commit; a writer taking it later sees the flag. Callers take it last.
+create or replace function carillon.ws_node_listens(p_node uuid) returns void
+language plpgsql as $$
+begin
+    if exists (select 1 from carillon.ws_nodes where node = p_node and listening) then
+        return;
+    end if;
+    insert into carillon.ws_nodes (node, listening) values (p_node, true)
+        on conflict (node) do update set listening = true;
+    perform pg_advisory_xact_lock(7263, 1);
 end $$;

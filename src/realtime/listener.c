@@ -19,7 +19,9 @@
  * exactly-once are the log's either way.
  *
  * A node with no session at all (carillon_hub_silent) does not read the log on a notification: it
- * moves its position to the one the notification names (pass_unread).
+ * moves its position to the one the notification names (pass_unread). Writes do not notify it at all
+ * unless some node has sessions (carillon.events_heard, raised by the registrations): its poll then
+ * moves its position to the log's end (end_known).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -292,9 +294,36 @@ static void on_up(void)
 	wake_subscribers(-1);
 	carillon_outbox_wake(); /* anything enqueued while the connection was down */
 }
+/* The log's end, asked for by the poll of a node without sessions: taken only if the node still has
+ * none now (a session that registered meanwhile takes its snapshot after this answer's, or it is
+ * here and the read below brings the events from the old position). */
+static void end_known(void *arg, const struct carillon_db_result *r)
+{
+	reading = false;
+	if (r->res && PQntuples(r->res) == 1 && carillon_hub_silent()) {
+		int64_t end = strtoll(PQgetvalue(r->res, 0, 0), NULL, 10);
+		if (end > last_position)
+			pass_unread(end);
+	} else if (r->res) {
+		read_again = true;
+	}
+	if (read_again) {
+		read_again = false;
+		read_events();
+	}
+}
+
+/* The poll. A node without sessions is not woken by writes (carillon.events_heard: its flag in
+ * carillon.ws_nodes is down), so its position would fall behind and the first read after a session
+ * came would carry the whole interval: it moves the position to the log's end instead of reading
+ * (the same as pass_unread on a notification). */
 static void on_fallback(uv_timer_t *t)
 {
 	carillon_metrics_listener_poll();
+	if (carillon_hub_silent() && last_position >= 0 && !reading) {
+		reading = !carillon_db_query("select carillon.log_position()", 0, NULL, end_known, NULL);
+		return;
+	}
 	read_events();
 }
 

@@ -597,6 +597,14 @@ static int64_t *closed_ids, *flushing_ids;
 static size_t n_closed, cap_closed, n_flushing;
 static bool heartbeat_in_flight, node_leaving, node_gone;
 static int64_t last_heartbeat_ms;
+/* The node's flag in carillon.ws_nodes (whether writes notify it: carillon.events_heard) is raised
+ * by its registrations, before their sessions' snapshots, and lowered by a heartbeat sent while the
+ * node has no session and no registration in flight (`lowering`); registrations wait for that
+ * heartbeat's answer, so a lowering and a raising of this node never run at the same time. */
+static unsigned regs_in_flight;
+static bool lowering;
+static bool registrations_waiting(void);
+static void registrations_resume(void);
 
 /* Registry work the shutdown should wait for (not when no database connection is up: then it
  * could only wait for the grace period to end). */
@@ -619,6 +627,10 @@ static void registry_flush(void);
 static void heartbeat_done(void *arg, const struct carillon_db_result *r)
 {
 	heartbeat_in_flight = false;
+	if (lowering) {
+		lowering = false;
+		registrations_resume();
+	}
 	if (!r->res) {
 		log_warn("session registry: heartbeat failed: %s", r->message ? r->message : "?");
 		for (size_t i = 0; i < n_flushing; i++) /* retried with the next heartbeat */
@@ -643,13 +655,15 @@ static void registry_flush(void)
 	carillon_buf_appendf(&ids, "}");
 	char forget[16];
 	snprintf(forget, sizeof(forget), "%ld", carillon_cfg.node_forget_seconds);
-	const char *params[3] = {node_id, ids.data, forget};
-	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int)", 3, params, heartbeat_done,
-			      NULL)) {
+	bool listen = !carillon_hub_silent() || regs_in_flight || registrations_waiting();
+	const char *params[4] = {node_id, ids.data, forget, listen ? "true" : "false"};
+	if (carillon_db_query("select carillon.ws_heartbeat($1::uuid, $2::bigint[], $3::int, $4::boolean)", 4, params,
+			      heartbeat_done, NULL)) {
 		free(ids.data);
 		return; /* the queue is full: the next tick tries again */
 	}
 	free(ids.data);
+	lowering = !listen;
 	flushing_ids = closed_ids;
 	n_flushing = n_closed;
 	closed_ids = NULL;
@@ -816,6 +830,7 @@ static void batch_fail(struct batch *b)
 static void registrations_done(void *arg, const struct carillon_db_result *r)
 {
 	struct batch *b = arg;
+	regs_in_flight--;
 	int rows = r->res ? PQntuples(r->res) : 0;
 	for (int i = 0; i < rows; i++) {
 		long k = strtol(PQgetvalue(r->res, i, 0), NULL, 10) - 1;
@@ -852,8 +867,10 @@ static void flush_registrations(void)
 	snprintf(max, sizeof(max), "%ld", carillon_cfg.max_sessions_per_user);
 	snprintf(alive, sizeof(alive), "%ld", carillon_cfg.node_alive_seconds);
 	const char *params[5] = {node_id, ids.data, users.data, max, alive};
+	regs_in_flight++; /* registrations_done takes it back */
 	if (carillon_db_query("select r_i, r_ok from carillon.ws_register_many($1::uuid, $2::bigint[], $3::text[], $4::int, $5::int)",
 			      5, params, registrations_done, b)) {
+		regs_in_flight--;
 		batch_fail(b);
 	}
 	carillon_buf_free(&ids);
@@ -934,9 +951,18 @@ static void flush_snapshots(void)
 	carillon_buf_free(&gens);
 }
 
+static bool registrations_waiting(void) { return reg_wait.n > 0; }
+
+/* A lowering heartbeat has answered: the registrations held meanwhile go out. */
+static void registrations_resume(void)
+{
+	if (reg_wait.n && batch_ready)
+		uv_prepare_start(&batch_prepare, batch_flush);
+}
+
 static void batch_flush(uv_prepare_t *h)
 {
-	while (reg_wait.n)
+	while (reg_wait.n && !lowering) /* held while a lowering heartbeat is in flight */
 		flush_registrations();
 	while (snap_wait.n)
 		flush_snapshots();
