@@ -45,8 +45,14 @@ begin
     return p_n;
 end $$;
 
+-- The lane's statement sends its NOTIFY only when some node has sessions (carillon.events_heard,
+-- since issue 11 session 22): a node that listens forever, as if it had a session (seen_at
+-- 'infinity': never forgotten), so that floor_lane is the lane as a deployment with sessions runs it.
+insert into carillon.ws_nodes (node, listening, seen_at) values (gen_random_uuid(), true, 'infinity');
+
 -- The lane's statement without its NOTIFY (nothing is read back): a copy of send_messages with the
--- notification taken out of its write statement, and floor_lane calling the copy.
+-- notification taken out of its write statement, and floor_lane calling the copy -- the lane of a
+-- deployment without sessions.
 do $$
 declare d text;
 begin

@@ -168,17 +168,24 @@ $$;
 -- (the persisted send rate of a node without sessions ×1.29 without them: BENCHMARKS.md, issue 11
 -- session 22). Asked under the event lock, in a statement after the one that took it (its snapshot
 -- then sees every flag raised before the lock was granted: docs/events.md, "Who is woken").
+-- (PL/pgSQL, not SQL: a SQL function with subqueries is not inlined, and its statement was parsed
+-- and planned again at every call -- once a batch; PL/pgSQL keeps its plans for the connection.
+-- Being STABLE, it reads with its caller's snapshot.)
 create or replace function carillon.events_heard() returns boolean
-language sql stable as $$
-    select exists (select 1 from carillon.ws_nodes where listening)
-        or exists (select 1 from carillon.streaming_cursors)
-$$;
+language plpgsql stable as $$
+begin
+    return exists (select 1 from carillon.ws_nodes where listening)
+        or exists (select 1 from carillon.streaming_cursors);
+end $$;
 
 -- The notification of the log's new end p_position, when anyone would hear it (events_heard).
 create or replace function carillon.notify_events(p_position bigint) returns void
-language sql as $$
-    select pg_notify('carillon_events', p_position::text) where carillon.events_heard()
-$$;
+language plpgsql as $$
+begin
+    if carillon.events_heard() then
+        perform pg_notify('carillon_events', p_position::text);
+    end if;
+end $$;
 
 -- An event without routing facts may leave out "joins", "leaves" and "closes". An event marked
 -- "stream_only" (carillon.stream_event) goes to carillon.stream_events instead, and only when its
