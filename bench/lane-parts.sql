@@ -59,10 +59,10 @@ begin
     d := pg_get_functiondef((select oid from pg_proc
                               where proname = 'send_messages' and pronamespace = 'carillon_api'::regnamespace));
     d := replace(d, 'carillon_api.send_messages', 'bench_ref.send_messages_quiet');
-    if position($q$pg_notify('carillon_events', max(n.position)::text)::text$q$ in d) = 0 then
+    if position($q$carillon.notify_events(max(n.position))::text$q$ in d) = 0 then
         raise exception 'lane-parts.sql: the NOTIFY of send_messages is not where this copy looks for it';
     end if;
-    execute replace(d, $q$pg_notify('carillon_events', max(n.position)::text)::text$q$, $q$max(n.position)::text$q$);
+    execute replace(d, $q$carillon.notify_events(max(n.position))::text$q$, $q$max(n.position)::text$q$);
     d := pg_get_functiondef('bench_ref.floor_lane'::regproc);
     execute replace(replace(d, 'bench_ref.floor_lane', 'bench_ref.floor_lane_quiet'),
                     'carillon_api.send_messages', 'bench_ref.send_messages_quiet');

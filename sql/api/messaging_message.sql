@@ -718,10 +718,9 @@ begin
     -- (src/api/send_batch.c; send_batch(jsonb) for a batch that came as JSON), which spared the lane
     -- 5 % of its instructions (BENCHMARKS.md, issue 11 session 19). The notification of the log's new
     -- end in the same statement (sent at commit, like any NOTIFY; a statement of its own cost one
-    -- more executor start), when anyone would hear it (carillon.events_heard: this statement's
-    -- snapshot is taken after the event lock was granted).
-    select array_agg(n.id order by n.n),
-           case when carillon.events_heard() then pg_notify('carillon_events', max(n.position)::text)::text end
+    -- more executor start), when anyone would hear it (carillon.notify_events, as every writer
+    -- sends it; this statement runs after the one that took the event lock).
+    select array_agg(n.id order by n.n), carillon.notify_events(max(n.position))::text
       into v_out, v_notified
       from numbered n;
 

@@ -52,7 +52,7 @@ begin
     assert not (select listening from carillon.ws_nodes where node = v_down);
 end $$;
 
--- test: an AppInstance that streams makes every write heard
+-- test: an AppInstance that streams makes events_heard (every writer's test) hold with no node listening
 select pg_temp.make_fixture();
 do $$
 begin
