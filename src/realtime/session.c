@@ -762,6 +762,15 @@ static bool batch_ready;
 
 static void batch_flush(uv_prepare_t *h);
 
+/* The batched statements go out at the end of this loop turn. */
+static void batch_schedule(void)
+{
+	if (batch_ready)
+		uv_prepare_start(&batch_prepare, batch_flush);
+	else
+		batch_flush(NULL); /* no loop to wait for: one statement now */
+}
+
 static void ticket_push(struct ticket_list *l, struct snapshot_ticket *t)
 {
 	if (l->n == l->cap) {
@@ -769,10 +778,7 @@ static void ticket_push(struct ticket_list *l, struct snapshot_ticket *t)
 		l->t = carillon_xrealloc(l->t, sizeof(*l->t) * l->cap);
 	}
 	l->t[l->n++] = t;
-	if (batch_ready)
-		uv_prepare_start(&batch_prepare, batch_flush);
-	else
-		batch_flush(NULL); /* no loop to wait for: one statement now */
+	batch_schedule();
 }
 
 /* Take up to BATCH_MAX tickets of sessions still open (the others are dropped here). */
@@ -956,8 +962,8 @@ static bool registrations_waiting(void) { return reg_wait.n > 0; }
 /* A lowering heartbeat has answered: the registrations held meanwhile go out. */
 static void registrations_resume(void)
 {
-	if (reg_wait.n && batch_ready)
-		uv_prepare_start(&batch_prepare, batch_flush);
+	if (reg_wait.n)
+		batch_schedule();
 }
 
 static void batch_flush(uv_prepare_t *h)
